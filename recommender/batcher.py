@@ -1,0 +1,124 @@
+"""Micro-batching for the model: requests that arrive together share one forward pass.
+
+Callers `await batcher.submit(x)`; one worker task drains a bounded queue, waits up to `max_wait_s`
+for more requests (up to `max_batch`), runs `fn(batch)` on the model's executor (so the event loop
+never blocks) and hands each caller its own result. A full queue is back-pressure: `submit` waits up
+to `put_timeout_s`, then raises `Busy`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+from typing import Callable, Generic, Sequence, TypeVar
+
+from .errors import Busy
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Batcher(Generic[T, R]):
+    def __init__(
+        self,
+        fn: Callable[[list[T]], Sequence[R]],
+        executor: Executor,
+        *,
+        max_batch: int = 16,
+        max_wait_s: float = 0.01,
+        max_queue: int = 64,
+        put_timeout_s: float = 5.0,
+    ) -> None:
+        self._fn = fn
+        self._executor = executor
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.put_timeout_s = put_timeout_s
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue(max_queue)
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0  # counters for stats and tests
+        self.items = 0
+        self.busy_time_s = 0.0
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.get_running_loop().create_task(self._run(), name="lookalike-batcher")
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, item: T) -> R:
+        self._ensure_worker()
+        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        try:
+            self._queue.put_nowait((item, fut))
+        except asyncio.QueueFull:
+            try:
+                await asyncio.wait_for(self._queue.put((item, fut)), self.put_timeout_s)
+            except TimeoutError:
+                raise Busy("The recommender is busy right now; please try again in a few seconds.") from None
+        return await fut
+
+    async def _take_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
+        batch = [await self._queue.get()]
+        deadline = time.monotonic() + self.max_wait_s
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+                continue
+            except asyncio.QueueEmpty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), left))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self._take_batch()
+            live = [(x, f) for x, f in batch if not f.cancelled()]
+            if not live:
+                continue
+            t0 = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(self._executor, self._fn, [x for x, _ in live])
+            except asyncio.CancelledError:
+                for _, f in live:
+                    if not f.done():
+                        f.cancel()
+                raise
+            except Exception as e:  # hand the error to every caller in the batch
+                log.exception("batch of %d failed", len(live))
+                for _, f in live:
+                    if not f.done():
+                        f.set_exception(e)
+                continue
+            finally:
+                self.busy_time_s += time.perf_counter() - t0
+            self.batches += 1
+            self.items += len(live)
+            for (_, f), r in zip(live, results):
+                if not f.done():
+                    f.set_result(r)
+
+    async def close(self) -> None:
+        """Stop the worker; callers still waiting get CancelledError."""
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except (asyncio.CancelledError, Exception):
+                pass
+        while not self._queue.empty():
+            _, f = self._queue.get_nowait()
+            f.cancel()

@@ -1,0 +1,105 @@
+"""Settings: one frozen record, read from the environment and an optional TOML file.
+
+Precedence: explicit arguments (CLI flags) > environment (`LOOKALIKE_*`) > config file > defaults.
+The config file is `LOOKALIKE_CONFIG` or `--config`; its keys are the field names below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import BadOption
+
+DEFAULT_GUILD = 0
+"""Catalogue id of the shared default catalogue (Discord snowflakes are never 0)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: Path = Path("lookalike.db")
+    model: str | None = None  # None: the model the catalogue was built with, else "vgg16"
+    pooling: str = "gap"  # vgg16 only: "gap" (512-d) or "flatten" (25,088-d)
+    weights: str | None = None  # local weights file, or "random" (benchmarks only)
+    workers: int = 2  # threads for decoding and search
+    batch_size: int = 16  # images per forward pass
+    batch_wait_ms: float = 10.0  # how long the batcher waits for more requests
+    queue_size: int = 64  # pending embedding requests before callers get Busy
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_image_pixels: int = 64_000_000
+    decode_side: int = 512  # longest side images are decoded to
+    thumbnail_side: int = 256
+    k: int = 5
+    threshold: float = 0.5  # classifier probability below this is "not sure"
+    retrain_delay_s: float = 5.0  # debounce between catalogue changes and retraining
+    extra: Mapping[str, Any] = field(default_factory=dict)  # bot options ride along here
+
+    def replace(self, **changes: Any) -> "Settings":
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return dataclasses.replace(self, **changes)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = type(getattr(Settings, name, None)) if name != "db" else Path
+    if name in ("model", "weights"):
+        return None if value in (None, "") else str(value)
+    try:
+        if kind is Path:
+            return Path(value).expanduser()
+        if kind is bool:
+            return str(value).lower() in ("1", "true", "yes", "on")
+        return kind(value)
+    except (TypeError, ValueError) as e:
+        raise BadOption(f"Setting {name!r} has an invalid value {value!r}: {e}") from None
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build Settings from defaults, a TOML file, the environment and explicit overrides."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    path = config_file or env.get("LOOKALIKE_CONFIG")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise BadOption(f"Config file {path} does not exist.") from None
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise BadOption(f"Config file {path} cannot be read: {e}") from None
+        for key, value in data.items():
+            key = key.replace("-", "_")
+            if key in _FIELDS:
+                values[key] = _coerce(key, value)
+            else:
+                extra[key] = value
+    for name in _FIELDS:
+        env_value = env.get(f"LOOKALIKE_{name.upper()}")
+        if env_value is not None:
+            values[name] = _coerce(name, env_value)
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = _coerce(name, value)
+    settings = Settings(**values, extra=extra)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if s.pooling not in ("gap", "flatten"):
+        raise BadOption(f"pooling must be 'gap' or 'flatten', not {s.pooling!r}.")
+    for name in ("workers", "batch_size", "queue_size", "k", "decode_side", "thumbnail_side"):
+        if getattr(s, name) < 1:
+            raise BadOption(f"{name} must be at least 1.")
+    if not 0.0 <= s.threshold <= 1.0:
+        raise BadOption("threshold must be between 0 and 1.")

@@ -1,0 +1,447 @@
+"""The async facade: `await rec.similar(...)`, `await rec.classify(...)`, `await rec.add_item(...)`.
+
+Holds the one backbone of the process, the store, an in-memory index and a classifier per catalogue.
+CPU work (decoding, search, training) runs in a bounded thread pool, the network in its own
+single-thread executor behind the micro-batcher; the event loop only awaits.
+
+Catalogues: guild 0 is the shared default. A guild searches its own catalogue once it has one item
+or more, the default one until then. Moderator changes always go to the guild's own catalogue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
+
+import numpy as np
+
+from . import classify, images
+from .backbones import Backbone, load_backbone, model_key
+from .batcher import Batcher
+from .config import DEFAULT_GUILD, Settings
+from .errors import BadImage, BadOption, CatalogEmpty, ItemNotFound, RecommenderError
+from .importer import ImportRecord
+from .index import SearchFilter, VectorIndex
+from .store import GuildSettings, Item, ItemFields, NewItem, Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MAX_K = 25
+
+
+@dataclass(frozen=True)
+class Match:
+    item: Item
+    score: float
+
+
+@dataclass(frozen=True)
+class SimilarResult:
+    matches: list[Match]
+    prediction: classify.Prediction | None
+    catalogue_id: int
+
+
+@dataclass
+class ImportSummary:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (item id, where, reason)
+    seconds: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return self.added + self.updated + self.unchanged + len(self.failed)
+
+
+ProgressFn = Callable[[int, "int | None", ImportSummary], None]
+FetchFn = Callable[[str], Awaitable[bytes]]
+
+
+class _Catalogue:
+    """Per-catalogue in-memory state (derived; rebuilt from the store on demand)."""
+
+    def __init__(self) -> None:
+        self.index: VectorIndex | None = None
+        self.index_lock = threading.Lock()  # guards the index across pool threads
+        self.load_lock = asyncio.Lock()
+        self.train_lock = asyncio.Lock()
+        self.classifier: classify.Classifier | None = None
+        self.retrain_timer: asyncio.Task[None] | None = None
+
+
+class Recommender:
+    def __init__(self, store: Store, backbone: Backbone, settings: Settings) -> None:
+        self.store = store
+        self.backbone = backbone
+        self.settings = settings
+        self.model = backbone.name
+        self.limits = images.ImageLimits(settings.max_image_bytes, settings.max_image_pixels, settings.decode_side)
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="lookalike-cpu")
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-model")
+        self._train_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-train")
+        self._batcher: Batcher[Any, np.ndarray] = Batcher(
+            self.backbone.embed, self._model_pool, max_batch=settings.batch_size,
+            max_wait_s=settings.batch_wait_ms / 1000, max_queue=settings.queue_size,
+        )
+        self._catalogues: dict[int, _Catalogue] = {}
+        self._own: dict[int, bool] = {}
+
+    @classmethod
+    async def open(cls, settings: Settings, backbone: Backbone | None = None) -> "Recommender":
+        """Open (and migrate) the database, then load the model once for this process."""
+        store = await Store.open(settings.db)
+        try:
+            if backbone is None:
+                name = settings.model or await _model_in_use(store)
+                backbone = await asyncio.to_thread(load_backbone, name, weights=settings.weights, pooling=settings.pooling)
+        except BaseException:
+            await store.close()
+            raise
+        return cls(store, backbone, settings)
+
+    async def close(self) -> None:
+        for cat in self._catalogues.values():
+            if cat.retrain_timer:
+                cat.retrain_timer.cancel()
+        await self._batcher.close()
+        for pool in (self._pool, self._model_pool, self._train_pool):
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+        await self.store.close()
+
+    async def __aenter__(self) -> "Recommender":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    async def _cpu(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kw))
+
+    def _cat(self, cid: int) -> _Catalogue:
+        return self._catalogues.setdefault(cid, _Catalogue())
+
+    async def catalogue_for(self, guild_id: int) -> int:
+        if guild_id == DEFAULT_GUILD:
+            return DEFAULT_GUILD
+        if guild_id not in self._own:
+            self._own[guild_id] = await self.store.has_items(guild_id)
+        return guild_id if self._own[guild_id] else DEFAULT_GUILD
+
+    async def _index(self, cid: int) -> VectorIndex:
+        cat = self._cat(cid)
+        if cat.index is None:
+            async with cat.load_lock:
+                if cat.index is None:
+                    rows = await self.store.load_vectors(cid, self.model)
+                    cat.index = await self._cpu(
+                        VectorIndex.build, rows.pks, rows.vectors, rows.categories, rows.prices, rows.hashes, self.backbone.dim
+                    )
+                    log.info("catalogue %s: %d vectors loaded for %s", cid, len(cat.index), self.model)
+        return cat.index
+
+    async def _with_index(self, cid: int, fn: Callable[[VectorIndex], T]) -> T | None:
+        """Run fn(index) under the index lock in the pool; None if the index isn't loaded yet."""
+        cat = self._cat(cid)
+        if cat.index is None:
+            return None
+
+        def locked() -> T:
+            with cat.index_lock:
+                return fn(cat.index)  # type: ignore[arg-type]
+
+        return await self._cpu(locked)
+
+    def _decode(self, source: Any) -> tuple[Any, str]:
+        return images.load_image(source, self.limits)
+
+    async def embed(self, source: Any) -> tuple[np.ndarray, str]:
+        """Image (bytes/path/file) -> (vector, content hash). Decoding in the pool, the model batched."""
+        img, digest = await self._cpu(self._decode, source)
+        return await self._batcher.submit(img), digest
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    async def similar(
+        self, image: Any = None, *, guild_id: int = DEFAULT_GUILD, item_id: str | None = None, k: int | None = None,
+        category: str | None = None, min_price: float | None = None, max_price: float | None = None, predict: bool = True,
+    ) -> SimilarResult:
+        k = self.settings.k if k is None else k
+        if not 1 <= k <= MAX_K:
+            raise BadOption(f"k must be between 1 and {MAX_K}.")
+        if min_price is not None and max_price is not None and min_price > max_price:
+            raise BadOption("The minimum price is above the maximum price.")
+        cid = await self.catalogue_for(guild_id)
+        index = await self._index(cid)
+        if len(index) == 0:
+            raise CatalogEmpty("The catalogue is empty: a moderator can add items with /catalog add.")
+        if item_id is not None:
+            item = await self.store.get_item(cid, item_id)
+            vec = await self._with_index(cid, lambda ix: ix.vector(item.pk))
+            if vec is None:
+                raise ItemNotFound(f"Item {item_id!r} has no {self.model} embedding yet.")
+            flt = SearchFilter(category, min_price, max_price, frozenset({item.pk}), item.content_hash)
+        elif image is not None:
+            vec, digest = await self.embed(image)
+            flt = SearchFilter(category, min_price, max_price, frozenset(), digest)
+        else:
+            raise BadOption("Give an image or an item id.")
+        hits = await self._with_index(cid, lambda ix: ix.search(vec, k, flt)) or []
+        items = await self.store.items_by_pk([h.pk for h in hits])
+        matches = [Match(items[h.pk], h.score) for h in hits if h.pk in items]
+        prediction = await self._predict(cid, vec) if predict else None
+        return SimilarResult(matches, prediction, cid)
+
+    async def classify(self, image: Any, *, guild_id: int = DEFAULT_GUILD) -> classify.Prediction:
+        cid = await self.catalogue_for(guild_id)
+        vec, _ = await self.embed(image)
+        prediction = await self._predict(cid, vec)
+        if prediction is None:
+            raise CatalogEmpty("The catalogue is empty, so there are no categories to predict.")
+        return prediction
+
+    async def _predict(self, cid: int, vec: np.ndarray) -> classify.Prediction | None:
+        clf = await self._classifier(cid)
+        if clf is None:
+            return None
+        preds = await self._cpu(clf.predict, vec[None, :], self.settings.threshold)
+        return preds[0]
+
+    # -- the classifier ---------------------------------------------------------------------------
+
+    async def _classifier(self, cid: int) -> classify.Classifier | None:
+        cat = self._cat(cid)
+        if cat.classifier is None:
+            saved = await self.store.load_classifier(cid, self.model)
+            if saved is not None:
+                try:
+                    cat.classifier = classify.classifier_from_bytes(saved.blob)
+                except RecommenderError as e:
+                    log.warning("saved classifier for catalogue %s unreadable (%s); retraining", cid, e)
+                if cat.classifier is not None and saved.fingerprint != await self.store.fingerprint(cid, self.model):
+                    self.schedule_retrain(cid, delay=0.0)
+            if cat.classifier is None:
+                await self.retrain(cid)
+        return cat.classifier
+
+    async def retrain(self, cid: int) -> classify.Classifier | None:
+        """Fit the catalogue's classifier now (in the training thread) and save it."""
+        cat = self._cat(cid)
+        async with cat.train_lock:
+            fingerprint = await self.store.fingerprint(cid, self.model)
+            rows = await self.store.load_vectors(cid, self.model)
+            if len(rows.pks) == 0:
+                cat.classifier = None
+                return None
+            t0 = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            clf = await loop.run_in_executor(self._train_pool, classify.fit_classifier, rows.vectors, rows.categories)
+            await self.store.save_classifier(cid, self.model, fingerprint, clf.method, clf.to_bytes())
+            cat.classifier = clf
+            log.info("catalogue %s: %s classifier over %d items in %.1fs", cid, clf.method, len(rows.pks), time.perf_counter() - t0)
+            return clf
+
+    def schedule_retrain(self, cid: int, delay: float | None = None) -> None:
+        """Debounced: many changes in a row cause one retrain, `retrain_delay_s` after the last."""
+        cat = self._cat(cid)
+        if cat.retrain_timer and not cat.retrain_timer.done():
+            cat.retrain_timer.cancel()
+        delay = self.settings.retrain_delay_s if delay is None else delay
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            try:
+                await self.retrain(cid)
+            except Exception:
+                log.exception("background retrain of catalogue %s failed", cid)
+
+        cat.retrain_timer = asyncio.get_running_loop().create_task(later(), name=f"retrain-{cid}")
+
+    # -- catalogue changes ------------------------------------------------------------------------
+
+    def _prepare(self, source: Any) -> tuple[Any, str, bytes]:
+        img, digest = self._decode(source)
+        return img, digest, images.make_thumbnail(img, self.settings.thumbnail_side)
+
+    async def add_item(self, image: Any, fields: ItemFields, *, guild_id: int, actor: str) -> Item:
+        img, digest, thumb = await self._cpu(self._prepare, image)
+        vec = await self._batcher.submit(img)
+        [(item, _)] = await self.store.upsert_items(guild_id, [NewItem(fields, thumb, digest, vec)], self.model, actor, replace=False)
+        await self.store.audit(guild_id, actor, "add", item.item_id, name=item.name, category=item.category)
+        await self._after_write(guild_id, [(item, vec)])
+        return item
+
+    async def _after_write(self, cid: int, written: list[tuple[Item, np.ndarray | None]]) -> None:
+        self._own[cid] = True if cid != DEFAULT_GUILD else self._own.get(cid, False)
+
+        def apply(ix: VectorIndex) -> None:
+            for item, vec in written:
+                if vec is not None:
+                    ix.upsert(item.pk, vec, item.category, item.price, item.content_hash)
+                else:
+                    ix.update_meta(item.pk, item.category, item.price)
+
+        await self._with_index(cid, apply)
+        self.schedule_retrain(cid)
+
+    async def remove_item(self, item_id: str, *, guild_id: int, actor: str) -> Item:
+        item = await self.store.remove_item(guild_id, item_id)
+        await self.store.audit(guild_id, actor, "remove", item_id, name=item.name, category=item.category)
+        await self._with_index(guild_id, lambda ix: ix.remove(item.pk))
+        self._own.pop(guild_id, None)  # may have become empty
+        self.schedule_retrain(guild_id)
+        return item
+
+    async def edit_item(self, item_id: str, changes: dict[str, Any], *, guild_id: int, actor: str) -> Item:
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            raise BadOption("Nothing to change: give at least one field.")
+        item = await self.store.update_item(guild_id, item_id, changes)
+        await self.store.audit(guild_id, actor, "edit", item_id, **changes)
+        await self._with_index(guild_id, lambda ix: ix.update_meta(item.pk, item.category, item.price))
+        if "category" in changes:
+            self.schedule_retrain(guild_id)
+        return item
+
+    async def import_items(
+        self, records: Iterable[ImportRecord], *, guild_id: int, actor: str, total: int | None = None,
+        progress: ProgressFn | None = None, fetch: FetchFn | None = None, batch: int = 64,
+    ) -> ImportSummary:
+        """Bulk import, idempotent and resumable: each batch commits in one transaction, and items
+        whose image hash is already stored for this model are not decoded or embedded again."""
+        summary = ImportSummary()
+        t0 = time.perf_counter()
+        it = iter(records)
+        while chunk := list(itertools.islice(it, batch)):
+            await self._import_chunk(chunk, guild_id, actor, fetch, summary)
+            summary.seconds = time.perf_counter() - t0
+            if progress:
+                progress(summary.done, total, summary)
+        await self.store.audit(
+            guild_id, actor, "import", None, added=summary.added, updated=summary.updated,
+            unchanged=summary.unchanged, failed=len(summary.failed),
+        )
+        return summary
+
+    async def _read(self, rec: ImportRecord, fetch: FetchFn | None) -> bytes:
+        src = rec.image
+        if isinstance(src, str) and src.startswith(("http://", "https://")):
+            if fetch is None:
+                raise BadImage("image URLs are not fetched here; give a local file path")
+            data = await fetch(src)
+            return await self._cpu(images.read_source, data, self.limits)
+        if callable(src):
+            return await self._cpu(lambda: images.read_source(src(), self.limits))
+        return await self._cpu(images.read_source, src, self.limits)
+
+    async def _import_chunk(self, chunk: list[ImportRecord], cid: int, actor: str, fetch: FetchFn | None, summary: ImportSummary) -> None:
+        good = [r for r in chunk if r.error is None]
+        summary.failed += [(r.item_id, r.where, r.error or "") for r in chunk if r.error is not None]
+        raw = await asyncio.gather(*(self._read(r, fetch) for r in good), return_exceptions=True)
+        known = await self.store.known_hashes(cid, [r.item_id for r in good], self.model)
+        todo: list[tuple[ImportRecord, bytes, str]] = []
+        new_items: list[NewItem] = []
+        for rec, data in zip(good, raw):
+            if isinstance(data, BaseException):
+                summary.failed.append((rec.item_id, rec.where, _reason(data)))
+                continue
+            digest = images.content_hash(data)
+            if known.get(rec.item_id) == digest:  # same picture: update fields only, no decode, no model
+                new_items.append(NewItem(rec.fields, None, digest, None))  # type: ignore[arg-type]
+            else:
+                todo.append((rec, data, digest))
+        prepared = await asyncio.gather(*(self._cpu(self._prepare, data) for _, data, _ in todo), return_exceptions=True)
+        ok = [(t, p) for t, p in zip(todo, prepared) if not isinstance(p, BaseException)]
+        for (rec, _, _), p in zip(todo, prepared):
+            if isinstance(p, BaseException):
+                summary.failed.append((rec.item_id, rec.where, _reason(p)))
+        vecs = await asyncio.gather(*(self._batcher.submit(p[0]) for _, p in ok))
+        for ((rec, _, digest), (_, _, thumb)), vec in zip(ok, vecs):
+            new_items.append(NewItem(rec.fields, thumb, digest, vec))  # type: ignore[arg-type]
+        if not new_items:
+            return
+        results = await self.store.upsert_items(cid, new_items, self.model, actor)
+        for _, status in results:
+            setattr(summary, status, getattr(summary, status) + 1)
+        changed = [(item, new.vector) for (item, status), new in zip(results, new_items) if status != "unchanged"]
+        if changed:
+            await self._after_write(cid, changed)
+
+    # -- reading the catalogue and settings -------------------------------------------------------
+
+    async def get_item(self, item_id: str, *, guild_id: int) -> Item:
+        return await self.store.get_item(await self.catalogue_for(guild_id), item_id)
+
+    async def list_items(self, *, guild_id: int, category: str | None = None, page: int = 1, per_page: int = 10) -> tuple[list[Item], int, int]:
+        """(items, total, catalogue id) for one page of what this guild sees."""
+        if page < 1:
+            raise BadOption("Pages start at 1.")
+        cid = await self.catalogue_for(guild_id)
+        items, total = await self.store.list_items(cid, category=category, offset=(page - 1) * per_page, limit=per_page)
+        return items, total, cid
+
+    async def thumbnails(self, pks: list[int]) -> dict[int, bytes]:
+        return await self.store.thumbnails(pks)
+
+    async def stats(self, *, guild_id: int) -> dict[str, Any]:
+        cid = await self.catalogue_for(guild_id)
+        cat = self._cat(cid)
+        counts = await self.store.category_counts(cid)
+        saved = await self.store.load_classifier(cid, self.model)
+        return {
+            "catalogue": "default" if cid == DEFAULT_GUILD else str(cid),
+            "items": sum(counts.values()),
+            "categories": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+            "embeddings": await self.store.model_counts(cid),
+            "model": self.model,
+            "pretrained": self.backbone.pretrained,
+            "classifier": None if saved is None else {"method": saved.method, "trained_at": saved.trained_at.isoformat(timespec="seconds")},
+            "index_loaded": cat.index is not None,
+            "batches": self._batcher.batches,
+            "embedded": self._batcher.items,
+        }
+
+    async def guild_settings(self, guild_id: int) -> GuildSettings:
+        return await self.store.guild_settings(guild_id)
+
+    async def update_guild_settings(self, guild_id: int, *, actor: str, **values: Any) -> None:
+        if "k" in values and values["k"] is not None and not 1 <= values["k"] <= MAX_K:
+            raise BadOption(f"k must be between 1 and {MAX_K}.")
+        await self.store.update_guild_settings(guild_id, **values)
+        await self.store.audit(guild_id, actor, "config", None, **values)
+
+    async def set_watched(self, guild_id: int, channel_id: int, watched: bool, *, actor: str) -> bool:
+        changed = await self.store.set_watched(guild_id, channel_id, watched)
+        if changed:
+            await self.store.audit(guild_id, actor, "watch" if watched else "unwatch", None, channel=channel_id)
+        return changed
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, RecommenderError):
+        return str(e)
+    log.warning("unexpected import error: %r", e)
+    return f"unexpected error: {type(e).__name__}"
+
+
+async def _model_in_use(store: Store) -> str:
+    """With no model given: the one the catalogues were built with, else the default."""
+    best, best_n = "vgg16", 0
+    for cid in await store.catalogue_ids():
+        for m, n in (await store.model_counts(cid)).items():
+            if n > best_n:
+                best, best_n = m, n
+    return best
+
+
+__all__ = ["Recommender", "Match", "SimilarResult", "ImportSummary", "model_key"]

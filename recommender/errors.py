@@ -1,0 +1,54 @@
+"""Typed errors. The library raises them; the CLI and the bot put them into words.
+
+Every message is written for a person: it says what went wrong and, where there is one, what to do.
+"""
+
+from __future__ import annotations
+
+
+class RecommenderError(Exception):
+    """Base class: anything the recommender can tell a user about."""
+
+
+class BadImage(RecommenderError):
+    """The input is not an image we can use (empty, corrupt, truncated, unsupported, not an image)."""
+
+
+class ImageTooLarge(BadImage):
+    """Too many bytes or too many pixels (decompression-bomb guard)."""
+
+
+class UnknownModel(RecommenderError):
+    """No backbone is registered under that name."""
+
+
+class WeightsUnavailable(RecommenderError):
+    """Pretrained weights could not be found locally nor downloaded."""
+
+
+class ItemNotFound(RecommenderError):
+    """No catalogue item with that id in that catalogue."""
+
+
+class DuplicateItem(RecommenderError):
+    """An item with that id already exists in the catalogue."""
+
+
+class CatalogEmpty(RecommenderError):
+    """The catalogue has no items (for this model) to search or learn from."""
+
+
+class Busy(RecommenderError):
+    """The work queue is full; try again in a moment."""
+
+
+class BadManifest(RecommenderError):
+    """An import source (folder, CSV, Parquet, ZIP) cannot be read as a catalogue."""
+
+
+class BadOption(RecommenderError):
+    """An option value is out of range or of the wrong kind."""
+
+
+class DatabaseError(RecommenderError):
+    """The catalogue database cannot be opened or upgraded."""

@@ -1,0 +1,101 @@
+"""The SQLAlchemy tables. Alembic's migrations in `migrations/versions/` build exactly this schema.
+
+Catalogue `guild_id` 0 is the shared default catalogue; any other value is a Discord guild's own.
+Embeddings are stored per (item, model) as little-endian float16 BLOBs (half the bytes of float32;
+cosine ranking is unchanged to ~3 decimal places).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ItemRow(Base):
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("guild_id", "item_id", name="uq_items_guild_item"),
+        Index("ix_items_guild_category", "guild_id", "category"),
+        Index("ix_items_guild_hash", "guild_id", "content_hash"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    item_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    name: Mapped[str] = mapped_column(String(256), nullable=False)
+    category: Mapped[str] = mapped_column(String(100), nullable=False)
+    price: Mapped[float | None] = mapped_column(Float)
+    url: Mapped[str | None] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[str | None] = mapped_column(Text)  # JSON object of extra manifest columns
+    thumbnail: Mapped[bytes] = deferred(mapped_column(LargeBinary, nullable=False))
+    content_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    added_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    added_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class EmbeddingRow(Base):
+    __tablename__ = "embeddings"
+
+    item_pk: Mapped[int] = mapped_column(ForeignKey("items.pk", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+
+
+class GuildSettingsRow(Base):
+    __tablename__ = "guild_settings"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    k: Mapped[int | None] = mapped_column(Integer)
+    moderator_role_id: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class WatchedChannelRow(Base):
+    __tablename__ = "watched_channels"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    channel_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class AuditRow(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_guild_at", "guild_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    guild_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    actor: Mapped[str] = mapped_column(String(100), nullable=False)
+    action: Mapped[str] = mapped_column(String(40), nullable=False)
+    item_id: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[str | None] = mapped_column(Text)  # JSON
+    at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class ClassifierRow(Base):
+    __tablename__ = "classifiers"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(100), nullable=False)  # catalogue state it was trained on
+    method: Mapped[str] = mapped_column(String(20), nullable=False)
+    blob: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # npz, no pickle
+    trained_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)

@@ -1,0 +1,413 @@
+"""The catalogue in SQLite: items, embeddings, guild settings, audit log, saved classifiers.
+
+Async SQLAlchemy 2 over aiosqlite. The schema is Alembic's (`migrations/`): `Store.open()` upgrades an
+older database to the head revision before anything else touches it. WAL journaling plus one
+transaction per write batch means a crash or `kill -9` leaves either all of a batch or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, AsyncIterator, Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import delete, event, func, select, text
+from sqlalchemy.exc import DatabaseError as SADatabaseError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from .errors import DatabaseError, DuplicateItem, ItemNotFound
+from .schema import AuditRow, ClassifierRow, EmbeddingRow, GuildSettingsRow, ItemRow, WatchedChannelRow
+
+log = logging.getLogger(__name__)
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def encode_vector(vec: np.ndarray) -> bytes:
+    return np.asarray(vec, dtype="<f2").tobytes()
+
+
+def decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f2").reshape(len(blobs), dim).astype(np.float32)
+
+
+# -- plain records passed between stages ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ItemFields:
+    item_id: str
+    name: str
+    category: str
+    price: float | None = None
+    url: str | None = None
+    description: str | None = None
+    attributes: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """thumbnail and vector are None when the image is unchanged (only the fields are updated)."""
+
+    fields: ItemFields
+    thumbnail: bytes | None
+    content_hash: str
+    vector: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Item:
+    pk: int
+    guild_id: int
+    item_id: str
+    name: str
+    category: str
+    price: float | None
+    url: str | None
+    description: str | None
+    attributes: dict[str, Any]
+    content_hash: str
+    added_by: str
+    added_at: datetime
+    updated_at: datetime
+
+
+@dataclass
+class VectorRows:
+    pks: np.ndarray  # int64 (n,)
+    vectors: np.ndarray  # float32 (n, d)
+    categories: list[str]
+    prices: np.ndarray  # float64 (n,), nan where unknown
+    hashes: list[str]
+
+
+@dataclass
+class GuildSettings:
+    guild_id: int
+    k: int | None = None
+    moderator_role_id: int | None = None
+    watched: set[int] = field(default_factory=set)
+
+
+def _item(row: ItemRow) -> Item:
+    return Item(
+        row.pk, row.guild_id, row.item_id, row.name, row.category, row.price, row.url, row.description,
+        json.loads(row.attributes) if row.attributes else {}, row.content_hash, row.added_by,
+        row.added_at, row.updated_at,
+    )
+
+
+# -- migrations ---------------------------------------------------------------------------------
+
+
+def migrations_dir() -> Path:
+    import migrations
+
+    return Path(migrations.__file__).resolve().parent
+
+
+def migrate(path: Path, revision: str = "head") -> None:
+    """Upgrade the database file to `revision` (synchronous; the async open runs it in a thread)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, pool
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    engine = create_engine(f"sqlite:///{path}", poolclass=pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    except (SADatabaseError, sqlite3.DatabaseError) as e:
+        raise DatabaseError(f"{path} is not a usable lookalike database: {e.orig if hasattr(e, 'orig') else e}") from None
+    finally:
+        engine.dispose()
+
+
+def _set_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+class Store:
+    """Catalogue persistence. Collaborators pass it in; it knows nothing of models or indexes."""
+
+    def __init__(self, engine: AsyncEngine, path: Path) -> None:
+        self.engine = engine
+        self.path = path
+        self.session = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, path: str | Path) -> "Store":
+        import asyncio
+
+        path = Path(path)
+        if path.parent and not path.parent.exists():
+            raise DatabaseError(f"The folder for the database {path} does not exist.")
+        await asyncio.to_thread(migrate, path)
+        engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+        event.listen(engine.sync_engine, "connect", _set_pragmas)
+        return cls(engine, path)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- items ----------------------------------------------------------------------------------
+
+    async def has_items(self, guild_id: int) -> bool:
+        async with self.session() as s:
+            q = select(ItemRow.pk).where(ItemRow.guild_id == guild_id).limit(1)
+            return (await s.execute(q)).first() is not None
+
+    async def known_hashes(self, guild_id: int, item_ids: Iterable[str], model: str) -> dict[str, str]:
+        """item_id -> content_hash for items that already have an embedding for `model`."""
+        ids = list(item_ids)
+        out: dict[str, str] = {}
+        async with self.session() as s:
+            for i in range(0, len(ids), 500):
+                q = (
+                    select(ItemRow.item_id, ItemRow.content_hash)
+                    .join(EmbeddingRow, (EmbeddingRow.item_pk == ItemRow.pk) & (EmbeddingRow.model == model))
+                    .where(ItemRow.guild_id == guild_id, ItemRow.item_id.in_(ids[i : i + 500]))
+                )
+                out.update({r.item_id: r.content_hash for r in await s.execute(q)})
+        return out
+
+    async def upsert_items(
+        self, guild_id: int, items: Sequence[NewItem], model: str, actor: str, *, replace: bool = True
+    ) -> list[tuple[Item, str]]:
+        """Insert or update a batch in ONE transaction. Returns (item, "added"|"updated"|"unchanged").
+
+        With replace=False an existing id raises DuplicateItem (moderators adding by hand)."""
+        results: list[tuple[Item, str]] = []
+        t = now()
+        async with self.session() as s, s.begin():
+            for new in items:
+                f = new.fields
+                row = (
+                    await s.execute(select(ItemRow).where(ItemRow.guild_id == guild_id, ItemRow.item_id == f.item_id))
+                ).scalar_one_or_none()
+                if row is not None and not replace:
+                    raise DuplicateItem(f"An item with id {f.item_id!r} already exists in this catalogue.")
+                attrs = json.dumps(f.attributes, sort_keys=True) if f.attributes else None
+                values: dict[str, Any] = dict(
+                    name=f.name, category=f.category, price=f.price, url=f.url, description=f.description,
+                    attributes=attrs, content_hash=new.content_hash,
+                )
+                if new.thumbnail is not None:
+                    values["thumbnail"] = new.thumbnail
+                if row is None:
+                    row = ItemRow(guild_id=guild_id, item_id=f.item_id, added_by=actor, added_at=t, updated_at=t, **values)
+                    s.add(row)
+                    status = "added"
+                else:
+                    same = new.vector is None and all(getattr(row, k) == v for k, v in values.items())
+                    status = "unchanged" if same else "updated"
+                    for k, v in values.items():
+                        setattr(row, k, v)
+                    if not same:
+                        row.updated_at = t
+                await s.flush()
+                if new.vector is not None:
+                    await s.merge(EmbeddingRow(item_pk=row.pk, model=model, dim=int(new.vector.shape[-1]), vector=encode_vector(new.vector)))
+                results.append((_item(row), status))
+        return results
+
+    async def remove_item(self, guild_id: int, item_id: str) -> Item:
+        async with self.session() as s, s.begin():
+            row = (
+                await s.execute(select(ItemRow).where(ItemRow.guild_id == guild_id, ItemRow.item_id == item_id))
+            ).scalar_one_or_none()
+            if row is None:
+                raise ItemNotFound(f"There is no item {item_id!r} in this catalogue.")
+            item = _item(row)
+            await s.execute(delete(EmbeddingRow).where(EmbeddingRow.item_pk == row.pk))
+            await s.delete(row)
+        return item
+
+    async def update_item(self, guild_id: int, item_id: str, changes: dict[str, Any]) -> Item:
+        allowed = {"name", "category", "price", "url", "description"}
+        async with self.session() as s, s.begin():
+            row = (
+                await s.execute(select(ItemRow).where(ItemRow.guild_id == guild_id, ItemRow.item_id == item_id))
+            ).scalar_one_or_none()
+            if row is None:
+                raise ItemNotFound(f"There is no item {item_id!r} in this catalogue.")
+            for k, v in changes.items():
+                if k in allowed:
+                    setattr(row, k, v)
+            row.updated_at = now()
+            await s.flush()
+            return _item(row)
+
+    async def get_item(self, guild_id: int, item_id: str) -> Item:
+        async with self.session() as s:
+            row = (
+                await s.execute(select(ItemRow).where(ItemRow.guild_id == guild_id, ItemRow.item_id == item_id))
+            ).scalar_one_or_none()
+            if row is None:
+                raise ItemNotFound(f"There is no item {item_id!r} in this catalogue.")
+            return _item(row)
+
+    async def items_by_pk(self, pks: Sequence[int]) -> dict[int, Item]:
+        async with self.session() as s:
+            rows = (await s.execute(select(ItemRow).where(ItemRow.pk.in_(list(pks))))).scalars()
+            return {r.pk: _item(r) for r in rows}
+
+    async def thumbnails(self, pks: Sequence[int]) -> dict[int, bytes]:
+        async with self.session() as s:
+            rows = await s.execute(select(ItemRow.pk, ItemRow.thumbnail).where(ItemRow.pk.in_(list(pks))))
+            return {r.pk: r.thumbnail for r in rows}
+
+    async def list_items(
+        self, guild_id: int, *, category: str | None = None, offset: int = 0, limit: int = 10
+    ) -> tuple[list[Item], int]:
+        where = [ItemRow.guild_id == guild_id]
+        if category:
+            where.append(func.lower(ItemRow.category) == category.lower())
+        async with self.session() as s:
+            total = (await s.execute(select(func.count()).select_from(ItemRow).where(*where))).scalar_one()
+            q = select(ItemRow).where(*where).order_by(ItemRow.category, ItemRow.item_id).offset(offset).limit(limit)
+            return [_item(r) for r in (await s.execute(q)).scalars()], int(total)
+
+    async def category_counts(self, guild_id: int) -> dict[str, int]:
+        async with self.session() as s:
+            q = select(ItemRow.category, func.count()).where(ItemRow.guild_id == guild_id).group_by(ItemRow.category)
+            return {c: int(n) for c, n in await s.execute(q)}
+
+    async def model_counts(self, guild_id: int) -> dict[str, int]:
+        async with self.session() as s:
+            q = (
+                select(EmbeddingRow.model, func.count())
+                .join(ItemRow, ItemRow.pk == EmbeddingRow.item_pk)
+                .where(ItemRow.guild_id == guild_id)
+                .group_by(EmbeddingRow.model)
+            )
+            return {m: int(n) for m, n in await s.execute(q)}
+
+    async def catalogue_ids(self) -> list[int]:
+        async with self.session() as s:
+            return [int(g) for (g,) in await s.execute(select(ItemRow.guild_id).distinct())]
+
+    async def load_vectors(self, guild_id: int, model: str) -> VectorRows:
+        q = (
+            select(ItemRow.pk, ItemRow.category, ItemRow.price, ItemRow.content_hash, EmbeddingRow.dim, EmbeddingRow.vector)
+            .join(EmbeddingRow, (EmbeddingRow.item_pk == ItemRow.pk) & (EmbeddingRow.model == model))
+            .where(ItemRow.guild_id == guild_id)
+            .order_by(ItemRow.pk)
+        )
+        pks, cats, prices, hashes, blobs = [], [], [], [], []
+        dim = 0
+        async with self.session() as s:
+            for r in await s.execute(q):
+                pks.append(r.pk)
+                cats.append(r.category)
+                prices.append(math.nan if r.price is None else r.price)
+                hashes.append(r.content_hash)
+                blobs.append(r.vector)
+                dim = r.dim
+        return VectorRows(
+            np.asarray(pks, dtype=np.int64), decode_vectors(blobs, dim), cats, np.asarray(prices, dtype=np.float64), hashes
+        )
+
+    async def iter_export(self, guild_id: int, model: str, batch: int = 2000) -> AsyncIterator[list[tuple[Item, np.ndarray]]]:
+        last = -1
+        while True:
+            q = (
+                select(ItemRow, EmbeddingRow.dim, EmbeddingRow.vector)
+                .join(EmbeddingRow, (EmbeddingRow.item_pk == ItemRow.pk) & (EmbeddingRow.model == model))
+                .where(ItemRow.guild_id == guild_id, ItemRow.pk > last)
+                .order_by(ItemRow.pk)
+                .limit(batch)
+            )
+            async with self.session() as s:
+                rows = (await s.execute(q)).all()
+            if not rows:
+                return
+            yield [(_item(r[0]), decode_vectors([r.vector], r.dim)[0]) for r in rows]
+            last = rows[-1][0].pk
+
+    async def fingerprint(self, guild_id: int, model: str) -> str:
+        """Changes whenever items are added, removed or edited: tells whether a classifier is stale."""
+        async with self.session() as s:
+            q = (
+                select(func.count(), func.max(ItemRow.pk), func.max(ItemRow.updated_at), func.sum(ItemRow.pk))
+                .join(EmbeddingRow, (EmbeddingRow.item_pk == ItemRow.pk) & (EmbeddingRow.model == model))
+                .where(ItemRow.guild_id == guild_id)
+            )
+            n, mx, upd, total = (await s.execute(q)).one()
+        return f"{n}:{mx}:{total}:{upd.isoformat() if upd else ''}"
+
+    # -- classifiers ------------------------------------------------------------------------------
+
+    async def save_classifier(self, guild_id: int, model: str, fingerprint: str, method: str, blob: bytes) -> None:
+        async with self.session() as s, s.begin():
+            await s.merge(ClassifierRow(guild_id=guild_id, model=model, fingerprint=fingerprint, method=method, blob=blob, trained_at=now()))
+
+    async def load_classifier(self, guild_id: int, model: str) -> ClassifierRow | None:
+        async with self.session() as s:
+            return await s.get(ClassifierRow, (guild_id, model))
+
+    # -- guild settings and audit -----------------------------------------------------------------
+
+    async def guild_settings(self, guild_id: int) -> GuildSettings:
+        async with self.session() as s:
+            row = await s.get(GuildSettingsRow, guild_id)
+            watched = {c for (c,) in await s.execute(select(WatchedChannelRow.channel_id).where(WatchedChannelRow.guild_id == guild_id))}
+        return GuildSettings(guild_id, row.k if row else None, row.moderator_role_id if row else None, watched)
+
+    async def update_guild_settings(self, guild_id: int, **values: Any) -> None:
+        async with self.session() as s, s.begin():
+            row = await s.get(GuildSettingsRow, guild_id) or GuildSettingsRow(guild_id=guild_id)
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.updated_at = now()
+            s.add(row)
+
+    async def set_watched(self, guild_id: int, channel_id: int, watched: bool) -> bool:
+        """Returns whether anything changed."""
+        async with self.session() as s, s.begin():
+            row = await s.get(WatchedChannelRow, (guild_id, channel_id))
+            if watched and row is None:
+                s.add(WatchedChannelRow(guild_id=guild_id, channel_id=channel_id))
+                return True
+            if not watched and row is not None:
+                await s.delete(row)
+                return True
+            return False
+
+    async def audit(self, guild_id: int, actor: str, action: str, item_id: str | None = None, **detail: Any) -> None:
+        async with self.session() as s, s.begin():
+            s.add(AuditRow(guild_id=guild_id, actor=actor, action=action, item_id=item_id,
+                           detail=json.dumps(detail, default=str) if detail else None, at=now()))
+
+    async def audit_entries(self, guild_id: int, limit: int = 50) -> list[dict[str, Any]]:
+        async with self.session() as s:
+            q = select(AuditRow).where(AuditRow.guild_id == guild_id).order_by(AuditRow.id.desc()).limit(limit)
+            return [
+                dict(actor=r.actor, action=r.action, item_id=r.item_id, detail=json.loads(r.detail) if r.detail else {}, at=r.at)
+                for r in (await s.execute(q)).scalars()
+            ]
+
+    async def integrity_check(self) -> str:
+        async with self.engine.connect() as c:
+            return str((await c.execute(text("PRAGMA integrity_check"))).scalar_one())
+
+
+__all__ = ["Store", "Item", "ItemFields", "NewItem", "VectorRows", "GuildSettings", "migrate", "IntegrityError"]
