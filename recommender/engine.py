@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Iterable, TypeVar
 import numpy as np
 
 from . import classify, images
-from .backbones import Backbone, load_backbone, model_key
+from .backbones import DEFAULT_MODEL, Backbone, load_backbone, model_key
 from .batcher import Batcher
 from .config import DEFAULT_GUILD, Settings
 from .errors import BadImage, BadOption, CatalogEmpty, ItemNotFound, RecommenderError
@@ -101,7 +101,7 @@ class Recommender:
         store = await Store.open(settings.db)
         try:
             if backbone is None:
-                name = settings.model or await _model_in_use(store)
+                name = settings.model or await store.model_in_use(DEFAULT_MODEL)
                 backbone = await asyncio.to_thread(load_backbone, name, weights=settings.weights, pooling=settings.pooling)
         except BaseException:
             await store.close()
@@ -234,11 +234,16 @@ class Recommender:
                 await self.retrain(cid)
         return cat.classifier
 
-    async def retrain(self, cid: int) -> classify.Classifier | None:
-        """Fit the catalogue's classifier now (in the training thread) and save it."""
+    async def retrain(self, cid: int, *, force: bool = True) -> classify.Classifier | None:
+        """Fit the catalogue's classifier now (in the training thread) and save it.
+        With force=False a saved classifier trained on the same catalogue state is reused."""
         cat = self._cat(cid)
         async with cat.train_lock:
             fingerprint = await self.store.fingerprint(cid, self.model)
+            saved = None if force else await self.store.load_classifier(cid, self.model)
+            if saved is not None and saved.fingerprint == fingerprint:
+                cat.classifier = classify.classifier_from_bytes(saved.blob)
+                return cat.classifier
             rows = await self.store.load_vectors(cid, self.model)
             if len(rows.pks) == 0:
                 cat.classifier = None
@@ -295,8 +300,7 @@ class Recommender:
         self.schedule_retrain(cid)
 
     async def remove_item(self, item_id: str, *, guild_id: int, actor: str) -> Item:
-        item = await self.store.remove_item(guild_id, item_id)
-        await self.store.audit(guild_id, actor, "remove", item_id, name=item.name, category=item.category)
+        item = await self.store.remove_item(guild_id, item_id, actor)
         await self._with_index(guild_id, lambda ix: ix.remove(item.pk))
         self._own.pop(guild_id, None)  # may have become empty
         self.schedule_retrain(guild_id)
@@ -432,16 +436,6 @@ def _reason(e: BaseException) -> str:
         return str(e)
     log.warning("unexpected import error: %r", e)
     return f"unexpected error: {type(e).__name__}"
-
-
-async def _model_in_use(store: Store) -> str:
-    """With no model given: the one the catalogues were built with, else the default."""
-    best, best_n = "vgg16", 0
-    for cid in await store.catalogue_ids():
-        for m, n in (await store.model_counts(cid)).items():
-            if n > best_n:
-                best, best_n = m, n
-    return best
 
 
 __all__ = ["Recommender", "Match", "SimilarResult", "ImportSummary", "model_key"]

@@ -100,6 +100,11 @@ class GuildSettings:
     watched: set[int] = field(default_factory=set)
 
 
+def _audit(guild_id: int, actor: str, action: str, item_id: str | None, **detail: Any) -> AuditRow:
+    return AuditRow(guild_id=guild_id, actor=actor, action=action, item_id=item_id,
+                    detail=json.dumps(detail, default=str) if detail else None, at=now())
+
+
 def _item(row: ItemRow) -> Item:
     return Item(
         row.pk, row.guild_id, row.item_id, row.name, row.category, row.price, row.url, row.description,
@@ -229,7 +234,8 @@ class Store:
                 results.append((_item(row), status))
         return results
 
-    async def remove_item(self, guild_id: int, item_id: str) -> Item:
+    async def remove_item(self, guild_id: int, item_id: str, actor: str) -> Item:
+        """Delete the item and its embeddings, and audit it, in one transaction."""
         async with self.session() as s, s.begin():
             row = (
                 await s.execute(select(ItemRow).where(ItemRow.guild_id == guild_id, ItemRow.item_id == item_id))
@@ -239,6 +245,7 @@ class Store:
             item = _item(row)
             await s.execute(delete(EmbeddingRow).where(EmbeddingRow.item_pk == row.pk))
             await s.delete(row)
+            s.add(_audit(guild_id, actor, "remove", item_id, name=item.name, category=item.category))
         return item
 
     async def update_item(self, guild_id: int, item_id: str, changes: dict[str, Any]) -> Item:
@@ -304,6 +311,13 @@ class Store:
     async def catalogue_ids(self) -> list[int]:
         async with self.session() as s:
             return [int(g) for (g,) in await s.execute(select(ItemRow.guild_id).distinct())]
+
+    async def model_in_use(self, default: str) -> str:
+        """The model most embeddings were made with: what a catalogue was built with."""
+        async with self.session() as s:
+            q = select(EmbeddingRow.model, func.count().label("n")).group_by(EmbeddingRow.model).order_by(text("n DESC")).limit(1)
+            row = (await s.execute(q)).first()
+        return row[0] if row else default
 
     async def load_vectors(self, guild_id: int, model: str) -> VectorRows:
         q = (
@@ -394,8 +408,7 @@ class Store:
 
     async def audit(self, guild_id: int, actor: str, action: str, item_id: str | None = None, **detail: Any) -> None:
         async with self.session() as s, s.begin():
-            s.add(AuditRow(guild_id=guild_id, actor=actor, action=action, item_id=item_id,
-                           detail=json.dumps(detail, default=str) if detail else None, at=now()))
+            s.add(_audit(guild_id, actor, action, item_id, **detail))
 
     async def audit_entries(self, guild_id: int, limit: int = 50) -> list[dict[str, Any]]:
         async with self.session() as s:

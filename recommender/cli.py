@@ -1,0 +1,311 @@
+"""`lookalike`: the operator CLI. Parse, call one library function, print.
+
+Results go to stdout, progress and warnings to stderr. Library errors (RecommenderError) become
+one line on stderr and exit code 1; bad usage is exit code 2. `--help` imports neither torch nor
+discord: everything heavy is imported inside the command that needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .config import DEFAULT_GUILD, load_settings
+from .errors import RecommenderError
+
+log = logging.getLogger("lookalike")
+
+Plugin = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:
+        return "cli"
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    return load_settings(
+        args.config, db=args.db, model=getattr(args, "model", None), weights=getattr(args, "weights", None),
+        pooling=getattr(args, "pooling", None),
+    )
+
+
+async def _open_store(args: argparse.Namespace) -> tuple[Any, str]:
+    """Store-only commands: no model is loaded. Returns (store, model key)."""
+    from .backbones import DEFAULT_MODEL, model_key
+    from .store import Store
+
+    s = _settings(args)
+    store = await Store.open(s.db)
+    model = model_key(s.model, s.pooling) if s.model else await store.model_in_use(DEFAULT_MODEL)
+    return store, model
+
+
+async def _open(args: argparse.Namespace) -> Any:
+    from .engine import Recommender
+
+    return await Recommender.open(_settings(args))
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+async def cmd_import(args: argparse.Namespace) -> int:
+    from .importer import Columns, count_records, records_from_source
+    from .progress import Progress
+
+    source = Path(args.source)
+    cols = Columns(
+        id=args.id_column, path=args.path_column, name=args.name_column, category=args.category_column,
+        price=args.price_column, url=args.url_column, description=args.description_column,
+    )
+    records = records_from_source(source, cols)
+    total = count_records(source)
+    async with await _open(args) as rec:
+        print(f"importing {source} into the {_where(args.guild)} catalogue with {rec.model}", file=sys.stderr)
+        bar = Progress(total, "import")
+        try:
+            summary = await rec.import_items(records, guild_id=args.guild, actor=_actor(), total=total, progress=bar.update, batch=args.batch)
+        finally:
+            bar.close()
+        print(
+            f"added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
+            f"failed {len(summary.failed)} in {summary.seconds:.1f}s ({summary.done / max(summary.seconds, 1e-9):.1f} items/s)"
+        )
+        for item_id, where, reason in summary.failed[: args.show_failures]:
+            print(f"  failed {item_id or '?'} ({where}): {reason}")
+        if len(summary.failed) > args.show_failures:
+            print(f"  ... and {len(summary.failed) - args.show_failures} more")
+        if not args.no_train:
+            print("training the category classifier ...", file=sys.stderr)
+            clf = await rec.retrain(args.guild, force=False)
+            if clf is not None:
+                print(f"classifier: {clf.method} over {len(clf.labels)} categories")
+    return 0
+
+
+def _where(guild: int) -> str:
+    return "default" if guild == DEFAULT_GUILD else f"guild {guild}"
+
+
+async def cmd_similar(args: argparse.Namespace) -> int:
+    async with await _open(args) as rec:
+        result = await rec.similar(
+            Path(args.image), guild_id=args.guild, k=args.k, category=args.category,
+            min_price=args.min_price, max_price=args.max_price,
+        )
+    p = result.prediction
+    if args.json:
+        for m in result.matches:
+            print(json.dumps({"score": round(m.score, 4), "id": m.item.item_id, "category": m.item.category,
+                              "name": m.item.name, "price": m.item.price, "url": m.item.url}))
+        return 0
+    if p is not None:
+        print(f"# looks like: {p.category or 'not sure'} ({p.probability:.0%}" + (f" {p.ranked[0][0]}" if not p.sure else "") + ")")
+    for m in result.matches:
+        price = f"\t{m.item.price:g}" if m.item.price is not None else "\t"
+        print(f"{m.score:.3f}\t{m.item.item_id}\t{m.item.category}\t{m.item.name}{price}")
+    return 0
+
+
+async def cmd_classify(args: argparse.Namespace) -> int:
+    async with await _open(args) as rec:
+        p = await rec.classify(Path(args.image), guild_id=args.guild)
+    if args.json:
+        print(json.dumps({"category": p.category, "probability": p.probability, "ranked": p.ranked, "method": p.method}))
+        return 0
+    print(f"{p.category or 'not sure'}\t{p.probability:.2f}")
+    for cat, prob in p.ranked[1:]:
+        print(f"  {cat}\t{prob:.2f}", file=sys.stderr)
+    return 0
+
+
+async def cmd_remove(args: argparse.Namespace) -> int:
+    store, _ = await _open_store(args)
+    try:
+        for item_id in args.ids:
+            item = await store.remove_item(args.guild, item_id, _actor())
+            print(f"removed {item.item_id}\t{item.category}\t{item.name}")
+    finally:
+        await store.close()
+    return 0
+
+
+async def cmd_stats(args: argparse.Namespace) -> int:
+    store, model = await _open_store(args)
+    try:
+        counts = await store.category_counts(args.guild)
+        info = {
+            "database": str(store.path), "catalogue": _where(args.guild), "items": sum(counts.values()),
+            "embeddings": await store.model_counts(args.guild), "categories": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+            "other catalogues": [g for g in await store.catalogue_ids() if g != args.guild],
+        }
+        saved = await store.load_classifier(args.guild, model)
+        info["classifier"] = None if saved is None else f"{saved.method} ({model}), trained {saved.trained_at:%Y-%m-%d %H:%M} UTC"
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    for key, value in info.items():
+        if key == "categories":
+            print(f"categories: {len(value)}")
+            for cat, n in list(value.items())[: args.top]:
+                print(f"  {n:7d}  {cat}")
+            if len(value) > args.top:
+                print(f"  ... {len(value) - args.top} more")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+async def cmd_export(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store, model = await _open_store(args)
+    out = Path(args.out)
+    n = 0
+    writer = None
+    try:
+        async for batch in store.iter_export(args.guild, model):
+            table = pa.table({
+                "id": [it.item_id for it, _ in batch], "name": [it.name for it, _ in batch],
+                "category": [it.category for it, _ in batch], "price": [it.price for it, _ in batch],
+                "url": [it.url for it, _ in batch], "description": [it.description for it, _ in batch],
+                "attributes": [json.dumps(it.attributes) if it.attributes else None for it, _ in batch],
+                "content_hash": [it.content_hash for it, _ in batch], "added_by": [it.added_by for it, _ in batch],
+                "added_at": [it.added_at for it, _ in batch], "model": [model] * len(batch),
+                "vector": pa.array([v for _, v in batch], type=pa.list_(pa.float32())),
+            })
+            writer = writer or pq.ParquetWriter(out, table.schema)
+            writer.write_table(table)
+            n += len(batch)
+    finally:
+        if writer:
+            writer.close()
+        await store.close()
+    if n == 0:
+        print(f"nothing to export: the {_where(args.guild)} catalogue has no {model} embeddings", file=sys.stderr)
+        return 1
+    print(f"exported {n} items ({model} vectors) to {out}")
+    return 0
+
+
+async def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .assess import evaluate_catalogue
+
+    store, model = await _open_store(args)
+    try:
+        print(f"evaluating the {_where(args.guild)} catalogue ({model}) ...", file=sys.stderr)
+        ev = await evaluate_catalogue(
+            store, model, guild_id=args.guild, out_dir=Path(args.out), min_class_size=args.min_class_size,
+            test_fraction=args.test_fraction, seed=args.seed, examples=args.examples,
+        )
+    finally:
+        await store.close()
+    for key, value in ev.metrics.items():
+        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+    print(f"report: {ev.files['report.html']} and {ev.files['report.png']}")
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help="SQLite database file (env LOOKALIKE_DB; default ./lookalike.db)")
+    common.add_argument("--config", help="TOML settings file (env LOOKALIKE_CONFIG)")
+    common.add_argument("--guild", type=int, default=DEFAULT_GUILD, help="a guild's catalogue (default: the shared default catalogue)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", help="backbone: vgg16, resnet50, efficientnet-lite0 (offline), tiny (tests). "
+                       "Default: env LOOKALIKE_MODEL, else what the catalogue was built with, else vgg16")
+    model.add_argument("--weights", help="local weights file for vgg16/resnet50 (env LOOKALIKE_WEIGHTS); 'random' for timing only")
+    model.add_argument("--pooling", choices=["gap", "flatten"], help="vgg16 features: gap (512-d, default) or flatten (25,088-d)")
+
+    p = argparse.ArgumentParser(prog="lookalike", description="Find catalogue items that look like a photo, and predict its category.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("import", parents=[common, model], help="add a folder or a CSV/Parquet manifest to a catalogue",
+                       description="Import a folder (sub-folder name = category), a CSV/Parquet manifest or a ZIP. "
+                       "Re-running finishes an interrupted import; unchanged images are not embedded again.")
+    s.add_argument("source", help="folder, .csv, .parquet or .zip")
+    for col, default in (("id", "id"), ("path", "path"), ("name", "name"), ("category", "category"),
+                         ("price", "price"), ("url", "url"), ("description", "description")):
+        s.add_argument(f"--{col}-column", default=default, help=f"manifest column for the {col} (default {default!r})")
+    s.add_argument("--batch", type=int, default=64, help="items per transaction (default 64)")
+    s.add_argument("--no-train", action="store_true", help="skip training the category classifier at the end")
+    s.add_argument("--show-failures", type=int, default=20, help="failures listed in the summary (default 20)")
+    s.set_defaults(func=cmd_import)
+
+    s = sub.add_parser("similar", parents=[common, model], help="catalogue items that look like IMAGE")
+    s.add_argument("image")
+    s.add_argument("-k", type=int, default=None, help="how many results (1-25, default 5)")
+    s.add_argument("--category", help="only this category")
+    s.add_argument("--min-price", type=float)
+    s.add_argument("--max-price", type=float)
+    s.add_argument("--json", action="store_true", help="JSON lines")
+    s.set_defaults(func=cmd_similar)
+
+    s = sub.add_parser("classify", parents=[common, model], help="predict the category of IMAGE")
+    s.add_argument("image")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_classify)
+
+    s = sub.add_parser("remove", parents=[common], help="remove items by id")
+    s.add_argument("ids", nargs="+", metavar="ID")
+    s.set_defaults(func=cmd_remove)
+
+    s = sub.add_parser("stats", parents=[common, model], help="what is in the catalogue")
+    s.add_argument("--top", type=int, default=15, help="categories listed (default 15)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("export", parents=[common, model], help="write items and vectors to Parquet")
+    s.add_argument("--out", required=True, help="FILE.parquet")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("evaluate", parents=[common, model], help="retrieval and classifier quality, with a PNG/HTML report",
+                       description="precision@1/@10 and mAP@10 leave-one-out (same category = relevant); classifier "
+                       "accuracy and macro-F1 on a stratified held-out split; categories smaller than --min-class-size are left out.")
+    s.add_argument("--out", default="report", help="report folder (default ./report)")
+    s.add_argument("--min-class-size", type=int, default=20)
+    s.add_argument("--test-fraction", type=float, default=0.25)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--examples", type=int, default=8, help="query rows in the picture")
+    s.set_defaults(func=cmd_evaluate)
+
+    for plugin in plugins:
+        plugin(sub, common)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, plugins: Sequence[Plugin] = ()) -> int:
+    args = build_parser(plugins).parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    if not args.verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        return asyncio.run(args.func(args)) or 0
+    except RecommenderError as e:
+        print(f"lookalike: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nlookalike: interrupted. Finished batches are saved; run the same command again to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
