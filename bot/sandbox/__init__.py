@@ -1,0 +1,32 @@
+"""A local Discord sandbox for testing the real, unmodified discord.py bot offline.
+
+Typical use::
+
+    async with DiscordSandbox(heartbeat_interval=1.0) as sandbox:
+        sandbox.configure_discord()              # discord.py now talks to 127.0.0.1
+        bot_user = sandbox.create_bot_user("lookalike")
+        guild = sandbox.create_guild("Shop A")   # existing bots are invited
+        channel = sandbox.create_text_channel(guild, "photos")
+        alice = sandbox.create_user("alice"); sandbox.add_member(guild, alice)
+        task = asyncio.create_task(bot.start(bot_user.token))
+        ...
+        await sandbox.post_message(channel, alice, attachments=[("a.jpg", data, "image/jpeg")])
+        reply = await sandbox.wait_for_bot_message(lambda m: m.reference_id == msg.id)
+        inter = await sandbox.invoke_slash(guild, channel, alice, "similar", {"image": ("a.jpg", data)})
+        await inter.wait_done()
+        assert not sandbox.violations
+"""
+
+from .interactions import CommandNotAvailable, InteractionRecord
+from .limits import DEFAULT_UPLOAD_LIMIT, ApiError, Violation
+from .server import DiscordConfig, DiscordSandbox
+from .files import StoredFile
+from .permissions import DEFAULT_BOT_PERMISSIONS, DEFAULT_EVERYONE_PERMISSIONS, Intent, Perm
+from .state import BotUser, Channel, Guild, Member, Message, MessageFlag, Role, User
+
+__all__ = [
+    "ApiError", "BotUser", "Channel", "CommandNotAvailable", "DEFAULT_BOT_PERMISSIONS",
+    "DEFAULT_EVERYONE_PERMISSIONS", "DEFAULT_UPLOAD_LIMIT", "DiscordConfig", "DiscordSandbox", "Guild",
+    "Intent", "InteractionRecord", "Member", "Message", "MessageFlag", "Perm", "Role", "StoredFile", "User",
+    "Violation",
+]

@@ -1,0 +1,368 @@
+"""REST API under ``/api/v10``: a small router (Discord-style 401/404/405 answers, rate-limit
+headers, request log, violations) and the user, gateway, application, command, guild and
+channel/message routes. Interaction callbacks and webhooks live in :mod:`.webhooks`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from .limits import ApiError, missing_access, missing_permissions, not_found, validate_message
+from .messages import apply_edit, read_body
+from .permissions import Intent, Perm, channel_permissions
+from .state import BotUser, Channel, ChannelType, Message
+
+if TYPE_CHECKING:
+    from .server import DiscordSandbox
+
+
+@dataclass
+class Call:
+    request: web.Request
+    params: dict[str, str]
+    bot: BotUser | None
+    route: str
+
+    def id(self, name: str) -> int:
+        try:
+            return int(self.params[name])
+        except ValueError:
+            raise ApiError(400, 50035, "Invalid Form Body", errors={name: {"_errors": [
+                {"code": "NUMBER_TYPE_COERCE", "message": f"Value \"{self.params[name]}\" is not snowflake."}]}}
+            ) from None
+
+    @property
+    def me(self) -> BotUser:
+        assert self.bot is not None
+        return self.bot
+
+
+Handler = Callable[[Call], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    route: str
+    path: str
+    status: int
+    bot_id: int | None
+
+
+class Router:
+    def __init__(self, sandbox: DiscordSandbox) -> None:
+        self.sandbox = sandbox
+        self.routes: list[tuple[str, re.Pattern[str], str, Handler, bool]] = []
+
+    def add(self, method: str, template: str, handler: Handler, *, auth: bool = True) -> None:
+        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+        self.routes.append((method, re.compile(pattern), template, handler, auth))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["tail"]
+        allowed = False
+        for method, regex, template, handler, auth in self.routes:
+            match = regex.fullmatch(path)
+            if match is None:
+                continue
+            allowed = True
+            if method == request.method:
+                return await self.run(request, match.groupdict(), template, handler, auth)
+        status, text = (405, "405: Method Not Allowed") if allowed else (404, "404: Not Found")
+        self.sandbox.unknown_routes.append(f"{request.method} {path}")
+        self.sandbox.record_violation("unknown_route", f"{request.method} {path} -> {status}")
+        self.log(request, path, path, status, None)
+        return self.json({"message": text, "code": 0}, status, path)
+
+    async def run(self, request: web.Request, params: dict[str, str], template: str, handler: Handler,
+                  auth: bool) -> web.StreamResponse:
+        route = f"{request.method} {template}"
+        bot = self.sandbox.bot_by_authorization(request.headers.get("Authorization", ""))
+        if auth and bot is None:
+            self.sandbox.record_violation("unauthorized", f"{route} without a valid bot token", route)
+            self.log(request, template, request.path, 401, None)
+            return self.json({"message": "401: Unauthorized", "code": 0}, 401, template)
+        try:
+            result = await handler(Call(request, params, bot, route))
+        except ApiError as exc:
+            self.sandbox.record_violation(exc.kind, exc.detail, route)
+            self.log(request, template, request.path, exc.status, bot)
+            return self.json(exc.body(), exc.status, template)
+        if isinstance(result, web.StreamResponse):
+            self.log(request, template, request.path, result.status, bot)
+            return result
+        status = 204 if result is None else 200
+        self.log(request, template, request.path, status, bot)
+        if result is None:
+            return web.Response(status=204, headers=self.headers(template))
+        return self.json(result, 200, template)
+
+    def log(self, request: web.Request, route: str, path: str, status: int, bot: BotUser | None) -> None:
+        self.sandbox.requests.append(RequestRecord(request.method, route, path, status, bot.id if bot else None))
+
+    @staticmethod
+    def headers(template: str) -> dict[str, str]:
+        bucket = hashlib.sha1(template.encode()).hexdigest()[:32]
+        return {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "49", "X-RateLimit-Reset-After": "1.000",
+                "X-RateLimit-Reset": f"{time.time() + 1:.3f}", "X-RateLimit-Bucket": bucket}
+
+    def json(self, body: Any, status: int, template: str) -> web.Response:
+        # Exactly "application/json", as Discord sends it: discord.py compares the header verbatim.
+        headers = {**self.headers(template), "Content-Type": "application/json"}
+        return web.Response(body=json.dumps(body).encode(), status=status, headers=headers)
+
+
+class RestApi:
+    """Route handlers for everything but interactions/webhooks."""
+
+    def __init__(self, sandbox: DiscordSandbox, router: Router) -> None:
+        self.sb = sandbox
+        r, a = router.add, "/applications/{app_id}"
+        r("GET", "/users/@me", self.get_me)
+        r("GET", "/users/{user_id}", self.get_user)
+        r("POST", "/users/@me/channels", self.create_dm)
+        r("GET", "/gateway", self.get_gateway, auth=False)
+        r("GET", "/gateway/bot", self.get_gateway_bot)
+        r("GET", "/oauth2/applications/@me", self.get_application)
+        r("GET", "/applications/@me", self.get_application)
+        for scope in ("", "/guilds/{guild_id}"):
+            r("GET", f"{a}{scope}/commands", self.list_commands)
+            r("PUT", f"{a}{scope}/commands", self.put_commands)
+            r("POST", f"{a}{scope}/commands", self.post_command)
+            r("GET", f"{a}{scope}/commands/{{command_id}}", self.get_command)
+            r("PATCH", f"{a}{scope}/commands/{{command_id}}", self.patch_command)
+            r("DELETE", f"{a}{scope}/commands/{{command_id}}", self.delete_command)
+        r("GET", f"{a}/guilds/{{guild_id}}/commands/permissions", self.command_permissions)
+        r("GET", "/guilds/{guild_id}", self.get_guild)
+        r("GET", "/guilds/{guild_id}/channels", self.get_guild_channels)
+        r("GET", "/guilds/{guild_id}/roles", self.get_roles)
+        r("GET", "/guilds/{guild_id}/members", self.list_members)
+        r("GET", "/guilds/{guild_id}/members/{user_id}", self.get_member)
+        c = "/channels/{channel_id}"
+        r("GET", c, self.get_channel)
+        r("GET", f"{c}/messages", self.list_messages)
+        r("POST", f"{c}/messages", self.create_message)
+        r("GET", f"{c}/messages/{{message_id}}", self.get_message)
+        r("PATCH", f"{c}/messages/{{message_id}}", self.edit_message)
+        r("DELETE", f"{c}/messages/{{message_id}}", self.delete_message)
+        r("POST", f"{c}/typing", self.typing)
+        r("PUT", f"{c}/messages/{{message_id}}/reactions/{{emoji}}/@me", self.add_reaction)
+        r("DELETE", f"{c}/messages/{{message_id}}/reactions/{{emoji}}/@me", self.remove_reaction)
+
+    # -- users / gateway / application ---------------------------------------------------------
+    async def get_me(self, call: Call) -> Any:
+        return call.me.me_payload()
+
+    async def get_user(self, call: Call) -> Any:
+        user = self.sb.users.get(call.id("user_id"))
+        if user is None:
+            raise not_found("User", 10013)
+        return user.payload()
+
+    async def create_dm(self, call: Call) -> Any:
+        body, _ = await read_body(call.request, self.sb.upload_limit)
+        user = self.sb.users.get(int(body.get("recipient_id", 0)))
+        if user is None:
+            raise not_found("User", 10013)
+        return self.sb.dm_channel(call.me, user).payload()
+
+    async def get_gateway(self, call: Call) -> Any:
+        return {"url": self.sb.gateway_url}
+
+    async def get_gateway_bot(self, call: Call) -> Any:
+        return {"url": self.sb.gateway_url, "shards": 1, "session_start_limit": {
+            "total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}}
+
+    async def get_application(self, call: Call) -> Any:
+        return call.me.application_payload()
+
+    # -- application commands ------------------------------------------------------------------
+    def scope(self, call: Call) -> tuple[int, int | None]:
+        if call.id("app_id") != call.me.application_id:
+            raise missing_access(f"application {call.params['app_id']} is not {call.me.name}'s")
+        guild_id = call.id("guild_id") if "guild_id" in call.params else None
+        if guild_id is not None:
+            self.guild_for(call, guild_id)
+        return call.me.application_id, guild_id
+
+    async def list_commands(self, call: Call) -> Any:
+        return self.sb.commands.list(*self.scope(call))
+
+    async def put_commands(self, call: Call) -> Any:
+        app_id, guild_id = self.scope(call)
+        body = await call.request.json()
+        result = self.sb.commands.overwrite(app_id, guild_id, body)
+        self.sb.notify()
+        return result
+
+    async def post_command(self, call: Call) -> Any:
+        app_id, guild_id = self.scope(call)
+        result = self.sb.commands.upsert(app_id, guild_id, await call.request.json())
+        self.sb.notify()
+        return result
+
+    async def get_command(self, call: Call) -> Any:
+        return self.sb.commands.get(*self.scope(call), call.id("command_id"))
+
+    async def patch_command(self, call: Call) -> Any:
+        return self.sb.commands.edit(*self.scope(call), call.id("command_id"), await call.request.json())
+
+    async def delete_command(self, call: Call) -> Any:
+        self.sb.commands.delete(*self.scope(call), call.id("command_id"))
+
+    async def command_permissions(self, call: Call) -> Any:
+        self.scope(call)
+        return []
+
+    # -- guilds ----------------------------------------------------------------------------------
+    def guild_for(self, call: Call, guild_id: int | None = None) -> Any:
+        guild = self.sb.guilds.get(guild_id if guild_id is not None else call.id("guild_id"))
+        if guild is None:
+            raise not_found("Guild", 10004)
+        if call.me.id not in guild.members:
+            raise missing_access(f"{call.me.name} is not in guild {guild.name!r}")
+        return guild
+
+    async def get_guild(self, call: Call) -> Any:
+        guild = self.guild_for(call)
+        data = guild.payload(members=[], me=guild.members[call.me.id])
+        for key in ("members", "channels", "threads", "presences", "voice_states", "joined_at", "large",
+                    "member_count", "stage_instances", "guild_scheduled_events", "soundboard_sounds"):
+            data.pop(key, None)
+        if call.request.query.get("with_counts") in ("true", "1"):
+            data.update(approximate_member_count=len(guild.members), approximate_presence_count=0)
+        return data
+
+    async def get_guild_channels(self, call: Call) -> Any:
+        return [c.payload() for c in self.guild_for(call).channels.values()]
+
+    async def get_roles(self, call: Call) -> Any:
+        return [r.payload() for r in self.guild_for(call).roles.values()]
+
+    async def list_members(self, call: Call) -> Any:
+        guild = self.guild_for(call)
+        if not call.me.enabled_intents & Intent.GUILD_MEMBERS:
+            raise missing_access("listing members needs the GUILD_MEMBERS privileged intent")
+        after = int(call.request.query.get("after", 0))
+        limit = min(int(call.request.query.get("limit", 1)), 1000)
+        members = sorted((m for m in guild.members.values() if m.user.id > after), key=lambda m: m.user.id)
+        return [m.payload() for m in members[:limit]]
+
+    async def get_member(self, call: Call) -> Any:
+        member = self.guild_for(call).members.get(call.id("user_id"))
+        if member is None:
+            raise not_found("Member", 10007)
+        return member.payload()
+
+    # -- channels and messages -------------------------------------------------------------------
+    def channel_for(self, call: Call, need: int = 0) -> Channel:
+        channel = self.sb.channels.get(call.id("channel_id"))
+        if channel is None:
+            raise not_found("Channel", 10003)
+        if channel.type == ChannelType.DM:
+            if all(u.id != call.me.id for u in channel.recipients):
+                raise missing_access(f"{call.me.name} is not in DM channel {channel.id}")
+            return channel
+        guild = self.sb.guilds[channel.guild_id]  # type: ignore[index]
+        member = guild.members.get(call.me.id)
+        perms = channel_permissions(guild, member, channel) if member else 0
+        if not perms & Perm.VIEW_CHANNEL:
+            raise missing_access(f"{call.me.name} cannot view #{channel.name}")
+        if perms & need != need:
+            missing = [n for n, v in vars(Perm).items() if isinstance(v, int) and v & need & ~perms and n != "ALL"]
+            raise missing_permissions(f"{call.me.name} lacks {', '.join(missing)} in #{channel.name}")
+        return channel
+
+    def message_for(self, call: Call, channel: Channel) -> Message:
+        msg = self.sb.messages.get(call.id("message_id"))
+        if msg is None or msg.channel_id != channel.id or msg.deleted or msg.ephemeral:
+            raise not_found("Message", 10008)
+        return msg
+
+    async def get_channel(self, call: Call) -> Any:
+        return self.channel_for(call).payload()
+
+    async def list_messages(self, call: Call) -> Any:
+        channel = self.channel_for(call)
+        if channel.guild_id and not self._can(call, channel, Perm.READ_MESSAGE_HISTORY):
+            return []
+        q = call.request.query
+        limit = max(1, min(int(q.get("limit", 50)), 100))
+        msgs = [m for m in self.sb.messages.values()
+                if m.channel_id == channel.id and not m.deleted and not m.ephemeral]
+        if "before" in q:
+            msgs = [m for m in msgs if m.id < int(q["before"])][-limit:]
+        elif "after" in q:
+            msgs = [m for m in msgs if m.id > int(q["after"])][:limit]
+        elif "around" in q:
+            pivot = int(q["around"])
+            older = [m for m in msgs if m.id <= pivot][-(limit // 2 + 1):]
+            msgs = older + [m for m in msgs if m.id > pivot][: limit - len(older)]
+        else:
+            msgs = msgs[-limit:]
+        return [m.payload() for m in reversed(msgs)]
+
+    def _can(self, call: Call, channel: Channel, perm: int) -> bool:
+        guild = self.sb.guilds[channel.guild_id]  # type: ignore[index]
+        return bool(channel_permissions(guild, guild.members[call.me.id], channel) & perm)
+
+    async def create_message(self, call: Call) -> Any:
+        channel = self.channel_for(call, Perm.SEND_MESSAGES)
+        payload, uploads = await read_body(call.request, self.sb.upload_limit)
+        validate_message(payload, len(uploads))
+        if uploads and channel.guild_id and not self._can(call, channel, Perm.ATTACH_FILES):
+            raise missing_permissions(f"{call.me.name} lacks ATTACH_FILES in #{channel.name}")
+        reference, referenced = self.sb.resolve_reference(channel, payload.get("message_reference"))
+        if reference and channel.guild_id and not self._can(call, channel, Perm.READ_MESSAGE_HISTORY):
+            raise missing_permissions(f"replying needs READ_MESSAGE_HISTORY in #{channel.name}")
+        msg = self.sb.new_message(channel, call.me, payload, uploads, type=19 if reference else 0,
+                                  message_reference=reference, referenced=referenced)
+        self.sb.publish(msg)
+        return msg.payload()
+
+    async def get_message(self, call: Call) -> Any:
+        channel = self.channel_for(call, Perm.READ_MESSAGE_HISTORY)
+        return self.message_for(call, channel).payload()
+
+    async def edit_message(self, call: Call) -> Any:
+        channel = self.channel_for(call)
+        msg = self.message_for(call, channel)
+        payload, uploads = await read_body(call.request, self.sb.upload_limit)
+        if msg.author.id != call.me.id and set(payload) - {"flags"}:
+            raise ApiError(403, 50005, "Cannot edit a message authored by another user")
+        validate_message(payload, len(uploads), existing_attachments=len(msg.attachments), creating=False)
+        apply_edit(msg, payload, uploads, self.sb.file_store(channel.id), self.sb.users.get)
+        self.sb.edited(msg)
+        return msg.payload()
+
+    async def delete_message(self, call: Call) -> Any:
+        channel = self.channel_for(call)
+        msg = self.message_for(call, channel)
+        if msg.author.id != call.me.id and channel.guild_id and not self._can(call, channel, Perm.MANAGE_MESSAGES):
+            raise missing_permissions(f"deleting others' messages needs MANAGE_MESSAGES in #{channel.name}")
+        self.sb.deleted(msg)
+
+    async def typing(self, call: Call) -> Any:
+        channel = self.channel_for(call, Perm.SEND_MESSAGES)
+        self.sb.typing.append((channel.id, call.me.id, time.monotonic()))
+
+    async def add_reaction(self, call: Call) -> Any:
+        channel = self.channel_for(call, Perm.READ_MESSAGE_HISTORY)
+        msg = self.message_for(call, channel)
+        if channel.guild_id and not msg.reactions and not self._can(call, channel, Perm.ADD_REACTIONS):
+            raise missing_permissions(f"{call.me.name} lacks ADD_REACTIONS in #{channel.name}")
+        msg.reactions.setdefault(call.params["emoji"], set()).add(call.me.id)
+        self.sb.notify()
+
+    async def remove_reaction(self, call: Call) -> Any:
+        channel = self.channel_for(call)
+        msg = self.message_for(call, channel)
+        msg.reactions.get(call.params["emoji"], set()).discard(call.me.id)
+        self.sb.notify()
