@@ -1,0 +1,194 @@
+"""Shared helpers for the recommender tests: where the real data lives, cached backbones, and a
+demo catalogue built once through the real CLI and copied per test.
+
+No fixtures live in conftest.py; test files import what they need from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "tests" / "data" / "clothing-demo" / "images"
+SHARED = ROOT.parent / "shared" / "data"
+FASHION = SHARED / "fashion-products"
+WOMEN = SHARED / "women-fashion" / "images"
+PYTHON = sys.executable
+
+needs_fashion = pytest.mark.skipif(not (FASHION / "styles.csv").is_file(), reason=f"shared data not present at {FASHION}")
+needs_women = pytest.mark.skipif(not WOMEN.is_dir(), reason=f"shared data not present at {WOMEN}")
+
+DEMO_CATEGORIES = sorted(p.name for p in DEMO.iterdir() if p.is_dir())
+
+
+def demo_photos(category: str | None = None) -> list[Path]:
+    """The demo photos (sorted), optionally of one category."""
+    cats = [category] if category else DEMO_CATEGORIES
+    return [p for c in cats for p in sorted((DEMO / c).glob("*.jpg"))]
+
+
+def demo_item_id(path: Path) -> str:
+    """The item id the folder importer gives a demo photo: '<category>/<stem>'."""
+    return f"{path.parent.name}/{path.stem}"
+
+
+def as_png(path: Path) -> bytes:
+    """The same pixels re-encoded losslessly: a different file (new hash), the same picture."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        out = io.BytesIO()
+        im.convert("RGB").save(out, "PNG")
+    return out.getvalue()
+
+
+def largest_women_photos(n: int) -> list[Path]:
+    """The n women-fashion photos with the most pixels (up to 4000x6000)."""
+    from PIL import Image
+
+    sized = []
+    for p in WOMEN.iterdir():
+        try:
+            with Image.open(p) as im:
+                sized.append((im.width * im.height, p))
+        except Exception:
+            continue
+    return [p for _, p in sorted(sized, reverse=True)[:n]]
+
+
+def styles_rows(types: list[str], per_type: int, skip: int = 0) -> list[dict[str, str]]:
+    """The first `per_type` styles.csv rows of each articleType (after `skip`), in file order."""
+    seen: dict[str, int] = defaultdict(int)
+    rows = []
+    with open(FASHION / "styles.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            t = row["articleType"]
+            if t in types:
+                seen[t] += 1
+                if skip < seen[t] <= skip + per_type and (FASHION / "images" / f"{row['id']}.jpg").is_file():
+                    rows.append(row)
+    return rows
+
+
+def write_kaggle_subset(dest: Path, rows: list[dict[str, str]]) -> Path:
+    """styles.csv with these rows plus images/<id>.jpg beside it (the Kaggle layout). Returns the CSV."""
+    (dest / "images").mkdir(parents=True, exist_ok=True)
+    with open(dest / "styles.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    for row in rows:
+        shutil.copyfile(FASHION / "images" / f"{row['id']}.jpg", dest / "images" / f"{row['id']}.jpg")
+    return dest / "styles.csv"
+
+
+# -- backbones, loaded once per test process ---------------------------------------------------
+
+_BACKBONES: dict[str, Any] = {}
+_BACKBONE_LOCK = threading.Lock()
+
+
+def backbone(name: str = "tiny"):
+    """The registered backbone `name` (real weights), loaded once and shared."""
+    from recommender.backbones import load_backbone
+
+    with _BACKBONE_LOCK:
+        if name not in _BACKBONES:
+            _BACKBONES[name] = load_backbone(name)
+        return _BACKBONES[name]
+
+
+def settings(db: Path, **kw: Any):
+    """Settings for a test: no environment, no config file, the tiny model unless told otherwise."""
+    from recommender.config import load_settings
+
+    kw.setdefault("model", "tiny")
+    return load_settings(env={}, db=db, **kw)
+
+
+async def open_rec(db: Path, model: str = "tiny", **kw: Any):
+    from recommender.engine import Recommender
+
+    return await Recommender.open(settings(db, model=model, **kw), backbone=backbone(model))
+
+
+# -- the demo catalogue, imported once with the tiny model through `lookalike import` -----------
+
+_DEMO_DB: dict[str, Path] = {}
+
+
+def demo_db(tmp_path_factory: pytest.TempPathFactory, dest: Path) -> Path:
+    """A private copy (at `dest`) of the demo catalogue imported with tiny (classifier trained)."""
+    if "master" not in _DEMO_DB:
+        from bot.cli import main
+
+        master = tmp_path_factory.mktemp("demo-db") / "demo.db"
+        # in a thread of its own: callers may be inside a running event loop
+        with ThreadPoolExecutor(1) as pool:
+            rc = pool.submit(main, ["import", str(DEMO), "--model", "tiny", "--db", str(master)]).result()
+        assert rc == 0
+        _DEMO_DB["master"] = master
+    shutil.copyfile(_DEMO_DB["master"], dest)
+    return dest
+
+
+def count(db: Path, sql: str, *params: Any) -> int:
+    """One number from a read-only connection (any process may be writing)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return int(con.execute(sql, params).fetchone()[0])
+    finally:
+        con.close()
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`lookalike ARGS` in a fresh interpreter (the console script's module)."""
+    return subprocess.run(
+        [PYTHON, "-m", "bot.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+class LoopLag:
+    """Measures the event loop's responsiveness: a task that wants to wake every `period` seconds."""
+
+    def __init__(self, period: float = 0.01) -> None:
+        self.period = period
+        self.worst = 0.0
+        self.ticks = 0
+        self._task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(self.period)
+            now = time.perf_counter()
+            self.worst = max(self.worst, now - last - self.period)
+            self.ticks += 1
+            last = now
+
+    async def __aenter__(self) -> "LoopLag":
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass

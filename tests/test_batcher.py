@@ -1,0 +1,165 @@
+"""The micro-batcher: concurrent requests share forward passes of the real tiny backbone; errors,
+back-pressure and shutdown reach every caller."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import backbone, demo_photos
+from recommender.batcher import Batcher
+from recommender.errors import Busy
+
+
+@pytest.fixture
+def executor():
+    pool = ThreadPoolExecutor(1, thread_name_prefix="test-model")
+    yield pool
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def photos(n: int) -> list[Image.Image]:
+    out = []
+    for p in demo_photos()[:: max(1, 120 // n)][:n]:
+        with Image.open(p) as im:
+            out.append(im.convert("RGB"))
+    return out
+
+
+async def test_requests_arriving_together_share_forward_passes(executor) -> None:
+    net = backbone("tiny")
+    sizes: list[int] = []
+
+    def embed(batch):
+        sizes.append(len(batch))
+        return net.embed(batch)
+
+    b = Batcher(embed, executor, max_batch=8, max_wait_s=0.05)
+    imgs = photos(20)
+    try:
+        vecs = await asyncio.gather(*(b.submit(im) for im in imgs))
+    finally:
+        await b.close()
+    assert b.items == 20 and sum(sizes) == 20
+    assert b.batches == len(sizes) < 20 and max(sizes) <= 8
+    assert b.batches <= 4  # 20 requests at once: 8 + 8 + 4, give or take a wait
+    # each caller got the vector of its own image, the same as embedding it alone
+    alone = net.embed(imgs)
+    for got, want in zip(vecs, alone):
+        assert got.shape == (96,)
+        assert np.allclose(got, want, atol=1e-5)
+
+
+async def test_a_lone_request_waits_at_most_max_wait(executor) -> None:
+    b = Batcher(lambda xs: [x * 2 for x in xs], executor, max_batch=16, max_wait_s=0.05)
+    try:
+        t0 = time.perf_counter()
+        assert await b.submit(21) == 42
+        assert time.perf_counter() - t0 < 1.0
+        assert (b.batches, b.items) == (1, 1)
+    finally:
+        await b.close()
+
+
+async def test_an_error_reaches_every_caller_and_the_batcher_carries_on(executor) -> None:
+    calls: list[list[int]] = []
+
+    def fn(xs):
+        calls.append(list(xs))
+        if any(x < 0 for x in xs):
+            raise ValueError("negative input in this batch")
+        return [x + 1 for x in xs]
+
+    b = Batcher(fn, executor, max_batch=16, max_wait_s=0.05)
+    try:
+        results = await asyncio.gather(*(b.submit(x) for x in (1, 2, -3, 4)), return_exceptions=True)
+        assert len(calls) == 1
+        assert all(isinstance(r, ValueError) and "negative" in str(r) for r in results)
+        assert await b.submit(10) == 11  # the worker survived
+        assert b.items == 1  # failed batches are not counted as done
+    finally:
+        await b.close()
+
+
+async def test_a_full_queue_answers_busy_after_put_timeout(executor) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(xs):
+        started.set()
+        release.wait(10)
+        return xs
+
+    b = Batcher(slow, executor, max_batch=1, max_wait_s=0.0, max_queue=2, put_timeout_s=0.3)
+    try:
+        first = asyncio.ensure_future(b.submit("a"))
+        await asyncio.to_thread(started.wait, 5)  # the worker holds "a" inside the model
+        queued = [asyncio.ensure_future(b.submit(x)) for x in ("b", "c")]  # fill the queue
+        await asyncio.sleep(0.05)
+        assert b.pending == 2
+        t0 = time.perf_counter()
+        with pytest.raises(Busy, match="try again"):
+            await b.submit("d")
+        waited = time.perf_counter() - t0
+        assert 0.25 <= waited < 2.0
+        release.set()
+        assert await asyncio.gather(first, *queued) == ["a", "b", "c"]
+        assert b.items == 3
+    finally:
+        release.set()
+        await b.close()
+
+
+async def test_close_cancels_waiting_callers(executor) -> None:
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(xs):
+        started.set()
+        release.wait(10)
+        return xs
+
+    b = Batcher(slow, executor, max_batch=1, max_wait_s=0.0, max_queue=8)
+    try:
+        running = asyncio.ensure_future(b.submit(1))
+        await asyncio.to_thread(started.wait, 5)
+        waiting = [asyncio.ensure_future(b.submit(x)) for x in (2, 3, 4)]
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(b.close(), 5)  # does not wait for the model to finish
+        for fut in [running, *waiting]:
+            with pytest.raises(asyncio.CancelledError):
+                await fut
+        assert b.pending == 0
+    finally:
+        release.set()
+
+
+async def test_a_cancelled_caller_is_skipped(executor) -> None:
+    seen: list[int] = []
+    gate = threading.Event()
+
+    def fn(xs):
+        gate.wait(5)
+        seen.extend(xs)
+        return xs
+
+    b = Batcher(fn, executor, max_batch=1, max_wait_s=0.0)
+    try:
+        first = asyncio.ensure_future(b.submit(1))
+        await asyncio.sleep(0.05)
+        doomed = asyncio.ensure_future(b.submit(2))
+        kept = asyncio.ensure_future(b.submit(3))
+        await asyncio.sleep(0.05)
+        doomed.cancel()
+        gate.set()
+        assert await first == 1 and await kept == 3
+        assert seen == [1, 3]
+    finally:
+        gate.set()
+        await b.close()

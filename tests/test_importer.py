@@ -1,0 +1,351 @@
+"""Import sources: folders, CSV (any column names), the Kaggle styles.csv layout, Parquet and ZIPs,
+built in tmp_path from the real demo photos and fashion-products rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import demo_photos, needs_fashion, open_rec, styles_rows, write_kaggle_subset
+from recommender.errors import BadManifest, ImageTooLarge
+from recommender.images import decode_image, read_source
+from recommender.importer import (
+    Columns,
+    count_records,
+    records_from_folder,
+    records_from_manifest,
+    records_from_source,
+    records_from_zip,
+)
+
+
+def image_bytes(rec) -> bytes:
+    """Read a record's image the way the engine does (path, or a zero-arg reader)."""
+    src = rec.image
+    return src() if callable(src) else read_source(src)
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def test_folder_subfolders_are_categories(tmp_path: Path) -> None:
+    hat, dress = demo_photos("hat"), demo_photos("dress")
+    (tmp_path / "dress").mkdir()
+    (tmp_path / "hat" / "winter").mkdir(parents=True)
+    (tmp_path / ".cache").mkdir()
+    shutil.copyfile(dress[0], tmp_path / "dress" / dress[0].name)  # a uuid file name
+    shutil.copyfile(dress[1], tmp_path / "dress" / "blue_summer  dress.JPG")
+    shutil.copyfile(hat[0], tmp_path / "hat" / "winter" / "wool.jpg")
+    shutil.copyfile(hat[1], tmp_path / "loose.jpg")  # no category
+    shutil.copyfile(hat[2], tmp_path / ".cache" / "thumb.jpg")  # hidden
+    (tmp_path / "dress" / "notes.txt").write_text("not a picture")
+
+    recs = list(records_from_folder(tmp_path))
+    good = {r.item_id: r for r in recs if r.error is None}
+    bad = [r for r in recs if r.error]
+    assert set(good) == {f"dress/{dress[0].stem}", "dress/blue_summer  dress", "hat/winter/wool"}
+    assert good[f"dress/{dress[0].stem}"].fields.name == f"Dress {dress[0].stem[:8]}"
+    assert good["dress/blue_summer  dress"].fields.name == "blue summer dress"
+    assert good["hat/winter/wool"].fields.category == "hat"  # the top folder
+    assert all(r.fields.item_id == r.item_id for r in good.values())
+    assert image_bytes(good["hat/winter/wool"]) == hat[0].read_bytes()
+    [loose] = bad
+    assert loose.item_id == "loose" and "sub-folder named after their category" in loose.error
+    assert count_records(tmp_path) == 4  # three items and the loose photo; hidden and text files not counted
+    assert [r.item_id for r in records_from_source(tmp_path)] == [r.item_id for r in recs]
+
+
+def test_csv_with_its_own_column_names(tmp_path: Path) -> None:
+    photos = demo_photos("shoes")[:3]
+    (tmp_path / "pics").mkdir()
+    for p in photos:
+        shutil.copyfile(p, tmp_path / "pics" / p.name)
+    manifest = write_csv(tmp_path / "shop.csv", ["sku", "picture", "title", "kind", "cost", "link", "colour", "size"], [
+        ["S-1", f"pics/{photos[0].name}", "Runner", "Shoes", "$1,299.50", "https://shop.example/s1", "red", "42"],
+        ["S-2", str(tmp_path / "pics" / photos[1].name), "Walker", "Shoes", "", "", "blue", ""],
+        ["S-3", "https://cdn.example/s3.jpg", "", "Shoes", "19", "", "", ""],
+    ])
+    cols = Columns(id="sku", path="picture", name="title", category="kind", price="cost", url="link")
+    recs = list(records_from_manifest(manifest, cols))
+    assert [r.error for r in recs] == [None, None, None]
+    s1, s2, s3 = recs
+    assert (s1.fields.item_id, s1.fields.name, s1.fields.category, s1.fields.price, s1.fields.url) == (
+        "S-1", "Runner", "Shoes", 1299.5, "https://shop.example/s1")
+    assert s1.fields.attributes == {"colour": "red", "size": "42"}  # every other column, empty cells left out
+    assert s1.image == tmp_path / "pics" / photos[0].name and image_bytes(s1) == photos[0].read_bytes()
+    assert s2.image == tmp_path / "pics" / photos[1].name and s2.fields.price is None
+    assert s2.fields.attributes == {"colour": "blue"}
+    assert s3.image == "https://cdn.example/s3.jpg" and s3.fields.name == "S-3" and s3.fields.attributes is None
+    assert s1.where == "shop.csv line 2" and s3.where == "shop.csv line 4"
+    assert count_records(manifest) == 3
+    only = Columns(id="sku", path="picture", category="kind", extra=("size",))
+    assert next(iter(records_from_manifest(manifest, only))).fields.attributes == {"size": "42"}
+
+
+def test_bad_rows_are_reported_with_their_line_numbers(tmp_path: Path) -> None:
+    p = demo_photos("hat")[0]
+    shutil.copyfile(p, tmp_path / "hat.jpg")
+    manifest = write_csv(tmp_path / "items.csv", ["id", "category", "price", "path"], [
+        ["a1", "hat", "10", "hat.jpg"],
+        ["", "hat", "5", "hat.jpg"],
+        ["a3", "  ", "5", "hat.jpg"],
+        ["a4", "hat", "cheap", "hat.jpg"],
+        ["a5", "hat", "€ 12", "hat.jpg"],
+        ["a6", "hat", "", ""],
+        ["a7", "hat", "£7", "hat.jpg"],
+    ])
+    recs = list(records_from_manifest(manifest))
+    assert [(r.item_id, r.where, r.error) for r in recs if r.error] == [
+        ("", "items.csv line 3", "the id is empty"),
+        ("a3", "items.csv line 4", "the category is empty"),
+        ("a4", "items.csv line 5", "price 'cheap' is not a number"),
+        ("a6", "items.csv line 7", "no image found for this row (no path column and no images/<id>.jpg)"),
+    ]
+    assert [(r.item_id, r.fields.price) for r in recs if not r.error] == [("a1", 10.0), ("a5", 12.0), ("a7", 7.0)]
+
+
+def test_missing_required_columns_are_named(tmp_path: Path) -> None:
+    manifest = write_csv(tmp_path / "export.csv", ["sku", "type", "path"], [["1", "hat", "x.jpg"]])
+    with pytest.raises(BadManifest) as e:
+        list(records_from_manifest(manifest))
+    msg = str(e.value)
+    assert "export.csv has no column 'id' or 'category'" in msg
+    assert "columns: sku, type, path" in msg and "--id-column" in msg
+    with pytest.raises(BadManifest, match=r"no column 'category' \(columns: sku, type, path\)"):
+        list(records_from_manifest(manifest, Columns(id="sku")))
+    assert [r.fields.category for r in records_from_manifest(manifest, Columns(id="sku", category="type"))] == ["hat"]
+
+
+def test_unreadable_manifests(tmp_path: Path) -> None:
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(BadManifest, match="empty"):
+        list(records_from_manifest(tmp_path / "empty.csv"))
+    (tmp_path / "items.json").write_text("{}")
+    with pytest.raises(BadManifest, match="must be .csv or .parquet"):
+        list(records_from_source(tmp_path / "items.json"))
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(BadManifest, match="not a readable Parquet file"):
+        list(records_from_manifest(tmp_path / "bad.parquet"))
+    with pytest.raises(BadManifest, match="does not exist"):
+        records_from_source(tmp_path / "nowhere.csv")
+    (tmp_path / "latin1.csv").write_bytes("id,category\n1,Caf\xe9\n".encode("latin-1"))
+    with pytest.raises(BadManifest, match="cannot be read as CSV"):
+        list(records_from_manifest(tmp_path / "latin1.csv"))
+
+
+@needs_fashion
+def test_kaggle_layout_finds_images_beside_the_csv(tmp_path: Path) -> None:
+    rows = styles_rows(["Shirts", "Jeans", "Watches"], 4)
+    manifest = write_kaggle_subset(tmp_path, rows)
+    with open(manifest, "a", encoding="utf-8") as f:
+        f.write("99999999,Men,Apparel,Topwear,Shirts,Blue,Fall,2011,Casual,A shirt with no photo\n")
+    cols = Columns(category="articleType", name="productDisplayName")
+    recs = list(records_from_source(manifest, cols))
+    good = [r for r in recs if r.error is None]
+    assert [r.item_id for r in good] == [row["id"] for row in rows]
+    first = good[0]
+    assert first.image == tmp_path / "images" / f"{rows[0]['id']}.jpg"
+    assert (first.fields.category, first.fields.name) == (rows[0]["articleType"], rows[0]["productDisplayName"])
+    assert first.fields.attributes["baseColour"] == rows[0]["baseColour"]
+    assert set(first.fields.attributes) <= {"gender", "masterCategory", "subCategory", "baseColour", "season", "year", "usage"}
+    assert decode_image(image_bytes(first)).size == (60, 80)
+    [missing] = [r for r in recs if r.error]
+    assert missing.item_id == "99999999" and missing.where == f"styles.csv line {len(rows) + 2}"
+    assert "no image found" in missing.error
+    assert count_records(manifest) == len(rows) + 1
+
+
+def test_parquet_manifest(tmp_path: Path) -> None:
+    photos = demo_photos("skirt")[:4]
+    for p in photos:
+        shutil.copyfile(p, tmp_path / p.name)
+    table = pa.table({
+        "sku": pa.array([101, 102, 103, 104], pa.int64()),
+        "file": [p.name for p in photos],
+        "title": ["A", "B", None, "D"],
+        "section": ["skirt", "skirt", "skirt", None],
+        "cost": pa.array([9.5, None, 30.0, 1.0]),
+        "season": ["summer", None, "winter", "fall"],
+    })
+    pq.write_table(table, tmp_path / "catalogue.parquet")
+    cols = Columns(id="sku", path="file", name="title", category="section", price="cost")
+    recs = list(records_from_source(tmp_path / "catalogue.parquet", cols))
+    good = [r for r in recs if r.error is None]
+    assert [(r.item_id, r.fields.name, r.fields.price) for r in good] == [("101", "A", 9.5), ("102", "B", None), ("103", "103", 30.0)]
+    assert good[0].fields.attributes == {"season": "summer"} and good[1].fields.attributes is None
+    assert image_bytes(good[2]) == photos[2].read_bytes()
+    assert [(r.item_id, r.error) for r in recs if r.error] == [("104", "the category is empty")]
+    assert count_records(tmp_path / "catalogue.parquet") == 4
+
+
+def zip_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_zip_with_a_csv_manifest(tmp_path: Path) -> None:
+    photos = demo_photos("pants")[:3]
+    manifest = "id,category,name,path\np1,pants,Chinos,photos/a.jpg\np2,pants,Jeans,./photos/b.jpg\np3,pants,Gone,photos/none.jpg\n"
+    data = zip_of({
+        "shop/catalog.csv": manifest.encode(),
+        "shop/photos/a.jpg": photos[0].read_bytes(),
+        "shop/photos/b.jpg": photos[1].read_bytes(),
+        "shop/extra/other.csv": b"id,category\n",  # deeper: not the manifest
+        "__MACOSX/shop/._catalog.csv": b"junk",
+    })
+    recs = list(records_from_zip(data))
+    assert [(r.item_id, r.error) for r in recs] == [
+        ("p1", None), ("p2", None), ("p3", "no image found for this row (no path column and no images/<id>.jpg)"),
+    ]
+    assert image_bytes(recs[0]) == photos[0].read_bytes() and image_bytes(recs[1]) == photos[1].read_bytes()
+    assert recs[0].where == "catalog.csv line 2" and recs[1].fields.name == "Jeans"
+
+    kaggle = zip_of({"styles.csv": b"id,category\n7,pants\n", "images/7.jpg": photos[2].read_bytes()})
+    [r] = list(records_from_zip(kaggle))
+    assert r.error is None and image_bytes(r) == photos[2].read_bytes()
+
+
+def test_zip_with_category_folders(tmp_path: Path) -> None:
+    hat, shoes = demo_photos("hat")[0], demo_photos("shoes")[0]
+    data = zip_of({
+        "export/hat/h1.jpg": hat.read_bytes(),
+        "export/shoes/s1.JPEG": shoes.read_bytes(),
+        "export/readme.txt": b"hello",
+        "loose.png": hat.read_bytes(),
+        "__MACOSX/export/hat/._h1.jpg": b"junk",
+    })
+    recs = list(records_from_zip(data))
+    assert [(r.item_id, r.fields.category if r.fields else None) for r in recs if r.error is None] == [
+        ("export/hat/h1", "hat"), ("export/shoes/s1", "shoes"),
+    ]
+    assert image_bytes(recs[0]) == hat.read_bytes()
+    [loose] = [r for r in recs if r.error]
+    assert loose.item_id == "loose" and "folder named after their category" in loose.error
+
+    small = list(records_from_zip(data, max_member_bytes=1000))
+    with pytest.raises(ImageTooLarge, match="too large"):
+        small[0].image()
+    with pytest.raises(BadManifest, match="not a valid ZIP"):
+        list(records_from_zip(b"PK\x03\x04 but not really a zip"))
+
+
+async def test_a_zip_imports_end_to_end_and_again_unchanged(tmp_path: Path) -> None:
+    photos = {c: demo_photos(c)[:3] for c in ("hat", "shoes")}
+    files = {f"{c}/{p.name}": p.read_bytes() for c, ps in photos.items() for p in ps}
+    files["hat/broken.jpg"] = photos["hat"][0].read_bytes()[:500]
+    (tmp_path / "catalogue.zip").write_bytes(zip_of(files))
+    rec = await open_rec(tmp_path / "c.db")
+    try:
+        seen: list[int] = []
+        summary = await rec.import_items(
+            records_from_source(tmp_path / "catalogue.zip"), guild_id=5, actor="test", batch=3,
+            progress=lambda done, total, s: seen.append(done),
+        )
+        assert (summary.added, summary.updated, summary.unchanged) == (6, 0, 0)
+        assert [(i, w, "truncated" in r) for i, w, r in summary.failed] == [("hat/broken", "hat/broken.jpg", True)]
+        assert seen == [3, 6, 7]
+        assert await rec.store.category_counts(5) == {"hat": 3, "shoes": 3}
+        again = await rec.import_items(records_from_source(tmp_path / "catalogue.zip"), guild_id=5, actor="test")
+        assert (again.added, again.updated, again.unchanged, len(again.failed)) == (0, 0, 6, 1)
+        res = await rec.similar(photos["shoes"][1].read_bytes(), guild_id=5, k=5, predict=False)
+        assert res.catalogue_id == 5 and len(res.matches) == 5
+        assert [e["detail"] for e in await rec.store.audit_entries(5)][0] == {"added": 0, "updated": 0, "unchanged": 6, "failed": 1}
+    finally:
+        await rec.close()
+
+
+async def test_a_changed_manifest_row_updates_only_that_item(tmp_path: Path) -> None:
+    photos = demo_photos("dress")[:3]
+    for p in photos:
+        shutil.copyfile(p, tmp_path / p.name)
+    rows = [[f"d{i}", "dress", f"Dress {i}", str(10 * i), p.name] for i, p in enumerate(photos)]
+    write_csv(tmp_path / "m.csv", ["id", "category", "name", "price", "path"], rows)
+    rec = await open_rec(tmp_path / "c.db")
+    try:
+        first = await rec.import_items(records_from_source(tmp_path / "m.csv"), guild_id=0, actor="t")
+        assert first.added == 3
+        await rec.similar(item_id="d0", k=2, predict=False)  # index loaded
+        rows[1][3] = "99"  # a new price
+        shutil.copyfile(demo_photos("dress")[5], tmp_path / photos[2].name)  # a new picture for d2
+        write_csv(tmp_path / "m.csv", ["id", "category", "name", "price", "path"], rows)
+        second = await rec.import_items(records_from_source(tmp_path / "m.csv"), guild_id=0, actor="t")
+        assert (second.added, second.updated, second.unchanged) == (0, 2, 1)
+        res = await rec.similar(item_id="d0", k=5, min_price=50, predict=False)
+        assert [m.item.item_id for m in res.matches] == ["d1"]  # the loaded index saw the new price
+        assert (await rec.get_item("d2", guild_id=0)).content_hash != (await rec.get_item("d0", guild_id=0)).content_hash
+    finally:
+        await rec.close()
+
+
+@needs_fashion
+@pytest.mark.xfail(strict=True, reason="BUG: a row with more cells than the header (the original Kaggle styles.csv "
+                   "leaves commas in names unquoted) gives attributes a None key; json.dumps(sort_keys=True) then "
+                   "raises TypeError in store.upsert_items and the whole import stops")
+async def test_a_row_with_extra_cells_does_not_stop_the_import(tmp_path: Path) -> None:
+    rows = styles_rows(["Shirts"], 3)
+    manifest = write_kaggle_subset(tmp_path, rows)
+    text = manifest.read_text(encoding="utf-8").splitlines()
+    r = rows[1]  # written as the Kaggle original does: the comma in the name not quoted
+    text[2] = ",".join([r[k] for k in list(r)[:-1]] + [r["productDisplayName"].replace(" ", ", ", 1)])
+    manifest.write_text("\n".join(text) + "\n", encoding="utf-8")
+    rec = await open_rec(tmp_path / "c.db")
+    try:
+        summary = await rec.import_items(
+            records_from_source(manifest, Columns(category="articleType", name="productDisplayName")), guild_id=0, actor="t",
+        )
+        assert summary.added + len(summary.failed) == 3 and summary.added >= 2
+        assert all(w == "styles.csv line 3" for _, w, _ in summary.failed)
+    finally:
+        await rec.close()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: Parquet cells that are not JSON types (date, timestamp, Decimal) go into "
+                   "attributes unconverted; json.dumps in store.upsert_items raises TypeError and the import stops")
+async def test_a_parquet_manifest_with_a_date_column_imports(tmp_path: Path) -> None:
+    import datetime
+
+    photos = demo_photos("hat")[:2]
+    for p in photos:
+        shutil.copyfile(p, tmp_path / p.name)
+    pq.write_table(pa.table({
+        "id": ["h1", "h2"], "category": ["hat", "hat"], "path": [p.name for p in photos],
+        "released": [datetime.date(2024, 3, 1), datetime.date(2024, 9, 1)],
+    }), tmp_path / "hats.parquet")
+    rec = await open_rec(tmp_path / "c.db")
+    try:
+        summary = await rec.import_items(records_from_source(tmp_path / "hats.parquet"), guild_id=0, actor="t")
+        assert summary.added == 2
+        assert (await rec.get_item("h1", guild_id=0)).attributes == {"released": "2024-03-01"}
+    finally:
+        await rec.close()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: importer accepts price 'nan' (float('nan')); SQLite stores it as NULL, "
+                   "so every re-import compares nan != None and reports the row 'updated' instead of 'unchanged'")
+async def test_reimporting_a_row_with_price_nan_is_unchanged(tmp_path: Path) -> None:
+    photo = demo_photos("hat")[0]
+    shutil.copyfile(photo, tmp_path / "h.jpg")
+    write_csv(tmp_path / "m.csv", ["id", "category", "price", "path"], [["h1", "hat", "nan", "h.jpg"]])
+    rec = await open_rec(tmp_path / "c.db")
+    try:
+        first = await rec.import_items(records_from_source(tmp_path / "m.csv"), guild_id=0, actor="t")
+        again = await rec.import_items(records_from_source(tmp_path / "m.csv"), guild_id=0, actor="t")
+        assert first.added + len(first.failed) == 1
+        assert (again.updated, again.unchanged + len(again.failed)) == (0, 1)
+    finally:
+        await rec.close()

@@ -1,0 +1,302 @@
+"""The catalogue store: items, embeddings, guild settings and the audit log, on a real SQLite file.
+
+Items carry real demo photos (thumbnail and content hash made by recommender.images) and
+unit vectors; the store does not care where vectors come from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from helpers import demo_photos
+from recommender.errors import DuplicateItem, ItemNotFound
+from recommender.images import load_image, make_thumbnail
+from recommender.store import ItemFields, NewItem, Store, decode_vectors, encode_vector
+
+DIM = 96
+PHOTOS = demo_photos()
+
+
+def unit(seed: int, dim: int = DIM) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def photo_item(i: int, item_id: str | None = None, *, name: str | None = None, category: str | None = None,
+               price: float | None = None, vector: bool = True, **extra) -> NewItem:
+    """An item made from demo photo i: real thumbnail, real content hash, a unit vector."""
+    path = PHOTOS[i]
+    img, digest = load_image(path)
+    fields = ItemFields(
+        item_id or f"item-{i}", name or f"Photo {i}", category or path.parent.name, price, **extra,
+    )
+    return NewItem(fields, make_thumbnail(img, 64) if vector else None, digest, unit(i) if vector else None)
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path: Path):
+    s = await Store.open(tmp_path / "catalogue.db")
+    yield s
+    await s.close()
+
+
+def raw(store: Store) -> sqlite3.Connection:
+    con = sqlite3.connect(store.path, timeout=30)
+    con.execute("PRAGMA foreign_keys=ON")
+    return con
+
+
+async def test_upsert_is_idempotent_and_reports_added_updated_unchanged(store: Store) -> None:
+    first = await store.upsert_items(0, [photo_item(i) for i in range(3)], "tiny", "tester")
+    assert [s for _, s in first] == ["added"] * 3
+    assert [it.item_id for it, _ in first] == ["item-0", "item-1", "item-2"]
+    assert all(it.added_by == "tester" for it, _ in first)
+
+    # Same picture, same fields, no new vector: what a re-import of an unchanged row sends.
+    again = await store.upsert_items(
+        0, [NewItem(photo_item(i).fields, None, photo_item(i).content_hash, None) for i in range(3)], "tiny", "tester"
+    )
+    assert [s for _, s in again] == ["unchanged"] * 3
+    assert [it.updated_at for it, _ in again] == [it.updated_at for it, _ in first]
+
+    renamed = photo_item(1, name="A new name")
+    changed = await store.upsert_items(
+        0, [NewItem(renamed.fields, None, renamed.content_hash, None), photo_item(2)], "tiny", "tester"
+    )
+    assert [s for _, s in changed] == ["updated", "updated"]  # a new name; a new vector
+    assert (await store.get_item(0, "item-1")).name == "A new name"
+    assert (await store.get_item(0, "item-1")).updated_at > first[1][0].updated_at
+    assert [it.pk for it, _ in changed] == [first[1][0].pk, first[2][0].pk]  # rows updated in place
+
+    items, total = await store.list_items(0, limit=50)
+    assert total == 3 and len(items) == 3
+    assert await store.model_counts(0) == {"tiny": 3}
+
+
+async def test_add_by_hand_refuses_an_existing_id_and_writes_nothing(store: Store) -> None:
+    await store.upsert_items(0, [photo_item(0, "sku-1")], "tiny", "mod")
+    with pytest.raises(DuplicateItem, match="sku-1"):
+        await store.upsert_items(0, [photo_item(5, "sku-2"), photo_item(1, "sku-1")], "tiny", "mod", replace=False)
+    _, total = await store.list_items(0)
+    assert total == 1  # sku-2, in the same batch, was rolled back too
+    with pytest.raises(ItemNotFound):
+        await store.get_item(0, "sku-2")
+
+
+async def test_remove_deletes_the_embedding_and_writes_an_audit_row(store: Store) -> None:
+    [(kept, _), (gone, _)] = await store.upsert_items(0, [photo_item(0, "a"), photo_item(1, "b")], "tiny", "mod")
+    removed = await store.remove_item(0, "b", "mod:alice")
+    assert removed.pk == gone.pk and removed.name == "Photo 1"
+    with raw(store) as con:
+        assert con.execute("SELECT count(*) FROM embeddings WHERE item_pk=?", (gone.pk,)).fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM embeddings WHERE item_pk=?", (kept.pk,)).fetchone()[0] == 1
+    [entry] = await store.audit_entries(0)
+    assert entry["action"] == "remove" and entry["item_id"] == "b" and entry["actor"] == "mod:alice"
+    assert entry["detail"] == {"name": "Photo 1", "category": PHOTOS[1].parent.name}
+
+    with pytest.raises(ItemNotFound, match="'b'"):
+        await store.remove_item(0, "b", "mod:alice")
+    assert len(await store.audit_entries(0)) == 1  # a failed removal is not audited
+
+
+async def test_remove_and_its_audit_row_commit_together(store: Store) -> None:
+    """If the audit row cannot be written, the item and its embedding must stay."""
+    [(item, _)] = await store.upsert_items(0, [photo_item(0, "a")], "tiny", "mod")
+    with raw(store) as con:
+        con.execute("CREATE TRIGGER audit_down BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit down'); END")
+    with pytest.raises(Exception, match="audit down"):
+        await store.remove_item(0, "a", "mod")
+    assert (await store.get_item(0, "a")).pk == item.pk
+    with raw(store) as con:
+        assert con.execute("SELECT count(*) FROM embeddings WHERE item_pk=?", (item.pk,)).fetchone()[0] == 1
+
+
+async def test_deleting_an_item_cascades_to_its_embeddings(store: Store) -> None:
+    [(item, _)] = await store.upsert_items(0, [photo_item(0, "a")], "tiny", "mod")
+    with raw(store) as con:
+        con.execute("INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'other', 4, ?)",
+                    (item.pk, encode_vector(np.ones(4))))
+        con.execute("DELETE FROM items WHERE pk=?", (item.pk,))
+        assert con.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 0
+
+
+async def test_the_same_item_id_may_live_in_two_guilds(store: Store) -> None:
+    a = await store.upsert_items(0, [photo_item(0, "sku-1", name="default one")], "tiny", "x")
+    b = await store.upsert_items(42, [photo_item(1, "sku-1", name="guild one")], "tiny", "x")
+    assert a[0][1] == b[0][1] == "added" and a[0][0].pk != b[0][0].pk
+    assert (await store.get_item(0, "sku-1")).name == "default one"
+    assert (await store.get_item(42, "sku-1")).name == "guild one"
+    assert sorted(await store.catalogue_ids()) == [0, 42]
+
+    await store.remove_item(42, "sku-1", "x")
+    assert (await store.get_item(0, "sku-1")).name == "default one"
+    assert not await store.has_items(42) and await store.has_items(0)
+
+    with raw(store) as con, pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        con.execute(
+            "INSERT INTO items (guild_id, item_id, name, category, thumbnail, content_hash, added_by, added_at, updated_at) "
+            "VALUES (0, 'sku-1', 'n', 'c', x'00', 'h', 'x', '2026-01-01', '2026-01-01')"
+        )
+
+
+@pytest.mark.parametrize("dim", [96, 1280])
+async def test_vectors_round_trip_through_float16(store: Store, dim: int) -> None:
+    news = []
+    for i in range(12):
+        n = photo_item(i, price=None if i % 3 == 0 else 10.0 + i)
+        news.append(NewItem(n.fields, n.thumbnail, n.content_hash, unit(100 + i, dim)))
+    written = await store.upsert_items(7, news, "m", "x")
+    rows = await store.load_vectors(7, "m")
+    assert rows.vectors.dtype == np.float32 and rows.vectors.shape == (12, dim)
+    assert list(rows.pks) == sorted(it.pk for it, _ in written)
+    expected = np.stack([n.vector for n in news])
+    assert np.abs(rows.vectors - expected).max() < 1e-3
+    # cosine scores, what ranking uses, agree to ~1e-3 as well
+    assert np.abs(rows.vectors @ expected[0] - expected @ expected[0]).max() < 1e-3
+    assert rows.categories == [n.fields.category for n in news]
+    assert rows.hashes == [n.content_hash for n in news]
+    assert np.isnan(rows.prices[0]) and rows.prices[1] == 11.0
+
+    exported = [pair for batch in [b async for b in store.iter_export(7, "m", batch=5)] for pair in batch]
+    assert [it.item_id for it, _ in exported] == [n.fields.item_id for n in news]
+    assert np.abs(np.stack([v for _, v in exported]) - expected).max() < 1e-3
+    assert (await store.load_vectors(7, "other-model")).pks.size == 0
+
+
+def test_vector_encoding_is_little_endian_float16() -> None:
+    v = unit(3, 8)
+    blob = encode_vector(v)
+    assert len(blob) == 16 and blob == v.astype("<f2").tobytes()
+    assert np.array_equal(decode_vectors([blob, blob], 8)[1], v.astype(np.float16).astype(np.float32))
+    assert decode_vectors([], 8).shape == (0, 8)
+
+
+async def test_fingerprint_changes_on_add_remove_and_edit(store: Store) -> None:
+    empty = await store.fingerprint(0, "tiny")
+    await store.upsert_items(0, [photo_item(i) for i in range(4)], "tiny", "x")
+    after_add = await store.fingerprint(0, "tiny")
+    assert after_add != empty
+    assert await store.fingerprint(0, "tiny") == after_add  # stable while nothing changes
+    await store.upsert_items(0, [NewItem(photo_item(1).fields, None, photo_item(1).content_hash, None)], "tiny", "x")
+    assert await store.fingerprint(0, "tiny") == after_add  # an unchanged re-import is no change
+
+    await store.update_item(0, "item-2", {"category": "something else"})
+    after_edit = await store.fingerprint(0, "tiny")
+    assert after_edit != after_add
+
+    await store.remove_item(0, "item-3", "x")  # the newest row: its pk may be reused by the next add
+    after_remove = await store.fingerprint(0, "tiny")
+    assert after_remove not in (after_edit, after_add)
+    await store.upsert_items(0, [photo_item(9, "item-9")], "tiny", "x")
+    after_readd = await store.fingerprint(0, "tiny")
+    assert after_readd not in (after_remove, after_edit, after_add)
+
+    # other catalogues and other models do not move it
+    await store.upsert_items(5, [photo_item(0)], "tiny", "x")
+    await store.upsert_items(0, [photo_item(0, "item-x")], "other-model", "x")
+    assert await store.fingerprint(0, "tiny") == after_readd
+
+
+async def test_update_item_changes_only_editable_fields(store: Store) -> None:
+    [(item, _)] = await store.upsert_items(0, [photo_item(0, "a", price=5.0)], "tiny", "x")
+    edited = await store.update_item(0, "a", {"name": "Renamed", "price": 7.5, "content_hash": "f" * 64, "pk": 999})
+    assert (edited.name, edited.price, edited.pk, edited.content_hash) == ("Renamed", 7.5, item.pk, item.content_hash)
+    assert (await store.get_item(0, "a")).price == 7.5
+    with pytest.raises(ItemNotFound):
+        await store.update_item(0, "nope", {"name": "x"})
+    with pytest.raises(ItemNotFound):
+        await store.update_item(3, "a", {"name": "x"})  # another guild's catalogue
+
+
+async def test_listing_counting_and_model_in_use(store: Store) -> None:
+    await store.upsert_items(0, [photo_item(i) for i in range(0, 36, 3)], "tiny", "x")  # 12 photos, 3 categories
+    counts = await store.category_counts(0)
+    assert sum(counts.values()) == 12 and set(counts) == {PHOTOS[i].parent.name for i in range(0, 36, 3)}
+    cat = next(iter(counts))
+    page1, total = await store.list_items(0, category=cat.upper(), limit=2)
+    page2, _ = await store.list_items(0, category=cat, offset=2, limit=50)
+    assert total == counts[cat] and {it.category for it in page1 + page2} == {cat}
+    assert len(page1) == min(2, total) and len(page1 + page2) == total
+    assert not {it.item_id for it in page1} & {it.item_id for it in page2}
+    assert await store.model_in_use("vgg16") == "tiny"
+    by_pk = await store.items_by_pk([page1[0].pk])
+    assert by_pk[page1[0].pk].item_id == page1[0].item_id
+    thumbs = await store.thumbnails([page1[0].pk])
+    assert thumbs[page1[0].pk][:3] == b"\xff\xd8\xff"  # a JPEG thumbnail
+
+
+async def test_an_empty_database_uses_the_default_model(store: Store) -> None:
+    assert await store.model_in_use("vgg16") == "vgg16"
+    assert not await store.has_items(0)
+    rows = await store.load_vectors(0, "tiny")
+    assert rows.pks.size == 0
+
+
+async def test_attributes_round_trip_as_json(store: Store) -> None:
+    await store.upsert_items(0, [photo_item(0, "a", attributes={"colour": "Navy Blue", "year": "2011"},
+                                            url="https://shop.example/a", description="A shirt")], "tiny", "x")
+    item = await store.get_item(0, "a")
+    assert item.attributes == {"colour": "Navy Blue", "year": "2011"}
+    assert (item.url, item.description) == ("https://shop.example/a", "A shirt")
+
+
+async def test_guild_settings_watched_channels_and_audit(store: Store) -> None:
+    s = await store.guild_settings(1)
+    assert (s.k, s.moderator_role_id, s.watched) == (None, None, set())
+    await store.update_guild_settings(1, k=8)
+    await store.update_guild_settings(1, moderator_role_id=555)
+    s = await store.guild_settings(1)
+    assert (s.k, s.moderator_role_id) == (8, 555)
+    assert (await store.guild_settings(2)).k is None
+
+    assert await store.set_watched(1, 100, True) is True
+    assert await store.set_watched(1, 100, True) is False  # already watched
+    assert await store.set_watched(1, 200, True) is True
+    assert await store.set_watched(1, 300, False) is False  # never watched
+    assert (await store.guild_settings(1)).watched == {100, 200}
+    assert await store.set_watched(1, 100, False) is True
+    assert (await store.guild_settings(1)).watched == {200}
+    assert (await store.guild_settings(2)).watched == set()
+
+    await store.audit(1, "mod:a", "config", None, k=8)
+    await store.audit(1, "mod:b", "watch", None, channel=200)
+    await store.audit(2, "mod:c", "watch", None)
+    entries = await store.audit_entries(1)
+    assert [(e["actor"], e["action"], e["detail"]) for e in entries] == [
+        ("mod:b", "watch", {"channel": 200}), ("mod:a", "config", {"k": 8}),
+    ]
+    assert [e["action"] for e in await store.audit_entries(2)] == ["watch"]
+    assert len(await store.audit_entries(1, limit=1)) == 1
+
+
+async def test_classifier_blob_is_saved_and_replaced(store: Store) -> None:
+    await store.save_classifier(0, "tiny", "fp1", "knn", b"one")
+    await store.save_classifier(0, "tiny", "fp2", "linear", b"two")
+    row = await store.load_classifier(0, "tiny")
+    assert (row.fingerprint, row.method, row.blob) == ("fp2", "linear", b"two")
+    assert await store.load_classifier(0, "vgg16") is None
+    assert await store.load_classifier(1, "tiny") is None
+
+
+async def test_wal_journal_and_integrity(store: Store) -> None:
+    await store.upsert_items(0, [photo_item(0)], "tiny", "x")
+    assert await store.integrity_check() == "ok"
+    with raw(store) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_concurrent_writers_do_not_lose_rows(store: Store) -> None:
+    """Several batches written at once (the bot's moderators plus an import) all land."""
+    async def batch(b: int) -> None:
+        await store.upsert_items(0, [photo_item(i, f"b{b}-{i}") for i in range(b * 5, b * 5 + 5)], "tiny", "x")
+
+    await asyncio.gather(*(batch(b) for b in range(6)))
+    _, total = await store.list_items(0)
+    assert total == 30
+    assert (await store.model_counts(0))["tiny"] == 30
