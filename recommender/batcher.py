@@ -52,14 +52,16 @@ class Batcher(Generic[T, R]):
     def pending(self) -> int:
         return self._queue.qsize()
 
-    async def submit(self, item: T) -> R:
+    async def submit(self, item: T, *, wait: bool = False) -> R:
+        """Queue one item and await its result. Interactive callers get Busy when the queue stays
+        full; bulk callers (wait=True) wait for room instead."""
         self._ensure_worker()
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         try:
             self._queue.put_nowait((item, fut))
         except asyncio.QueueFull:
             try:
-                await asyncio.wait_for(self._queue.put((item, fut)), self.put_timeout_s)
+                await asyncio.wait_for(self._queue.put((item, fut)), None if wait else self.put_timeout_s)
             except TimeoutError:
                 raise Busy("The recommender is busy right now; please try again in a few seconds.") from None
         return await fut

@@ -24,6 +24,16 @@ log = logging.getLogger("lookalike")
 Plugin = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _actor() -> str:
     try:
         return f"cli:{getpass.getuser()}"
@@ -243,7 +253,7 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
     for col, default in (("id", "id"), ("path", "path"), ("name", "name"), ("category", "category"),
                          ("price", "price"), ("url", "url"), ("description", "description")):
         s.add_argument(f"--{col}-column", default=default, help=f"manifest column for the {col} (default {default!r})")
-    s.add_argument("--batch", type=int, default=64, help="items per transaction (default 64)")
+    s.add_argument("--batch", type=_positive, default=64, help="items per transaction (default 64)")
     s.add_argument("--no-train", action="store_true", help="skip training the category classifier at the end")
     s.add_argument("--show-failures", type=int, default=20, help="failures listed in the summary (default 20)")
     s.set_defaults(func=cmd_import)

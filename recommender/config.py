@@ -98,7 +98,7 @@ def load_settings(
 def _validate(s: Settings) -> None:
     if s.pooling not in ("gap", "flatten"):
         raise BadOption(f"pooling must be 'gap' or 'flatten', not {s.pooling!r}.")
-    for name in ("workers", "batch_size", "queue_size", "k", "decode_side", "thumbnail_side"):
+    for name in ("workers", "batch_size", "queue_size", "k", "decode_side", "thumbnail_side", "max_image_bytes", "max_image_pixels"):
         if getattr(s, name) < 1:
             raise BadOption(f"{name} must be at least 1.")
     if not 0.0 <= s.threshold <= 1.0:

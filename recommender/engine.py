@@ -76,6 +76,7 @@ class _Catalogue:
         self.train_lock = asyncio.Lock()
         self.classifier: classify.Classifier | None = None
         self.retrain_timer: asyncio.Task[None] | None = None
+        self.pending: list[Callable[[VectorIndex], Any]] = []  # writes that landed while the index was loading
 
 
 class Recommender:
@@ -143,17 +144,25 @@ class Recommender:
         if cat.index is None:
             async with cat.load_lock:
                 if cat.index is None:
+                    cat.pending = []
                     rows = await self.store.load_vectors(cid, self.model)
-                    cat.index = await self._cpu(
+                    index = await self._cpu(
                         VectorIndex.build, rows.pks, rows.vectors, rows.categories, rows.prices, rows.hashes, self.backbone.dim
                     )
+                    for op in cat.pending:  # idempotent upserts/removals that raced the load
+                        op(index)
+                    cat.pending = []
+                    cat.index = index
                     log.info("catalogue %s: %d vectors loaded for %s", cid, len(cat.index), self.model)
         return cat.index
 
     async def _with_index(self, cid: int, fn: Callable[[VectorIndex], T]) -> T | None:
-        """Run fn(index) under the index lock in the pool; None if the index isn't loaded yet."""
+        """Run fn(index) under the index lock in the pool. Not loaded: None (a write made while it
+        is loading is replayed on it once built)."""
         cat = self._cat(cid)
         if cat.index is None:
+            if cat.load_lock.locked():
+                cat.pending.append(fn)
             return None
 
         def locked() -> T:
@@ -231,8 +240,16 @@ class Recommender:
                 if cat.classifier is not None and saved.fingerprint != await self.store.fingerprint(cid, self.model):
                     self.schedule_retrain(cid, delay=0.0)
             if cat.classifier is None:
-                await self.retrain(cid)
+                await self.retrain(cid, force=False)  # concurrent first callers: one fit, the rest load it
         return cat.classifier
+
+    def refresh(self, cid: int) -> None:
+        """Forget in-memory state for a catalogue: rebuilt from the store on next use (e.g. after a
+        CLI import into the database a running bot uses)."""
+        cat = self._cat(cid)
+        if not cat.load_lock.locked():
+            cat.index = None
+        self._own.pop(cid, None)
 
     async def retrain(self, cid: int, *, force: bool = True) -> classify.Classifier | None:
         """Fit the catalogue's classifier now (in the training thread) and save it.
@@ -323,6 +340,8 @@ class Recommender:
     ) -> ImportSummary:
         """Bulk import, idempotent and resumable: each batch commits in one transaction, and items
         whose image hash is already stored for this model are not decoded or embedded again."""
+        if batch < 1:
+            raise BadOption("The import batch size must be at least 1.")
         summary = ImportSummary()
         t0 = time.perf_counter()
         it = iter(records)
@@ -369,7 +388,11 @@ class Recommender:
         for (rec, _, _), p in zip(todo, prepared):
             if isinstance(p, BaseException):
                 summary.failed.append((rec.item_id, rec.where, _reason(p)))
-        vecs = await asyncio.gather(*(self._batcher.submit(p[0]) for _, p in ok))
+        # Bulk work waits for room in the queue, in slices that leave head-room for interactive queries.
+        step = max(1, self.settings.queue_size // 2)
+        vecs: list[np.ndarray] = []
+        for i in range(0, len(ok), step):
+            vecs += await asyncio.gather(*(self._batcher.submit(p[0], wait=True) for _, p in ok[i : i + step]))
         for ((rec, _, digest), (_, _, thumb)), vec in zip(ok, vecs):
             new_items.append(NewItem(rec.fields, thumb, digest, vec))  # type: ignore[arg-type]
         if not new_items:

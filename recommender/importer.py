@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -64,13 +65,16 @@ def count_records(source: Path) -> int | None:
     """A cheap total for the progress bar (None when unknown)."""
     if source.is_dir():
         return sum(1 for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p, source))
-    if source.suffix.lower() == ".csv":
-        with open(source, newline="", encoding="utf-8-sig") as f:
-            return max(0, sum(1 for _ in csv.reader(f)) - 1)
-    if source.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
+    try:
+        if source.suffix.lower() == ".csv":
+            with open(source, newline="", encoding="utf-8-sig") as f:
+                return max(0, sum(1 for _ in csv.reader(f)) - 1)
+        if source.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
 
-        return pq.ParquetFile(source).metadata.num_rows
+            return pq.ParquetFile(source).metadata.num_rows
+    except Exception:  # unreadable: the import itself reports why
+        return None
     return None
 
 
@@ -109,6 +113,13 @@ def _rows_parquet(path: Path) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
+def _jsonable(v: Any) -> Any:
+    """Attribute values are stored as JSON: dates, decimals and the like become text."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v if isinstance(v, (str, int, float, bool)) else str(v)
+
+
 def _cell(row: Mapping[str, Any], col: str) -> str | None:
     v = row.get(col)
     if v is None:
@@ -135,6 +146,10 @@ def records_from_rows(
                 )
             first = False
         where = f"{label} line {line}"
+        if None in row:  # csv.DictReader's restkey: more cells than header names
+            yield ImportRecord(_cell(row, cols.id) or "", where, error=f"the row has {len(row) - 1 + len(row[None])} cells "
+                               f"but the header has {len(row) - 1}: quote values that contain commas")
+            continue
         item_id = _cell(row, cols.id)
         if not item_id:
             yield ImportRecord("", where, error="the id is empty")
@@ -148,10 +163,12 @@ def records_from_rows(
             try:
                 price = float(raw.replace(",", "").lstrip("$€£"))
             except ValueError:
+                price = math.nan
+            if not math.isfinite(price) or price < 0:
                 yield ImportRecord(item_id, where, error=f"price {raw!r} is not a number")
                 continue
         extra = cols.extra or tuple(k for k in row if k not in cols.mapped())
-        attrs = {k: row[k] for k in extra if k in row and row[k] not in (None, "")}
+        attrs = {k: _jsonable(row[k]) for k in extra if k in row and row[k] not in (None, "")}
         fields = ItemFields(
             item_id=item_id[:100], name=(_cell(row, cols.name) or item_id)[:256], category=category[:100], price=price,
             url=_cell(row, cols.url), description=_cell(row, cols.description), attributes=attrs or None,

@@ -48,7 +48,8 @@ class VectorIndex:
     def build(cls, pks: np.ndarray, vectors: np.ndarray, categories: Sequence[str], prices: np.ndarray, hashes: Sequence[str], dim: int) -> "VectorIndex":
         idx = cls(dim, capacity=int(len(pks) * 1.25) + 16)
         n = len(pks)
-        idx._vecs[:n] = vectors
+        if n:
+            idx._vecs[:n] = vectors
         idx._pks[:n] = pks
         idx._prices[:n] = prices
         idx._cats[:n] = [idx._code(c) for c in categories]
@@ -146,19 +147,22 @@ class VectorIndex:
         if mask is not None:
             scores = np.where(mask, scores, -np.inf)
         want = min(n, k * 2 + 8)  # head-room for duplicates removed below
-        top = np.argpartition(-scores, want - 1)[:want] if want < n else np.arange(n)
-        top = top[np.argsort(-scores[top], kind="stable")]
-        hits: list[Hit] = []
-        seen: set[int] = set()
-        for i in top:
-            s = float(scores[i])
-            if s == -np.inf:
-                break
-            h = int(self._h64[i])
-            if h in seen:
-                continue
-            seen.add(h)
-            hits.append(Hit(int(self._pks[i]), s))
-            if len(hits) == k:
-                break
-        return hits
+        while True:
+            top = np.argpartition(-scores, want - 1)[:want] if want < n else np.arange(n)
+            top = top[np.argsort(-scores[top], kind="stable")]
+            hits: list[Hit] = []
+            seen: set[int] = set()
+            for i in top:
+                s = float(scores[i])
+                if s == -np.inf:
+                    break
+                h = int(self._h64[i])
+                if h in seen:
+                    continue
+                seen.add(h)
+                hits.append(Hit(int(self._pks[i]), s))
+                if len(hits) == k:
+                    return hits
+            if want >= n or (len(top) and scores[top[-1]] == -np.inf):
+                return hits
+            want = min(n, want * 4)  # many exact copies ranked first: look further

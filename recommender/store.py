@@ -126,6 +126,7 @@ def migrate(path: Path, revision: str = "head") -> None:
     """Upgrade the database file to `revision` (synchronous; the async open runs it in a thread)."""
     from alembic import command
     from alembic.config import Config
+    from alembic.util import CommandError
     from sqlalchemy import create_engine, pool
 
     cfg = Config()
@@ -137,6 +138,8 @@ def migrate(path: Path, revision: str = "head") -> None:
             command.upgrade(cfg, revision)
     except (SADatabaseError, sqlite3.DatabaseError) as e:
         raise DatabaseError(f"{path} is not a usable lookalike database: {e.orig if hasattr(e, 'orig') else e}") from None
+    except CommandError as e:  # e.g. a revision this code does not know: written by a newer lookalike
+        raise DatabaseError(f"{path} cannot be upgraded ({e}); was it written by a newer version of lookalike?") from None
     finally:
         engine.dispose()
 

@@ -122,8 +122,6 @@ def test_resnet50_refuses_a_broken_or_foreign_weights_file(tmp_path: Path) -> No
         load_backbone("resnet50", weights=str(lite0_weights()))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: backbones._efficientnet_lite0 calls torch.load outside any try, so a "
-                   "truncated or foreign --weights file raises RuntimeError/UnpicklingError, not WeightsUnavailable")
 @pytest.mark.parametrize("content", ["truncated", "text"])
 def test_efficientnet_lite0_refuses_a_broken_weights_file(tmp_path: Path, content: str) -> None:
     bad = tmp_path / "weights.pth"

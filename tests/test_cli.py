@@ -265,15 +265,11 @@ def test_usage_errors_exit_2(args: list[str], capsys) -> None:
     assert capsys.readouterr().err.startswith("usage: lookalike")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: similar on an empty catalogue dies with a ValueError traceback from "
-                   "VectorIndex.build instead of 'The catalogue is empty' (exit 1)")
 def test_similar_on_an_empty_catalogue_says_so(tmp_path: Path, capsys) -> None:
     rc, _, err = cli(capsys, "similar", demo_photos("hat")[0], "--db", tmp_path / "new.db", "--model", "tiny")
     assert rc == 1 and "catalogue is empty" in err
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: importer.count_records reads a CSV as UTF-8 outside any try, so a "
-                   "Latin-1/cp1252 manifest ends `lookalike import` with a UnicodeDecodeError traceback")
 def test_a_manifest_that_is_not_utf8_is_an_error_for_people(tmp_path: Path, capsys) -> None:
     shutil.copyfile(demo_photos("hat")[0], tmp_path / "a.jpg")
     (tmp_path / "export.csv").write_bytes("id,category,path\n1,Chapeau d'\xe9t\xe9,a.jpg\n".encode("cp1252"))
@@ -281,8 +277,6 @@ def test_a_manifest_that_is_not_utf8_is_an_error_for_people(tmp_path: Path, caps
     assert rc == 1 and "export.csv cannot be read as CSV" in err
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: --batch is not validated: 0 makes engine.import_items stop at once "
-                   "(islice(it, 0) is empty) and report 'added 0' with exit 0; a negative value ends in a ValueError traceback")
 @pytest.mark.parametrize("batch", ["0", "-5"])
 def test_a_batch_size_below_1_is_refused(batch: str, tmp_path: Path, capsys) -> None:
     folder = tmp_path / "photos" / "hat"

@@ -81,8 +81,6 @@ def test_a_broken_toml_file_is_a_bad_option(tmp_path: Path) -> None:
         load_settings(toml(tmp_path / "t.toml", 'batch_size = "lots"\n'), env={})
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config._validate does not check max_image_bytes/max_image_pixels; "
-                   "0 passes load_settings and later fails as a ValueError from images.ImageLimits in Recommender()")
 @pytest.mark.parametrize("name", ["LOOKALIKE_MAX_IMAGE_BYTES", "LOOKALIKE_MAX_IMAGE_PIXELS"])
 def test_image_limits_must_be_positive(name: str) -> None:
     with pytest.raises(BadOption, match="at least 1"):

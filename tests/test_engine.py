@@ -130,8 +130,6 @@ async def test_bad_options(rec) -> None:
         await rec.update_guild_settings(5, actor="mod", k=99)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an empty catalogue makes VectorIndex.build raise ValueError (broadcast "
-                   "(0,0) into (0,dim)) instead of CatalogEmpty")
 async def test_an_empty_catalogue_says_so(tmp_path: Path) -> None:
     rec = await open_rec(tmp_path / "empty.db")
     try:
@@ -265,8 +263,6 @@ async def test_the_classifier_is_reused_after_a_restart(tmp_path: Path, tmp_path
         await rec.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: engine._classifier calls retrain(force=True) from every concurrent "
-                   "caller while no classifier exists, so a burst of N queries trains N times")
 async def test_a_burst_of_queries_trains_the_classifier_once(tmp_path: Path, tmp_path_factory, caplog) -> None:
     db = demo_db(tmp_path_factory, tmp_path / "c.db")
     caplog.set_level(logging.INFO, logger="recommender.engine")
@@ -305,8 +301,6 @@ def slow_tiny(seconds_per_pass: float):
     return Backbone("slow-tiny", tiny.dim, tiny.input_size, Slow().eval(), pretrained=False)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: import_items submits a whole --batch chunk to the batcher at once; items "
-                   "beyond queue_size wait on the queue and get Busy after the fixed 5 s put timeout, aborting the import")
 async def test_a_bulk_import_larger_than_the_queue_waits_instead_of_failing(tmp_path: Path) -> None:
     from recommender.engine import Recommender
     from recommender.store import Store

@@ -293,9 +293,6 @@ async def test_a_changed_manifest_row_updates_only_that_item(tmp_path: Path) -> 
 
 
 @needs_fashion
-@pytest.mark.xfail(strict=True, reason="BUG: a row with more cells than the header (the original Kaggle styles.csv "
-                   "leaves commas in names unquoted) gives attributes a None key; json.dumps(sort_keys=True) then "
-                   "raises TypeError in store.upsert_items and the whole import stops")
 async def test_a_row_with_extra_cells_does_not_stop_the_import(tmp_path: Path) -> None:
     rows = styles_rows(["Shirts"], 3)
     manifest = write_kaggle_subset(tmp_path, rows)
@@ -314,8 +311,6 @@ async def test_a_row_with_extra_cells_does_not_stop_the_import(tmp_path: Path) -
         await rec.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Parquet cells that are not JSON types (date, timestamp, Decimal) go into "
-                   "attributes unconverted; json.dumps in store.upsert_items raises TypeError and the import stops")
 async def test_a_parquet_manifest_with_a_date_column_imports(tmp_path: Path) -> None:
     import datetime
 
@@ -335,8 +330,6 @@ async def test_a_parquet_manifest_with_a_date_column_imports(tmp_path: Path) -> 
         await rec.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: importer accepts price 'nan' (float('nan')); SQLite stores it as NULL, "
-                   "so every re-import compares nan != None and reports the row 'updated' instead of 'unchanged'")
 async def test_reimporting_a_row_with_price_nan_is_unchanged(tmp_path: Path) -> None:
     photo = demo_photos("hat")[0]
     shutil.copyfile(photo, tmp_path / "h.jpg")

@@ -193,8 +193,6 @@ def test_exact_duplicates_appear_once_and_the_query_hash_is_excluded() -> None:
     assert pks(by_pk)[0] in (100, 101) and by_pk[0].score == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: index.search only looks at the top k*2+8 rows, so when more copies of "
-                   "one picture than that rank first it returns fewer than k distinct results")
 def test_many_copies_of_one_picture_still_leave_k_results() -> None:
     ix = VectorIndex(8)
     vecs = unit_rows(11, 8, seed=13)
