@@ -8,6 +8,7 @@ Prints one Markdown table row per (n, dim, filter): p50 / p99 milliseconds per q
 from __future__ import annotations
 
 import argparse
+import hashlib
 import platform
 import time
 
@@ -21,7 +22,7 @@ def build(n: int, dim: int, rng: np.random.Generator) -> VectorIndex:
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     cats = [f"cat{i % 100}" for i in range(n)]
     prices = rng.uniform(5, 200, n)
-    hashes = [f"{i:064x}" for i in range(n)]
+    hashes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(n)]
     return VectorIndex.build(np.arange(n, dtype=np.int64), vecs, cats, prices, hashes, dim)
 
 
@@ -48,7 +49,7 @@ def main() -> None:
     filters = {
         "none": SearchFilter(),
         "category": SearchFilter(category="cat7"),
-        "price 20-50 + exclude hash": SearchFilter(min_price=20, max_price=50, exclude_hash=f"{3:064x}"),
+        "price 20-50 + exclude hash": SearchFilter(min_price=20, max_price=50, exclude_hash=hashlib.sha256(b"3").hexdigest()),
     }
     for n in args.sizes:
         for dim in args.dims:
