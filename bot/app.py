@@ -1,0 +1,192 @@
+"""Build the bot, load its cogs, run it and shut it down cleanly.
+
+    bot = create_bot(recommender, settings)      # tests and the demo drive this directly
+    await run(settings, token)                   # `lookalike run`: open, start, stop on SIGTERM/SIGINT
+    main(argv)                                   # the CLI entry: token from DISCORD_TOKEN
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any, Sequence
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from recommender.config import Settings, load_settings
+from recommender.engine import Recommender
+from recommender.errors import RecommenderError
+
+from .cogs.utils.attachments import UrlFetcher
+from .cogs.utils.cooldown import UserCooldown
+from .cogs.utils.errors import describe, tell
+from .cogs.utils.guilds import GuildConfigs
+from .cogs.utils.options import BotOptions
+from .cogs.utils.work import ShuttingDown, WorkTracker
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = ("bot.cogs.photos", "bot.cogs.similar", "bot.cogs.catalog", "bot.cogs.config")
+
+
+def intents() -> discord.Intents:
+    """Guilds and guild messages, plus the privileged Message Content intent (to see attachments)."""
+    i = discord.Intents.none()
+    i.guilds = True
+    i.guild_messages = True
+    i.message_content = True
+    return i
+
+
+class LookalikeTree(app_commands.CommandTree["LookalikeBot"]):
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        """Every command runs in the task that calls this: track it so shutdown can wait for it."""
+        bot = self.client
+        if not bot.work.accepting:
+            await tell(interaction, "I'm restarting; please try again in a minute.")
+            return False
+        task = asyncio.current_task()
+        if task is not None:
+            bot.work.adopt(task)
+        return True
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        name = interaction.command.qualified_name if interaction.command else "?"
+        await tell(interaction, describe(error, context=f"in /{name} for {interaction.user} in guild {interaction.guild_id}"))
+
+
+class LookalikeBot(commands.Bot):
+    """The bot: holds its collaborators (recommender, settings, options); no module state."""
+
+    def __init__(self, rec: Recommender, settings: Settings, options: BotOptions, **client_kwargs: Any) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned, intents=intents(), help_command=None, tree_cls=LookalikeTree,
+            allowed_mentions=discord.AllowedMentions.none(), **client_kwargs,
+        )
+        self.rec = rec
+        self.settings = settings
+        self.options = options
+        self.cooldown = UserCooldown(options.cooldown_rate, options.cooldown_per_s)
+        self.guild_configs = GuildConfigs(rec)
+        self.work = WorkTracker()
+        self.web: aiohttp.ClientSession | None = None
+        self.fetcher: UrlFetcher | None = None
+
+    async def setup_hook(self) -> None:
+        self.web = aiohttp.ClientSession(headers={"User-Agent": "lookalike-bot (catalogue import)"})
+        self.fetcher = UrlFetcher(
+            self.web, max_bytes=self.settings.max_image_bytes, timeout_s=self.options.fetch_timeout_s,
+            concurrency=self.options.fetch_concurrency, allow_private=self.options.fetch_private_urls,
+        )
+        for ext in EXTENSIONS:
+            await self.load_extension(ext)
+        if self.options.sync_commands:
+            await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        if self.options.sync_guilds:
+            for gid in self.options.sync_guilds:
+                guild = discord.Object(gid)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("synced %d commands to guild %s", len(synced), gid)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d global commands", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s (%s) in %d guilds", self.user, self.user.id if self.user else "?", len(self.guilds))
+
+    async def close(self) -> None:
+        """Stop taking new work, let replies in flight finish (or cancel them), then disconnect."""
+        await self.work.drain(self.options.shutdown_grace_s)
+        await super().close()
+        if self.web is not None and not self.web.closed:
+            await self.web.close()
+
+
+def create_bot(recommender: Recommender, settings: Settings, options: BotOptions | None = None, **client_kwargs: Any) -> LookalikeBot:
+    """A ready-to-start bot over an open recommender. Extra keyword arguments go to discord.py's Client."""
+    return LookalikeBot(recommender, settings, options or BotOptions.from_settings(settings), **client_kwargs)
+
+
+async def run(settings: Settings, token: str, options: BotOptions | None = None) -> None:
+    """Open the recommender, run the bot until SIGTERM/SIGINT (or a fatal gateway error), close everything."""
+    rec = await Recommender.open(settings)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    try:
+        for sig in signals:
+            loop.add_signal_handler(sig, stop.set)
+        async with create_bot(rec, settings, options) as bot:
+            runner = asyncio.create_task(bot.start(token), name="discord-bot")
+            stopper = asyncio.create_task(stop.wait(), name="stop-signal")
+            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done:
+                log.info("shutting down")
+                await bot.close()
+            stopper.cancel()
+            await runner
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await rec.close()
+
+
+async def run_from_cli(args: argparse.Namespace) -> int:
+    """`lookalike run`, after argument parsing and logging set-up: returns the exit code.
+    DISCORD_TOKEN missing or unusable settings: 2; Discord refusing the token or the intents: 1."""
+    token = os.environ.get("DISCORD_TOKEN", "").strip()
+    if not token:
+        print("DISCORD_TOKEN is not set. Create a bot in the Discord developer portal (see docs/BOT.md) "
+              "and run: DISCORD_TOKEN=... lookalike run", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(
+            getattr(args, "config", None), db=getattr(args, "db", None), model=getattr(args, "model", None),
+            weights=getattr(args, "weights", None), pooling=getattr(args, "pooling", None),
+        )
+        options = BotOptions.from_settings(settings)
+    except RecommenderError as e:
+        print(f"lookalike: {e}", file=sys.stderr)
+        return 2
+    try:
+        await run(settings, token, options)
+    except discord.LoginFailure:
+        print("Discord refused the token in DISCORD_TOKEN. Copy it again from the developer portal (Bot > Reset Token).", file=sys.stderr)
+        return 1
+    except discord.PrivilegedIntentsRequired:
+        print("Discord refused the connection: switch on the Message Content intent for this bot "
+              "(developer portal > Bot > Privileged Gateway Intents), see docs/BOT.md.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """A stand-alone `lookalike run` (the console script wires `run_from_cli` into its own parser)."""
+    p = argparse.ArgumentParser(prog="lookalike run", description="Run the lookalike Discord bot (token from DISCORD_TOKEN).")
+    p.add_argument("--config", help="TOML config file (default: $LOOKALIKE_CONFIG)")
+    p.add_argument("--db", help="catalogue database (default: $LOOKALIKE_DB or lookalike.db)")
+    p.add_argument("--model", help="backbone: vgg16, resnet50, efficientnet-lite0, tiny")
+    p.add_argument("--weights", help="local weights file")
+    p.add_argument("--pooling", choices=["gap", "flatten"])
+    p.add_argument("--log-level", default=os.environ.get("LOOKALIKE_LOG_LEVEL", "INFO"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return asyncio.run(run_from_cli(args))
+    except RecommenderError as e:
+        print(f"lookalike: {e}", file=sys.stderr)
+        return 1
+
+
+__all__ = ["LookalikeBot", "create_bot", "run", "run_from_cli", "main", "ShuttingDown"]

@@ -1,0 +1,222 @@
+"""/catalog: moderators keep the guild's own catalogue (Manage Server, or the configured role).
+
+Every change goes through the recommender with actor="user:<id>", which writes the audit log.
+Answers are ephemeral: the channel sees none of the housekeeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import dataclasses
+import io
+import logging
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Iterator, Optional
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from recommender.config import DEFAULT_GUILD
+from recommender.engine import ImportSummary
+from recommender.errors import BadImage, BadManifest, BadOption, DuplicateItem
+from recommender.importer import Columns, ImportRecord, ImageSource, records_from_rows, records_from_zip
+from recommender.store import ItemFields
+
+from .. import render
+from .utils.attachments import read_attachment
+from .utils.checks import actor, require_moderator
+from .utils.items import make_item_id
+from .utils.progress import ThrottledEditor
+
+if TYPE_CHECKING:
+    from recommender.engine import Recommender
+    from recommender.store import Item
+
+    from bot.app import LookalikeBot
+
+log = logging.getLogger(__name__)
+
+Name = app_commands.Range[str, 1, 200]
+Category = app_commands.Range[str, 1, 100]
+Price = app_commands.Range[float, 0.0, 1e9]
+Url = app_commands.Range[str, 1, 500]
+Description = app_commands.Range[str, 1, 1000]
+ItemId = app_commands.Range[str, 1, 200]
+
+
+def _check_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    url = url.strip()
+    if not url.startswith(("http://", "https://")) or " " in url:
+        raise BadOption("The link must be a web address starting with http:// or https://.")
+    return url
+
+
+def csv_records(data: bytes, label: str, cols: Columns = Columns()) -> Iterator[ImportRecord]:
+    """A CSV upload: one row per item, its picture at an http(s) URL (column image_url or path)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadManifest(f"{label} is not UTF-8 text; save the CSV as UTF-8 and upload it again.") from None
+    reader = csv.DictReader(io.StringIO(text))
+    if not reader.fieldnames:
+        raise BadManifest(f"{label} is empty (no header row).")
+
+    def resolve(cell: str | None, item_id: str) -> ImageSource | None:
+        if cell and cell.startswith(("http://", "https://")):
+            return cell
+        if cell:
+            def refuse() -> bytes:
+                raise BadImage(f"{cell!r} is not a web address; upload a ZIP to send image files with the CSV")
+            return refuse
+        return None
+
+    try:
+        yield from records_from_rows(iter(reader), cols, label, resolve)
+    except csv.Error as e:
+        raise BadManifest(f"{label} cannot be read as CSV: {e}") from None
+
+
+@app_commands.guild_only()
+class Catalog(commands.GroupCog, group_name="catalog", group_description="Moderators: keep this server's catalogue."):
+    def __init__(self, bot: LookalikeBot) -> None:
+        self.bot = bot
+        self._importing: set[int] = set()  # guilds with an import running
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # every /catalog command
+        return await require_moderator(interaction)
+
+    @property
+    def rec(self) -> Recommender:
+        return self.bot.rec
+
+    async def _item_reply(self, interaction: discord.Interaction, item: Item, content: str | None = None,
+                          title: str | None = None) -> None:
+        thumbs = await self.rec.thumbnails([item.pk])
+        reply = render.item_embed(item, currency=self.bot.options.currency, thumbnail=thumbs.get(item.pk), title=title)
+        reply.content = content
+        await interaction.followup.send(ephemeral=True, **reply.kwargs())
+
+    @app_commands.command(name="add", description="Add an item to this server's catalogue.")
+    @app_commands.describe(image="A clear photo of the item", name="Item name", category="Category (e.g. shoes)",
+                           price="Price", url="Link to the item's page", description="Short description")
+    async def add(self, interaction: discord.Interaction, image: discord.Attachment, name: Name, category: Category,
+                  price: Optional[Price] = None, url: Optional[Url] = None, description: Optional[Description] = None) -> None:
+        url = _check_url(url)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        gid = interaction.guild_id or 0
+        data = await read_attachment(image, self.bot.settings.max_image_bytes)
+        was_default = await self.rec.catalogue_for(gid) == DEFAULT_GUILD
+        fields = ItemFields(make_item_id(name, data), name.strip(), category.strip(), price, url, description)
+        try:
+            item = await self.rec.add_item(data, fields, guild_id=gid, actor=actor(interaction.user))
+        except DuplicateItem:  # same name and same photo: try once more with a salted id
+            fields = dataclasses.replace(fields, item_id=make_item_id(name, data, salt=str(interaction.id)))
+            item = await self.rec.add_item(data, fields, guild_id=gid, actor=actor(interaction.user))
+        note = "This server now has its own catalogue; searches here no longer use the shared default one." if was_default else None
+        await self._item_reply(interaction, item, note, title="Added to the catalogue")
+
+    @app_commands.command(name="remove", description="Remove an item from this server's catalogue.")
+    @app_commands.describe(item="The item's id")
+    async def remove(self, interaction: discord.Interaction, item: ItemId) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        gid = interaction.guild_id or 0
+        removed = await self.rec.remove_item(item.strip(), guild_id=gid, actor=actor(interaction.user))
+        text = f"Removed **{render.plain(removed.name)}** (`{removed.item_id}`)."
+        if await self.rec.catalogue_for(gid) == DEFAULT_GUILD:
+            text += "\nThis server's catalogue is now empty, so searches use the shared default catalogue again."
+        await interaction.followup.send(text, ephemeral=True)
+
+    @app_commands.command(name="edit", description="Change an item's details.")
+    @app_commands.describe(item="The item's id", name="New name", category="New category", price="New price",
+                           url="New link", description="New description")
+    async def edit(self, interaction: discord.Interaction, item: ItemId, name: Optional[Name] = None,
+                   category: Optional[Category] = None, price: Optional[Price] = None, url: Optional[Url] = None,
+                   description: Optional[Description] = None) -> None:
+        changes = {"name": name, "category": category, "price": price, "url": _check_url(url), "description": description}
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        edited = await self.rec.edit_item(item.strip(), changes, guild_id=interaction.guild_id or 0, actor=actor(interaction.user))
+        await self._item_reply(interaction, edited, title="Item updated")
+
+    @app_commands.command(name="show", description="Show one item.")
+    @app_commands.describe(item="The item's id")
+    async def show(self, interaction: discord.Interaction, item: ItemId) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        found = await self.rec.get_item(item.strip(), guild_id=interaction.guild_id or 0)
+        await self._item_reply(interaction, found)
+
+    @app_commands.command(name="list", description="List the catalogue, a page at a time.")
+    @app_commands.describe(category="Only this category", page="Page number")
+    async def list_(self, interaction: discord.Interaction, category: Optional[Category] = None,
+                   page: app_commands.Range[int, 1, 100000] = 1) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        per_page = self.bot.options.page_size
+        items, total, cid = await self.rec.list_items(guild_id=interaction.guild_id or 0, category=category, page=page, per_page=per_page)
+        embed = render.list_embed(items, total, page, per_page, cid, category=category, currency=self.bot.options.currency)
+        await interaction.followup.send(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="stats", description="Catalogue statistics.")
+    async def stats(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        stats = await self.rec.stats(guild_id=interaction.guild_id or 0)
+        await interaction.followup.send(embed=render.stats_embed(stats), ephemeral=True)
+
+    @app_commands.command(name="retrain", description="Retrain the category classifier of this server's catalogue now.")
+    async def retrain(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        gid = interaction.guild_id or 0
+        if await self.rec.catalogue_for(gid) == DEFAULT_GUILD:
+            await interaction.followup.send(
+                "This server has no items of its own yet (it uses the shared default catalogue), so there is nothing to retrain.",
+                ephemeral=True,
+            )
+            return
+        clf = await self.rec.retrain(gid)
+        text = f"Retrained: a {clf.method} classifier over {len(clf.labels)} categories." if clf else "The catalogue is empty."
+        await interaction.followup.send(text, ephemeral=True)
+
+    @app_commands.command(name="import", description="Import items from a CSV (with image URLs) or a ZIP (images plus a CSV, or category folders).")
+    @app_commands.describe(file="A .csv with columns id, name, category, price, url, description, image_url; or a .zip")
+    async def import_(self, interaction: discord.Interaction, file: discord.Attachment) -> None:
+        gid = interaction.guild_id or 0
+        limit = self.bot.options.import_max_bytes
+        suffix = PurePosixPath(file.filename.lower()).suffix
+        if suffix not in (".csv", ".zip"):
+            raise BadManifest("Upload a .csv file (with image URLs) or a .zip file (images plus a CSV, or one folder per category).")
+        if file.size > limit:
+            raise BadManifest(f"{file.filename} is {file.size / 1e6:.1f} MB; imports are limited to {limit / 1e6:.0f} MB. Split it into smaller files.")
+        if gid in self._importing:
+            await interaction.response.send_message("An import is already running for this server; wait for it to finish.", ephemeral=True)
+            return
+        self._importing.add(gid)
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            await self._import(interaction, file, suffix, gid)
+        finally:
+            self._importing.discard(gid)
+
+    async def _import(self, interaction: discord.Interaction, file: discord.Attachment, suffix: str, gid: int) -> None:
+        try:
+            data = await file.read()
+        except discord.HTTPException:
+            raise BadManifest(f"I couldn't download {file.filename}; please upload it again.") from None
+        source = records_from_zip(data) if suffix == ".zip" else csv_records(data, file.filename)
+        records = await asyncio.to_thread(list, source)  # parses the manifest; images are read lazily
+        total = len(records)
+        first = render.import_progress(0, total, ImportSummary())
+        message = await interaction.followup.send(first, ephemeral=True, wait=True)
+        editor = ThrottledEditor(lambda text: message.edit(content=text), self.bot.options.progress_interval_s, shown=first)
+        summary = await self.rec.import_items(
+            records, guild_id=gid, actor=actor(interaction.user), total=total, fetch=self.bot.fetcher,
+            progress=lambda done, n, s: editor.update(render.import_progress(done, n, s)),
+        )
+        await editor.finish(render.import_progress(summary.done, total, summary).replace("Importing…", "Imported:"))
+        await interaction.followup.send(embed=render.import_summary(summary, source=file.filename), ephemeral=True)
+
+
+async def setup(bot: LookalikeBot) -> None:
+    await bot.add_cog(Catalog(bot))

@@ -1,0 +1,112 @@
+"""Discord attachments and image URLs -> bytes, with size limits and timeouts.
+
+Which attachments count as photos is decided from the declared content type and the file name;
+whether they really are images is decided later by the recommender, from the bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from pathlib import PurePosixPath
+
+import aiohttp
+import discord
+import yarl
+
+from recommender.errors import BadImage, ImageTooLarge
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+
+
+def looks_like_image(attachment: discord.Attachment) -> bool:
+    ctype = (attachment.content_type or "").split(";")[0].strip().lower()
+    if ctype.startswith("image/"):
+        return True
+    if ctype and ctype != "application/octet-stream":
+        return False  # declared as something else (text/plain, video/mp4, ...)
+    return PurePosixPath(attachment.filename.lower()).suffix in IMAGE_EXTENSIONS
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.0f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
+
+
+async def read_attachment(attachment: discord.Attachment, max_bytes: int) -> bytes:
+    """Download an attachment; BadImage (a sentence) when it is too large, empty or unreachable."""
+    if attachment.size > max_bytes:
+        raise ImageTooLarge(f"The file is {_mb(attachment.size)}; the limit is {_mb(max_bytes)}.")
+    if attachment.size == 0:
+        raise BadImage("The file is empty.")
+    try:
+        return await attachment.read()
+    except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError) as e:
+        log.warning("could not download attachment %s: %s", attachment.url, e)
+        raise BadImage(f"I couldn't download {attachment.filename}; please try posting it again.") from None
+
+
+class UrlFetcher:
+    """`await fetch(url) -> bytes` for catalogue imports: http(s) only, size-capped, time-limited,
+    a bounded number at once, redirects followed by hand (at most 3). Unless `allow_private`, hosts
+    that resolve to loopback, private, link-local or reserved addresses are refused (no SSRF into
+    the bot's own network). Errors come out as BadImage with the reason, for the import summary."""
+
+    MAX_REDIRECTS = 3
+
+    def __init__(self, session: aiohttp.ClientSession, *, max_bytes: int, timeout_s: float, concurrency: int,
+                 allow_private: bool = False) -> None:
+        self.session = session
+        self.max_bytes = max_bytes
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout_s = timeout_s
+        self.allow_private = allow_private
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def __call__(self, url: str) -> bytes:
+        async with self._slots:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    return await self._fetch(url)
+            except (asyncio.TimeoutError, TimeoutError):
+                raise BadImage(f"the image URL did not answer within {self.timeout_s:.0f}s") from None
+            except aiohttp.ClientError as e:
+                raise BadImage(f"the image URL could not be fetched ({type(e).__name__})") from None
+
+    async def _fetch(self, url: str) -> bytes:
+        for _ in range(self.MAX_REDIRECTS + 1):
+            target = yarl.URL(url)
+            if target.scheme not in ("http", "https") or not target.host:
+                raise BadImage("only http(s) image URLs can be fetched")
+            if not self.allow_private:
+                await self._check_public(target)
+            async with self.session.get(target, allow_redirects=False, timeout=self.timeout) as resp:
+                if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                    url = str(target.join(yarl.URL(resp.headers["Location"])))
+                    continue
+                if resp.status != 200:
+                    raise BadImage(f"the image URL answered HTTP {resp.status}")
+                if resp.content_length is not None and resp.content_length > self.max_bytes:
+                    raise ImageTooLarge(f"the image is {_mb(resp.content_length)}; the limit is {_mb(self.max_bytes)}")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise ImageTooLarge(f"the image is larger than {_mb(self.max_bytes)}")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        raise BadImage("the image URL redirects too many times")
+
+    @staticmethod
+    async def _check_public(url: yarl.URL) -> None:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(url.host, url.port or 80, type=socket.SOCK_STREAM)
+        except OSError:
+            raise BadImage(f"the image URL's host {url.host} could not be found") from None
+        for info in infos:
+            ip = ipaddress.ip_address(info[4][0])
+            if not ip.is_global or ip.is_multicast:
+                raise BadImage("the image URL points into a private network, which imports may not reach")

@@ -1,0 +1,61 @@
+"""One progress message, edited at most once per `interval` seconds, whatever the update rate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+import discord
+
+log = logging.getLogger(__name__)
+
+
+class ThrottledEditor:
+    """`update(text)` may be called from synchronous callbacks as often as you like; the latest text
+    is written by at most one edit per interval. `finish(text)` waits for that edit, then writes last."""
+
+    def __init__(self, edit: Callable[[str], Awaitable[object]], interval: float = 1.0, *, shown: str | None = None) -> None:
+        """`shown`: the text the message was just sent with (the next edit waits a full interval)."""
+        self._edit = edit
+        self.interval = interval
+        self._pending: str | None = None
+        self._shown = shown
+        self._last = time.monotonic() if shown is not None else 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.edits = 0
+
+    def update(self, text: str) -> None:
+        self._pending = text
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush(), name="progress-edit")
+
+    async def _flush(self) -> None:
+        while True:
+            wait = self._last + self.interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            text, self._pending = self._pending, None
+            if text is None or text == self._shown:
+                return
+            await self._write(text)
+
+    async def _write(self, text: str) -> None:
+        self._last = time.monotonic()
+        try:
+            await self._edit(text)
+            self._shown = text
+            self.edits += 1
+        except discord.HTTPException as e:  # a lost progress edit is not worth failing the import
+            log.warning("progress edit failed: %s", e)
+
+    async def finish(self, text: str | None = None) -> None:
+        self._pending = None  # the running flush (if any) ends after its current wait or edit
+        if self._task is not None:
+            await self._task
+        if text is not None:
+            wait = self._last + self.interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await self._write(text)

@@ -1,0 +1,331 @@
+"""Results -> Discord messages: embeds, text and a thumbnail grid, always within Discord's limits.
+
+Plain functions over the recommender's records; nothing here sends anything. Grid drawing is CPU
+work, so callers run `results_reply` in a thread. Limits: content 2,000 characters, 10 embeds and
+10 files per message, embed title 256, description 4,096, 25 fields, field value 1,024, and 6,000
+characters over all embeds of one message.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import discord
+from PIL import Image, ImageDraw, ImageFont
+
+from recommender.config import DEFAULT_GUILD
+from recommender.engine import ImportSummary, Match, SimilarResult
+from recommender.store import Item
+
+MAX_CONTENT = 2000
+MAX_EMBEDS = 10
+MAX_FILES = 10
+MAX_TITLE = 256
+MAX_DESCRIPTION = 4096
+MAX_FIELD_NAME = 256
+MAX_FIELD_VALUE = 1024
+MAX_EMBED_TOTAL = 6000
+MAX_FOOTER = 2048
+EMBED_BUDGET = 5800  # a little under 6,000 for all embeds of one message
+
+COLOUR = discord.Colour(0x5865F2)
+OK_COLOUR = discord.Colour(0x57F287)
+WARN_COLOUR = discord.Colour(0xFEE75C)
+
+
+@dataclass
+class Reply:
+    """What to send: text, embeds and (filename, bytes) files referenced as attachment://filename."""
+
+    content: str | None = None
+    embeds: list[discord.Embed] = field(default_factory=list)
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for send()/followup.send(); fresh File objects each call."""
+        out: dict[str, Any] = {"content": self.content, "embeds": self.embeds}
+        if self.files:
+            out["files"] = [discord.File(io.BytesIO(data), filename=name) for name, data in self.files]
+        return out
+
+
+@dataclass(frozen=True)
+class Query:
+    """One answered photo (or item) of a reply: its label and the recommender's result."""
+
+    label: str
+    result: SimilarResult
+
+
+# -- text helpers --------------------------------------------------------------------------------
+
+
+def clip(text: str, limit: int) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
+
+
+def plain(text: str, limit: int = 100) -> str:
+    """User text made safe for markdown (and for masked link labels)."""
+    text = clip(" ".join(str(text).split()), limit)
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text)).replace("[", "(").replace("]", ")")
+
+
+def price(value: float | None, currency: str = "$") -> str | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return f"{currency}{value:,.2f}"
+
+
+def percent(p: float) -> str:
+    return f"{p:.0%}"
+
+
+def _link(url: str | None) -> str | None:
+    if url and url.startswith(("http://", "https://")) and len(url) <= 300 and not any(c in url for c in " ()<>"):
+        return url
+    return None
+
+
+def fit_lines(lines: Sequence[str], limit: int, more: str = "… and {n} more") -> str:
+    """Join lines within `limit` characters; lines that don't fit become one "… and N more" line."""
+    if sum(len(line) + 1 for line in lines) - 1 <= limit:
+        return "\n".join(lines)
+    out: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        after = len(lines) - i - 1
+        need = len(line) + (1 if out else 0)
+        reserve = len(more.format(n=after)) + 1 if after else 0
+        if used + need + reserve > limit:
+            if after == 0 and used + need <= limit:
+                out.append(line)
+            else:
+                out.append(more.format(n=len(lines) - i))
+            break
+        out.append(line)
+        used += need
+    return "\n".join(out)[:limit]
+
+
+def embed_size(embed: discord.Embed) -> int:
+    n = len(embed.title or "") + len(embed.description or "")
+    n += len(embed.footer.text or "") if embed.footer else 0
+    n += len(embed.author.name or "") if embed.author else 0
+    return n + sum(len(f.name or "") + len(f.value or "") for f in embed.fields)
+
+
+# -- predictions and matches ---------------------------------------------------------------------
+
+
+def prediction_title(result: SimilarResult) -> str:
+    p = result.prediction
+    if p is None:
+        return "Closest matches"
+    if p.sure and p.category:
+        return clip(f"Looks like: {p.category} ({percent(p.probability)})", MAX_TITLE)
+    return "Looks like: not sure"
+
+
+def prediction_hint(result: SimilarResult) -> str | None:
+    p = result.prediction
+    if p is None or p.sure or not p.ranked:
+        return None
+    guesses = ", ".join(f"{plain(c, 40)} {percent(q)}" for c, q in p.ranked[:3])
+    return f"-# Best guesses: {guesses}"
+
+
+def match_line(n: int, match: Match, currency: str = "$") -> str:
+    item = match.item
+    name = plain(item.name, 80)
+    url = _link(item.url)
+    head = f"**{n}.** [{name}]({url})" if url else f"**{n}.** **{name}**"
+    parts = [plain(item.category, 40)]
+    if (p := price(item.price, currency)) is not None:
+        parts.append(p)
+    parts.append(f"{percent(match.score)} similar")
+    return f"{head} · {' · '.join(parts)} · `{clip(item.item_id, 60).replace('`', '')}`"
+
+
+def catalogue_note(result: SimilarResult) -> str:
+    return "Searched the shared default catalogue" if result.catalogue_id == DEFAULT_GUILD else "Searched this server's catalogue"
+
+
+def results_reply(
+    queries: Sequence[Query], thumbnails: dict[int, bytes], *, notes: Iterable[str] = (), currency: str = "$",
+    cell: int = 160, grid: bool = True,
+) -> Reply:
+    """One embed per query (prediction as title, numbered matches), each with a grid image whose
+    numbered cells are the stored thumbnails of its matches. Notes (skipped files) go in the text."""
+    queries = list(queries)[:MAX_EMBEDS]
+    reply = Reply(content=_notes(notes))
+    share = EMBED_BUDGET // max(len(queries), 1)
+    for i, q in enumerate(queries, start=1):
+        embed = discord.Embed(title=prediction_title(q.result), colour=COLOUR)
+        if len(queries) > 1 or q.label:
+            embed.set_author(name=clip(q.label or f"Photo {i}", MAX_TITLE))
+        footer = catalogue_note(q.result)
+        embed.set_footer(text=footer)
+        hint = prediction_hint(q.result)
+        lines = [match_line(n, m, currency) for n, m in enumerate(q.result.matches, start=1)]
+        if not lines:
+            lines = ["No catalogue items match (try without the category or price filters)."]
+        if hint:
+            lines = [hint, *lines]
+        room = min(MAX_DESCRIPTION, share - len(embed.title or "") - len(footer) - len(q.label or "") - 8)
+        embed.description = fit_lines(lines, max(room, 100))
+        if grid and q.result.matches:
+            image = thumbnail_grid([thumbnails.get(m.item.pk) for m in q.result.matches], cell=cell)
+            if image is not None:
+                name = f"matches-{i}.jpg"
+                reply.files.append((name, image))
+                embed.set_image(url=f"attachment://{name}")
+        reply.embeds.append(embed)
+    return reply
+
+
+def _notes(notes: Iterable[str]) -> str | None:
+    lines = [n for n in notes if n]
+    return fit_lines(lines, MAX_CONTENT) if lines else None
+
+
+# -- the thumbnail grid --------------------------------------------------------------------------
+
+
+def thumbnail_grid(thumbs: Sequence[bytes | None], *, cell: int = 160, columns: int = 5, quality: int = 82) -> bytes | None:
+    """Numbered cells (1, 2, ...) in rows of `columns`; a grey cell where a thumbnail is missing."""
+    if not thumbs:
+        return None
+    cols = min(columns, len(thumbs))
+    rows = math.ceil(len(thumbs) / cols)
+    pad = 4
+    sheet = Image.new("RGB", (cols * (cell + pad) + pad, rows * (cell + pad) + pad), (47, 49, 54))
+    draw = ImageDraw.Draw(sheet)
+    font = _font(max(12, cell // 8))
+    for i, data in enumerate(thumbs):
+        x = pad + (i % cols) * (cell + pad)
+        y = pad + (i // cols) * (cell + pad)
+        tile = _tile(data, cell)
+        sheet.paste(tile, (x + (cell - tile.width) // 2, y + (cell - tile.height) // 2))
+        label = str(i + 1)
+        box = draw.textbbox((0, 0), label, font=font)
+        w, h = box[2] - box[0] + 10, box[3] - box[1] + 8
+        draw.rectangle((x, y, x + w, y + h), fill=(88, 101, 242))
+        draw.text((x + 5 - box[0], y + 4 - box[1]), label, fill=(255, 255, 255), font=font)
+    out = io.BytesIO()
+    sheet.save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()
+
+
+def _tile(data: bytes | None, cell: int) -> Image.Image:
+    if data:
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im = im.convert("RGB")
+                im.thumbnail((cell, cell))
+                return im
+        except Exception:  # a damaged stored thumbnail must not cost the whole reply
+            pass
+    return Image.new("RGB", (cell, cell), (79, 84, 92))
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+# -- catalogue items -----------------------------------------------------------------------------
+
+
+def item_embed(item: Item, *, currency: str = "$", thumbnail: bytes | None = None, title: str | None = None) -> Reply:
+    embed = discord.Embed(title=clip(title or item.name, MAX_TITLE), colour=COLOUR)
+    if title:
+        embed.description = f"**{plain(item.name, 200)}**"
+    url = _link(item.url)
+    if url:
+        embed.url = url
+    embed.add_field(name="ID", value=f"`{clip(item.item_id, 200).replace('`', '')}`", inline=True)
+    embed.add_field(name="Category", value=plain(item.category, 200), inline=True)
+    if (p := price(item.price, currency)) is not None:
+        embed.add_field(name="Price", value=p, inline=True)
+    if url:
+        embed.add_field(name="Link", value=clip(url, MAX_FIELD_VALUE), inline=False)
+    if item.description:
+        embed.add_field(name="Description", value=plain(item.description, 1000), inline=False)
+    for key, value in list(item.attributes.items())[:10]:
+        embed.add_field(name=clip(str(key), 100), value=plain(str(value), 200) or "-", inline=True)
+    who = item.added_by
+    embed.add_field(name="Added by", value=f"<@{who[5:]}>" if who.startswith("user:") and who[5:].isdigit() else clip(who, 200), inline=True)
+    embed.set_footer(text=f"Updated {item.updated_at:%Y-%m-%d %H:%M} UTC")
+    reply = Reply(embeds=[embed])
+    if thumbnail:
+        reply.files.append(("item.jpg", thumbnail))
+        embed.set_thumbnail(url="attachment://item.jpg")
+    return reply
+
+
+def list_embed(items: Sequence[Item], total: int, page: int, per_page: int, catalogue_id: int, *,
+               category: str | None = None, currency: str = "$") -> discord.Embed:
+    pages = max(1, math.ceil(total / per_page))
+    which = "Shared default catalogue" if catalogue_id == DEFAULT_GUILD else "This server's catalogue"
+    title = which + (f" · {clip(category, 100)}" if category else "")
+    embed = discord.Embed(title=title, colour=COLOUR)
+    if not items:
+        embed.description = "No items on this page." if total else "No items yet: add some with /catalog add or /catalog import."
+    else:
+        lines = []
+        for it in items:
+            bits = [plain(it.category, 40)]
+            if (p := price(it.price, currency)) is not None:
+                bits.append(p)
+            lines.append(f"`{clip(it.item_id, 60).replace('`', '')}` **{plain(it.name, 80)}** · {' · '.join(bits)}")
+        embed.description = fit_lines(lines, MAX_DESCRIPTION)
+    more = " · use the page option for more" if page < pages else ""
+    embed.set_footer(text=f"Page {page} of {pages} · {total} item{'s' if total != 1 else ''}{more}")
+    return embed
+
+
+def stats_embed(stats: dict[str, Any]) -> discord.Embed:
+    which = "shared default" if stats.get("catalogue") == "default" else "this server's"
+    embed = discord.Embed(title=f"Catalogue statistics ({which})", colour=COLOUR)
+    embed.add_field(name="Items", value=str(stats.get("items", 0)), inline=True)
+    model = f"{stats.get('model')}{'' if stats.get('pretrained') else ' (untrained)'}"
+    embed.add_field(name="Model", value=clip(model, 200), inline=True)
+    clf = stats.get("classifier")
+    embed.add_field(name="Classifier", value=f"{clf['method']}, trained {clf['trained_at']}" if clf else "not trained yet", inline=True)
+    cats = stats.get("categories") or {}
+    if cats:
+        lines = [f"{plain(c, 60)}: {n}" for c, n in cats.items()]
+        embed.add_field(name=f"Categories ({len(cats)})", value=fit_lines(lines, MAX_FIELD_VALUE), inline=False)
+    emb = stats.get("embeddings") or {}
+    if emb:
+        embed.add_field(name="Embeddings", value=clip(", ".join(f"{m}: {n}" for m, n in emb.items()), MAX_FIELD_VALUE), inline=False)
+    return embed
+
+
+# -- imports -------------------------------------------------------------------------------------
+
+
+def import_progress(done: int, total: int | None, summary: ImportSummary) -> str:
+    of = f"{done}/{total} ({done / total:.0%})" if total else str(done)
+    return (f"Importing… {of} — {summary.added} added, {summary.updated} updated, "
+            f"{summary.unchanged} unchanged, {len(summary.failed)} failed")
+
+
+def import_summary(summary: ImportSummary, *, source: str) -> discord.Embed:
+    ok = not summary.failed
+    embed = discord.Embed(title=clip(f"Import of {source} finished", MAX_TITLE), colour=OK_COLOUR if ok else WARN_COLOUR)
+    for name, value in (("Added", summary.added), ("Updated", summary.updated), ("Unchanged", summary.unchanged),
+                        ("Failed", len(summary.failed))):
+        embed.add_field(name=name, value=str(value), inline=True)
+    if summary.failed:
+        lines = [f"`{clip(i or '?', 60).replace('`', '')}` ({plain(where, 60)}): {plain(reason, 200)}"
+                 for i, where, reason in summary.failed]
+        embed.description = fit_lines(["**Failed rows**", *lines], 3000)
+    embed.set_footer(text=f"{summary.seconds:.1f}s")
+    return embed
