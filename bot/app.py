@@ -13,7 +13,8 @@ import logging
 import os
 import signal
 import sys
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import discord
@@ -33,6 +34,7 @@ from .cogs.utils.work import ShuttingDown, WorkTracker
 
 log = logging.getLogger(__name__)
 
+HEALTH_STAMP_S = 30.0
 EXTENSIONS = ("bot.cogs.photos", "bot.cogs.similar", "bot.cogs.catalog", "bot.cogs.config")
 
 
@@ -78,6 +80,7 @@ class LookalikeBot(commands.Bot):
         self.work = WorkTracker()
         self.web: aiohttp.ClientSession | None = None
         self.fetcher: UrlFetcher | None = None
+        self._health: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         self.web = aiohttp.ClientSession(headers={"User-Agent": "lookalike-bot (catalogue import)"})
@@ -89,6 +92,19 @@ class LookalikeBot(commands.Bot):
             await self.load_extension(ext)
         if self.options.sync_commands:
             await self.sync_commands()
+        if self.options.health_file:
+            self._health = asyncio.create_task(self._stamp_health(Path(self.options.health_file)), name="health-stamp")
+
+    async def _stamp_health(self, path: Path) -> None:
+        """Touch the health file every 30 s while connected: the loop runs and the gateway is up."""
+        await self.wait_until_ready()
+        while not self.is_closed():
+            if self.is_ready() and not self.is_ws_ratelimited():
+                try:
+                    path.touch()
+                except OSError as e:
+                    log.warning("cannot stamp health file %s: %s", path, e)
+            await asyncio.sleep(HEALTH_STAMP_S)
 
     async def sync_commands(self) -> None:
         if self.options.sync_guilds:
@@ -107,6 +123,8 @@ class LookalikeBot(commands.Bot):
     async def close(self) -> None:
         """Stop taking new work, let replies in flight finish (or cancel them), then disconnect."""
         await self.work.drain(self.options.shutdown_grace_s)
+        if self._health is not None:
+            self._health.cancel()
         await super().close()
         if self.web is not None and not self.web.closed:
             await self.web.close()
@@ -168,25 +186,6 @@ async def run_from_cli(args: argparse.Namespace) -> int:
               "(developer portal > Bot > Privileged Gateway Intents), see docs/BOT.md.", file=sys.stderr)
         return 1
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """A stand-alone `lookalike run` (the console script wires `run_from_cli` into its own parser)."""
-    p = argparse.ArgumentParser(prog="lookalike run", description="Run the lookalike Discord bot (token from DISCORD_TOKEN).")
-    p.add_argument("--config", help="TOML config file (default: $LOOKALIKE_CONFIG)")
-    p.add_argument("--db", help="catalogue database (default: $LOOKALIKE_DB or lookalike.db)")
-    p.add_argument("--model", help="backbone: vgg16, resnet50, efficientnet-lite0, tiny")
-    p.add_argument("--weights", help="local weights file")
-    p.add_argument("--pooling", choices=["gap", "flatten"])
-    p.add_argument("--log-level", default=os.environ.get("LOOKALIKE_LOG_LEVEL", "INFO"))
-    args = p.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        return asyncio.run(run_from_cli(args))
-    except RecommenderError as e:
-        print(f"lookalike: {e}", file=sys.stderr)
-        return 1
 
 
 __all__ = ["LookalikeBot", "create_bot", "run", "run_from_cli", "main", "ShuttingDown"]

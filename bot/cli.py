@@ -7,7 +7,9 @@ when `run` or `demo` actually runs, so `lookalike --help` stays light.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -15,9 +17,30 @@ from recommender.cli import main as recommender_main
 
 
 async def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
     from .app import run_from_cli
 
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.INFO)  # a server logs what it does
     return await run_from_cli(args)
+
+
+async def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the running bot stamped its health file recently (the Docker HEALTHCHECK)."""
+    path = args.file or os.environ.get("LOOKALIKE_HEALTH_FILE")
+    if not path:
+        print("lookalike: no health file: set LOOKALIKE_HEALTH_FILE (the bot stamps it while connected)", file=sys.stderr)
+        return 2
+    try:
+        age = time.time() - Path(path).stat().st_mtime
+    except OSError:
+        print(f"unhealthy: {path} does not exist (the bot is not connected yet)")
+        return 1
+    if age > args.max_age:
+        print(f"unhealthy: last stamp {age:.0f}s ago (limit {args.max_age:.0f}s)")
+        return 1
+    print(f"healthy: last stamp {age:.0f}s ago")
+    return 0
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
@@ -36,6 +59,11 @@ def bot_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", com
     s.add_argument("--weights", help="local weights file (env LOOKALIKE_WEIGHTS)")
     s.add_argument("--pooling", choices=["gap", "flatten"])
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("health", help="is the running bot connected? (exit 0 yes, 1 no; for Docker)")
+    s.add_argument("--file", help="health file (default: env LOOKALIKE_HEALTH_FILE)")
+    s.add_argument("--max-age", type=float, default=90.0, help="seconds since the last stamp (default 90)")
+    s.set_defaults(func=cmd_health)
 
     s = sub.add_parser(
         "demo", help="offline demo: a local Discord sandbox, the real bot, the bundled CC0 catalogue",

@@ -303,9 +303,9 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, plugins: Sequence[Plugin] = ()) -> int:
     args = build_parser(plugins).parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    if not args.verbose:
+    if not getattr(args, "verbose", False):
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         return asyncio.run(args.func(args)) or 0

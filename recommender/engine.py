@@ -110,9 +110,10 @@ class Recommender:
         return cls(store, backbone, settings)
 
     async def close(self) -> None:
-        for cat in self._catalogues.values():
-            if cat.retrain_timer:
-                cat.retrain_timer.cancel()
+        timers = [c.retrain_timer for c in self._catalogues.values() if c.retrain_timer and not c.retrain_timer.done()]
+        for t in timers:
+            t.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
         await self._batcher.close()
         for pool in (self._pool, self._model_pool, self._train_pool):
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot import render
-from bot.app import main, run
+from bot.app import run
+from bot.cli import main as lookalike
 from bot.cogs.utils.cooldown import UserCooldown
 from bot.cogs.utils.errors import APOLOGY
 from bot.cogs.utils.items import make_item_id, slugify
@@ -102,15 +103,7 @@ async def test_run_answers_then_shuts_down_cleanly_on_sigterm(tmp_path: Path, te
         con.close()
 
 
-def test_main_without_a_token_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
-    assert main([]) == 2
-    assert "DISCORD_TOKEN is not set" in capsys.readouterr().err
-
-
 def test_lookalike_run_console_script_without_a_token_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from bot.cli import main as lookalike
-
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
     assert lookalike(["run"]) == 2
     assert "DISCORD_TOKEN is not set" in capsys.readouterr().err
@@ -118,11 +111,11 @@ def test_lookalike_run_console_script_without_a_token_exits_2(monkeypatch: pytes
 
 def test_main_with_a_bad_config_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     monkeypatch.setenv("DISCORD_TOKEN", "x.y.z")
-    assert main(["--config", str(tmp_path / "missing.toml")]) == 2
+    assert lookalike(["run", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
     bad.write_text("cooldown_rate = 0\n")
-    assert main(["--config", str(bad)]) == 2
+    assert lookalike(["run", "--config", str(bad)]) == 2
     assert "cooldown_rate" in capsys.readouterr().err
 
 
@@ -192,3 +185,17 @@ def test_rendered_replies_stay_within_discord_limits(long: bool) -> None:
     validate_message({"embeds": [listing.to_dict()]}, 0)
     with pytest.raises(ApiError):  # and the check itself can fail
         validate_message({"embeds": [{"title": "t" * 257}]}, 0)
+
+
+async def test_a_connected_bot_stamps_its_health_file(make_harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    health = tmp_path / "health"
+    assert await asyncio.to_thread(lookalike, ["health", "--file", str(health)]) == 1  # nothing stamped yet: unhealthy
+    h = await make_harness(options={"health_file": str(health)})
+    for _ in range(100):  # stamped once the bot is ready
+        if health.exists():
+            break
+        await asyncio.sleep(0.1)
+    assert await asyncio.to_thread(lookalike, ["health", "--file", str(health)]) == 0
+    os.utime(health, (health.stat().st_atime, health.stat().st_mtime - 600))  # a stamp from 10 minutes ago
+    assert await asyncio.to_thread(lookalike, ["health", "--file", str(health), "--max-age", "90"]) == 1
+    assert "unhealthy: last stamp" in capsys.readouterr().out

@@ -28,6 +28,7 @@ class BotOptions:
     sync_guilds: tuple[int, ...] = ()  # sync to these guilds (instant) instead of globally
     currency: str = "$"
     grid_cell: int = 160  # thumbnail cell size in reply grids (pixels)
+    health_file: str = ""  # stamped every 30 s while connected; `lookalike health` reads it (Docker HEALTHCHECK)
     page_size: int = 10  # items per /catalog list page
 
     @classmethod
