@@ -9,6 +9,7 @@ while a member is refused. The bot's replies are printed as text and their image
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import sys
 import tempfile
@@ -61,6 +62,7 @@ class Transcript:
     top1: list[tuple[str, str | None]] = field(default_factory=list)  # (true category, first match's)
     predicted: list[tuple[str, str | None]] = field(default_factory=list)  # (true category, predicted)
     names: dict[str, str] = field(default_factory=dict)  # "<#id>" / "<@id>" -> "#name" / "@name"
+    posts: list[tuple[bytes, str, bytes | None]] = field(default_factory=list)  # (query photo, verdict, reply grid)
 
     def text(self, markdown: str) -> str:
         return as_text(re.sub(r"<[#@]&?\d+>", lambda m: self.names.get(m.group(0), m.group(0)), markdown))
@@ -69,7 +71,7 @@ class Transcript:
         if not self.quiet:
             print(text, file=self.stream, flush=True)
 
-    def show(self, message: Any, *, truth: str | None = None) -> None:
+    def show(self, message: Any, *, truth: str | None = None, query: bytes | None = None) -> None:
         """Print one bot message (content, embeds) and save its files."""
         self.replies += 1
         flag = " (only the member sees this)" if message.ephemeral else ""
@@ -102,7 +104,37 @@ class Transcript:
         if truth is not None:
             self.top1.append((truth, first_category))
             self.predicted.append((truth, predicted))
+        if query is not None:
+            title = next((e.get("title") for e in message.embeds if e.get("title")), "") or ""
+            self.posts.append((query, self.text(title), message.attachments[0].data if message.attachments else None))
         self.say()
+
+    def overview(self) -> Path | None:
+        """One picture of the photo posts: the member's photo, the bot's verdict, its matches."""
+        if not self.posts:
+            return None
+        from PIL import Image, ImageDraw, ImageFont
+
+        h, gap, text_w = 120, 8, 230
+        rows = []
+        for query, title, grid in self.posts:
+            q = Image.open(io.BytesIO(query)).convert("RGB")
+            q.thumbnail((h, h))
+            g = Image.open(io.BytesIO(grid)).convert("RGB") if grid else Image.new("RGB", (1, h), "white")
+            g = g.resize((max(1, g.width * h // g.height), h))
+            row = Image.new("RGB", (h + text_w + g.width + 2 * gap, h), (49, 51, 56))
+            row.paste(q, ((h - q.width) // 2, (h - q.height) // 2))
+            draw = ImageDraw.Draw(row)
+            draw.text((h + gap, h // 2 - 22), "posted photo", fill=(181, 186, 193), font=ImageFont.load_default(size=14))
+            draw.text((h + gap, h // 2), title, fill=(255, 255, 255), font=ImageFont.load_default(size=16))
+            row.paste(g, (h + text_w + gap, 0))
+            rows.append(row)
+        sheet = Image.new("RGB", (max(r.width for r in rows), len(rows) * (h + gap) - gap), (30, 31, 34))
+        for i, r in enumerate(rows):
+            sheet.paste(r, (0, i * (h + gap)))
+        path = self.out_dir / "overview.png"
+        sheet.save(path, optimize=True)
+        return path
 
 
 async def run_demo(out_dir: Path, model: str = "efficientnet-lite0", quiet: bool = False, *, stream: TextIO | None = None) -> int:
@@ -131,12 +163,14 @@ async def run_demo(out_dir: Path, model: str = "efficientnet-lite0", quiet: bool
                 code = await _scenario(sandbox, rec, settings, options, held, t)
         finally:
             await rec.close()
+    overview = t.overview()
     top1 = sum(1 for truth, got in t.top1 if truth == got)
     predicted = sum(1 for truth, got in t.predicted if truth == got)
     print(f"Demo finished in {time.perf_counter() - t0:.0f}s with {model}: {t.replies} bot replies. Of {len(t.top1)} "
           f"held-out photos, the top match had the right category for {top1} and the predicted category was right "
           f"for {predicted} ({len(t.top1) - sum(1 for _, p in t.predicted if p)} not sure). "
-          f"{len(t.saved)} reply images saved in {out_dir}.", file=stream, flush=True)
+          f"{len(t.saved)} reply images saved in {out_dir}" + (f"; the photo posts at a glance: {overview}" if overview else "") + ".",
+          file=stream, flush=True)
     return code
 
 
@@ -177,7 +211,7 @@ async def _scenario(sandbox: Any, rec: Recommender, settings: Any, options: BotO
             t.say(f"── mia posts a photo of {category} in #{photos.name} ({photo.name})")
             msg = await sandbox.post_message(photos, mia, attachments=[(photo.name, photo.read_bytes(), "image/jpeg")])
             reply = await sandbox.wait_for_bot_message(lambda m, msg=msg: m.reference_id == msg.id, timeout=60)
-            t.show(reply, truth=category)
+            t.show(reply, truth=category, query=photo.read_bytes())
         query = held["shoes"][-1]
         await slash(sam, "similar", {"k": 3}, {"image": (query.name, query.read_bytes(), "image/jpeg")})
         some_item = (await rec.list_items(guild_id=DEFAULT_GUILD, category="dress", per_page=1))[0][0]

@@ -426,3 +426,24 @@ async def test_efficientnet_lite0_finds_the_right_kind_of_item_and_keeps_the_loo
         assert rec._batcher.batches < rec._batcher.items  # concurrent queries shared forward passes
     finally:
         await rec.close()
+
+
+async def test_refresh_picks_up_a_catalogue_another_process_imported(rec, tmp_path: Path) -> None:
+    """A running bot and a `lookalike import --guild` share one database: after refresh() the bot
+    sees the guild's new catalogue instead of the default one it had cached."""
+    guild = 4242
+    assert await rec.catalogue_for(guild) == 0
+    before = await rec.similar(mirrored(demo_photos("hat")[0]), guild_id=guild, k=3)
+    assert before.catalogue_id == 0
+    other = await open_rec(rec.store.path)  # a second writer on the same file, like the CLI
+    try:
+        records = [r for r in records_from_folder(Path(demo_photos("hat")[0]).parents[1]) if r.item_id.startswith("shoes/")]
+        summary = await other.import_items(records, guild_id=guild, actor="cli:test")
+        assert summary.added == len(records) > 0
+    finally:
+        await other.close()
+    assert (await rec.similar(mirrored(demo_photos("hat")[0]), guild_id=guild, k=3)).catalogue_id == 0  # still cached
+    rec.refresh(guild)
+    after = await rec.similar(mirrored(demo_photos("hat")[0]), guild_id=guild, k=3)
+    assert after.catalogue_id == guild
+    assert {m.item.category for m in after.matches} == {"shoes"}

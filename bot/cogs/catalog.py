@@ -169,6 +169,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
     async def retrain(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         gid = interaction.guild_id or 0
+        self.rec.refresh(gid)  # also picks up items a `lookalike import --guild` added while the bot ran
         if await self.rec.catalogue_for(gid) == DEFAULT_GUILD:
             await interaction.followup.send(
                 "This server has no items of its own yet (it uses the shared default catalogue), so there is nothing to retrain.",
