@@ -68,6 +68,8 @@ class LookalikeBot(commands.Bot):
     """The bot: holds its collaborators (recommender, settings, options); no module state."""
 
     def __init__(self, rec: Recommender, settings: Settings, options: BotOptions, **client_kwargs: Any) -> None:
+        # A text-only bot: discord.py's "voice will NOT be supported" start-up warnings don't apply.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         super().__init__(
             command_prefix=commands.when_mentioned, intents=intents(), help_command=None, tree_cls=LookalikeTree,
             allowed_mentions=discord.AllowedMentions.none(), **client_kwargs,

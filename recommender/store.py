@@ -153,6 +153,13 @@ def _set_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+async def _find(s: AsyncSession, guild_id: int, item_id: str) -> ItemRow:
+    row = (await s.execute(select(ItemRow).where(ItemRow.guild_id == guild_id, ItemRow.item_id == item_id))).scalar_one_or_none()
+    if row is None:
+        raise ItemNotFound(f"There is no item {item_id!r} in this catalogue.")
+    return row
+
+
 class Store:
     """Catalogue persistence. Collaborators pass it in; it knows nothing of models or indexes."""
 
@@ -240,11 +247,7 @@ class Store:
     async def remove_item(self, guild_id: int, item_id: str, actor: str) -> Item:
         """Delete the item and its embeddings, and audit it, in one transaction."""
         async with self.session() as s, s.begin():
-            row = (
-                await s.execute(select(ItemRow).where(ItemRow.guild_id == guild_id, ItemRow.item_id == item_id))
-            ).scalar_one_or_none()
-            if row is None:
-                raise ItemNotFound(f"There is no item {item_id!r} in this catalogue.")
+            row = await _find(s, guild_id, item_id)
             item = _item(row)
             await s.execute(delete(EmbeddingRow).where(EmbeddingRow.item_pk == row.pk))
             await s.delete(row)
@@ -254,11 +257,7 @@ class Store:
     async def update_item(self, guild_id: int, item_id: str, changes: dict[str, Any]) -> Item:
         allowed = {"name", "category", "price", "url", "description"}
         async with self.session() as s, s.begin():
-            row = (
-                await s.execute(select(ItemRow).where(ItemRow.guild_id == guild_id, ItemRow.item_id == item_id))
-            ).scalar_one_or_none()
-            if row is None:
-                raise ItemNotFound(f"There is no item {item_id!r} in this catalogue.")
+            row = await _find(s, guild_id, item_id)
             for k, v in changes.items():
                 if k in allowed:
                     setattr(row, k, v)
@@ -268,11 +267,7 @@ class Store:
 
     async def get_item(self, guild_id: int, item_id: str) -> Item:
         async with self.session() as s:
-            row = (
-                await s.execute(select(ItemRow).where(ItemRow.guild_id == guild_id, ItemRow.item_id == item_id))
-            ).scalar_one_or_none()
-            if row is None:
-                raise ItemNotFound(f"There is no item {item_id!r} in this catalogue.")
+            row = await _find(s, guild_id, item_id)
             return _item(row)
 
     async def items_by_pk(self, pks: Sequence[int]) -> dict[int, Item]:
