@@ -25,7 +25,7 @@ from recommender.config import Settings, load_settings
 from recommender.engine import Recommender
 from recommender.errors import RecommenderError
 
-from .cogs.utils.attachments import UrlFetcher
+from .cogs.utils.attachments import UrlFetcher, fetch_session
 from .cogs.utils.cooldown import UserCooldown
 from .cogs.utils.errors import describe, tell
 from .cogs.utils.guilds import GuildConfigs
@@ -85,7 +85,7 @@ class LookalikeBot(commands.Bot):
         self._health: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
-        self.web = aiohttp.ClientSession(headers={"User-Agent": "lookalike-bot (catalogue import)"})
+        self.web = fetch_session(self.options.fetch_private_urls)
         self.fetcher = UrlFetcher(
             self.web, max_bytes=self.settings.max_image_bytes, timeout_s=self.options.fetch_timeout_s,
             concurrency=self.options.fetch_concurrency, allow_private=self.options.fetch_private_urls,

@@ -168,7 +168,7 @@ def records_from_rows(
                 yield ImportRecord(item_id, where, error=f"price {raw!r} is not a number")
                 continue
         extra = cols.extra or tuple(k for k in row if k not in cols.mapped())
-        attrs = {k: _jsonable(row[k]) for k in extra if k in row and row[k] not in (None, "")}
+        attrs = {k: _jsonable(row[k]) for k in extra if k and k.strip() and k in row and row[k] not in (None, "")}
         fields = ItemFields(
             item_id=item_id[:100], name=(_cell(row, cols.name) or item_id)[:256], category=category[:100], price=price,
             url=_cell(row, cols.url), description=_cell(row, cols.description), attributes=attrs or None,
@@ -212,8 +212,12 @@ def records_from_manifest(path: Path, cols: Columns = Columns()) -> Iterator[Imp
             f.close()
 
 
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
 def records_from_zip(data: bytes, cols: Columns = Columns(), max_member_bytes: int = 20 * 1024 * 1024) -> Iterator[ImportRecord]:
-    """A ZIP holding a CSV manifest plus images (paths relative to the CSV), or category folders."""
+    """A ZIP holding a CSV manifest plus images (paths relative to the CSV), or category folders.
+    Sizes are checked from the archive's directory before anything is inflated (no zip bombs)."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -228,6 +232,9 @@ def records_from_zip(data: bytes, cols: Columns = Columns(), max_member_bytes: i
     csvs = [p for p in members if p.suffix.lower() == ".csv"]
     if csvs:
         manifest = min(csvs, key=lambda p: len(p.parts))
+        if members[manifest].file_size > MAX_MANIFEST_BYTES:
+            raise BadManifest(f"{manifest.name} is {members[manifest].file_size / 1e6:.0f} MB uncompressed; "
+                              f"a manifest may be at most {MAX_MANIFEST_BYTES // 1_000_000} MB.")
         text = zf.read(members[manifest]).decode("utf-8-sig", errors="replace")
 
         def resolve(cell: str | None, item_id: str) -> ImageSource | None:
@@ -239,7 +246,10 @@ def records_from_zip(data: bytes, cols: Columns = Columns(), max_member_bytes: i
                     return reader(members[c])
             return None
 
-        yield from records_from_rows(_rows_csv(io.StringIO(text)), cols, manifest.name, resolve)
+        try:
+            yield from records_from_rows(_rows_csv(io.StringIO(text)), cols, manifest.name, resolve)
+        except csv.Error as e:
+            raise BadManifest(f"{manifest.name} cannot be read as CSV: {e}") from None
         return
     for p in sorted(members):
         if p.suffix.lower() not in IMAGE_EXTENSIONS:

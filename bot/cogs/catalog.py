@@ -62,8 +62,11 @@ def csv_records(data: bytes, label: str, cols: Columns = Columns()) -> Iterator[
     except UnicodeDecodeError:
         raise BadManifest(f"{label} is not UTF-8 text; save the CSV as UTF-8 and upload it again.") from None
     reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames:
-        raise BadManifest(f"{label} is empty (no header row).")
+    try:
+        if not reader.fieldnames:
+            raise BadManifest(f"{label} is empty (no header row).")
+    except csv.Error as e:
+        raise BadManifest(f"{label} cannot be read as CSV: {e}") from None
 
     def resolve(cell: str | None, item_id: str) -> ImageSource | None:
         if cell and cell.startswith(("http://", "https://")):

@@ -12,6 +12,7 @@ import socket
 from pathlib import PurePosixPath
 
 import aiohttp
+import aiohttp.abc
 import discord
 import yarl
 
@@ -102,11 +103,50 @@ class UrlFetcher:
 
     @staticmethod
     async def _check_public(url: yarl.URL) -> None:
+        """A clear answer for the summary. The guarantee is PublicOnlyResolver: it filters the very
+        addresses the connection uses, so a DNS answer that changes in between gains nothing."""
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(url.host, url.port or 80, type=socket.SOCK_STREAM)
         except OSError:
             raise BadImage(f"the image URL's host {url.host} could not be found") from None
-        for info in infos:
-            ip = ipaddress.ip_address(info[4][0])
-            if not ip.is_global or ip.is_multicast:
-                raise BadImage("the image URL points into a private network, which imports may not reach")
+        if not any(is_public(info[4][0]) for info in infos):
+            raise BadImage("the image URL points into a private network, which imports may not reach")
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public(address: str) -> bool:
+    """A globally routable unicast address, also looking inside IPv6 forms that carry an IPv4
+    address (mapped ::ffff:a.b.c.d, 6to4, Teredo, NAT64)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is None and ip in _NAT64:
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if inner is not None and not is_public(str(inner)):
+            return False
+    return ip.is_global and not ip.is_multicast
+
+
+class PublicOnlyResolver(aiohttp.abc.AbstractResolver):
+    """aiohttp resolver that keeps only public addresses: the connection can't reach a private one."""
+
+    def __init__(self) -> None:
+        self._inner = aiohttp.ThreadedResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[aiohttp.abc.ResolveResult]:
+        public = [r for r in await self._inner.resolve(host, port, family) if is_public(r["host"])]
+        if not public:
+            raise OSError(f"{host} resolves only to private addresses")
+        return public
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+def fetch_session(allow_private: bool) -> aiohttp.ClientSession:
+    """The HTTP session for catalogue imports; with allow_private=False it cannot connect to
+    loopback, private, link-local or reserved addresses, whatever DNS answers."""
+    connector = None if allow_private else aiohttp.TCPConnector(resolver=PublicOnlyResolver())
+    return aiohttp.ClientSession(connector=connector, headers={"User-Agent": "lookalike-bot (catalogue import)"})
