@@ -11,15 +11,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# CPU-only builds from PyTorch's CPU wheel index: about 1/10 the size of the default CUDA builds.
+# CPU-only builds from PyTorch's CPU wheel index (no CUDA libraries): the big layer, cached on its own.
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 torchvision==0.28.0
 
-# Dependencies first (cached layer), then the code.
 COPY pyproject.toml README.md ./
 COPY recommender ./recommender
 COPY bot ./bot
 COPY migrations ./migrations
-RUN pip install . && python -c "import recommender, bot, migrations"
+# Check the installed package (from outside /app, so the source tree can't stand in for it).
+RUN pip install . && cd / && python -c "import recommender.engine, bot.app, migrations" && lookalike --help > /dev/null
 
 RUN useradd --create-home --uid 10001 lookalike \
     && mkdir -p /data \
@@ -30,6 +30,7 @@ ENV LOOKALIKE_DB=/data/lookalike.db \
     LOOKALIKE_HEALTH_FILE=/data/health \
     TORCH_HOME=/data/torch
 VOLUME ["/data"]
+WORKDIR /data
 
 # Healthy while the bot is connected and its event loop keeps stamping the health file.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 CMD ["lookalike", "health"]

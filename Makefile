@@ -8,7 +8,7 @@ VENV   := .venv
 PIP    := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip
 TORCH  := torch==2.13.0 torchvision==0.28.0
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

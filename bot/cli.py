@@ -51,13 +51,16 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
 def bot_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", common: argparse.ArgumentParser) -> None:
     s = sub.add_parser(
-        "run", parents=[common], help="run the Discord bot (token from DISCORD_TOKEN)",
+        "run", help="run the Discord bot (token from DISCORD_TOKEN)",
         description="Run the bot. The token comes from DISCORD_TOKEN; database, model and options from "
         "LOOKALIKE_* variables or the TOML file given with --config. See docs/BOT.md.",
     )
+    s.add_argument("--db", help="SQLite database file (env LOOKALIKE_DB; default ./lookalike.db)")
+    s.add_argument("--config", help="TOML settings file (env LOOKALIKE_CONFIG)")
     s.add_argument("--model", help="backbone (env LOOKALIKE_MODEL)")
     s.add_argument("--weights", help="local weights file (env LOOKALIKE_WEIGHTS)")
     s.add_argument("--pooling", choices=["gap", "flatten"])
+    s.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("health", help="is the running bot connected? (exit 0 yes, 1 no; for Docker)")

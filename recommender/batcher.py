@@ -42,7 +42,6 @@ class Batcher(Generic[T, R]):
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0  # counters for stats and tests
         self.items = 0
-        self.busy_time_s = 0.0
 
     def _ensure_worker(self) -> None:
         if self._worker is None or self._worker.done():
@@ -68,6 +67,14 @@ class Batcher(Generic[T, R]):
 
     async def _take_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
         batch = [await self._queue.get()]
+        try:
+            return await self._fill(batch)
+        except asyncio.CancelledError:  # closing: the callers already taken must not wait forever
+            for _, f in batch:
+                f.cancel()
+            raise
+
+    async def _fill(self, batch: list[tuple[T, asyncio.Future[R]]]) -> list[tuple[T, asyncio.Future[R]]]:
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch:
             try:
@@ -91,7 +98,6 @@ class Batcher(Generic[T, R]):
             live = [(x, f) for x, f in batch if not f.cancelled()]
             if not live:
                 continue
-            t0 = time.perf_counter()
             try:
                 results = await loop.run_in_executor(self._executor, self._fn, [x for x, _ in live])
             except asyncio.CancelledError:
@@ -105,8 +111,6 @@ class Batcher(Generic[T, R]):
                     if not f.done():
                         f.set_exception(e)
                 continue
-            finally:
-                self.busy_time_s += time.perf_counter() - t0
             self.batches += 1
             self.items += len(live)
             for (_, f), r in zip(live, results):

@@ -201,14 +201,13 @@ def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _train_softmax(
     Xs: np.ndarray, y: np.ndarray, n_classes: int, l2: float, max_iter: int,
-    init: tuple[np.ndarray, np.ndarray] | None = None, num_threads: int = 1,
+    init: tuple[np.ndarray, np.ndarray] | None = None, num_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Minimise mean cross-entropy + l2/2 * ||W||^2 with full-batch LBFGS; returns (W, b).
 
-    Runs on ``num_threads`` torch threads (restored afterwards). One is the default: training
-    is a background job that should not starve the embedding worker, and on a busy 2-core box
-    extra intra-op threads made it slower, not faster (measured 20k x 1280 x 140: 5 s on one
-    thread vs 11.5 s on two with another process busy; tiny problems 0.04 s vs 2.7 s)."""
+    ``num_threads`` sets torch's thread count for the fit and restores it afterwards. That setting is
+    process-wide, so the default (None) leaves it alone: the engine fits on its own thread while
+    another thread embeds images, and must not change that thread's parallelism under it."""
     import torch
 
     X_t = torch.from_numpy(np.ascontiguousarray(Xs, dtype=np.float32))
@@ -227,12 +226,13 @@ def _train_softmax(
         return loss
 
     previous = torch.get_num_threads()
-    if num_threads != previous:
-        torch.set_num_threads(num_threads)
+    change = num_threads is not None and num_threads != previous
+    if change:
+        torch.set_num_threads(num_threads)  # type: ignore[arg-type]
     try:
         opt.step(closure)
     finally:
-        if num_threads != previous:
+        if change:
             torch.set_num_threads(previous)
     state = opt.state[opt._params[0]]
     log.debug("LBFGS: %s iterations, %s evaluations", state.get("n_iter"), state.get("func_evals"))
@@ -241,7 +241,7 @@ def _train_softmax(
 
 def fit_linear(
     X: np.ndarray, y: Sequence[str], *, l2: float | None = None, seed: int = 0, max_iter: int = 200,
-    calibrate: bool = True, dropped: Sequence[str] = (), num_threads: int = 1,
+    calibrate: bool = True, dropped: Sequence[str] = (), num_threads: int | None = None,
 ) -> LinearClassifier:  # fmt: skip
     """Train a :class:`LinearClassifier` on every label in ``y`` (callers drop rare ones first).
 
@@ -350,7 +350,7 @@ def fit_knn(X: np.ndarray, y: Sequence[str], k: int = KNN_K) -> KnnClassifier:
 
 def fit_classifier(
     X: np.ndarray, y: Sequence[str], *, min_per_class: int = 5, seed: int = 0, max_iter: int = 200,
-    l2: float | None = None, calibrate: bool = True, num_threads: int = 1,
+    l2: float | None = None, calibrate: bool = True, num_threads: int | None = None,
 ) -> Classifier:  # fmt: skip
     """Train the category classifier for one catalogue.
 
@@ -366,7 +366,7 @@ def fit_classifier(
         raise BadOption(f"{X.shape[0]} embeddings but {len(y)} labels")
     if X.shape[0] == 0:
         raise CatalogEmpty("the catalogue has no labelled items to learn categories from")
-    if min_per_class < 1 or max_iter < 1 or num_threads < 1 or (l2 is not None and l2 < 0):
+    if min_per_class < 1 or max_iter < 1 or (num_threads is not None and num_threads < 1) or (l2 is not None and l2 < 0):
         raise BadOption("min_per_class, max_iter and num_threads must be at least 1, l2 non-negative")
     y = [str(v) for v in y]
     counts = Counter(y)

@@ -55,7 +55,7 @@ async def _open_store(args: argparse.Namespace) -> tuple[Any, str]:
 
     s = _settings(args)
     store = await Store.open(s.db)
-    model = model_key(s.model, s.pooling) if s.model else await store.model_in_use(DEFAULT_MODEL)
+    model = model_key(s.model, s.pooling) if s.model else await store.model_in_use(DEFAULT_MODEL, args.guild)
     return store, model
 
 
@@ -311,6 +311,9 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Plugin] = ()) -> i
         return asyncio.run(args.func(args)) or 0
     except RecommenderError as e:
         print(f"lookalike: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file or folder the command was pointed at: one sentence, not a traceback
+        print(f"lookalike: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nlookalike: interrupted. Finished batches are saved; run the same command again to resume.", file=sys.stderr)

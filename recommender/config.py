@@ -36,6 +36,7 @@ class Settings:
     k: int = 5
     threshold: float = 0.5  # classifier probability below this is "not sure"
     retrain_delay_s: float = 5.0  # debounce between catalogue changes and retraining
+    refresh_check_s: float = 30.0  # how often a loaded catalogue is compared with the database (other writers)
     extra: Mapping[str, Any] = field(default_factory=dict)  # bot options ride along here
 
     def replace(self, **changes: Any) -> "Settings":
@@ -53,8 +54,6 @@ def _coerce(name: str, value: Any) -> Any:
     try:
         if kind is Path:
             return Path(value).expanduser()
-        if kind is bool:
-            return str(value).lower() in ("1", "true", "yes", "on")
         return kind(value)
     except (TypeError, ValueError) as e:
         raise BadOption(f"Setting {name!r} has an invalid value {value!r}: {e}") from None

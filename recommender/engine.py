@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable, Iterable, TypeVar
 import numpy as np
 
 from . import classify, images
-from .backbones import DEFAULT_MODEL, Backbone, load_backbone, model_key
+from .backbones import DEFAULT_MODEL, Backbone, load_backbone
 from .batcher import Batcher
 from .config import DEFAULT_GUILD, Settings
 from .errors import BadImage, BadOption, CatalogEmpty, ItemNotFound, RecommenderError
@@ -76,7 +76,10 @@ class _Catalogue:
         self.train_lock = asyncio.Lock()
         self.classifier: classify.Classifier | None = None
         self.retrain_timer: asyncio.Task[None] | None = None
+        self.training: asyncio.Task[Any] | None = None  # a background fit in progress (never cancelled midway)
         self.pending: list[Callable[[VectorIndex], Any]] = []  # writes that landed while the index was loading
+        self.fingerprint: str | None = None  # store state the in-memory index reflects
+        self.checked_at = 0.0  # when the store was last compared with it
 
 
 class Recommender:
@@ -94,7 +97,7 @@ class Recommender:
             max_wait_s=settings.batch_wait_ms / 1000, max_queue=settings.queue_size,
         )
         self._catalogues: dict[int, _Catalogue] = {}
-        self._own: dict[int, bool] = {}
+        self._own: dict[int, tuple[bool, float]] = {}  # guild -> (has its own items, when looked up)
 
     @classmethod
     async def open(cls, settings: Settings, backbone: Backbone | None = None) -> "Recommender":
@@ -113,7 +116,8 @@ class Recommender:
         timers = [c.retrain_timer for c in self._catalogues.values() if c.retrain_timer and not c.retrain_timer.done()]
         for t in timers:
             t.cancel()
-        await asyncio.gather(*timers, return_exceptions=True)
+        fits = [c.training for c in self._catalogues.values() if c.training and not c.training.done()]
+        await asyncio.gather(*timers, *fits, return_exceptions=True)  # a fit in progress finishes and is saved
         await self._batcher.close()
         for pool in (self._pool, self._model_pool, self._train_pool):
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
@@ -136,16 +140,28 @@ class Recommender:
     async def catalogue_for(self, guild_id: int) -> int:
         if guild_id == DEFAULT_GUILD:
             return DEFAULT_GUILD
-        if guild_id not in self._own:
-            self._own[guild_id] = await self.store.has_items(guild_id)
-        return guild_id if self._own[guild_id] else DEFAULT_GUILD
+        known = self._own.get(guild_id)
+        if known is None or (not known[0] and time.monotonic() - known[1] > self.settings.refresh_check_s):
+            own = await self.store.has_items(guild_id)  # "no items" is looked up again now and then: a CLI may add some
+            if self._own.get(guild_id, known) is known:  # nobody changed it while we awaited
+                self._own[guild_id] = (own, time.monotonic())
+            known = self._own[guild_id]
+        return guild_id if known[0] else DEFAULT_GUILD
 
     async def _index(self, cid: int) -> VectorIndex:
         cat = self._cat(cid)
+        if cat.index is not None and time.monotonic() - cat.checked_at > self.settings.refresh_check_s:
+            cat.checked_at = time.monotonic()
+            if await self.store.fingerprint(cid, self.model) != cat.fingerprint:  # another process wrote to it
+                log.info("catalogue %s changed outside this process; reloading it", cid)
+                self.refresh(cid)
+                self.schedule_retrain(cid, delay=0.0)
         if cat.index is None:
             async with cat.load_lock:
                 if cat.index is None:
                     cat.pending = []
+                    cat.fingerprint = await self.store.fingerprint(cid, self.model)
+                    cat.checked_at = time.monotonic()
                     rows = await self.store.load_vectors(cid, self.model)
                     index = await self._cpu(
                         VectorIndex.build, rows.pks, rows.vectors, rows.categories, rows.prices, rows.hashes, self.backbone.dim
@@ -157,20 +173,33 @@ class Recommender:
                     log.info("catalogue %s: %d vectors loaded for %s", cid, len(cat.index), self.model)
         return cat.index
 
-    async def _with_index(self, cid: int, fn: Callable[[VectorIndex], T]) -> T | None:
-        """Run fn(index) under the index lock in the pool. Not loaded: None (a write made while it
-        is loading is replayed on it once built)."""
-        cat = self._cat(cid)
-        if cat.index is None:
-            if cat.load_lock.locked():
-                cat.pending.append(fn)
-            return None
+    async def _read_index(self, cid: int, fn: Callable[[VectorIndex], T]) -> T:
+        """fn(index) in the pool under the index lock; the index is loaded first if need be."""
+        index = await self._index(cid)
+        lock = self._cat(cid).index_lock
 
         def locked() -> T:
-            with cat.index_lock:
-                return fn(cat.index)  # type: ignore[arg-type]
+            with lock:
+                return fn(index)
 
         return await self._cpu(locked)
+
+    async def _write_index(self, cid: int, fn: Callable[[VectorIndex], Any]) -> None:
+        """Apply a change to the loaded index (in the pool, under its lock). Not loaded: nothing to
+        do, except that a change made while it is loading is replayed on it once built."""
+        cat = self._cat(cid)
+        index = cat.index
+        if index is None:
+            if cat.load_lock.locked():
+                cat.pending.append(fn)
+            return
+
+        def locked() -> None:
+            with cat.index_lock:
+                fn(index)
+
+        await self._cpu(locked)
+        cat.fingerprint = await self.store.fingerprint(cid, self.model)  # our own write is not a reason to reload
 
     def _decode(self, source: Any) -> tuple[Any, str]:
         return images.load_image(source, self.limits)
@@ -197,7 +226,7 @@ class Recommender:
             raise CatalogEmpty("The catalogue is empty: a moderator can add items with /catalog add.")
         if item_id is not None:
             item = await self.store.get_item(cid, item_id)
-            vec = await self._with_index(cid, lambda ix: ix.vector(item.pk))
+            vec = await self._read_index(cid, lambda ix: ix.vector(item.pk))
             if vec is None:
                 raise ItemNotFound(f"Item {item_id!r} has no {self.model} embedding yet.")
             flt = SearchFilter(category, min_price, max_price, frozenset({item.pk}), item.content_hash)
@@ -206,7 +235,7 @@ class Recommender:
             flt = SearchFilter(category, min_price, max_price, frozenset(), digest)
         else:
             raise BadOption("Give an image or an item id.")
-        hits = await self._with_index(cid, lambda ix: ix.search(vec, k, flt)) or []
+        hits = await self._read_index(cid, lambda ix: ix.search(vec, k, flt))
         items = await self.store.items_by_pk([h.pk for h in hits])
         matches = [Match(items[h.pk], h.score) for h in hits if h.pk in items]
         prediction = await self._predict(cid, vec) if predict else None
@@ -235,9 +264,10 @@ class Recommender:
             saved = await self.store.load_classifier(cid, self.model)
             if saved is not None:
                 try:
-                    cat.classifier = classify.classifier_from_bytes(saved.blob)
+                    cat.classifier = await self._cpu(classify.classifier_from_bytes, saved.blob)
                 except RecommenderError as e:
                     log.warning("saved classifier for catalogue %s unreadable (%s); retraining", cid, e)
+                    await self.retrain(cid, force=True)
                 if cat.classifier is not None and saved.fingerprint != await self.store.fingerprint(cid, self.model):
                     self.schedule_retrain(cid, delay=0.0)
             if cat.classifier is None:
@@ -246,7 +276,7 @@ class Recommender:
 
     def refresh(self, cid: int) -> None:
         """Forget in-memory state for a catalogue: rebuilt from the store on next use (e.g. after a
-        CLI import into the database a running bot uses)."""
+        CLI import into the database a running bot uses; also checked every `refresh_check_s`)."""
         cat = self._cat(cid)
         if not cat.load_lock.locked():
             cat.index = None
@@ -260,35 +290,50 @@ class Recommender:
             fingerprint = await self.store.fingerprint(cid, self.model)
             saved = None if force else await self.store.load_classifier(cid, self.model)
             if saved is not None and saved.fingerprint == fingerprint:
-                cat.classifier = classify.classifier_from_bytes(saved.blob)
-                return cat.classifier
+                try:
+                    cat.classifier = await self._cpu(classify.classifier_from_bytes, saved.blob)
+                    return cat.classifier
+                except RecommenderError as e:
+                    log.warning("saved classifier for catalogue %s unreadable (%s); retraining", cid, e)
             rows = await self.store.load_vectors(cid, self.model)
             if len(rows.pks) == 0:
                 cat.classifier = None
                 return None
             t0 = time.perf_counter()
-            loop = asyncio.get_running_loop()
-            clf = await loop.run_in_executor(self._train_pool, classify.fit_classifier, rows.vectors, rows.categories)
-            await self.store.save_classifier(cid, self.model, fingerprint, clf.method, clf.to_bytes())
+
+            def fit() -> tuple[classify.Classifier, bytes]:
+                clf = classify.fit_classifier(rows.vectors, rows.categories)
+                return clf, clf.to_bytes()
+
+            clf, blob = await asyncio.get_running_loop().run_in_executor(self._train_pool, fit)
+            await self.store.save_classifier(cid, self.model, fingerprint, clf.method, blob)
             cat.classifier = clf
             log.info("catalogue %s: %s classifier over %d items in %.1fs", cid, clf.method, len(rows.pks), time.perf_counter() - t0)
             return clf
 
     def schedule_retrain(self, cid: int, delay: float | None = None) -> None:
-        """Debounced: many changes in a row cause one retrain, `retrain_delay_s` after the last."""
+        """Debounced: many changes in a row cause one retrain, `retrain_delay_s` after the last. A
+        change that comes while a fit runs lets that fit finish (it is never cancelled midway) and
+        causes one more after it."""
         cat = self._cat(cid)
         if cat.retrain_timer and not cat.retrain_timer.done():
-            cat.retrain_timer.cancel()
+            cat.retrain_timer.cancel()  # still sleeping: start the wait again
         delay = self.settings.retrain_delay_s if delay is None else delay
 
         async def later() -> None:
             await asyncio.sleep(delay)
-            try:
-                await self.retrain(cid)
-            except Exception:
-                log.exception("background retrain of catalogue %s failed", cid)
+            if cat.training is not None and not cat.training.done():
+                await asyncio.shield(cat.training)  # the next fit follows the one in progress
+            cat.training = asyncio.get_running_loop().create_task(self._retrain_logged(cid), name=f"fit-{cid}")
+            await asyncio.shield(cat.training)
 
         cat.retrain_timer = asyncio.get_running_loop().create_task(later(), name=f"retrain-{cid}")
+
+    async def _retrain_logged(self, cid: int) -> None:
+        try:
+            await self.retrain(cid)
+        except Exception:
+            log.exception("background retrain of catalogue %s failed", cid)
 
     # -- catalogue changes ------------------------------------------------------------------------
 
@@ -299,13 +344,15 @@ class Recommender:
     async def add_item(self, image: Any, fields: ItemFields, *, guild_id: int, actor: str) -> Item:
         img, digest, thumb = await self._cpu(self._prepare, image)
         vec = await self._batcher.submit(img)
-        [(item, _)] = await self.store.upsert_items(guild_id, [NewItem(fields, thumb, digest, vec)], self.model, actor, replace=False)
-        await self.store.audit(guild_id, actor, "add", item.item_id, name=item.name, category=item.category)
+        [(item, _)] = await self.store.upsert_items(
+            guild_id, [NewItem(fields, thumb, digest, vec)], self.model, actor, replace=False, audit="add"
+        )
         await self._after_write(guild_id, [(item, vec)])
         return item
 
-    async def _after_write(self, cid: int, written: list[tuple[Item, np.ndarray | None]]) -> None:
-        self._own[cid] = True if cid != DEFAULT_GUILD else self._own.get(cid, False)
+    async def _after_write(self, cid: int, written: list[tuple[Item, np.ndarray | None]], *, retrain: bool = True) -> None:
+        if cid != DEFAULT_GUILD:
+            self._own[cid] = (True, time.monotonic())
 
         def apply(ix: VectorIndex) -> None:
             for item, vec in written:
@@ -314,12 +361,13 @@ class Recommender:
                 else:
                     ix.update_meta(item.pk, item.category, item.price)
 
-        await self._with_index(cid, apply)
-        self.schedule_retrain(cid)
+        await self._write_index(cid, apply)
+        if retrain:
+            self.schedule_retrain(cid)
 
     async def remove_item(self, item_id: str, *, guild_id: int, actor: str) -> Item:
         item = await self.store.remove_item(guild_id, item_id, actor)
-        await self._with_index(guild_id, lambda ix: ix.remove(item.pk))
+        await self._write_index(guild_id, lambda ix: ix.remove(item.pk))
         self._own.pop(guild_id, None)  # may have become empty
         self.schedule_retrain(guild_id)
         return item
@@ -330,7 +378,7 @@ class Recommender:
             raise BadOption("Nothing to change: give at least one field.")
         item = await self.store.update_item(guild_id, item_id, changes)
         await self.store.audit(guild_id, actor, "edit", item_id, **changes)
-        await self._with_index(guild_id, lambda ix: ix.update_meta(item.pk, item.category, item.price))
+        await self._write_index(guild_id, lambda ix: ix.update_meta(item.pk, item.category, item.price))
         if "category" in changes:
             self.schedule_retrain(guild_id)
         return item
@@ -351,22 +399,27 @@ class Recommender:
             summary.seconds = time.perf_counter() - t0
             if progress:
                 progress(summary.done, total, summary)
+        if summary.added or summary.updated:
+            self.schedule_retrain(guild_id)  # once, after the last batch (callers may also retrain now)
         await self.store.audit(
             guild_id, actor, "import", None, added=summary.added, updated=summary.updated,
             unchanged=summary.unchanged, failed=len(summary.failed),
         )
         return summary
 
-    async def _read(self, rec: ImportRecord, fetch: FetchFn | None) -> bytes:
+    async def _read(self, rec: ImportRecord, fetch: FetchFn | None) -> tuple[bytes, str]:
+        """The record's image bytes and their hash (read and hashed in the pool)."""
         src = rec.image
         if isinstance(src, str) and src.startswith(("http://", "https://")):
             if fetch is None:
                 raise BadImage("image URLs are not fetched here; give a local file path")
-            data = await fetch(src)
-            return await self._cpu(images.read_source, data, self.limits)
-        if callable(src):
-            return await self._cpu(lambda: images.read_source(src(), self.limits))
-        return await self._cpu(images.read_source, src, self.limits)
+            src = await fetch(src)
+
+        def read() -> tuple[bytes, str]:
+            data = images.read_source(src() if callable(src) else src, self.limits)
+            return data, images.content_hash(data)
+
+        return await self._cpu(read)
 
     async def _import_chunk(self, chunk: list[ImportRecord], cid: int, actor: str, fetch: FetchFn | None, summary: ImportSummary) -> None:
         good = [r for r in chunk if r.error is None]
@@ -375,11 +428,11 @@ class Recommender:
         known = await self.store.known_hashes(cid, [r.item_id for r in good], self.model)
         todo: list[tuple[ImportRecord, bytes, str]] = []
         new_items: list[NewItem] = []
-        for rec, data in zip(good, raw):
-            if isinstance(data, BaseException):
-                summary.failed.append((rec.item_id, rec.where, _reason(data)))
+        for rec, got in zip(good, raw):
+            if isinstance(got, BaseException):
+                summary.failed.append((rec.item_id, rec.where, _reason(got)))
                 continue
-            digest = images.content_hash(data)
+            data, digest = got
             if known.get(rec.item_id) == digest:  # same picture: update fields only, no decode, no model
                 new_items.append(NewItem(rec.fields, None, digest, None))  # type: ignore[arg-type]
             else:
@@ -403,7 +456,7 @@ class Recommender:
             setattr(summary, status, getattr(summary, status) + 1)
         changed = [(item, new.vector) for (item, status), new in zip(results, new_items) if status != "unchanged"]
         if changed:
-            await self._after_write(cid, changed)
+            await self._after_write(cid, changed, retrain=False)
 
     # -- reading the catalogue and settings -------------------------------------------------------
 
@@ -462,4 +515,4 @@ def _reason(e: BaseException) -> str:
     return f"unexpected error: {type(e).__name__}"
 
 
-__all__ = ["Recommender", "Match", "SimilarResult", "ImportSummary", "model_key"]
+__all__ = ["Recommender", "Match", "SimilarResult", "ImportSummary"]

@@ -91,6 +91,9 @@ def records_from_folder(root: Path) -> Iterator[ImportRecord]:
         if len(rel.parts) < 2:
             yield ImportRecord(item_id, str(rel), error="images must sit in a sub-folder named after their category")
             continue
+        if len(item_id) > 100:
+            yield ImportRecord(item_id[:100], str(rel), error="the path is longer than 100 characters (it is the item's id)")
+            continue
         category = rel.parts[0]
         yield ImportRecord(item_id, str(rel), ItemFields(item_id, _display_name(p.stem, category), category), p)
 
@@ -154,6 +157,9 @@ def records_from_rows(
         if not item_id:
             yield ImportRecord("", where, error="the id is empty")
             continue
+        if len(item_id) > 100:
+            yield ImportRecord(item_id[:100], where, error="the id is longer than 100 characters")
+            continue
         category = _cell(row, cols.category)
         if not category:
             yield ImportRecord(item_id, where, error="the category is empty")
@@ -170,7 +176,7 @@ def records_from_rows(
         extra = cols.extra or tuple(k for k in row if k not in cols.mapped())
         attrs = {k: _jsonable(row[k]) for k in extra if k and k.strip() and k in row and row[k] not in (None, "")}
         fields = ItemFields(
-            item_id=item_id[:100], name=(_cell(row, cols.name) or item_id)[:256], category=category[:100], price=price,
+            item_id=item_id, name=(_cell(row, cols.name) or item_id)[:256], category=category[:100], price=price,
             url=_cell(row, cols.url), description=_cell(row, cols.description), attributes=attrs or None,
         )
         image = resolve(_cell(row, cols.path) or _cell(row, cols.image_url), item_id)

@@ -7,6 +7,7 @@ transaction per write batch means a crash or `kill -9` leaves either all of a ba
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -170,8 +171,6 @@ class Store:
 
     @classmethod
     async def open(cls, path: str | Path) -> "Store":
-        import asyncio
-
         path = Path(path)
         if path.parent and not path.parent.exists():
             raise DatabaseError(f"The folder for the database {path} does not exist.")
@@ -205,11 +204,21 @@ class Store:
         return out
 
     async def upsert_items(
-        self, guild_id: int, items: Sequence[NewItem], model: str, actor: str, *, replace: bool = True
+        self, guild_id: int, items: Sequence[NewItem], model: str, actor: str, *, replace: bool = True,
+        audit: str | None = None,
     ) -> list[tuple[Item, str]]:
         """Insert or update a batch in ONE transaction. Returns (item, "added"|"updated"|"unchanged").
 
-        With replace=False an existing id raises DuplicateItem (moderators adding by hand)."""
+        With replace=False an existing id raises DuplicateItem (moderators adding by hand). With
+        `audit`, each item's audit entry is written in the same transaction."""
+        try:
+            return await self._upsert(guild_id, items, model, actor, replace, audit)
+        except IntegrityError:  # a concurrent writer added the same id between our read and insert
+            raise DuplicateItem("An item with that id was just added to this catalogue; try again.") from None
+
+    async def _upsert(
+        self, guild_id: int, items: Sequence[NewItem], model: str, actor: str, replace: bool, audit: str | None
+    ) -> list[tuple[Item, str]]:
         results: list[tuple[Item, str]] = []
         t = now()
         async with self.session() as s, s.begin():
@@ -227,6 +236,11 @@ class Store:
                 )
                 if new.thumbnail is not None:
                     values["thumbnail"] = new.thumbnail
+                if row is None and new.thumbnail is None:
+                    raise ItemNotFound(f"Item {f.item_id!r} was removed while it was being imported; run the import again.")
+                if row is not None and row.content_hash != new.content_hash:
+                    # a new picture: vectors other models made of the old one are stale
+                    await s.execute(delete(EmbeddingRow).where(EmbeddingRow.item_pk == row.pk, EmbeddingRow.model != model))
                 if row is None:
                     row = ItemRow(guild_id=guild_id, item_id=f.item_id, added_by=actor, added_at=t, updated_at=t, **values)
                     s.add(row)
@@ -241,6 +255,8 @@ class Store:
                 await s.flush()
                 if new.vector is not None:
                     await s.merge(EmbeddingRow(item_pk=row.pk, model=model, dim=int(new.vector.shape[-1]), vector=encode_vector(new.vector)))
+                if audit:
+                    s.add(_audit(guild_id, actor, audit, f.item_id, name=f.name, category=f.category))
                 results.append((_item(row), status))
         return results
 
@@ -310,32 +326,37 @@ class Store:
         async with self.session() as s:
             return [int(g) for (g,) in await s.execute(select(ItemRow.guild_id).distinct())]
 
-    async def model_in_use(self, default: str) -> str:
-        """The model most embeddings were made with: what a catalogue was built with."""
+    async def model_in_use(self, default: str, guild_id: int | None = None) -> str:
+        """The model most embeddings were made with (in one catalogue, or in all): what it was built with."""
+        q = select(EmbeddingRow.model, func.count().label("n")).group_by(EmbeddingRow.model).order_by(text("n DESC")).limit(1)
+        if guild_id is not None:
+            q = q.join(ItemRow, ItemRow.pk == EmbeddingRow.item_pk).where(ItemRow.guild_id == guild_id)
         async with self.session() as s:
-            q = select(EmbeddingRow.model, func.count().label("n")).group_by(EmbeddingRow.model).order_by(text("n DESC")).limit(1)
             row = (await s.execute(q)).first()
         return row[0] if row else default
 
     async def load_vectors(self, guild_id: int, model: str) -> VectorRows:
-        q = (
-            select(ItemRow.pk, ItemRow.category, ItemRow.price, ItemRow.content_hash, EmbeddingRow.dim, EmbeddingRow.vector)
-            .join(EmbeddingRow, (EmbeddingRow.item_pk == ItemRow.pk) & (EmbeddingRow.model == model))
-            .where(ItemRow.guild_id == guild_id)
-            .order_by(ItemRow.pk)
-        )
-        pks, cats, prices, hashes, blobs = [], [], [], [], []
-        dim = 0
-        async with self.session() as s:
-            for r in await s.execute(q):
-                pks.append(r.pk)
-                cats.append(r.category)
-                prices.append(math.nan if r.price is None else r.price)
-                hashes.append(r.content_hash)
-                blobs.append(r.vector)
-                dim = r.dim
+        """All of a catalogue's vectors for `model`. A bulk read of up to 100,000s of rows, so it runs
+        entirely in a thread (plain sqlite3, same WAL database): the event loop only awaits it."""
+        return await asyncio.to_thread(self._load_vectors_sync, guild_id, model)
+
+    def _load_vectors_sync(self, guild_id: int, model: str) -> VectorRows:
+        con = sqlite3.connect(self.path, timeout=30)
+        try:
+            rows = con.execute(
+                "SELECT i.pk, i.category, i.price, i.content_hash, e.dim, e.vector FROM items i "
+                "JOIN embeddings e ON e.item_pk = i.pk AND e.model = ? WHERE i.guild_id = ? ORDER BY i.pk",
+                (model, guild_id),
+            ).fetchall()
+        finally:
+            con.close()
+        dim = rows[0][4] if rows else 0
         return VectorRows(
-            np.asarray(pks, dtype=np.int64), decode_vectors(blobs, dim), cats, np.asarray(prices, dtype=np.float64), hashes
+            np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+            decode_vectors([r[5] for r in rows], dim),
+            [r[1] for r in rows],
+            np.fromiter((math.nan if r[2] is None else r[2] for r in rows), dtype=np.float64, count=len(rows)),
+            [r[3] for r in rows],
         )
 
     async def iter_export(self, guild_id: int, model: str, batch: int = 2000) -> AsyncIterator[list[tuple[Item, np.ndarray]]]:
@@ -421,4 +442,4 @@ class Store:
             return str((await c.execute(text("PRAGMA integrity_check"))).scalar_one())
 
 
-__all__ = ["Store", "Item", "ItemFields", "NewItem", "VectorRows", "GuildSettings", "migrate", "IntegrityError"]
+__all__ = ["Store", "Item", "ItemFields", "NewItem", "VectorRows", "GuildSettings", "migrate"]

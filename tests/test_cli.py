@@ -37,7 +37,7 @@ from helpers import (
 )
 from recommender.importer import records_from_folder
 
-COMMANDS = ["import", "similar", "classify", "remove", "stats", "export", "evaluate", "run", "demo"]
+COMMANDS = ["import", "similar", "classify", "remove", "stats", "export", "evaluate", "run", "health", "demo"]
 
 
 @pytest.fixture
@@ -396,3 +396,9 @@ def test_efficientnet_lite0_on_a_kaggle_styles_csv(tmp_path: Path, capsys) -> No
         assert rc == 0, err
         label, prob = out.strip().split("\t")
         assert label == "Shirts" and float(prob) >= 0.5
+
+
+def test_an_output_path_that_cannot_be_written_is_one_sentence(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = cli(capsys, "export", "--db", db, "--out", tmp_path / "missing" / "x.parquet")
+    assert rc == 1
+    assert err.startswith("lookalike: ") and "missing" in err and len(err.strip().splitlines()) == 1

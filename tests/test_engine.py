@@ -447,3 +447,117 @@ async def test_refresh_picks_up_a_catalogue_another_process_imported(rec, tmp_pa
     after = await rec.similar(mirrored(demo_photos("hat")[0]), guild_id=guild, k=3)
     assert after.catalogue_id == guild
     assert {m.item.category for m in after.matches} == {"shoes"}
+
+
+async def test_a_bulk_import_retrains_once_at_the_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Retraining per batch would start (and abandon) fits during the import; one fit follows it."""
+    caplog.set_level(logging.INFO, logger="recommender.engine")
+    rec = await open_rec(tmp_path / "t.db", retrain_delay_s=0.0)
+    try:
+        records = list(records_from_folder(demo_photos("hat")[0].parents[1]))
+        summary = await rec.import_items(records, guild_id=0, actor="test", batch=8)
+        assert summary.added == 120
+        assert trainings(caplog) == 0  # nothing fitted while batches were still coming
+        await asyncio.sleep(0.5)
+        while rec._cat(0).training is not None and not rec._cat(0).training.done():
+            await asyncio.sleep(0.05)
+        assert trainings(caplog) == 1
+    finally:
+        await rec.close()
+
+
+async def test_an_unreadable_saved_classifier_is_retrained_not_repeated(rec, tmp_path: Path) -> None:
+    await rec.similar(mirrored(demo_photos("hat")[0]), k=3)  # trains and saves one
+    await rec.close()
+    con = sqlite3.connect(rec.store.path)
+    con.execute("UPDATE classifiers SET blob = ?", (b"not a classifier",))
+    con.commit()
+    con.close()
+    again = await open_rec(rec.store.path)
+    try:
+        for _ in range(2):
+            result = await again.similar(mirrored(demo_photos("hat")[0]), k=3)
+            assert result.prediction is not None
+        saved = await again.store.load_classifier(0, "tiny")
+        assert classifier_from_bytes(saved.blob).labels  # replaced by a good one
+    finally:
+        await again.close()
+
+
+async def test_two_adds_of_the_same_id_at_once_give_one_item_and_a_sentence(rec) -> None:
+    photo = as_png(demo_photos("hat")[0])
+    fields = ItemFields("dup-1", "Twin hat", "hat")
+    outcomes = await asyncio.gather(
+        rec.add_item(photo, fields, guild_id=77, actor="a"), rec.add_item(photo, fields, guild_id=77, actor="b"),
+        return_exceptions=True,
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["DuplicateItem", "Item"]
+    items, total, _ = await rec.list_items(guild_id=77)
+    assert total == 1
+    assert [e["action"] for e in await rec.store.audit_entries(77)] == ["add"]
+
+
+async def test_a_new_picture_drops_the_vectors_other_models_made_of_the_old_one(rec, tmp_path: Path) -> None:
+    item_id = demo_item_id(demo_photos("hat")[0])
+    con = sqlite3.connect(rec.store.path)
+    pk = con.execute("SELECT pk FROM items WHERE item_id = ?", (item_id,)).fetchone()[0]
+    con.execute("INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'other', 2, ?)", (pk, b"\0" * 4))
+    con.commit()
+    con.close()
+    item = await rec.get_item(item_id, guild_id=0)
+    new_picture = ImportRecordFor(item_id, as_png(demo_photos("shoes")[0]), item.category)
+    summary = await rec.import_items([new_picture], guild_id=0, actor="test")
+    assert summary.updated == 1
+    assert await rec.store.known_hashes(0, [item_id], "other") == {}  # must be embedded again for "other"
+
+
+def ImportRecordFor(item_id: str, data: bytes, category: str):
+    from recommender.importer import ImportRecord
+
+    return ImportRecord(item_id, "test", ItemFields(item_id, item_id, category), data)
+
+
+async def test_loading_a_large_catalogue_does_not_stall_the_loop(tmp_path: Path) -> None:
+    from recommender.store import Store, encode_vector
+
+    store = await Store.open(tmp_path / "big.db")
+    await store.close()
+    rng = np.random.default_rng(0)
+    con = sqlite3.connect(tmp_path / "big.db")
+    n, dim = 20_000, 1280
+    con.executemany(
+        "INSERT INTO items (pk, guild_id, item_id, name, category, thumbnail, content_hash, added_by, added_at, updated_at) "
+        "VALUES (?, 0, ?, 'x', ?, x'00', ?, 't', '2026-01-01', '2026-01-01')",
+        [(i + 1, f"i{i}", f"c{i % 50}", f"{i:064x}") for i in range(n)],
+    )
+    vecs = rng.standard_normal((n, dim)).astype(np.float32)
+    con.executemany("INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'tiny', ?, ?)",
+                    [(i + 1, dim, encode_vector(v)) for i, v in enumerate(vecs)])
+    con.commit()
+    con.close()
+    store = await Store.open(tmp_path / "big.db")
+    try:
+        async with LoopLag() as lag:
+            rows = await store.load_vectors(0, "tiny")
+        assert rows.vectors.shape == (n, dim)
+        assert lag.worst < 0.1, f"the loop stalled {lag.worst:.3f}s while {n} vectors loaded"
+    finally:
+        await store.close()
+
+
+async def test_a_loaded_catalogue_notices_another_writer_without_refresh(tmp_path: Path, tmp_path_factory) -> None:
+    db = demo_db(tmp_path_factory, tmp_path / "catalogue.db")
+    rec = await open_rec(db, refresh_check_s=0.0)
+    try:
+        query = mirrored(demo_photos("hat")[0])
+        before = await rec.similar(query, k=25, category="hat")
+        assert len(before.matches) == 12
+        other = await open_rec(db)
+        try:
+            await other.add_item(as_png(demo_photos("shoes")[0]), ItemFields("extra-hat", "Extra hat", "hat"), guild_id=0, actor="cli")
+        finally:
+            await other.close()
+        after = await rec.similar(query, k=25, category="hat")
+        assert len(after.matches) == 13
+    finally:
+        await rec.close()

@@ -342,3 +342,10 @@ async def test_reimporting_a_row_with_price_nan_is_unchanged(tmp_path: Path) -> 
         assert (again.updated, again.unchanged + len(again.failed)) == (0, 1)
     finally:
         await rec.close()
+
+
+def test_an_id_longer_than_the_column_is_refused_not_cut(tmp_path: Path) -> None:
+    long_id = "x" * 101
+    write_csv(tmp_path / "m.csv", ["id", "category", "path"], [[long_id, "hat", "h.jpg"]])
+    [record] = list(records_from_manifest(tmp_path / "m.csv"))
+    assert record.error == "the id is longer than 100 characters"
