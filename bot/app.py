@@ -2,7 +2,7 @@
 
     bot = create_bot(recommender, settings)      # tests and the demo drive this directly
     await run(settings, token)                   # `lookalike run`: open, start, stop on SIGTERM/SIGINT
-    main(argv)                                   # the CLI entry: token from DISCORD_TOKEN
+    await run_from_cli(args)                     # `lookalike run` (bot/cli.py): token from DISCORD_TOKEN
 """
 
 from __future__ import annotations
@@ -65,7 +65,10 @@ class LookalikeTree(app_commands.CommandTree["LookalikeBot"]):
 
 
 class LookalikeBot(commands.Bot):
-    """The bot: holds its collaborators (recommender, settings, options); no module state."""
+    """The bot: holds its collaborators (recommender, settings, options); no module state.
+
+    It has slash commands only. discord.py's Bot wants a prefix, so it gets `when_mentioned`, but
+    `on_message` never processes prefix commands: "@lookalike thanks" is just a message."""
 
     def __init__(self, rec: Recommender, settings: Settings, options: BotOptions, **client_kwargs: Any) -> None:
         # A text-only bot: discord.py's "voice will NOT be supported" start-up warnings don't apply.
@@ -97,11 +100,20 @@ class LookalikeBot(commands.Bot):
         if self.options.health_file:
             self._health = asyncio.create_task(self._stamp_health(Path(self.options.health_file)), name="health-stamp")
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands (a mention would raise CommandNotFound); cog listeners still run."""
+
+    def gateway_open(self) -> bool:
+        """Connected right now. `is_ready()` stays True through a reconnect's backoff, so look at
+        the gateway socket itself (discord.py's DiscordWebSocket.open: its socket is not closed)."""
+        ws = self.ws
+        return ws is not None and bool(getattr(ws, "open", False)) and not ws.is_ratelimited()
+
     async def _stamp_health(self, path: Path) -> None:
         """Touch the health file every 30 s while connected: the loop runs and the gateway is up."""
         await self.wait_until_ready()
         while not self.is_closed():
-            if self.is_ready() and not self.is_ws_ratelimited():
+            if self.is_ready() and self.gateway_open():
                 try:
                     path.touch()
                 except OSError as e:
@@ -127,6 +139,7 @@ class LookalikeBot(commands.Bot):
         await self.work.drain(self.options.shutdown_grace_s)
         if self._health is not None:
             self._health.cancel()
+            await asyncio.wait([self._health])  # wait for it to end, without re-raising its cancellation
         await super().close()
         if self.web is not None and not self.web.closed:
             await self.web.close()
@@ -190,4 +203,4 @@ async def run_from_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["LookalikeBot", "create_bot", "run", "run_from_cli", "main", "ShuttingDown"]
+__all__ = ["LookalikeBot", "create_bot", "run", "run_from_cli", "ShuttingDown"]

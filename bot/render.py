@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 import discord
+import yarl
 from PIL import Image, ImageDraw, ImageFont
 
 from recommender.config import DEFAULT_GUILD
@@ -22,13 +23,10 @@ from recommender.store import Item
 
 MAX_CONTENT = 2000
 MAX_EMBEDS = 10
-MAX_FILES = 10
 MAX_TITLE = 256
 MAX_DESCRIPTION = 4096
-MAX_FIELD_NAME = 256
 MAX_FIELD_VALUE = 1024
 MAX_EMBED_TOTAL = 6000
-MAX_FOOTER = 2048
 EMBED_BUDGET = 5800  # a little under 6,000 for all embeds of one message
 
 COLOUR = discord.Colour(0x5865F2)
@@ -69,9 +67,16 @@ def clip(text: str, limit: int) -> str:
 
 
 def plain(text: str, limit: int = 100) -> str:
-    """User text made safe for markdown (and for masked link labels)."""
-    text = clip(" ".join(str(text).split()), limit)
-    return discord.utils.escape_mentions(discord.utils.escape_markdown(text)).replace("[", "(").replace("]", ")")
+    """User text made safe for markdown (and for masked link labels), then clipped: escaping can
+    double the length, so the result, escapes included, is at most `limit` characters."""
+    text = " ".join(str(text).split())
+    text = discord.utils.escape_mentions(discord.utils.escape_markdown(text)).replace("[", "(").replace("]", ")")
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 1, 0)].rstrip()
+    if (len(cut) - len(cut.rstrip("\\"))) % 2:  # don't leave an escape cut in half
+        cut = cut[:-1]
+    return cut + "…"
 
 
 def price(value: float | None, currency: str = "$") -> str | None:
@@ -85,9 +90,13 @@ def percent(p: float) -> str:
 
 
 def _link(url: str | None) -> str | None:
-    if url and url.startswith(("http://", "https://")) and len(url) <= 300 and not any(c in url for c in " ()<>"):
-        return url
-    return None
+    """A URL safe to show as a link: http(s) with a host, short, nothing that breaks markdown."""
+    if not url or len(url) > 300 or any(c in url for c in " ()<>") or not url.startswith(("http://", "https://")):
+        return None
+    try:
+        return url if yarl.URL(url).host else None
+    except ValueError:
+        return None
 
 
 def fit_lines(lines: Sequence[str], limit: int, more: str = "… and {n} more") -> str:
@@ -112,6 +121,7 @@ def fit_lines(lines: Sequence[str], limit: int, more: str = "… and {n} more") 
 
 
 def embed_size(embed: discord.Embed) -> int:
+    """The characters Discord counts towards the 6,000 of a message's embeds."""
     n = len(embed.title or "") + len(embed.description or "")
     n += len(embed.footer.text or "") if embed.footer else 0
     n += len(embed.author.name or "") if embed.author else 0
@@ -156,7 +166,7 @@ def catalogue_note(result: SimilarResult) -> str:
 
 def results_reply(
     queries: Sequence[Query], thumbnails: dict[int, bytes], *, notes: Iterable[str] = (), currency: str = "$",
-    cell: int = 160, grid: bool = True,
+    cell: int = 160,
 ) -> Reply:
     """One embed per query (prediction as title, numbered matches), each with a grid image whose
     numbered cells are the stored thumbnails of its matches. Notes (skipped files) go in the text."""
@@ -177,7 +187,7 @@ def results_reply(
             lines = [hint, *lines]
         room = min(MAX_DESCRIPTION, share - len(embed.title or "") - len(footer) - len(q.label or "") - 8)
         embed.description = fit_lines(lines, max(room, 100))
-        if grid and q.result.matches:
+        if q.result.matches:
             image = thumbnail_grid([thumbnails.get(m.item.pk) for m in q.result.matches], cell=cell)
             if image is not None:
                 name = f"matches-{i}.jpg"
@@ -257,11 +267,16 @@ def item_embed(item: Item, *, currency: str = "$", thumbnail: bytes | None = Non
         embed.add_field(name="Link", value=clip(url, MAX_FIELD_VALUE), inline=False)
     if item.description:
         embed.add_field(name="Description", value=plain(item.description, 1000), inline=False)
-    for key, value in list(item.attributes.items())[:10]:
-        embed.add_field(name=clip(str(key), 100), value=plain(str(value), 200) or "-", inline=True)
+    attributes = [(clip(str(k), 100), v) for k, v in item.attributes.items() if str(k).strip()][:10]
+    for key, value in attributes:  # blank keys are skipped: Discord refuses an empty field name
+        embed.add_field(name=key, value=plain(str(value), 200) or "-", inline=True)
     who = item.added_by
     embed.add_field(name="Added by", value=f"<@{who[5:]}>" if who.startswith("user:") and who[5:].isdigit() else clip(who, 200), inline=True)
     embed.set_footer(text=f"Updated {item.updated_at:%Y-%m-%d %H:%M} UTC")
+    first_attribute = len(embed.fields) - 1 - len(attributes)
+    while embed_size(embed) > MAX_EMBED_TOTAL and attributes:  # the attributes give way first
+        embed.remove_field(first_attribute + len(attributes) - 1)
+        attributes.pop()
     reply = Reply(embeds=[embed])
     if thumbnail:
         reply.files.append(("item.jpg", thumbnail))

@@ -4,6 +4,7 @@ options, and the renderer's limits."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -17,6 +18,7 @@ from bot.app import run
 from bot.cli import main as lookalike
 from bot.cogs.utils.cooldown import UserCooldown
 from bot.cogs.utils.errors import APOLOGY
+from bot.cogs.utils.guilds import GuildConfigs
 from bot.cogs.utils.items import make_item_id, slugify
 from bot.cogs.utils.options import BotOptions
 from bot.sandbox import DiscordSandbox
@@ -131,6 +133,10 @@ def test_bot_options_from_config_file_and_environment(tmp_path: Path) -> None:
         BotOptions.from_settings(settings, env={"LOOKALIKE_MAX_ATTACHMENTS": "11"})
     with pytest.raises(BadOption, match="invalid value"):
         BotOptions.from_settings(settings, env={"LOOKALIKE_COOLDOWN_PER_S": "soon"})
+    for key, bad in (("grid_cell", "31"), ("import_max_bytes", "0"), ("import_max_rows", "0"), ("shutdown_grace_s", "-1")):
+        with pytest.raises(BadOption, match=key):
+            BotOptions.from_settings(settings, env={f"LOOKALIKE_{key.upper()}": bad})
+    assert BotOptions().import_max_rows == 5000
 
 
 def test_cooldown_window_and_single_note() -> None:
@@ -144,6 +150,36 @@ def test_cooldown_window_and_single_note() -> None:
     now[0] = 10.5
     assert cd.hit(1).allowed
     assert UserCooldown(rate=1, per=0).hit(1).allowed and UserCooldown(rate=1, per=0).hit(1).allowed
+
+
+class SlowSettingsReader:
+    """Stands in for the recommender's guild_settings(): reads the value, then takes its time."""
+
+    def __init__(self) -> None:
+        self.k = 1
+        self.reads = 0
+        self.reading = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def guild_settings(self, guild_id: int) -> int:
+        self.reads += 1
+        k = self.k
+        self.reading.set()
+        await self.release.wait()
+        return k
+
+
+async def test_guild_settings_cache_never_keeps_a_read_older_than_a_write() -> None:
+    reader = SlowSettingsReader()
+    configs = GuildConfigs(reader)  # type: ignore[arg-type]
+    first = asyncio.create_task(configs.get(7))
+    await reader.reading.wait()  # the cache-miss read has the old value and is still running ...
+    reader.k = 2
+    configs.invalidate(7)  # ... when a /config write lands and invalidates
+    reader.release.set()
+    assert await first == 1  # that caller gets what it read
+    assert await configs.get(7) == 2  # but the stale copy was not cached
+    assert await configs.get(7) == 2 and reader.reads == 2  # the fresh one is
 
 
 def test_item_ids_are_readable_and_unique() -> None:
@@ -187,6 +223,28 @@ def test_rendered_replies_stay_within_discord_limits(long: bool) -> None:
         validate_message({"embeds": [{"title": "t" * 257}]}, 0)
 
 
+@pytest.mark.parametrize("text", [("snake_case " * 100)[:1000], "_" * 2000, "*[x](y)* @everyone " * 120])
+def test_item_embed_escapes_before_clipping_and_stays_within_limits(text: str) -> None:
+    """Markdown escapes double a value's length: clipping must come after escaping (a 400 otherwise)."""
+    t = dt.datetime(2024, 1, 1)
+    attributes = {"": "blank key", "   ": "blank too", **{f"{text[:300]}{i}": text for i in range(12)}}
+    worst = Item(1, 1, "`" + "x" * 300, text, text, 1e9, "https://shop.example/" + "p" * 270, text, attributes,
+                 "h", "x" * 300, t, t)
+    for title in (None, "Added to the catalogue"):
+        reply = render.item_embed(worst, thumbnail=b"jpeg", title=title)
+        [embed] = reply.embeds
+        validate_message({"embeds": [e.to_dict() for e in reply.embeds]}, len(reply.files))
+        assert render.embed_size(embed) <= 6000
+        assert all(f.name and f.name.strip() for f in embed.fields)  # blank attribute keys are skipped
+        description = next(f.value for f in embed.fields if f.name == "Description")
+        assert description and not description.rstrip("…").endswith("\\")  # no escape cut in half
+    short = render.item_embed(dataclasses.replace(worst, description="snake_case", attributes={"colour": "red_ish"}))
+    fields = {f.name: f.value for f in short.embeds[0].fields}
+    assert fields["Description"] == "snake\\_case" and fields["colour"] == "red\\_ish"
+    hostless = render.item_embed(dataclasses.replace(worst, url="https://")).embeds[0]
+    assert hostless.url is None and "Link" not in {f.name for f in hostless.fields}  # no host, no link
+
+
 async def test_a_connected_bot_stamps_its_health_file(make_harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     health = tmp_path / "health"
     assert await asyncio.to_thread(lookalike, ["health", "--file", str(health)]) == 1  # nothing stamped yet: unhealthy
@@ -199,3 +257,14 @@ async def test_a_connected_bot_stamps_its_health_file(make_harness, tmp_path: Pa
     os.utime(health, (health.stat().st_atime, health.stat().st_mtime - 600))  # a stamp from 10 minutes ago
     assert await asyncio.to_thread(lookalike, ["health", "--file", str(health), "--max-age", "90"]) == 1
     assert "unhealthy: last stamp" in capsys.readouterr().out
+    bot = h.bot
+    assert bot is not None and bot.gateway_open()
+    await bot.ws.socket.close(code=4000)  # dropped: is_ready() stays True while discord.py reconnects ...
+    assert bot.is_ready() and not bot.gateway_open()  # ... but nothing counts as connected
+    for _ in range(100):
+        if bot.gateway_open():
+            break
+        await asyncio.sleep(0.05)
+    assert bot.gateway_open()  # resumed
+    await h.stop()
+    assert bot._health is not None and bot._health.done()  # close() waited for the stamping task to end

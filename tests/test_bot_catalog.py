@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import logging
 import time
 import zipfile
 from typing import Any, AsyncIterator
@@ -14,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from bot.sandbox import CommandNotAvailable, InteractionRecord, Message
+from bot.sandbox.permissions import Perm
 from conftest import TRAIN_IDS, Harness, MakeHarness, demo_split, embed_text, held_out, jpeg, listed
 
 pytestmark = pytest.mark.timeout(120)
@@ -88,6 +90,8 @@ async def test_add_show_edit_list_remove_with_audit_log(harness: Harness) -> Non
     assert "Nothing to change" in ephemeral_text(nothing)
     bad_url = await h.slash(h.owner, "catalog edit", {"item": item_id, "url": "javascript:alert(1)"})
     assert "http://" in ephemeral_text(bad_url)
+    no_host = await h.slash(h.owner, "catalog edit", {"item": item_id, "url": "https://"})
+    assert "has no web site in it" in ephemeral_text(no_host)
 
     second = await add(h, h.owner, held_out("hat")[0], "Wool Hat", "hat")
     hat_id = field(second.messages[0], "ID").strip("`")
@@ -156,6 +160,15 @@ async def test_config_watch_unwatch_and_k(make_harness: MakeHarness) -> None:
     assert h.replies_to(unanswered) == [] and h.replies_to(after) == []
     actions = [a["action"] for a in await h.audit()]
     assert actions == ["unwatch", "config", "watch"]
+    h.assert_clean()
+
+
+async def test_config_watch_names_missing_permissions_threads_included(harness: Harness) -> None:
+    h = harness
+    no_threads = h.sandbox.create_text_channel(h.guild, "no-threads", overwrites={h.bot_user: (0, Perm.SEND_MESSAGES_IN_THREADS)})
+    text = ephemeral_text(await h.slash(h.owner, "config watch", {"channel": no_threads}))
+    assert "missing these permissions there: Send Messages In Threads." in text
+    assert "missing" not in ephemeral_text(await h.slash(h.owner, "config watch", {"channel": h.chat}))
     h.assert_clean()
 
 
@@ -324,4 +337,41 @@ async def test_import_rejects_unusable_files(harness: Harness) -> None:
     assert "has no column 'id' or 'category'" in ephemeral_text(no_columns)
     empty = await h.slash(h.owner, "catalog import", attachments={"file": ("items.csv", b"", "text/csv")})
     assert "empty" in ephemeral_text(empty)
+    h.assert_clean()
+
+
+async def test_import_with_too_many_rows_points_to_the_cli(make_harness: MakeHarness) -> None:
+    h = await make_harness(options={"import_max_rows": 3})
+    rows = [dict(id=f"r{i}", name=f"Row {i}", category="hat", image_url=f"https://img.example/{i}.jpg") for i in range(4)]
+    refused = ephemeral_text(await h.slash(h.owner, "catalog import", attachments={"file": ("big.csv", manifest(rows), "text/csv")}))
+    assert "more than 3 rows" in refused and f"lookalike import --guild {h.guild.id}" in refused
+    assert (await h.rec.stats(guild_id=h.guild.id))["catalogue"] == "default"  # type: ignore[union-attr]  # nothing imported
+    h.assert_clean()
+
+
+async def test_an_import_that_outlives_its_interaction_token_is_saved_and_logged(
+        make_harness: MakeHarness, image_server: str, caplog: pytest.LogCaptureFixture) -> None:
+    h = await make_harness(options={"fetch_private_urls": True, "fetch_timeout_s": 5.0, "progress_interval_s": 0.2})
+    h.sandbox.followup_ttl = 1.0  # Discord's 15 minutes, shortened
+    caplog.set_level(logging.INFO)
+    photos = demo_split()[0]
+    rows = [dict(id="slow", name="Slow", category="hat", image_url=f"{image_server}/slow.jpg")]  # answers after 2 s
+    rows += [dict(id=f"ok{i}", name=f"Ok {i}", category=p.parent.name, image_url=f"{image_server}/img/{p.name}")
+             for i, p in enumerate(photos[:3])]
+    inter = await h.sandbox.invoke_slash(h.guild, h.channel, h.owner, "catalog import", attachments={"file": ("late.csv", manifest(rows), "text/csv")})
+    outlived = [r for r in caplog.records if "outlived its interaction" in r.getMessage()]
+    for _ in range(200):
+        if outlived:
+            break
+        await asyncio.sleep(0.05)
+        outlived = [r for r in caplog.records if "outlived its interaction" in r.getMessage()]
+    [record] = outlived
+    assert record.levelno == logging.INFO and "3 added" in record.getMessage()
+    assert inter.followups == []  # no summary (it could not be sent) and no apology
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("bot.")]
+    assert [a["detail"]["added"] for a in await h.audit() if a["action"] == "import"] == [3]
+    # the sandbox recorded the refused late calls; they are this test's point, not a problem
+    late = [v for v in h.sandbox.violations if v.kind == "invalid_webhook_token"]
+    assert late and len(late) == len(h.sandbox.violations)
+    h.sandbox.violations.clear()
     h.assert_clean()

@@ -22,7 +22,8 @@ async def test_demo_runs_offline_and_saves_reply_images(tmp_path: Path) -> None:
     assert "Sorry, only moderators can manage the catalogue" in text  # the member is refused
     assert "Added to the catalogue" in text and "Added by: @shop-owner" in text  # the owner is not
     assert "Traceback" not in text and "sandbox:" not in text
-    saved = sorted((tmp_path / "out").iterdir())
+    saved = sorted(p for p in (tmp_path / "out").iterdir() if p.name != "overview.png")
+    assert (tmp_path / "out" / "overview.png").exists()  # the photo posts at a glance
     assert len(saved) == 13 and saved[0].name == "01-matches-1.jpg" and saved[-1].name == "13-item.jpg"
     assert all(p.read_bytes()[:3] == b"\xff\xd8\xff" for p in saved)
     summary = text.strip().splitlines()[-1]

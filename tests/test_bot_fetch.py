@@ -19,9 +19,13 @@ def test_is_public_sees_through_ipv6_wrappers(address: str, public: bool) -> Non
     assert is_public(address) is public
 
 
+async def _secret(request: web.Request) -> web.Response:
+    return web.Response(body=b"secret", content_type="image/jpeg")
+
+
 async def _server() -> tuple[web.AppRunner, int]:
     app = web.Application()
-    app.router.add_get("/x.jpg", lambda r: web.Response(body=b"secret", content_type="image/jpeg"))
+    app.router.add_get("/x.jpg", _secret)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -73,6 +73,19 @@ async def test_unwatched_channels_text_other_files_and_bots_are_ignored(harness:
     h.assert_clean()
 
 
+async def test_mentioning_the_bot_is_not_a_command_and_not_an_error(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    h = harness
+    caplog.set_level(logging.WARNING)
+    mentions = [await h.post(h.alice, [], content=f"<@{h.bot_user.id}> thanks!"),
+                await h.post(h.alice, [], content=f"<@!{h.bot_user.id}> help", channel=h.chat)]
+    answered = await h.ask(h.bob, [jpeg(held_out("hat")[0])])  # photo replies still work
+    assert answered.embeds
+    await quiet_period(h)
+    assert all(h.replies_to(m) == [] for m in mentions) and len(h.sent()) == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
+    h.assert_clean()
+
+
 async def test_several_photos_in_one_message_get_one_reply(make_harness: MakeHarness) -> None:
     h = await make_harness(options={"max_attachments": 3})
     photos = [jpeg(p) for p in (held_out("dress")[0], held_out("pants")[0], held_out("hat")[0], held_out("skirt")[0])]

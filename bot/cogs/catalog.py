@@ -10,11 +10,13 @@ import asyncio
 import csv
 import dataclasses
 import io
+import itertools
 import logging
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Iterator, Optional
 
 import discord
+import yarl
 from discord import app_commands
 from discord.ext import commands
 
@@ -27,6 +29,7 @@ from recommender.store import ItemFields
 from .. import render
 from .utils.attachments import read_attachment
 from .utils.checks import actor, require_moderator
+from .utils.errors import token_expired
 from .utils.items import make_item_id
 from .utils.progress import ThrottledEditor
 
@@ -52,6 +55,12 @@ def _check_url(url: str | None) -> str | None:
     url = url.strip()
     if not url.startswith(("http://", "https://")) or " " in url:
         raise BadOption("The link must be a web address starting with http:// or https://.")
+    try:
+        host = yarl.URL(url).host
+    except ValueError:
+        host = None
+    if not host:
+        raise BadOption("The link has no web site in it: write the whole address, like https://shop.example/item.")
     return url
 
 
@@ -114,11 +123,13 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         gid = interaction.guild_id or 0
         data = await read_attachment(image, self.bot.settings.max_image_bytes)
         was_default = await self.rec.catalogue_for(gid) == DEFAULT_GUILD
-        fields = ItemFields(make_item_id(name, data), name.strip(), category.strip(), price, url, description)
+        item_id = await asyncio.to_thread(make_item_id, name, data)  # hashes up to max_image_bytes: off the loop
+        fields = ItemFields(item_id, name.strip(), category.strip(), price, url, description)
         try:
             item = await self.rec.add_item(data, fields, guild_id=gid, actor=actor(interaction.user))
         except DuplicateItem:  # same name and same photo: try once more with a salted id
-            fields = dataclasses.replace(fields, item_id=make_item_id(name, data, salt=str(interaction.id)))
+            salted = await asyncio.to_thread(make_item_id, name, data, str(interaction.id))
+            fields = dataclasses.replace(fields, item_id=salted)
             item = await self.rec.add_item(data, fields, guild_id=gid, actor=actor(interaction.user))
         note = "This server now has its own catalogue; searches here no longer use the shared default one." if was_default else None
         await self._item_reply(interaction, item, note, title="Added to the catalogue")
@@ -209,18 +220,36 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         except discord.HTTPException:
             raise BadManifest(f"I couldn't download {file.filename}; please upload it again.") from None
         source = records_from_zip(data) if suffix == ".zip" else csv_records(data, file.filename)
-        records = await asyncio.to_thread(list, source)  # parses the manifest; images are read lazily
+        max_rows = self.bot.options.import_max_rows
+        # parses the manifest (images are read lazily), one row past the limit at most
+        records = await asyncio.to_thread(lambda: list(itertools.islice(source, max_rows + 1)))
+        if len(records) > max_rows:
+            raise BadManifest(
+                f"{file.filename} has more than {max_rows:,} rows; /catalog import takes at most {max_rows:,}. For big "
+                f"catalogues, run `lookalike import --guild {gid} {file.filename.replace('`', '')}` where the bot runs."
+            )
         total = len(records)
         first = render.import_progress(0, total, ImportSummary())
         message = await interaction.followup.send(first, ephemeral=True, wait=True)
         editor = ThrottledEditor(lambda text: message.edit(content=text), self.bot.options.progress_interval_s, shown=first)
-        summary = await self.rec.import_items(
-            records, guild_id=gid, actor=actor(interaction.user), total=total, fetch=self.bot.fetcher,
-            progress=lambda done, n, s: editor.update(render.import_progress(done, n, s)),
-        )
-        await editor.finish(render.import_progress(summary.done, total, summary).replace("Importing…", "Imported:"))
-        await interaction.followup.send(embed=render.import_summary(summary, source=file.filename), ephemeral=True)
-
+        try:
+            summary = await self.rec.import_items(
+                records, guild_id=gid, actor=actor(interaction.user), total=total, fetch=self.bot.fetcher,
+                progress=lambda done, n, s: editor.update(render.import_progress(done, n, s)),
+            )
+            done = render.import_progress(summary.done, total, summary).replace("Importing…", "Imported:")
+            await editor.finish(done)
+        finally:  # an error or a cancellation must not orphan a pending progress edit
+            await editor.close()
+        if not editor.expired:
+            try:
+                await interaction.followup.send(embed=render.import_summary(summary, source=file.filename), ephemeral=True)
+                return
+            except discord.HTTPException as e:
+                if not token_expired(e):
+                    raise
+        # the interaction token lives 15 minutes: the import is saved, only its report can't be shown
+        log.info("import of %s for guild %s outlived its interaction: %s", file.filename, gid, done)
 
 async def setup(bot: LookalikeBot) -> None:
     await bot.add_cog(Catalog(bot))

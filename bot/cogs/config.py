@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Awaitable, Optional, TypeVar
 
 import discord
 from discord import app_commands
@@ -13,7 +13,8 @@ from .utils.checks import actor, require_admin
 if TYPE_CHECKING:
     from bot.app import LookalikeBot
 
-NEEDED = ("view_channel", "send_messages", "embed_links", "attach_files", "read_message_history")
+NEEDED = ("view_channel", "send_messages", "send_messages_in_threads", "embed_links", "attach_files", "read_message_history")
+T = TypeVar("T")
 
 
 @app_commands.guild_only()
@@ -31,46 +32,52 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
         """Settings are written to the database, which may be busy (an import): answer within 3 s first."""
         await interaction.response.defer(ephemeral=True, thinking=True)
 
-    async def _changed(self, interaction: discord.Interaction, text: str) -> None:
-        self.bot.guild_configs.invalidate(interaction.guild_id or 0)
-        await interaction.followup.send(text, ephemeral=True)
+    async def _write(self, interaction: discord.Interaction, write: Awaitable[T]) -> T:
+        """Run a settings write, then drop the cached settings (also when the write failed half-way);
+        GuildConfigs won't keep a copy that a concurrent read fetched before this write."""
+        try:
+            return await write
+        finally:
+            self.bot.guild_configs.invalidate(interaction.guild_id or 0)
 
     @app_commands.command(name="watch", description="Answer photos posted in this channel.")
     @app_commands.describe(channel="The channel to watch")
     async def watch(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
         await self._defer(interaction)
         gid = interaction.guild_id or 0
-        changed = await self.bot.rec.set_watched(gid, channel.id, True, actor=actor(interaction.user))
+        changed = await self._write(interaction, self.bot.rec.set_watched(gid, channel.id, True, actor=actor(interaction.user)))
         text = f"I'll answer photos posted in {channel.mention}." if changed else f"I already watch {channel.mention}."
         missing = self._missing_permissions(interaction, channel)
         if missing:
             text += f"\n⚠️ I'm missing these permissions there: {', '.join(missing)}."
-        await self._changed(interaction, text)
+        await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="unwatch", description="Stop answering photos in this channel.")
     @app_commands.describe(channel="The channel to stop watching")
     async def unwatch(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
         await self._defer(interaction)
-        changed = await self.bot.rec.set_watched(interaction.guild_id or 0, channel.id, False, actor=actor(interaction.user))
-        await self._changed(interaction, f"I no longer watch {channel.mention}." if changed else f"I wasn't watching {channel.mention}.")
+        changed = await self._write(interaction, self.bot.rec.set_watched(
+            interaction.guild_id or 0, channel.id, False, actor=actor(interaction.user)))
+        text = f"I no longer watch {channel.mention}." if changed else f"I wasn't watching {channel.mention}."
+        await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="k", description="How many items a photo reply shows.")
     @app_commands.describe(n="Number of items (1-25)")
     async def k(self, interaction: discord.Interaction, n: app_commands.Range[int, 1, 25]) -> None:
         await self._defer(interaction)
-        await self.bot.rec.update_guild_settings(interaction.guild_id or 0, actor=actor(interaction.user), k=n)
-        await self._changed(interaction, f"Replies will show {n} item{'s' if n != 1 else ''}.")
+        await self._write(interaction, self.bot.rec.update_guild_settings(interaction.guild_id or 0, actor=actor(interaction.user), k=n))
+        await interaction.followup.send(f"Replies will show {n} item{'s' if n != 1 else ''}.", ephemeral=True)
 
     @app_commands.command(name="moderator-role", description="Members with this role may manage the catalogue (leave empty to clear).")
     @app_commands.describe(role="The moderator role; leave empty so only Manage Server can")
     async def moderator_role(self, interaction: discord.Interaction, role: Optional[discord.Role] = None) -> None:
         await self._defer(interaction)
-        await self.bot.rec.update_guild_settings(
+        await self._write(interaction, self.bot.rec.update_guild_settings(
             interaction.guild_id or 0, actor=actor(interaction.user), moderator_role_id=role.id if role else None,
-        )
+        ))
         text = (f"Members with {role.mention} can now manage the catalogue." if role
                 else "Only members with Manage Server can manage the catalogue now.")
-        await self._changed(interaction, text)
+        await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="show", description="Show this server's settings.")
     async def show(self, interaction: discord.Interaction) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import discord
 from discord import app_commands
@@ -14,25 +14,26 @@ from .utils.attachments import read_attachment
 from .utils.checks import query_cooldown
 
 if TYPE_CHECKING:
-    from recommender.engine import SimilarResult
-
     from bot.app import LookalikeBot
 
 K = app_commands.Range[int, 1, 25]
 Price = app_commands.Range[float, 0.0, 1e9]
+Category = app_commands.Range[str, 1, 100]
 
 
 class Similar(commands.Cog):
     def __init__(self, bot: LookalikeBot) -> None:
         self.bot = bot
 
-    async def _k(self, guild_id: int, k: int | None) -> int:
-        return k or (await self.bot.guild_configs.get(guild_id)).k or self.bot.settings.k
-
-    async def _send(self, interaction: discord.Interaction, query: render.Query) -> None:
-        thumbs = await self.bot.rec.thumbnails([m.item.pk for m in query.result.matches])
+    async def _answer(self, interaction: discord.Interaction, label: str, *, k: int | None, **query: Any) -> None:
+        """Search with `query` (image or item_id, plus filters), then send the results publicly."""
+        gid = interaction.guild_id or 0
+        k = k or (await self.bot.guild_configs.get(gid)).k or self.bot.settings.k
+        result = await self.bot.rec.similar(guild_id=gid, k=k, **query)
+        thumbs = await self.bot.rec.thumbnails([m.item.pk for m in result.matches])
         reply = await asyncio.to_thread(
-            render.results_reply, [query], thumbs, currency=self.bot.options.currency, cell=self.bot.options.grid_cell,
+            render.results_reply, [render.Query(label, result)], thumbs, currency=self.bot.options.currency,
+            cell=self.bot.options.grid_cell,
         )
         await interaction.followup.send(**reply.kwargs())
 
@@ -45,16 +46,11 @@ class Similar(commands.Cog):
     @query_cooldown()
     async def similar(
         self, interaction: discord.Interaction, image: discord.Attachment, k: Optional[K] = None,
-        category: Optional[app_commands.Range[str, 1, 100]] = None, min_price: Optional[Price] = None,
-        max_price: Optional[Price] = None,
+        category: Optional[Category] = None, min_price: Optional[Price] = None, max_price: Optional[Price] = None,
     ) -> None:
         await interaction.response.defer(thinking=True)
-        gid = interaction.guild_id or 0
         data = await read_attachment(image, self.bot.settings.max_image_bytes)
-        result: SimilarResult = await self.bot.rec.similar(
-            data, guild_id=gid, k=await self._k(gid, k), category=category, min_price=min_price, max_price=max_price,
-        )
-        await self._send(interaction, render.Query("", result))
+        await self._answer(interaction, "", image=data, k=k, category=category, min_price=min_price, max_price=max_price)
 
     @app_commands.command(name="similar-item", description="Find the catalogue items that look most like a catalogue item.")
     @app_commands.describe(
@@ -65,18 +61,12 @@ class Similar(commands.Cog):
     @query_cooldown()
     async def similar_item(
         self, interaction: discord.Interaction, item: app_commands.Range[str, 1, 200], k: Optional[K] = None,
-        category: Optional[app_commands.Range[str, 1, 100]] = None, min_price: Optional[Price] = None,
-        max_price: Optional[Price] = None,
+        category: Optional[Category] = None, min_price: Optional[Price] = None, max_price: Optional[Price] = None,
     ) -> None:
         await interaction.response.defer(thinking=True)
-        gid = interaction.guild_id or 0
-        item = item.strip()
-        found = await self.bot.rec.get_item(item, guild_id=gid)
-        result = await self.bot.rec.similar(
-            guild_id=gid, item_id=item, k=await self._k(gid, k), category=category, min_price=min_price,
-            max_price=max_price, predict=False,
-        )
-        await self._send(interaction, render.Query(f"Items like {found.name} ({found.item_id})"[:200], result))
+        item = item.strip()  # the recommender looks the item up (an unknown id is its sentence to tell)
+        await self._answer(interaction, f"Items like {item}"[:200], item_id=item, k=k, category=category,
+                           min_price=min_price, max_price=max_price, predict=False)
 
 
 async def setup(bot: LookalikeBot) -> None:

@@ -61,7 +61,6 @@ class UrlFetcher:
                  allow_private: bool = False) -> None:
         self.session = session
         self.max_bytes = max_bytes
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.timeout_s = timeout_s
         self.allow_private = allow_private
         self._slots = asyncio.Semaphore(concurrency)
@@ -69,7 +68,7 @@ class UrlFetcher:
     async def __call__(self, url: str) -> bytes:
         async with self._slots:
             try:
-                async with asyncio.timeout(self.timeout_s):
+                async with asyncio.timeout(self.timeout_s):  # the whole fetch, redirects and body included
                     return await self._fetch(url)
             except (asyncio.TimeoutError, TimeoutError):
                 raise BadImage(f"the image URL did not answer within {self.timeout_s:.0f}s") from None
@@ -83,7 +82,7 @@ class UrlFetcher:
                 raise BadImage("only http(s) image URLs can be fetched")
             if not self.allow_private:
                 await self._check_public(target)
-            async with self.session.get(target, allow_redirects=False, timeout=self.timeout) as resp:
+            async with self.session.get(target, allow_redirects=False) as resp:  # time-limited by __call__
                 if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                     url = str(target.join(yarl.URL(resp.headers["Location"])))
                     continue

@@ -34,8 +34,19 @@ def describe(error: BaseException, *, context: str = "") -> str:
     return APOLOGY
 
 
+def token_expired(error: discord.HTTPException) -> bool:
+    """The interaction's token is no longer valid (it lives 15 minutes): its follow-ups and edits
+    fail with HTTP 401, Invalid Webhook Token (50027) or Unknown Webhook (10015)."""
+    return error.status == 401 or error.code in (10015, 50027)
+
+
 async def tell(interaction: discord.Interaction, text: str) -> None:
-    """Answer ephemerally whether or not the interaction was already acknowledged."""
+    """Answer with `text` whether or not the interaction was already acknowledged.
+
+    Not acknowledged yet: an ephemeral response. Already deferred: a follow-up, which replaces the
+    deferred "thinking…" message and so takes the defer's visibility: ephemeral after an ephemeral
+    defer (/catalog, /config), public after a public one (/similar), where the error replaces the
+    public "thinking…" message."""
     try:
         if interaction.response.is_done():
             await interaction.followup.send(text, ephemeral=True)

@@ -4,16 +4,23 @@ an unwatched channel costs no database round trip. /config invalidates it on eve
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
-from recommender.engine import Recommender
-from recommender.store import GuildSettings
+if TYPE_CHECKING:
+    from recommender.engine import Recommender
+    from recommender.store import GuildSettings
 
 
 class GuildConfigs:
+    """`get()` reads through the cache; `invalidate()` after every write. Each guild has a
+    generation, bumped by `invalidate()`: a read that started before a write and finishes after
+    its invalidation returns what it read, but does not cache that (possibly stale) copy."""
+
     def __init__(self, rec: Recommender) -> None:
         self.rec = rec
         self._cache: dict[int, GuildSettings] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._generations: dict[int, int] = {}
 
     async def get(self, guild_id: int) -> GuildSettings:
         cached = self._cache.get(guild_id)
@@ -21,9 +28,15 @@ class GuildConfigs:
             return cached
         lock = self._locks.setdefault(guild_id, asyncio.Lock())
         async with lock:
-            if guild_id not in self._cache:
-                self._cache[guild_id] = await self.rec.guild_settings(guild_id)
-            return self._cache[guild_id]
+            cached = self._cache.get(guild_id)
+            if cached is not None:
+                return cached
+            generation = self._generations.get(guild_id, 0)
+            settings = await self.rec.guild_settings(guild_id)
+            if self._generations.get(guild_id, 0) == generation:  # no write was invalidated meanwhile
+                self._cache[guild_id] = settings
+            return settings
 
     def invalidate(self, guild_id: int) -> None:
+        self._generations[guild_id] = self._generations.get(guild_id, 0) + 1
         self._cache.pop(guild_id, None)

@@ -15,13 +15,14 @@ from recommender.errors import BadOption
 
 @dataclass(frozen=True)
 class BotOptions:
-    cooldown_rate: int = 4  # photo posts + /similar calls a user may make ...
+    cooldown_rate: int = 4  # photo messages (each once, whatever its photos) + /similar calls a user may make ...
     cooldown_per_s: float = 20.0  # ... per this many seconds (0 switches the cooldown off)
     max_attachments: int = 4  # images answered per message (Discord allows 10 files per reply)
     fetch_timeout_s: float = 15.0  # per image URL in a CSV import
     fetch_concurrency: int = 8  # image URLs downloaded at once
     fetch_private_urls: bool = False  # let imports fetch from loopback/private addresses (tests, intranets)
     import_max_bytes: int = 25 * 1024 * 1024  # largest CSV/ZIP accepted by /catalog import
+    import_max_rows: int = 5000  # most rows a /catalog import may have; bigger ones: `lookalike import --guild`
     progress_interval_s: float = 1.0  # at most one progress edit per this many seconds
     shutdown_grace_s: float = 10.0  # how long in-flight replies may finish on shutdown
     sync_commands: bool = True  # sync slash commands on start-up
@@ -56,6 +57,12 @@ class BotOptions:
             raise BadOption("page_size must be between 1 and 25.")
         if self.fetch_timeout_s <= 0 or self.fetch_concurrency < 1 or self.progress_interval_s < 0:
             raise BadOption("fetch_timeout_s, fetch_concurrency and progress_interval_s must be positive.")
+        if self.grid_cell < 32:
+            raise BadOption("grid_cell must be at least 32 (pixels).")
+        if self.import_max_bytes < 1 or self.import_max_rows < 1:
+            raise BadOption("import_max_bytes and import_max_rows must be at least 1.")
+        if self.shutdown_grace_s < 0:
+            raise BadOption("shutdown_grace_s must be at least 0.")
 
 
 def _coerce(name: str, default: Any, raw: Any) -> Any:

@@ -9,12 +9,16 @@ from typing import Awaitable, Callable
 
 import discord
 
+from .errors import token_expired
+
 log = logging.getLogger(__name__)
 
 
 class ThrottledEditor:
     """`update(text)` may be called from synchronous callbacks as often as you like; the latest text
-    is written by at most one edit per interval. `finish(text)` waits for that edit, then writes last."""
+    is written by at most one edit per interval. `finish(text)` waits for that edit, then writes last.
+    `close()` (in a `finally`) cancels an edit still pending, so an error never orphans its task.
+    Once the interaction token has expired (`expired`), edits stop: they could only fail."""
 
     def __init__(self, edit: Callable[[str], Awaitable[object]], interval: float = 1.0, *, shown: str | None = None) -> None:
         """`shown`: the text the message was just sent with (the next edit waits a full interval)."""
@@ -25,8 +29,11 @@ class ThrottledEditor:
         self._last = time.monotonic() if shown is not None else 0.0
         self._task: asyncio.Task[None] | None = None
         self.edits = 0
+        self.expired = False
 
     def update(self, text: str) -> None:
+        if self.expired:
+            return
         self._pending = text
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush(), name="progress-edit")
@@ -42,13 +49,19 @@ class ThrottledEditor:
             await self._write(text)
 
     async def _write(self, text: str) -> None:
+        if self.expired:
+            return
         self._last = time.monotonic()
         try:
             await self._edit(text)
             self._shown = text
             self.edits += 1
         except discord.HTTPException as e:  # a lost progress edit is not worth failing the import
-            log.warning("progress edit failed: %s", e)
+            if token_expired(e):
+                self.expired = True
+                log.info("progress message can no longer be edited (the interaction token expired)")
+            else:
+                log.warning("progress edit failed: %s", e)
 
     async def finish(self, text: str | None = None) -> None:
         self._pending = None  # the running flush (if any) ends after its current wait or edit
@@ -59,3 +72,11 @@ class ThrottledEditor:
             if wait > 0:
                 await asyncio.sleep(wait)
             await self._write(text)
+
+    async def close(self) -> None:
+        """Cancel an edit still pending (after an error or a cancellation) and wait for it to end."""
+        self._pending = None
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])

@@ -37,10 +37,6 @@ class WorkTracker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    @property
-    def busy(self) -> int:
-        return len(self._tasks)
-
     async def drain(self, grace_s: float) -> None:
         """Refuse new work; wait up to grace_s for running work, then cancel what is left."""
         self.accepting = False
