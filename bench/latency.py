@@ -89,7 +89,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    from bot.app import create_bot
+    from bot.app import create_bot, settle_heap
     from bot.cogs.utils.options import BotOptions
     from bot.sandbox import DiscordSandbox
     from recommender.config import load_settings
@@ -104,6 +104,7 @@ async def bench(args: argparse.Namespace) -> None:
         n = fill_random(db, rec.model, rec.backbone.dim, args.items)
         print(f"filled {n} random {rec.backbone.dim}-d vectors for {rec.model}", file=sys.stderr)
     photos = query_photos(max(args.queries, args.burst))
+    settle_heap()  # as `lookalike run` does once the model is loaded
     lag = LoopLag()
     lag.start()
     t0 = time.perf_counter()

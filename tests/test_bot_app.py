@@ -4,6 +4,7 @@ options, and the renderer's limits."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import dataclasses
 import datetime as dt
 import os
@@ -70,6 +71,7 @@ async def test_unexpected_errors_get_an_apology_and_the_bot_keeps_going(harness:
 
 
 async def test_run_answers_then_shuts_down_cleanly_on_sigterm(tmp_path: Path, template_db: Path) -> None:
+    gc.unfreeze()
     async with DiscordSandbox(heartbeat_interval=0.5) as sandbox:
         sandbox.configure_discord()
         bot_user = sandbox.create_bot_user("lookalike")
@@ -82,6 +84,7 @@ async def test_run_answers_then_shuts_down_cleanly_on_sigterm(tmp_path: Path, te
         task = asyncio.create_task(run(settings, bot_user.token, bot_options(settings, shutdown_grace_s=10)))
         try:
             await sandbox.wait_for_ready(bot_user, timeout=30)
+            assert gc.get_freeze_count() > 0  # start-up objects were moved out of the collector's reach
             await sandbox.wait_for_commands(bot_user, *BOT_COMMANDS)
             inter = await sandbox.invoke_slash(guild, channel, owner, "config watch", {"channel": channel})
             await inter.wait_done()
