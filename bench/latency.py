@@ -44,17 +44,23 @@ def query_photos(n: int) -> list[tuple[str, bytes]]:
 def fill_random(db: Path, model: str, dim: int, limit: int | None) -> int:
     rng = np.random.default_rng(0)
     con = sqlite3.connect(db)
-    pks = [r[0] for r in con.execute(
-        "SELECT pk FROM items WHERE guild_id = 0 AND pk NOT IN (SELECT item_pk FROM embeddings WHERE model = ?) ORDER BY pk",
-        (model,))]
+    pks = [
+        r[0]
+        for r in con.execute(
+            "SELECT pk FROM items WHERE guild_id = 0 AND pk NOT IN (SELECT item_pk FROM embeddings WHERE model = ?) ORDER BY pk",
+            (model,),
+        )
+    ]
     if limit is not None:
         pks = pks[:limit]
     for i in range(0, len(pks), 5000):
         chunk = pks[i : i + 5000]
         v = rng.standard_normal((len(chunk), dim)).astype(np.float32)
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        con.executemany("INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, ?, ?, ?)",
-                        [(pk, model, dim, vec.astype("<f2").tobytes()) for pk, vec in zip(chunk, v)])
+        con.executemany(
+            "INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, ?, ?, ?)",
+            [(pk, model, dim, vec.astype("<f2").tobytes()) for pk, vec in zip(chunk, v)],
+        )
     con.execute("DELETE FROM classifiers WHERE model = ?", (model,))
     con.commit()
     con.close()
@@ -160,8 +166,10 @@ async def bench(args: argparse.Namespace) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     ms = lambda s: f"{s * 1000:.0f}"  # noqa: E731
-    print(f"# {datetime.date.today()} | {platform.node()} | {os.cpu_count()} cores | model {rec.model} "
-          f"({'pretrained' if rec.backbone.pretrained else 'RANDOM weights'}) | {stats['embeddings']} | k={args.k}")
+    print(
+        f"# {datetime.date.today()} | {platform.node()} | {os.cpu_count()} cores | model {rec.model} "
+        f"({'pretrained' if rec.backbone.pretrained else 'RANDOM weights'}) | {stats['embeddings']} | k={args.k}"
+    )
     print("| measure | value |")
     print("|---|---:|")
     print(f"| sequential photo -> reply, p50 (ms, n={len(sequential)}) | {ms(pct(sequential, 50))} |")

@@ -1,8 +1,8 @@
 """Build the bot, load its cogs, run it and shut it down cleanly.
 
-    bot = create_bot(recommender, settings)      # tests and the demo drive this directly
-    await run(settings, token)                   # `lookalike run`: open, start, stop on SIGTERM/SIGINT
-    await run_from_cli(args)                     # `lookalike run` (bot/cli.py): token from DISCORD_TOKEN
+bot = create_bot(recommender, settings)      # tests and the demo drive this directly
+await run(settings, token)                   # `lookalike run`: open, start, stop on SIGTERM/SIGINT
+await run_from_cli(args)                     # `lookalike run` (bot/cli.py): token from DISCORD_TOKEN
 """
 
 from __future__ import annotations
@@ -75,8 +75,12 @@ class LookalikeBot(commands.Bot):
         # A text-only bot: discord.py's "voice will NOT be supported" start-up warnings don't apply.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         super().__init__(
-            command_prefix=commands.when_mentioned, intents=intents(), help_command=None, tree_cls=LookalikeTree,
-            allowed_mentions=discord.AllowedMentions.none(), **client_kwargs,
+            command_prefix=commands.when_mentioned,
+            intents=intents(),
+            help_command=None,
+            tree_cls=LookalikeTree,
+            allowed_mentions=discord.AllowedMentions.none(),
+            **client_kwargs,
         )
         self.rec = rec
         self.settings = settings
@@ -91,8 +95,11 @@ class LookalikeBot(commands.Bot):
     async def setup_hook(self) -> None:
         self.web = fetch_session(self.options.fetch_private_urls)
         self.fetcher = UrlFetcher(
-            self.web, max_bytes=self.settings.max_image_bytes, timeout_s=self.options.fetch_timeout_s,
-            concurrency=self.options.fetch_concurrency, allow_private=self.options.fetch_private_urls,
+            self.web,
+            max_bytes=self.settings.max_image_bytes,
+            timeout_s=self.options.fetch_timeout_s,
+            concurrency=self.options.fetch_concurrency,
+            allow_private=self.options.fetch_private_urls,
         )
         for ext in EXTENSIONS:
             await self.load_extension(ext)
@@ -116,7 +123,7 @@ class LookalikeBot(commands.Bot):
         while not self.is_closed():
             if self.is_ready() and self.gateway_open():
                 try:
-                    path.touch()
+                    await asyncio.to_thread(path.touch)
                 except OSError as e:
                     log.warning("cannot stamp health file %s: %s", path, e)
             await asyncio.sleep(HEALTH_STAMP_S)
@@ -146,7 +153,9 @@ class LookalikeBot(commands.Bot):
             await self.web.close()
 
 
-def create_bot(recommender: Recommender, settings: Settings, options: BotOptions | None = None, **client_kwargs: Any) -> LookalikeBot:
+def create_bot(
+    recommender: Recommender, settings: Settings, options: BotOptions | None = None, **client_kwargs: Any
+) -> LookalikeBot:
     """A ready-to-start bot over an open recommender. Extra keyword arguments go to discord.py's Client."""
     return LookalikeBot(recommender, settings, options or BotOptions.from_settings(settings), **client_kwargs)
 
@@ -189,13 +198,19 @@ async def run_from_cli(args: argparse.Namespace) -> int:
     DISCORD_TOKEN missing or unusable settings: 2; Discord refusing the token or the intents: 1."""
     token = os.environ.get("DISCORD_TOKEN", "").strip()
     if not token:
-        print("DISCORD_TOKEN is not set. Create a bot in the Discord developer portal (see docs/BOT.md) "
-              "and run: DISCORD_TOKEN=... lookalike run", file=sys.stderr)
+        print(
+            "DISCORD_TOKEN is not set. Create a bot in the Discord developer portal (see docs/BOT.md) "
+            "and run: DISCORD_TOKEN=... lookalike run",
+            file=sys.stderr,
+        )
         return 2
     try:
         settings = load_settings(
-            getattr(args, "config", None), db=getattr(args, "db", None), model=getattr(args, "model", None),
-            weights=getattr(args, "weights", None), pooling=getattr(args, "pooling", None),
+            getattr(args, "config", None),
+            db=getattr(args, "db", None),
+            model=getattr(args, "model", None),
+            weights=getattr(args, "weights", None),
+            pooling=getattr(args, "pooling", None),
         )
         options = BotOptions.from_settings(settings)
     except RecommenderError as e:
@@ -204,11 +219,17 @@ async def run_from_cli(args: argparse.Namespace) -> int:
     try:
         await run(settings, token, options)
     except discord.LoginFailure:
-        print("Discord refused the token in DISCORD_TOKEN. Copy it again from the developer portal (Bot > Reset Token).", file=sys.stderr)
+        print(
+            "Discord refused the token in DISCORD_TOKEN. Copy it again from the developer portal (Bot > Reset Token).",
+            file=sys.stderr,
+        )
         return 1
     except discord.PrivilegedIntentsRequired:
-        print("Discord refused the connection: switch on the Message Content intent for this bot "
-              "(developer portal > Bot > Privileged Gateway Intents), see docs/BOT.md.", file=sys.stderr)
+        print(
+            "Discord refused the connection: switch on the Message Content intent for this bot "
+            "(developer portal > Bot > Privileged Gateway Intents), see docs/BOT.md.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

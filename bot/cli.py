@@ -10,8 +10,8 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from recommender.cli import main as recommender_main
 
@@ -32,7 +32,7 @@ async def cmd_health(args: argparse.Namespace) -> int:
         print("lookalike: no health file: set LOOKALIKE_HEALTH_FILE (the bot stamps it while connected)", file=sys.stderr)
         return 2
     try:
-        age = time.time() - Path(path).stat().st_mtime
+        age = time.time() - Path(path).stat().st_mtime  # noqa: ASYNC240 (a one-shot CLI command, no loop to block)
     except OSError:
         print(f"unhealthy: {path} does not exist (the bot is not connected yet)")
         return 1
@@ -49,9 +49,10 @@ async def cmd_demo(args: argparse.Namespace) -> int:
     return await run_demo(Path(args.out), model=args.model, quiet=args.quiet)
 
 
-def bot_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", common: argparse.ArgumentParser) -> None:
+def bot_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     s = sub.add_parser(
-        "run", help="run the Discord bot (token from DISCORD_TOKEN)",
+        "run",
+        help="run the Discord bot (token from DISCORD_TOKEN)",
         description="Run the bot. The token comes from DISCORD_TOKEN; database, model and options from "
         "LOOKALIKE_* variables or the TOML file given with --config. See docs/BOT.md.",
     )
@@ -69,7 +70,8 @@ def bot_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]", com
     s.set_defaults(func=cmd_health)
 
     s = sub.add_parser(
-        "demo", help="offline demo: a local Discord sandbox, the real bot, the bundled CC0 catalogue",
+        "demo",
+        help="offline demo: a local Discord sandbox, the real bot, the bundled CC0 catalogue",
         description="Starts a local Discord sandbox and the real bot on the bundled CC0 demo catalogue, "
         "posts photos, runs /similar and a moderator /catalog add, prints the replies and saves the reply images. "
         "Needs no token and no network.",

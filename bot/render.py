@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import discord
 import yarl
@@ -165,7 +166,11 @@ def catalogue_note(result: SimilarResult) -> str:
 
 
 def results_reply(
-    queries: Sequence[Query], thumbnails: dict[int, bytes], *, notes: Iterable[str] = (), currency: str = "$",
+    queries: Sequence[Query],
+    thumbnails: dict[int, bytes],
+    *,
+    notes: Iterable[str] = (),
+    currency: str = "$",
     cell: int = 160,
 ) -> Reply:
     """One embed per query (prediction as title, numbered matches), each with a grid image whose
@@ -271,7 +276,9 @@ def item_embed(item: Item, *, currency: str = "$", thumbnail: bytes | None = Non
     for key, value in attributes:  # blank keys are skipped: Discord refuses an empty field name
         embed.add_field(name=key, value=plain(str(value), 200) or "-", inline=True)
     who = item.added_by
-    embed.add_field(name="Added by", value=f"<@{who[5:]}>" if who.startswith("user:") and who[5:].isdigit() else clip(who, 200), inline=True)
+    embed.add_field(
+        name="Added by", value=f"<@{who[5:]}>" if who.startswith("user:") and who[5:].isdigit() else clip(who, 200), inline=True
+    )
     embed.set_footer(text=f"Updated {item.updated_at:%Y-%m-%d %H:%M} UTC")
     first_attribute = len(embed.fields) - 1 - len(attributes)
     while embed_size(embed) > MAX_EMBED_TOTAL and attributes:  # the attributes give way first
@@ -284,8 +291,16 @@ def item_embed(item: Item, *, currency: str = "$", thumbnail: bytes | None = Non
     return reply
 
 
-def list_embed(items: Sequence[Item], total: int, page: int, per_page: int, catalogue_id: int, *,
-               category: str | None = None, currency: str = "$") -> discord.Embed:
+def list_embed(
+    items: Sequence[Item],
+    total: int,
+    page: int,
+    per_page: int,
+    catalogue_id: int,
+    *,
+    category: str | None = None,
+    currency: str = "$",
+) -> discord.Embed:
     pages = max(1, math.ceil(total / per_page))
     which = "Shared default catalogue" if catalogue_id == DEFAULT_GUILD else "This server's catalogue"
     title = which + (f" · {clip(category, 100)}" if category else "")
@@ -312,14 +327,18 @@ def stats_embed(stats: dict[str, Any]) -> discord.Embed:
     model = f"{stats.get('model')}{'' if stats.get('pretrained') else ' (untrained)'}"
     embed.add_field(name="Model", value=clip(model, 200), inline=True)
     clf = stats.get("classifier")
-    embed.add_field(name="Classifier", value=f"{clf['method']}, trained {clf['trained_at']}" if clf else "not trained yet", inline=True)
+    embed.add_field(
+        name="Classifier", value=f"{clf['method']}, trained {clf['trained_at']}" if clf else "not trained yet", inline=True
+    )
     cats = stats.get("categories") or {}
     if cats:
         lines = [f"{plain(c, 60)}: {n}" for c, n in cats.items()]
         embed.add_field(name=f"Categories ({len(cats)})", value=fit_lines(lines, MAX_FIELD_VALUE), inline=False)
     emb = stats.get("embeddings") or {}
     if emb:
-        embed.add_field(name="Embeddings", value=clip(", ".join(f"{m}: {n}" for m, n in emb.items()), MAX_FIELD_VALUE), inline=False)
+        embed.add_field(
+            name="Embeddings", value=clip(", ".join(f"{m}: {n}" for m, n in emb.items()), MAX_FIELD_VALUE), inline=False
+        )
     return embed
 
 
@@ -328,19 +347,27 @@ def stats_embed(stats: dict[str, Any]) -> discord.Embed:
 
 def import_progress(done: int, total: int | None, summary: ImportSummary) -> str:
     of = f"{done}/{total} ({done / total:.0%})" if total else str(done)
-    return (f"Importing… {of} — {summary.added} added, {summary.updated} updated, "
-            f"{summary.unchanged} unchanged, {len(summary.failed)} failed")
+    return (
+        f"Importing… {of} — {summary.added} added, {summary.updated} updated, "
+        f"{summary.unchanged} unchanged, {len(summary.failed)} failed"
+    )
 
 
 def import_summary(summary: ImportSummary, *, source: str) -> discord.Embed:
     ok = not summary.failed
     embed = discord.Embed(title=clip(f"Import of {source} finished", MAX_TITLE), colour=OK_COLOUR if ok else WARN_COLOUR)
-    for name, value in (("Added", summary.added), ("Updated", summary.updated), ("Unchanged", summary.unchanged),
-                        ("Failed", len(summary.failed))):
+    for name, value in (
+        ("Added", summary.added),
+        ("Updated", summary.updated),
+        ("Unchanged", summary.unchanged),
+        ("Failed", len(summary.failed)),
+    ):
         embed.add_field(name=name, value=str(value), inline=True)
     if summary.failed:
-        lines = [f"`{clip(i or '?', 60).replace('`', '')}` ({plain(where, 60)}): {plain(reason, 200)}"
-                 for i, where, reason in summary.failed]
+        lines = [
+            f"`{clip(i or '?', 60).replace('`', '')}` ({plain(where, 60)}): {plain(reason, 200)}"
+            for i, where, reason in summary.failed
+        ]
         embed.description = fit_lines(["**Failed rows**", *lines], 3000)
     embed.set_footer(text=f"{summary.seconds:.1f}s")
     return embed

@@ -14,7 +14,13 @@ import numpy as np
 
 from . import classify
 from .errors import CatalogEmpty
-from .evaluate import ClassificationReport, classification_metrics, expected_calibration_error, retrieval_metrics, stratified_split
+from .evaluate import (
+    ClassificationReport,
+    classification_metrics,
+    expected_calibration_error,
+    retrieval_metrics,
+    stratified_split,
+)
 from .report import QueryExample, write_report
 from .store import Store
 
@@ -26,7 +32,9 @@ class Evaluation:
     files: dict[str, Path]
 
 
-def _score(X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, threshold: float) -> tuple[ClassificationReport, dict[str, float]]:
+def _score(
+    X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, threshold: float
+) -> tuple[ClassificationReport, dict[str, float]]:
     train, test = stratified_split(list(y), test_fraction=test_fraction, seed=seed)
     clf = classify.fit_classifier(X[train], list(y[train]), seed=seed)
     proba = clf.predict_proba(X[test])
@@ -41,15 +49,26 @@ def _score(X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, thresh
         "train items": int(len(train)),
         "test items": int(len(test)),
         f"coverage@{threshold:g}": float((confidence >= threshold).mean()),
-        f"accuracy when sure@{threshold:g}": float(correct[confidence >= threshold].mean()) if (confidence >= threshold).any() else 0.0,
+        f"accuracy when sure@{threshold:g}": float(correct[confidence >= threshold].mean())
+        if (confidence >= threshold).any()
+        else 0.0,
         "ECE": expected_calibration_error(confidence, correct),
     }
     return report, extra
 
 
 async def evaluate_catalogue(
-    store: Store, model: str, *, guild_id: int, out_dir: Path, min_class_size: int = 20, test_fraction: float = 0.25,
-    seed: int = 0, examples: int = 8, k: int = 5, threshold: float = 0.5,
+    store: Store,
+    model: str,
+    *,
+    guild_id: int,
+    out_dir: Path,
+    min_class_size: int = 20,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    examples: int = 8,
+    k: int = 5,
+    threshold: float = 0.5,
 ) -> Evaluation:
     rows = await store.load_vectors(guild_id, model)
     if len(rows.pks) == 0:
@@ -76,8 +95,7 @@ async def evaluate_catalogue(
     need = {int(pks[q]) for q, _ in picks} | {int(pks[i]) for _, res in picks for i, _ in res}
     thumbs = await store.thumbnails(list(need))
     grid = [
-        QueryExample(thumbs[int(pks[q])], str(y[q]), [(thumbs[int(pks[i])], str(y[i]), s) for i, s in res])
-        for q, res in picks
+        QueryExample(thumbs[int(pks[q])], str(y[q]), [(thumbs[int(pks[i])], str(y[i]), s) for i, s in res]) for q, res in picks
     ]
 
     metrics: dict[str, float | str] = {
@@ -91,7 +109,11 @@ async def evaluate_catalogue(
         **extra,
     }
     files = await asyncio.to_thread(
-        write_report, out_dir, title=f"lookalike evaluation: {model}, {len(X)} items", metrics=metrics,
-        classification=report, examples=grid,
+        write_report,
+        out_dir,
+        title=f"lookalike evaluation: {model}, {len(X)} items",
+        metrics=metrics,
+        classification=report,
+        examples=grid,
     )
     return Evaluation(metrics, report, files)

@@ -17,9 +17,10 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class Backbone:
     net: Any  # torch.nn.Module mapping (n, 3, s, s) -> (n, dim)
     pretrained: bool
 
-    def embed(self, images: Sequence["Image.Image"]) -> np.ndarray:
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         import torch
 
         if not images:
@@ -63,7 +64,7 @@ class Backbone:
         return out.numpy().astype(np.float32, copy=False)
 
 
-def _to_tensor(img: "Image.Image", size: int) -> "torch.Tensor":
+def _to_tensor(img: Image.Image, size: int) -> torch.Tensor:
     """Letterbox onto white (keeps the whole product in view), resize, ImageNet-normalise."""
     import torch
     from PIL import Image
@@ -103,10 +104,7 @@ def _resolve_host(host: str, timeout: float) -> bool:
 
 def _download(url: str, dest: Path, what: str, hint: str) -> None:
     host = urllib.parse.urlsplit(url).hostname or ""
-    unavailable = (
-        f"ImageNet weights for {what} are not on this machine and cannot be downloaded "
-        f"({host} is unreachable). {hint}"
-    )
+    unavailable = f"ImageNet weights for {what} are not on this machine and cannot be downloaded ({host} is unreachable). {hint}"
     if not _resolve_host(host, timeout=5.0):
         raise WeightsUnavailable(unavailable)
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +216,7 @@ def _efficientnet_lite0(weights: str | None, pooling: str) -> Backbone:
             super().__init__()
             self.model = model
 
-        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.model.extract_features(x).mean(dim=(2, 3))
 
     return Backbone("efficientnet-lite0", 1280, 224, Features(net).eval(), pretrained)
@@ -234,14 +232,16 @@ def _tiny(weights: str | None, pooling: str) -> Backbone:
         def __init__(self) -> None:
             super().__init__()
             self.conv = torch.nn.Sequential(
-                torch.nn.Conv2d(3, 24, 5, stride=2), torch.nn.ReLU(),
-                torch.nn.Conv2d(24, 48, 3, stride=2), torch.nn.ReLU(),
+                torch.nn.Conv2d(3, 24, 5, stride=2),
+                torch.nn.ReLU(),
+                torch.nn.Conv2d(24, 48, 3, stride=2),
+                torch.nn.ReLU(),
             )
             for p in self.conv.parameters():
                 with torch.no_grad():
                     p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
 
-        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
             colour = torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1)  # 48
             texture = self.conv(x).mean(dim=(2, 3))  # 48
             return torch.cat([colour, texture], dim=1)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Generic, TypeVar
 
 from .errors import Busy
 

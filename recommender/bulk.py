@@ -11,8 +11,9 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -46,8 +47,15 @@ FetchFn = Callable[[str], Awaitable[bytes]]
 
 class BulkImport:
     async def import_items(
-        self: "Recommender", records: Iterable[ImportRecord], *, guild_id: int, actor: str, total: int | None = None,
-        progress: ProgressFn | None = None, fetch: FetchFn | None = None, batch: int = 64,
+        self: Recommender,
+        records: Iterable[ImportRecord],
+        *,
+        guild_id: int,
+        actor: str,
+        total: int | None = None,
+        progress: ProgressFn | None = None,
+        fetch: FetchFn | None = None,
+        batch: int = 64,
     ) -> ImportSummary:
         """Bulk import, idempotent and resumable: each batch commits in one transaction, and items
         whose image hash is already stored for this model are not decoded or embedded again."""
@@ -64,12 +72,18 @@ class BulkImport:
         if summary.added or summary.updated:
             self.schedule_retrain(guild_id)  # once, after the last batch (callers may also retrain now)
         await self.store.audit(
-            guild_id, actor, "import", None, added=summary.added, updated=summary.updated,
-            unchanged=summary.unchanged, failed=len(summary.failed),
+            guild_id,
+            actor,
+            "import",
+            None,
+            added=summary.added,
+            updated=summary.updated,
+            unchanged=summary.unchanged,
+            failed=len(summary.failed),
         )
         return summary
 
-    async def _read(self: "Recommender", rec: ImportRecord, fetch: FetchFn | None) -> tuple[bytes, str]:
+    async def _read(self: Recommender, rec: ImportRecord, fetch: FetchFn | None) -> tuple[bytes, str]:
         """The record's image bytes and their hash (read and hashed in the pool)."""
         src = rec.image
         if isinstance(src, str) and src.startswith(("http://", "https://")):
@@ -83,7 +97,9 @@ class BulkImport:
 
         return await self._cpu(read)
 
-    async def _import_chunk(self: "Recommender", chunk: list[ImportRecord], cid: int, actor: str, fetch: FetchFn | None, summary: ImportSummary) -> None:
+    async def _import_chunk(
+        self: Recommender, chunk: list[ImportRecord], cid: int, actor: str, fetch: FetchFn | None, summary: ImportSummary
+    ) -> None:
         good = [r for r in chunk if r.error is None]
         summary.failed += [(r.item_id, r.where, r.error or "") for r in chunk if r.error is not None]
         raw = await asyncio.gather(*(self._read(r, fetch) for r in good), return_exceptions=True)

@@ -13,8 +13,9 @@ import getpass
 import json
 import logging
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .config import DEFAULT_GUILD, load_settings
 from .errors import RecommenderError
@@ -43,7 +44,10 @@ def _actor() -> str:
 
 def _settings(args: argparse.Namespace) -> Any:
     return load_settings(
-        args.config, db=args.db, model=getattr(args, "model", None), weights=getattr(args, "weights", None),
+        args.config,
+        db=args.db,
+        model=getattr(args, "model", None),
+        weights=getattr(args, "weights", None),
         pooling=getattr(args, "pooling", None),
     )
 
@@ -74,8 +78,13 @@ async def cmd_import(args: argparse.Namespace) -> int:
 
     source = Path(args.source)
     cols = Columns(
-        id=args.id_column, path=args.path_column, name=args.name_column, category=args.category_column,
-        price=args.price_column, url=args.url_column, description=args.description_column,
+        id=args.id_column,
+        path=args.path_column,
+        name=args.name_column,
+        category=args.category_column,
+        price=args.price_column,
+        url=args.url_column,
+        description=args.description_column,
     )
     records = records_from_source(source, cols)
     total = count_records(source)
@@ -83,7 +92,9 @@ async def cmd_import(args: argparse.Namespace) -> int:
         print(f"importing {source} into the {_where(args.guild)} catalogue with {rec.model}", file=sys.stderr)
         bar = Progress(total, "import")
         try:
-            summary = await rec.import_items(records, guild_id=args.guild, actor=_actor(), total=total, progress=bar.update, batch=args.batch)
+            summary = await rec.import_items(
+                records, guild_id=args.guild, actor=_actor(), total=total, progress=bar.update, batch=args.batch
+            )
         finally:
             bar.close()
         print(
@@ -109,17 +120,33 @@ def _where(guild: int) -> str:
 async def cmd_similar(args: argparse.Namespace) -> int:
     async with await _open(args) as rec:
         result = await rec.similar(
-            Path(args.image), guild_id=args.guild, k=args.k, category=args.category,
-            min_price=args.min_price, max_price=args.max_price,
+            Path(args.image),
+            guild_id=args.guild,
+            k=args.k,
+            category=args.category,
+            min_price=args.min_price,
+            max_price=args.max_price,
         )
     p = result.prediction
     if args.json:
         for m in result.matches:
-            print(json.dumps({"score": round(m.score, 4), "id": m.item.item_id, "category": m.item.category,
-                              "name": m.item.name, "price": m.item.price, "url": m.item.url}))
+            print(
+                json.dumps(
+                    {
+                        "score": round(m.score, 4),
+                        "id": m.item.item_id,
+                        "category": m.item.category,
+                        "name": m.item.name,
+                        "price": m.item.price,
+                        "url": m.item.url,
+                    }
+                )
+            )
         return 0
     if p is not None:
-        print(f"# looks like: {p.category or 'not sure'} ({p.probability:.0%}" + (f" {p.ranked[0][0]}" if not p.sure else "") + ")")
+        print(
+            f"# looks like: {p.category or 'not sure'} ({p.probability:.0%}" + (f" {p.ranked[0][0]}" if not p.sure else "") + ")"
+        )
     for m in result.matches:
         price = f"\t{m.item.price:g}" if m.item.price is not None else "\t"
         print(f"{m.score:.3f}\t{m.item.item_id}\t{m.item.category}\t{m.item.name}{price}")
@@ -154,8 +181,11 @@ async def cmd_stats(args: argparse.Namespace) -> int:
     try:
         counts = await store.category_counts(args.guild)
         info = {
-            "database": str(store.path), "catalogue": _where(args.guild), "items": sum(counts.values()),
-            "embeddings": await store.model_counts(args.guild), "categories": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+            "database": str(store.path),
+            "catalogue": _where(args.guild),
+            "items": sum(counts.values()),
+            "embeddings": await store.model_counts(args.guild),
+            "categories": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
             "other catalogues": [g for g in await store.catalogue_ids() if g != args.guild],
         }
         saved = await store.load_classifier(args.guild, model)
@@ -187,15 +217,22 @@ async def cmd_export(args: argparse.Namespace) -> int:
     writer = None
     try:
         async for batch in store.iter_export(args.guild, model):
-            table = pa.table({
-                "id": [it.item_id for it, _ in batch], "name": [it.name for it, _ in batch],
-                "category": [it.category for it, _ in batch], "price": [it.price for it, _ in batch],
-                "url": [it.url for it, _ in batch], "description": [it.description for it, _ in batch],
-                "attributes": [json.dumps(it.attributes) if it.attributes else None for it, _ in batch],
-                "content_hash": [it.content_hash for it, _ in batch], "added_by": [it.added_by for it, _ in batch],
-                "added_at": [it.added_at for it, _ in batch], "model": [model] * len(batch),
-                "vector": pa.array([v for _, v in batch], type=pa.list_(pa.float32())),
-            })
+            table = pa.table(
+                {
+                    "id": [it.item_id for it, _ in batch],
+                    "name": [it.name for it, _ in batch],
+                    "category": [it.category for it, _ in batch],
+                    "price": [it.price for it, _ in batch],
+                    "url": [it.url for it, _ in batch],
+                    "description": [it.description for it, _ in batch],
+                    "attributes": [json.dumps(it.attributes) if it.attributes else None for it, _ in batch],
+                    "content_hash": [it.content_hash for it, _ in batch],
+                    "added_by": [it.added_by for it, _ in batch],
+                    "added_at": [it.added_at for it, _ in batch],
+                    "model": [model] * len(batch),
+                    "vector": pa.array([v for _, v in batch], type=pa.list_(pa.float32())),
+                }
+            )
             writer = writer or pq.ParquetWriter(out, table.schema)
             writer.write_table(table)
             n += len(batch)
@@ -217,8 +254,14 @@ async def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         print(f"evaluating the {_where(args.guild)} catalogue ({model}) ...", file=sys.stderr)
         ev = await evaluate_catalogue(
-            store, model, guild_id=args.guild, out_dir=Path(args.out), min_class_size=args.min_class_size,
-            test_fraction=args.test_fraction, seed=args.seed, examples=args.examples,
+            store,
+            model,
+            guild_id=args.guild,
+            out_dir=Path(args.out),
+            min_class_size=args.min_class_size,
+            test_fraction=args.test_fraction,
+            seed=args.seed,
+            examples=args.examples,
         )
     finally:
         await store.close()
@@ -235,23 +278,43 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--db", help="SQLite database file (env LOOKALIKE_DB; default ./lookalike.db)")
     common.add_argument("--config", help="TOML settings file (env LOOKALIKE_CONFIG)")
-    common.add_argument("--guild", type=int, default=DEFAULT_GUILD, help="a guild's catalogue (default: the shared default catalogue)")
+    common.add_argument(
+        "--guild", type=int, default=DEFAULT_GUILD, help="a guild's catalogue (default: the shared default catalogue)"
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("--model", help="backbone: vgg16, resnet50, efficientnet-lite0 (offline), tiny (tests). "
-                       "Default: env LOOKALIKE_MODEL, else what the catalogue was built with, else vgg16")
-    model.add_argument("--weights", help="local weights file for vgg16/resnet50 (env LOOKALIKE_WEIGHTS); 'random' for timing only")
+    model.add_argument(
+        "--model",
+        help="backbone: vgg16, resnet50, efficientnet-lite0 (offline), tiny (tests). "
+        "Default: env LOOKALIKE_MODEL, else what the catalogue was built with, else vgg16",
+    )
+    model.add_argument(
+        "--weights", help="local weights file for vgg16/resnet50 (env LOOKALIKE_WEIGHTS); 'random' for timing only"
+    )
     model.add_argument("--pooling", choices=["gap", "flatten"], help="vgg16 features: gap (512-d, default) or flatten (25,088-d)")
 
-    p = argparse.ArgumentParser(prog="lookalike", description="Find catalogue items that look like a photo, and predict its category.")
+    p = argparse.ArgumentParser(
+        prog="lookalike", description="Find catalogue items that look like a photo, and predict its category."
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("import", parents=[common, model], help="add a folder or a CSV/Parquet manifest to a catalogue",
-                       description="Import a folder (sub-folder name = category), a CSV/Parquet manifest or a ZIP. "
-                       "Re-running finishes an interrupted import; unchanged images are not embedded again.")
+    s = sub.add_parser(
+        "import",
+        parents=[common, model],
+        help="add a folder or a CSV/Parquet manifest to a catalogue",
+        description="Import a folder (sub-folder name = category), a CSV/Parquet manifest or a ZIP. "
+        "Re-running finishes an interrupted import; unchanged images are not embedded again.",
+    )
     s.add_argument("source", help="folder, .csv, .parquet or .zip")
-    for col, default in (("id", "id"), ("path", "path"), ("name", "name"), ("category", "category"),
-                         ("price", "price"), ("url", "url"), ("description", "description")):
+    for col, default in (
+        ("id", "id"),
+        ("path", "path"),
+        ("name", "name"),
+        ("category", "category"),
+        ("price", "price"),
+        ("url", "url"),
+        ("description", "description"),
+    ):
         s.add_argument(f"--{col}-column", default=default, help=f"manifest column for the {col} (default {default!r})")
     s.add_argument("--batch", type=_positive, default=64, help="items per transaction (default 64)")
     s.add_argument("--no-train", action="store_true", help="skip training the category classifier at the end")
@@ -285,9 +348,13 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="FILE.parquet")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("evaluate", parents=[common, model], help="retrieval and classifier quality, with a PNG/HTML report",
-                       description="precision@1/@10 and mAP@10 leave-one-out (same category = relevant); classifier "
-                       "accuracy and macro-F1 on a stratified held-out split; categories smaller than --min-class-size are left out.")
+    s = sub.add_parser(
+        "evaluate",
+        parents=[common, model],
+        help="retrieval and classifier quality, with a PNG/HTML report",
+        description="precision@1/@10 and mAP@10 leave-one-out (same category = relevant); classifier "
+        "accuracy and macro-F1 on a stratified held-out split; categories smaller than --min-class-size are left out.",
+    )
     s.add_argument("--out", default="report", help="report folder (default ./report)")
     s.add_argument("--min-class-size", type=int, default=20)
     s.add_argument("--test-fraction", type=float, default=0.25)
@@ -303,7 +370,9 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, plugins: Sequence[Plugin] = ()) -> int:
     args = build_parser(plugins).parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     if not getattr(args, "verbose", False):
         logging.getLogger("alembic").setLevel(logging.WARNING)

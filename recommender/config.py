@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import BadOption
 
@@ -39,7 +40,7 @@ class Settings:
     refresh_check_s: float = 30.0  # how often a loaded catalogue is compared with the database (other writers)
     extra: Mapping[str, Any] = field(default_factory=dict)  # bot options ride along here
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         changes = {k: v for k, v in changes.items() if v is not None}
         return dataclasses.replace(self, **changes)
 
@@ -97,7 +98,16 @@ def load_settings(
 def _validate(s: Settings) -> None:
     if s.pooling not in ("gap", "flatten"):
         raise BadOption(f"pooling must be 'gap' or 'flatten', not {s.pooling!r}.")
-    for name in ("workers", "batch_size", "queue_size", "k", "decode_side", "thumbnail_side", "max_image_bytes", "max_image_pixels"):
+    for name in (
+        "workers",
+        "batch_size",
+        "queue_size",
+        "k",
+        "decode_side",
+        "thumbnail_side",
+        "max_image_bytes",
+        "max_image_pixels",
+    ):
         if getattr(s, name) < 1:
             raise BadOption(f"{name} must be at least 1.")
     if not 0.0 <= s.threshold <= 1.0:

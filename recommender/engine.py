@@ -17,18 +17,19 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
 from . import classify, images
 from .backbones import DEFAULT_MODEL, Backbone, load_backbone
 from .batcher import Batcher
+from .bulk import BulkImport, ImportSummary
 from .config import DEFAULT_GUILD, Settings
 from .errors import BadOption, CatalogEmpty, ItemNotFound, RecommenderError
-from .bulk import BulkImport, ImportSummary
 from .index import SearchFilter, VectorIndex
 from .store import GuildSettings, Item, ItemFields, NewItem, Store
 
@@ -77,14 +78,17 @@ class Recommender(BulkImport):
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-model")
         self._train_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-train")
         self._batcher: Batcher[Any, np.ndarray] = Batcher(
-            self.backbone.embed, self._model_pool, max_batch=settings.batch_size,
-            max_wait_s=settings.batch_wait_ms / 1000, max_queue=settings.queue_size,
+            self.backbone.embed,
+            self._model_pool,
+            max_batch=settings.batch_size,
+            max_wait_s=settings.batch_wait_ms / 1000,
+            max_queue=settings.queue_size,
         )
         self._catalogues: dict[int, _Catalogue] = {}
         self._own: dict[int, tuple[bool, float]] = {}  # guild -> (has its own items, when looked up)
 
     @classmethod
-    async def open(cls, settings: Settings, backbone: Backbone | None = None) -> "Recommender":
+    async def open(cls, settings: Settings, backbone: Backbone | None = None) -> Recommender:
         """Open (and migrate) the database, then load the model once for this process."""
         store = await Store.open(settings.db)
         try:
@@ -107,7 +111,7 @@ class Recommender(BulkImport):
             await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
         await self.store.close()
 
-    async def __aenter__(self) -> "Recommender":
+    async def __aenter__(self) -> Recommender:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -196,8 +200,16 @@ class Recommender(BulkImport):
     # -- queries ----------------------------------------------------------------------------------
 
     async def similar(
-        self, image: Any = None, *, guild_id: int = DEFAULT_GUILD, item_id: str | None = None, k: int | None = None,
-        category: str | None = None, min_price: float | None = None, max_price: float | None = None, predict: bool = True,
+        self,
+        image: Any = None,
+        *,
+        guild_id: int = DEFAULT_GUILD,
+        item_id: str | None = None,
+        k: int | None = None,
+        category: str | None = None,
+        min_price: float | None = None,
+        max_price: float | None = None,
+        predict: bool = True,
     ) -> SimilarResult:
         k = self.settings.k if k is None else k
         if not 1 <= k <= MAX_K:
@@ -292,7 +304,9 @@ class Recommender(BulkImport):
             clf, blob = await asyncio.get_running_loop().run_in_executor(self._train_pool, fit)
             await self.store.save_classifier(cid, self.model, fingerprint, clf.method, blob)
             cat.classifier = clf
-            log.info("catalogue %s: %s classifier over %d items in %.1fs", cid, clf.method, len(rows.pks), time.perf_counter() - t0)
+            log.info(
+                "catalogue %s: %s classifier over %d items in %.1fs", cid, clf.method, len(rows.pks), time.perf_counter() - t0
+            )
             return clf
 
     def schedule_retrain(self, cid: int, delay: float | None = None) -> None:
@@ -372,7 +386,9 @@ class Recommender(BulkImport):
     async def get_item(self, item_id: str, *, guild_id: int) -> Item:
         return await self.store.get_item(await self.catalogue_for(guild_id), item_id)
 
-    async def list_items(self, *, guild_id: int, category: str | None = None, page: int = 1, per_page: int = 10) -> tuple[list[Item], int, int]:
+    async def list_items(
+        self, *, guild_id: int, category: str | None = None, page: int = 1, per_page: int = 10
+    ) -> tuple[list[Item], int, int]:
         """(items, total, catalogue id) for one page of what this guild sees."""
         if page < 1:
             raise BadOption("Pages start at 1.")
@@ -395,7 +411,9 @@ class Recommender(BulkImport):
             "embeddings": await self.store.model_counts(cid),
             "model": self.model,
             "pretrained": self.backbone.pretrained,
-            "classifier": None if saved is None else {"method": saved.method, "trained_at": saved.trained_at.isoformat(timespec="seconds")},
+            "classifier": None
+            if saved is None
+            else {"method": saved.method, "trained_at": saved.trained_at.isoformat(timespec="seconds")},
             "index_loaded": cat.index is not None,
             "batches": self._batcher.batches,
             "embedded": self._batcher.items,

@@ -8,8 +8,8 @@ catalogue, a held-out split, or a hand-made example in a test. Nothing is plotte
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -190,9 +190,7 @@ class ClassificationReport:
         }
 
 
-def classification_metrics(
-    y_true: Sequence[str], y_pred: Sequence[str | None], labels: Sequence[str]
-) -> ClassificationReport:
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str | None], labels: Sequence[str]) -> ClassificationReport:
     """Accuracy, macro-F1, per-class precision/recall/F1, confusion matrix and coverage.
 
     ``labels`` fixes the order of the matrix; true or predicted labels missing from it (for

@@ -16,25 +16,39 @@ import re
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
 from .errors import BadImage, ImageTooLarge
 
-Source = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]
+Source = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
 SUPPORTED_FORMATS = "JPEG, PNG, WebP, GIF, BMP, TIFF"
 _TRUNCATED = "The image file is truncated or incomplete."
 _EMPTY = "The file is empty."
-_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"),
-          (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"II+\x00", "TIFF"),
-          (b"MM\x00+", "TIFF"))
+_MAGIC = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"II+\x00", "TIFF"),
+    (b"MM\x00+", "TIFF"),
+)
 _BMP_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
 _HEIF_BRANDS = (b"heic", b"heix", b"mif1", b"msf1", b"avif")
 _T = Image.Transpose  # EXIF orientation -> operation, the table of ImageOps.exif_transpose
-_TRANSPOSE = {2: _T.FLIP_LEFT_RIGHT, 3: _T.ROTATE_180, 4: _T.FLIP_TOP_BOTTOM, 5: _T.TRANSPOSE,
-              6: _T.ROTATE_270, 7: _T.TRANSVERSE, 8: _T.ROTATE_90}
+_TRANSPOSE = {
+    2: _T.FLIP_LEFT_RIGHT,
+    3: _T.ROTATE_180,
+    4: _T.FLIP_TOP_BOTTOM,
+    5: _T.TRANSPOSE,
+    6: _T.ROTATE_270,
+    7: _T.TRANSVERSE,
+    8: _T.ROTATE_90,
+}
 _NOT_IMAGES = (  # leading bytes -> what the file looks like
     ((b"%PDF",), "a PDF document"),
     ((b"PK\x03\x04", b"PK\x05\x06"), "a ZIP archive"),

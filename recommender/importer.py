@@ -11,9 +11,10 @@ import io
 import math
 import re
 import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from .errors import BadManifest
 from .store import ItemFields
@@ -150,8 +151,12 @@ def records_from_rows(
             first = False
         where = f"{label} line {line}"
         if None in row:  # csv.DictReader's restkey: more cells than header names
-            yield ImportRecord(_cell(row, cols.id) or "", where, error=f"the row has {len(row) - 1 + len(row[None])} cells "
-                               f"but the header has {len(row) - 1}: quote values that contain commas")
+            yield ImportRecord(
+                _cell(row, cols.id) or "",
+                where,
+                error=f"the row has {len(row) - 1 + len(row[None])} cells "
+                f"but the header has {len(row) - 1}: quote values that contain commas",
+            )
             continue
         item_id = _cell(row, cols.id)
         if not item_id:
@@ -176,8 +181,13 @@ def records_from_rows(
         extra = cols.extra or tuple(k for k in row if k not in cols.mapped())
         attrs = {k: _jsonable(row[k]) for k in extra if k and k.strip() and k in row and row[k] not in (None, "")}
         fields = ItemFields(
-            item_id=item_id, name=(_cell(row, cols.name) or item_id)[:256], category=category[:100], price=price,
-            url=_cell(row, cols.url), description=_cell(row, cols.description), attributes=attrs or None,
+            item_id=item_id,
+            name=(_cell(row, cols.name) or item_id)[:256],
+            category=category[:100],
+            price=price,
+            url=_cell(row, cols.url),
+            description=_cell(row, cols.description),
+            attributes=attrs or None,
         )
         image = resolve(_cell(row, cols.path) or _cell(row, cols.image_url), item_id)
         if image is None:
@@ -239,14 +249,18 @@ def records_from_zip(data: bytes, cols: Columns = Columns(), max_member_bytes: i
     if csvs:
         manifest = min(csvs, key=lambda p: len(p.parts))
         if members[manifest].file_size > MAX_MANIFEST_BYTES:
-            raise BadManifest(f"{manifest.name} is {members[manifest].file_size / 1e6:.0f} MB uncompressed; "
-                              f"a manifest may be at most {MAX_MANIFEST_BYTES // 1_000_000} MB.")
+            raise BadManifest(
+                f"{manifest.name} is {members[manifest].file_size / 1e6:.0f} MB uncompressed; "
+                f"a manifest may be at most {MAX_MANIFEST_BYTES // 1_000_000} MB."
+            )
         text = zf.read(members[manifest]).decode("utf-8-sig", errors="replace")
 
         def resolve(cell: str | None, item_id: str) -> ImageSource | None:
             if cell and cell.startswith(("http://", "https://")):
                 return cell
-            candidates = [manifest.parent / cell] if cell else [manifest.parent / "images" / f"{item_id}{e}" for e in KAGGLE_EXTENSIONS]
+            candidates = (
+                [manifest.parent / cell] if cell else [manifest.parent / "images" / f"{item_id}{e}" for e in KAGGLE_EXTENSIONS]
+            )
             for c in candidates:
                 if c in members:
                     return reader(members[c])

@@ -8,8 +8,9 @@ Not thread-safe by itself: the engine serialises mutations and searches per inde
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -45,7 +46,9 @@ class VectorIndex:
         self.n = 0
 
     @classmethod
-    def build(cls, pks: np.ndarray, vectors: np.ndarray, categories: Sequence[str], prices: np.ndarray, hashes: Sequence[str], dim: int) -> "VectorIndex":
+    def build(
+        cls, pks: np.ndarray, vectors: np.ndarray, categories: Sequence[str], prices: np.ndarray, hashes: Sequence[str], dim: int
+    ) -> VectorIndex:
         idx = cls(dim, capacity=int(len(pks) * 1.25) + 16)
         n = len(pks)
         if n:

@@ -274,8 +274,13 @@ def _html(
     if classification is not None:
         c = classification
         out.append("<h2>Category classifier</h2><table><tr><th>metric</th><th>value</th></tr>")
-        summary = {"accuracy": c.accuracy, "macro-F1": c.macro_f1, "coverage (sure)": c.coverage,
-                   "accuracy when sure": c.sure_accuracy, "items": c.n}
+        summary = {
+            "accuracy": c.accuracy,
+            "macro-F1": c.macro_f1,
+            "coverage (sure)": c.coverage,
+            "accuracy when sure": c.sure_accuracy,
+            "items": c.n,
+        }
         out += [f'<tr><td>{e(k)}</td><td class="n">{e(_fmt(v))}</td></tr>' for k, v in summary.items()]
         out.append("</table><h3>Per category</h3><table>")
         out.append("<tr><th>category</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>")

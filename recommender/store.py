@@ -12,10 +12,11 @@ import json
 import logging
 import math
 import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, event, func, select, text
@@ -102,15 +103,31 @@ class GuildSettings:
 
 
 def _audit(guild_id: int, actor: str, action: str, item_id: str | None, **detail: Any) -> AuditRow:
-    return AuditRow(guild_id=guild_id, actor=actor, action=action, item_id=item_id,
-                    detail=json.dumps(detail, default=str) if detail else None, at=now())
+    return AuditRow(
+        guild_id=guild_id,
+        actor=actor,
+        action=action,
+        item_id=item_id,
+        detail=json.dumps(detail, default=str) if detail else None,
+        at=now(),
+    )
 
 
 def _item(row: ItemRow) -> Item:
     return Item(
-        row.pk, row.guild_id, row.item_id, row.name, row.category, row.price, row.url, row.description,
-        json.loads(row.attributes) if row.attributes else {}, row.content_hash, row.added_by,
-        row.added_at, row.updated_at,
+        row.pk,
+        row.guild_id,
+        row.item_id,
+        row.name,
+        row.category,
+        row.price,
+        row.url,
+        row.description,
+        json.loads(row.attributes) if row.attributes else {},
+        row.content_hash,
+        row.added_by,
+        row.added_at,
+        row.updated_at,
     )
 
 
@@ -170,7 +187,7 @@ class Store:
         self.session = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    async def open(cls, path: str | Path) -> "Store":
+    async def open(cls, path: str | Path) -> Store:
         path = Path(path)
         if path.parent and not path.parent.exists():
             raise DatabaseError(f"The folder for the database {path} does not exist.")
@@ -204,7 +221,13 @@ class Store:
         return out
 
     async def upsert_items(
-        self, guild_id: int, items: Sequence[NewItem], model: str, actor: str, *, replace: bool = True,
+        self,
+        guild_id: int,
+        items: Sequence[NewItem],
+        model: str,
+        actor: str,
+        *,
+        replace: bool = True,
         audit: str | None = None,
     ) -> list[tuple[Item, str]]:
         """Insert or update a batch in ONE transaction. Returns (item, "added"|"updated"|"unchanged").
@@ -231,8 +254,13 @@ class Store:
                     raise DuplicateItem(f"An item with id {f.item_id!r} already exists in this catalogue.")
                 attrs = json.dumps(f.attributes, sort_keys=True) if f.attributes else None
                 values: dict[str, Any] = dict(
-                    name=f.name, category=f.category, price=f.price, url=f.url, description=f.description,
-                    attributes=attrs, content_hash=new.content_hash,
+                    name=f.name,
+                    category=f.category,
+                    price=f.price,
+                    url=f.url,
+                    description=f.description,
+                    attributes=attrs,
+                    content_hash=new.content_hash,
                 )
                 if new.thumbnail is not None:
                     values["thumbnail"] = new.thumbnail
@@ -254,7 +282,9 @@ class Store:
                         row.updated_at = t
                 await s.flush()
                 if new.vector is not None:
-                    await s.merge(EmbeddingRow(item_pk=row.pk, model=model, dim=int(new.vector.shape[-1]), vector=encode_vector(new.vector)))
+                    await s.merge(
+                        EmbeddingRow(item_pk=row.pk, model=model, dim=int(new.vector.shape[-1]), vector=encode_vector(new.vector))
+                    )
                 if audit:
                     s.add(_audit(guild_id, actor, audit, f.item_id, name=f.name, category=f.category))
                 results.append((_item(row), status))
@@ -391,7 +421,9 @@ class Store:
 
     async def save_classifier(self, guild_id: int, model: str, fingerprint: str, method: str, blob: bytes) -> None:
         async with self.session() as s, s.begin():
-            await s.merge(ClassifierRow(guild_id=guild_id, model=model, fingerprint=fingerprint, method=method, blob=blob, trained_at=now()))
+            await s.merge(
+                ClassifierRow(guild_id=guild_id, model=model, fingerprint=fingerprint, method=method, blob=blob, trained_at=now())
+            )
 
     async def load_classifier(self, guild_id: int, model: str) -> ClassifierRow | None:
         async with self.session() as s:
@@ -402,7 +434,9 @@ class Store:
     async def guild_settings(self, guild_id: int) -> GuildSettings:
         async with self.session() as s:
             row = await s.get(GuildSettingsRow, guild_id)
-            watched = {c for (c,) in await s.execute(select(WatchedChannelRow.channel_id).where(WatchedChannelRow.guild_id == guild_id))}
+            watched = {
+                c for (c,) in await s.execute(select(WatchedChannelRow.channel_id).where(WatchedChannelRow.guild_id == guild_id))
+            }
         return GuildSettings(guild_id, row.k if row else None, row.moderator_role_id if row else None, watched)
 
     async def update_guild_settings(self, guild_id: int, **values: Any) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
@@ -184,8 +185,14 @@ class Harness:
         self.extra_users.append(user)
         return user
 
-    async def post(self, user: User, files: list[tuple[str, bytes] | tuple[str, bytes, str]], *,
-                   channel: Channel | None = None, content: str = "") -> Message:
+    async def post(
+        self,
+        user: User,
+        files: list[tuple[str, bytes] | tuple[str, bytes, str]],
+        *,
+        channel: Channel | None = None,
+        content: str = "",
+    ) -> Message:
         return await self.sandbox.post_message(channel or self.channel, user, content, attachments=files)
 
     async def reply_to(self, message: Message, timeout: float = 15.0) -> Message:
@@ -202,9 +209,17 @@ class Harness:
     def replies_to(self, message: Message) -> list[Message]:
         return [m for m in self.sandbox.bot_messages if m.reference_id == message.id and not m.deleted]
 
-    async def slash(self, user: User, command: str, options: dict[str, Any] | None = None, *,
-                    attachments: dict[str, Any] | None = None, guild: Guild | None = None,
-                    channel: Channel | None = None, timeout: float = 20.0) -> InteractionRecord:
+    async def slash(
+        self,
+        user: User,
+        command: str,
+        options: dict[str, Any] | None = None,
+        *,
+        attachments: dict[str, Any] | None = None,
+        guild: Guild | None = None,
+        channel: Channel | None = None,
+        timeout: float = 20.0,
+    ) -> InteractionRecord:
         guild = guild or self.guild
         channel = channel or (self.channel if guild is self.guild else self.channel_b)
         inter = await self.sandbox.invoke_slash(guild, channel, user, command, options, attachments=attachments)
@@ -240,8 +255,25 @@ def build_world(sandbox: DiscordSandbox, settings: Settings, options: BotOptions
     channel_b = sandbox.create_text_channel(guild_b, "photos")
     carol = sandbox.create_user("carol")
     sandbox.add_member(guild_b, carol)
-    return Harness(sandbox, settings, options, cache, bot_user, guild, channel, chat, mods, owner, mod, alice, bob,
-                   guild_b, channel_b, owner_b, carol)
+    return Harness(
+        sandbox,
+        settings,
+        options,
+        cache,
+        bot_user,
+        guild,
+        channel,
+        chat,
+        mods,
+        owner,
+        mod,
+        alice,
+        bob,
+        guild_b,
+        channel_b,
+        owner_b,
+        carol,
+    )
 
 
 MakeHarness = Callable[..., Awaitable[Harness]]
@@ -252,8 +284,14 @@ async def make_harness(tmp_path: Path, template_db: Path, backbones: dict[str, A
     """`await make_harness(options={...}, settings={...}, heartbeat=0.5, watch=True, db=None)`."""
     made: list[tuple[DiscordSandbox, Harness]] = []
 
-    async def make(*, options: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
-                   heartbeat: float = 0.5, watch: bool = True, db: Path | None = None) -> Harness:
+    async def make(
+        *,
+        options: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+        heartbeat: float = 0.5,
+        watch: bool = True,
+        db: Path | None = None,
+    ) -> Harness:
         path = db or copy_db(template_db, tmp_path / f"bot-{len(made)}.db")
         s = bot_settings(path, **(settings or {}))
         o = bot_options(s, **(options or {}))

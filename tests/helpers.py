@@ -158,7 +158,12 @@ def count(db: Path, sql: str, *params: Any) -> int:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """`lookalike ARGS` in a fresh interpreter (the console script's module)."""
     return subprocess.run(
-        [PYTHON, "-m", "bot.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env,
+        [PYTHON, "-m", "bot.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -180,7 +185,7 @@ class LoopLag:
             self.ticks += 1
             last = now
 
-    async def __aenter__(self) -> "LoopLag":
+    async def __aenter__(self) -> LoopLag:
         self._task = asyncio.get_running_loop().create_task(self._run())
         await asyncio.sleep(0)
         return self

@@ -10,9 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from helpers import backbone, demo_photos
 from PIL import Image
 
-from helpers import backbone, demo_photos
 from recommender.batcher import Batcher
 from recommender.errors import Busy
 

@@ -4,15 +4,16 @@ options, and the renderer's limits."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import dataclasses
 import datetime as dt
+import gc
 import os
 import signal
 import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import BOT_COMMANDS, Harness, bot_options, bot_settings, copy_db, held_out, jpeg, listed, wait_for_typing
 
 from bot import render
 from bot.app import run
@@ -24,7 +25,6 @@ from bot.cogs.utils.items import make_item_id, slugify
 from bot.cogs.utils.options import BotOptions
 from bot.sandbox import DiscordSandbox
 from bot.sandbox.limits import ApiError, validate_message
-from conftest import BOT_COMMANDS, Harness, bot_options, bot_settings, copy_db, held_out, jpeg, listed, wait_for_typing
 from recommender.classify import Prediction
 from recommender.config import DEFAULT_GUILD, load_settings
 from recommender.engine import ImportSummary, Match, SimilarResult
@@ -36,9 +36,12 @@ pytestmark = pytest.mark.timeout(120)
 
 async def test_restart_with_the_same_database_keeps_catalogue_and_settings(harness: Harness) -> None:
     h = harness
-    added = await h.slash(h.owner, "catalog add", {"name": "Linen Shirt", "category": "shirt"},
-                          attachments={"image": jpeg(held_out("shirt")[0])})
-    await h.slash(h.owner, "catalog add", {"name": "Silk Shirt", "category": "shirt"}, attachments={"image": jpeg(held_out("shirt")[1])})
+    added = await h.slash(
+        h.owner, "catalog add", {"name": "Linen Shirt", "category": "shirt"}, attachments={"image": jpeg(held_out("shirt")[0])}
+    )
+    await h.slash(
+        h.owner, "catalog add", {"name": "Silk Shirt", "category": "shirt"}, attachments={"image": jpeg(held_out("shirt")[1])}
+    )
     item_id = next(f["value"] for f in added.messages[0].embeds[0]["fields"] if f["name"] == "ID").strip("`")
     await h.slash(h.owner, "config k", {"n": 1})
     await h.restart()
@@ -108,13 +111,17 @@ async def test_run_answers_then_shuts_down_cleanly_on_sigterm(tmp_path: Path, te
         con.close()
 
 
-def test_lookalike_run_console_script_without_a_token_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_lookalike_run_console_script_without_a_token_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
     assert lookalike(["run"]) == 2
     assert "DISCORD_TOKEN is not set" in capsys.readouterr().err
 
 
-def test_main_with_a_bad_config_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_main_with_a_bad_config_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     monkeypatch.setenv("DISCORD_TOKEN", "x.y.z")
     assert lookalike(["run", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -130,7 +137,13 @@ def test_bot_options_from_config_file_and_environment(tmp_path: Path) -> None:
     settings = load_settings(cfg, env={})
     opts = BotOptions.from_settings(settings, env={"LOOKALIKE_COOLDOWN_RATE": "7", "LOOKALIKE_SYNC_COMMANDS": "no"})
     assert settings.k == 3
-    assert (opts.cooldown_rate, opts.cooldown_per_s, opts.sync_guilds, opts.currency, opts.sync_commands) == (7, 5.5, (1, 2), "€", False)
+    assert (opts.cooldown_rate, opts.cooldown_per_s, opts.sync_guilds, opts.currency, opts.sync_commands) == (
+        7,
+        5.5,
+        (1, 2),
+        "€",
+        False,
+    )
     assert BotOptions.from_settings(load_settings(env={}), env={}) == BotOptions()
     with pytest.raises(BadOption, match="max_attachments"):
         BotOptions.from_settings(settings, env={"LOOKALIKE_MAX_ATTACHMENTS": "11"})
@@ -196,8 +209,21 @@ def test_item_ids_are_readable_and_unique() -> None:
 def _item(n: int, long: bool) -> Item:
     text = ("Extremely long product name with *markdown* and [brackets] " * 10) if long else f"Item {n}"
     t = dt.datetime(2024, 1, 1)
-    return Item(n, 1, f"{'x' * 90 if long else 'id'}-{n}", text, "category-" + "c" * (80 if long else 1), 1234.5,
-                "https://shop.example/" + "p" * (250 if long else 1), "d" * 2000, {}, "h", "user:1", t, t)
+    return Item(
+        n,
+        1,
+        f"{'x' * 90 if long else 'id'}-{n}",
+        text,
+        "category-" + "c" * (80 if long else 1),
+        1234.5,
+        "https://shop.example/" + "p" * (250 if long else 1),
+        "d" * 2000,
+        {},
+        "h",
+        "user:1",
+        t,
+        t,
+    )
 
 
 @pytest.mark.parametrize("long", [False, True])
@@ -231,8 +257,9 @@ def test_item_embed_escapes_before_clipping_and_stays_within_limits(text: str) -
     """Markdown escapes double a value's length: clipping must come after escaping (a 400 otherwise)."""
     t = dt.datetime(2024, 1, 1)
     attributes = {"": "blank key", "   ": "blank too", **{f"{text[:300]}{i}": text for i in range(12)}}
-    worst = Item(1, 1, "`" + "x" * 300, text, text, 1e9, "https://shop.example/" + "p" * 270, text, attributes,
-                 "h", "x" * 300, t, t)
+    worst = Item(
+        1, 1, "`" + "x" * 300, text, text, 1e9, "https://shop.example/" + "p" * 270, text, attributes, "h", "x" * 300, t, t
+    )
     for title in (None, "Added to the catalogue"):
         reply = render.item_embed(worst, thumbnail=b"jpeg", title=title)
         [embed] = reply.embeds

@@ -9,14 +9,15 @@ import io
 import logging
 import time
 import zipfile
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiohttp import web
+from conftest import TRAIN_IDS, Harness, MakeHarness, demo_split, embed_text, held_out, jpeg, listed
 
 from bot.sandbox import CommandNotAvailable, InteractionRecord, Message
 from bot.sandbox.permissions import Perm
-from conftest import TRAIN_IDS, Harness, MakeHarness, demo_split, embed_text, held_out, jpeg, listed
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -73,8 +74,16 @@ async def test_add_show_edit_list_remove_with_audit_log(harness: Harness) -> Non
     rec = h.rec
     assert rec is not None
     photo = held_out("shoes")[0]
-    added = await add(h, h.owner, photo, "Blue Suede Boots", "shoes", price=89.5, url="https://shop.example/boots",
-                      description="Soft suede, size 42")
+    added = await add(
+        h,
+        h.owner,
+        photo,
+        "Blue Suede Boots",
+        "shoes",
+        price=89.5,
+        url="https://shop.example/boots",
+        description="Soft suede, size 42",
+    )
     text = ephemeral_text(added)
     assert "Added to the catalogue" in text and "own catalogue" in text  # the first item switches catalogues
     item_id = field(added.messages[0], "ID").strip("`")
@@ -242,7 +251,7 @@ async def run_import(h: Harness, user: Any, file: tuple[str, bytes, str]) -> tup
             text = shown()
             if text:
                 seen.append((time.monotonic(), text))
-            await h.sandbox.wait_until(lambda: shown() != text, 60)
+            await h.sandbox.wait_until(lambda text=text: shown() != text, 60)
 
     watcher = asyncio.create_task(watch())
     try:
@@ -255,8 +264,18 @@ async def run_import(h: Harness, user: Any, file: tuple[str, bytes, str]) -> tup
 async def test_csv_import_with_image_urls(make_harness: MakeHarness, image_server: str) -> None:
     h = await make_harness(options={"fetch_timeout_s": 1.0, "fetch_private_urls": True}, settings={"max_image_bytes": 300_000})
     photos = demo_split()[0]
-    rows = [dict(id=f"sku-{i}", name=f"Item {i}", category=p.parent.name, price=f"{10 + i}.00", url=f"https://shop.example/{i}",
-                 description="", image_url=f"{image_server}/img/{p.name}") for i, p in enumerate(photos[::7])]
+    rows = [
+        dict(
+            id=f"sku-{i}",
+            name=f"Item {i}",
+            category=p.parent.name,
+            price=f"{10 + i}.00",
+            url=f"https://shop.example/{i}",
+            description="",
+            image_url=f"{image_server}/img/{p.name}",
+        )
+        for i, p in enumerate(photos[::7])
+    ]
     good = len(rows)
     rows += [
         dict(id="gone", name="Gone", category="hat", image_url=f"{image_server}/img/nothing.jpg"),
@@ -274,8 +293,19 @@ async def test_csv_import_with_image_urls(make_harness: MakeHarness, image_serve
     s = summary.embeds[0]
     assert field(summary, "Added") == str(good) and field(summary, "Failed") == "6"
     failures = s["description"]
-    for expected in ("`gone`", "HTTP 404", "`local`", "not a web address", "`big`", "limit", "`slow`",
-                     "did not answer within 1s", "`cheap`", "price 'free' is not a number", "the id is empty"):
+    for expected in (
+        "`gone`",
+        "HTTP 404",
+        "`local`",
+        "not a web address",
+        "`big`",
+        "limit",
+        "`slow`",
+        "did not answer within 1s",
+        "`cheap`",
+        "price 'free' is not a number",
+        "the id is empty",
+    ):
         assert expected in failures, (expected, failures)
     items, total, _ = await h.rec.list_items(guild_id=h.guild.id, per_page=100)  # type: ignore[union-attr]
     assert total == good and {i.item_id for i in items} == {r["id"] for r in rows[:good]}
@@ -291,9 +321,11 @@ async def test_csv_import_with_image_urls(make_harness: MakeHarness, image_serve
 async def test_csv_import_refuses_private_addresses_by_default(harness: Harness, image_server: str) -> None:
     h = harness
     photo = demo_split()[0][0].name
-    rows = [dict(id="local", name="Local", category="hat", image_url=f"{image_server}/img/{photo}"),
-            dict(id="meta", name="Metadata", category="hat", image_url="http://169.254.169.254/latest/meta-data/"),
-            dict(id="ftp", name="Ftp", category="hat", image_url=f"ftp://example.com/{photo}")]
+    rows = [
+        dict(id="local", name="Local", category="hat", image_url=f"{image_server}/img/{photo}"),
+        dict(id="meta", name="Metadata", category="hat", image_url="http://169.254.169.254/latest/meta-data/"),
+        dict(id="ftp", name="Ftp", category="hat", image_url=f"ftp://example.com/{photo}"),
+    ]
     inter, _ = await run_import(h, h.owner, ("items.csv", manifest(rows), "text/csv"))
     failures = inter.followups[0].embeds[0]["description"]
     assert field(inter.followups[0], "Added") == "0" and field(inter.followups[0], "Failed") == "3"
@@ -310,13 +342,16 @@ async def test_zip_import_progress_is_throttled(make_harness: MakeHarness) -> No
         for i in range(150):  # three batches of the importer: several progress updates
             p = photos[i % len(photos)]
             zf.writestr(f"images/{i}-{p.name}", p.read_bytes())
-            rows.append(dict(id=f"z{i}", name=f"Zip item {i}", category=p.parent.name, image_url="", price="",
-                             url="", description=""))
+            rows.append(
+                dict(id=f"z{i}", name=f"Zip item {i}", category=p.parent.name, image_url="", price="", url="", description="")
+            )
         text = io.StringIO()
         w = csv.DictWriter(text, fieldnames=["id", "name", "category", "path"])
         w.writeheader()
-        w.writerows({"id": r["id"], "name": r["name"], "category": r["category"], "path": f"images/{i}-{photos[i % len(photos)].name}"}
-                    for i, r in enumerate(rows))
+        w.writerows(
+            {"id": r["id"], "name": r["name"], "category": r["category"], "path": f"images/{i}-{photos[i % len(photos)].name}"}
+            for i, r in enumerate(rows)
+        )
         zf.writestr("catalogue.csv", text.getvalue())
     inter, progress = await run_import(h, h.owner, ("catalogue.zip", buf.getvalue(), "application/zip"))
     assert field(inter.followups[0], "Added") == "150" and field(inter.followups[0], "Failed") == "0"
@@ -329,7 +364,9 @@ async def test_zip_import_progress_is_throttled(make_harness: MakeHarness) -> No
 
 async def test_import_rejects_unusable_files(harness: Harness) -> None:
     h = harness
-    wrong = await h.slash(h.owner, "catalog import", attachments={"file": ("items.xlsx", b"PK\x03\x04", "application/octet-stream")})
+    wrong = await h.slash(
+        h.owner, "catalog import", attachments={"file": ("items.xlsx", b"PK\x03\x04", "application/octet-stream")}
+    )
     assert "Upload a .csv file" in ephemeral_text(wrong)
     not_zip = await h.slash(h.owner, "catalog import", attachments={"file": ("items.zip", b"not a zip", "application/zip")})
     assert "not a valid ZIP" in ephemeral_text(not_zip)
@@ -343,22 +380,29 @@ async def test_import_rejects_unusable_files(harness: Harness) -> None:
 async def test_import_with_too_many_rows_points_to_the_cli(make_harness: MakeHarness) -> None:
     h = await make_harness(options={"import_max_rows": 3})
     rows = [dict(id=f"r{i}", name=f"Row {i}", category="hat", image_url=f"https://img.example/{i}.jpg") for i in range(4)]
-    refused = ephemeral_text(await h.slash(h.owner, "catalog import", attachments={"file": ("big.csv", manifest(rows), "text/csv")}))
+    refused = ephemeral_text(
+        await h.slash(h.owner, "catalog import", attachments={"file": ("big.csv", manifest(rows), "text/csv")})
+    )
     assert "more than 3 rows" in refused and f"lookalike import --guild {h.guild.id}" in refused
     assert (await h.rec.stats(guild_id=h.guild.id))["catalogue"] == "default"  # type: ignore[union-attr]  # nothing imported
     h.assert_clean()
 
 
 async def test_an_import_that_outlives_its_interaction_token_is_saved_and_logged(
-        make_harness: MakeHarness, image_server: str, caplog: pytest.LogCaptureFixture) -> None:
+    make_harness: MakeHarness, image_server: str, caplog: pytest.LogCaptureFixture
+) -> None:
     h = await make_harness(options={"fetch_private_urls": True, "fetch_timeout_s": 5.0, "progress_interval_s": 0.2})
     h.sandbox.followup_ttl = 1.0  # Discord's 15 minutes, shortened
     caplog.set_level(logging.INFO)
     photos = demo_split()[0]
     rows = [dict(id="slow", name="Slow", category="hat", image_url=f"{image_server}/slow.jpg")]  # answers after 2 s
-    rows += [dict(id=f"ok{i}", name=f"Ok {i}", category=p.parent.name, image_url=f"{image_server}/img/{p.name}")
-             for i, p in enumerate(photos[:3])]
-    inter = await h.sandbox.invoke_slash(h.guild, h.channel, h.owner, "catalog import", attachments={"file": ("late.csv", manifest(rows), "text/csv")})
+    rows += [
+        dict(id=f"ok{i}", name=f"Ok {i}", category=p.parent.name, image_url=f"{image_server}/img/{p.name}")
+        for i, p in enumerate(photos[:3])
+    ]
+    inter = await h.sandbox.invoke_slash(
+        h.guild, h.channel, h.owner, "catalog import", attachments={"file": ("late.csv", manifest(rows), "text/csv")}
+    )
     outlived = [r for r in caplog.records if "outlived its interaction" in r.getMessage()]
     for _ in range(200):
         if outlived:

@@ -10,11 +10,22 @@ from aiohttp import web
 from bot.cogs.utils.attachments import UrlFetcher, fetch_session, is_public
 
 
-@pytest.mark.parametrize("address, public", [
-    ("93.184.216.34", True), ("2606:4700::1111", True),
-    ("127.0.0.1", False), ("10.1.2.3", False), ("169.254.169.254", False), ("::1", False), ("fe80::1%eth0", False),
-    ("::ffff:127.0.0.1", False), ("64:ff9b::a9fe:a9fe", False), ("2002:7f00:1::1", False), ("224.0.0.1", False),
-])
+@pytest.mark.parametrize(
+    "address, public",
+    [
+        ("93.184.216.34", True),
+        ("2606:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("169.254.169.254", False),
+        ("::1", False),
+        ("fe80::1%eth0", False),
+        ("::ffff:127.0.0.1", False),
+        ("64:ff9b::a9fe:a9fe", False),
+        ("2002:7f00:1::1", False),
+        ("224.0.0.1", False),
+    ],
+)
 def test_is_public_sees_through_ipv6_wrappers(address: str, public: bool) -> None:
     assert is_public(address) is public
 

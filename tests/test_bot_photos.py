@@ -8,11 +8,11 @@ import logging
 import os
 
 import pytest
+from conftest import CATEGORIES, TRAIN_IDS, Harness, MakeHarness, demo_split, held_out, jpeg, listed
 from PIL import Image
 
-from conftest import CATEGORIES, TRAIN_IDS, Harness, MakeHarness, demo_split, held_out, jpeg, listed
-
 pytestmark = pytest.mark.timeout(120)
+
 
 async def quiet_period(h: Harness, seconds: float = 0.6) -> None:
     """Let the bot finish anything it might still send."""
@@ -76,8 +76,10 @@ async def test_unwatched_channels_text_other_files_and_bots_are_ignored(harness:
 async def test_mentioning_the_bot_is_not_a_command_and_not_an_error(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
     h = harness
     caplog.set_level(logging.WARNING)
-    mentions = [await h.post(h.alice, [], content=f"<@{h.bot_user.id}> thanks!"),
-                await h.post(h.alice, [], content=f"<@!{h.bot_user.id}> help", channel=h.chat)]
+    mentions = [
+        await h.post(h.alice, [], content=f"<@{h.bot_user.id}> thanks!"),
+        await h.post(h.alice, [], content=f"<@!{h.bot_user.id}> help", channel=h.chat),
+    ]
     answered = await h.ask(h.bob, [jpeg(held_out("hat")[0])])  # photo replies still work
     assert answered.embeds
     await quiet_period(h)
@@ -93,7 +95,11 @@ async def test_several_photos_in_one_message_get_one_reply(make_harness: MakeHar
     reply = await h.reply_to(msg)
     await quiet_period(h)
     assert h.replies_to(msg) == [reply]
-    assert len(reply.embeds) == 3 and [a.filename for a in reply.attachments] == ["matches-1.jpg", "matches-2.jpg", "matches-3.jpg"]
+    assert len(reply.embeds) == 3 and [a.filename for a in reply.attachments] == [
+        "matches-1.jpg",
+        "matches-2.jpg",
+        "matches-3.jpg",
+    ]
     assert [e["author"]["name"].split(" · ")[0] for e in reply.embeds] == ["Photo 1", "Photo 2", "Photo 3"]
     assert all(len(listed(e)) == h.settings.k for e in reply.embeds)
     assert "only look at the first 3 photos" in reply.content
@@ -106,7 +112,9 @@ def png_of_size(width: int, height: int) -> bytes:
     return out.getvalue()
 
 
-async def test_bad_attachments_get_a_friendly_note_and_no_traceback(make_harness: MakeHarness, caplog: pytest.LogCaptureFixture) -> None:
+async def test_bad_attachments_get_a_friendly_note_and_no_traceback(
+    make_harness: MakeHarness, caplog: pytest.LogCaptureFixture
+) -> None:
     h = await make_harness(settings={"max_image_bytes": 300_000, "max_image_pixels": 2_000_000})
     good = held_out("shorts")[0].read_bytes()
     bad = {

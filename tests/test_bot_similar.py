@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import TRAIN_IDS, Harness, demo_split, embed_text, held_out, jpeg, listed
 
 from bot.sandbox import MessageFlag
-from conftest import TRAIN_IDS, Harness, demo_split, embed_text, held_out, jpeg, listed
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,7 +55,9 @@ async def test_similar_errors_are_sentences(harness: Harness) -> None:
     h = harness
     unknown = await h.slash(h.alice, "similar-item", {"item": "no-such-item"})
     assert unknown.messages[-1].content == "There is no item 'no-such-item' in this catalogue."
-    broken = await h.slash(h.alice, "similar", attachments={"image": ("photo.jpg", b"\xff\xd8\xff" + b"\x00" * 500, "image/jpeg")})
+    broken = await h.slash(
+        h.alice, "similar", attachments={"image": ("photo.jpg", b"\xff\xd8\xff" + b"\x00" * 500, "image/jpeg")}
+    )
     text = broken.messages[-1].content
     assert text and "Traceback" not in text and len(text) < 200
     for inter in (unknown, broken):

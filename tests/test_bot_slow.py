@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from conftest import MakeHarness, build_catalogue, held_out, jpeg, listed
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 async def test_pretrained_backbone_answers_a_held_out_shoe_with_shoes(
-    make_harness: MakeHarness, tmp_path: Path, backbones: dict[str, Any],
+    make_harness: MakeHarness,
+    tmp_path: Path,
+    backbones: dict[str, Any],
 ) -> None:
     import asyncio
 

@@ -18,9 +18,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
-
-from bot.cli import main
 from helpers import (
     DEMO_CATEGORIES,
     FASHION,
@@ -35,6 +32,9 @@ from helpers import (
     styles_rows,
     write_kaggle_subset,
 )
+from PIL import Image
+
+from bot.cli import main
 from recommender.importer import records_from_folder
 
 COMMANDS = ["import", "similar", "classify", "remove", "stats", "export", "evaluate", "run", "health", "demo"]
@@ -176,8 +176,20 @@ def test_export_writes_items_and_vectors_to_parquet(db: Path, tmp_path: Path, ca
     assert rc == 0, err
     assert out.strip() == f"exported 120 items (tiny vectors) to {out_file}"
     table = pq.read_table(out_file)
-    assert table.column_names == ["id", "name", "category", "price", "url", "description", "attributes",
-                                  "content_hash", "added_by", "added_at", "model", "vector"]
+    assert table.column_names == [
+        "id",
+        "name",
+        "category",
+        "price",
+        "url",
+        "description",
+        "attributes",
+        "content_hash",
+        "added_by",
+        "added_at",
+        "model",
+        "vector",
+    ]
     assert table.num_rows == 120
     rows = table.to_pylist()
     assert sorted(r["id"] for r in rows) == sorted(demo_item_id(p) for p in demo_photos())
@@ -187,6 +199,7 @@ def test_export_writes_items_and_vectors_to_parquet(db: Path, tmp_path: Path, ca
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=2e-3)
     # the vector of a photo is the one the model gives it (to float16 precision)
     from helpers import backbone
+
     from recommender.images import load_image
 
     photo = demo_photos("pants")[0]
@@ -234,8 +247,10 @@ def error_cases(tmp_path: Path, db: Path) -> list[tuple[list, str]]:
         (["similar", tmp_path / "missing.jpg", "--db", db], f"File not found: '{tmp_path / 'missing.jpg'}'."),
         (["similar", notes, "--db", db], "This file is not an image (it looks like a text file)."),
         (["classify", tmp_path, "--db", db], "is a folder, not an image file."),
-        (["similar", demo_photos("hat")[0], "--db", db, "--model", "nope"],
-         "Unknown model 'nope'. Available: vgg16, resnet50, efficientnet-lite0, tiny."),
+        (
+            ["similar", demo_photos("hat")[0], "--db", db, "--model", "nope"],
+            "Unknown model 'nope'. Available: vgg16, resnet50, efficientnet-lite0, tiny.",
+        ),
         (["similar", demo_photos("hat")[0], "--db", db, "-k", "30"], "k must be between 1 and 25."),
         (["remove", "no-such-item", "--db", db], "There is no item 'no-such-item' in this catalogue."),
         (["import", tmp_path / "nowhere", "--db", db], "does not exist."),
@@ -256,8 +271,18 @@ def test_errors_are_one_line_for_people_with_exit_code_1(db: Path, tmp_path: Pat
         assert "Traceback" not in err and out == ""
 
 
-@pytest.mark.parametrize("args", [[], ["nope"], ["similar"], ["similar", "x.jpg", "-k", "abc"], ["export"],
-                                  ["stats", "--guild", "abc"], ["similar", "x.jpg", "--pooling", "max"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["nope"],
+        ["similar"],
+        ["similar", "x.jpg", "-k", "abc"],
+        ["export"],
+        ["stats", "--guild", "abc"],
+        ["similar", "x.jpg", "--pooling", "max"],
+    ],
+)
 def test_usage_errors_exit_2(args: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as e:
         main(args)
@@ -377,8 +402,19 @@ def test_efficientnet_lite0_on_a_kaggle_styles_csv(tmp_path: Path, capsys) -> No
     rows = styles_rows(["Shirts", "Jeans", "Watches", "Casual Shoes"], 40)
     manifest = write_kaggle_subset(tmp_path / "kaggle", rows)
     db = tmp_path / "products.db"
-    rc, out, err = cli(capsys, "import", manifest, "--model", "efficientnet-lite0", "--db", db,
-                       "--category-column", "articleType", "--name-column", "productDisplayName")
+    rc, out, err = cli(
+        capsys,
+        "import",
+        manifest,
+        "--model",
+        "efficientnet-lite0",
+        "--db",
+        db,
+        "--category-column",
+        "articleType",
+        "--name-column",
+        "productDisplayName",
+    )
     assert rc == 0, err
     assert out.startswith("added 160, updated 0, unchanged 0, failed 0 in ")
     assert "classifier: linear over 4 categories" in out
@@ -398,7 +434,9 @@ def test_efficientnet_lite0_on_a_kaggle_styles_csv(tmp_path: Path, capsys) -> No
         assert label == "Shirts" and float(prob) >= 0.5
 
 
-def test_an_output_path_that_cannot_be_written_is_one_sentence(db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_output_path_that_cannot_be_written_is_one_sentence(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc, _, err = cli(capsys, "export", "--db", db, "--out", tmp_path / "missing" / "x.parquet")
     assert rc == 1
     assert err.startswith("lookalike: ") and "missing" in err and len(err.strip().splitlines()) == 1

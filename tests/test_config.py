@@ -24,20 +24,36 @@ def test_defaults_without_file_or_environment() -> None:
 
 
 def test_environment_values_are_converted() -> None:
-    s = load_settings(env={
-        "LOOKALIKE_DB": "~/shop/catalogue.db", "LOOKALIKE_MODEL": "efficientnet-lite0", "LOOKALIKE_WORKERS": "4",
-        "LOOKALIKE_THRESHOLD": "0.7", "LOOKALIKE_BATCH_WAIT_MS": "2.5", "LOOKALIKE_WEIGHTS": "",
-        "LOOKALIKE_POOLING": "flatten", "UNRELATED": "x",
-    })
+    s = load_settings(
+        env={
+            "LOOKALIKE_DB": "~/shop/catalogue.db",
+            "LOOKALIKE_MODEL": "efficientnet-lite0",
+            "LOOKALIKE_WORKERS": "4",
+            "LOOKALIKE_THRESHOLD": "0.7",
+            "LOOKALIKE_BATCH_WAIT_MS": "2.5",
+            "LOOKALIKE_WEIGHTS": "",
+            "LOOKALIKE_POOLING": "flatten",
+            "UNRELATED": "x",
+        }
+    )
     assert s.db == Path("~/shop/catalogue.db").expanduser() and not str(s.db).startswith("~")
     assert (s.model, s.workers, s.threshold, s.batch_wait_ms, s.weights, s.pooling) == (
-        "efficientnet-lite0", 4, 0.7, 2.5, None, "flatten")
+        "efficientnet-lite0",
+        4,
+        0.7,
+        2.5,
+        None,
+        "flatten",
+    )
     assert isinstance(s.workers, int) and isinstance(s.threshold, float)
 
 
 def test_a_toml_file_with_unknown_keys_kept_as_extra(tmp_path: Path) -> None:
-    f = toml(tmp_path / "lookalike.toml", 'db = "shop.db"\nmodel = "tiny"\nbatch-size = 8\nk = 7\n'
-             'retrain_delay_s = 1.5\nwatch_channels = [1, 2]\n[discord]\nprefix = "!"\n')
+    f = toml(
+        tmp_path / "lookalike.toml",
+        'db = "shop.db"\nmodel = "tiny"\nbatch-size = 8\nk = 7\n'
+        'retrain_delay_s = 1.5\nwatch_channels = [1, 2]\n[discord]\nprefix = "!"\n',
+    )
     s = load_settings(f, env={})
     assert (s.db, s.model, s.batch_size, s.k, s.retrain_delay_s) == (Path("shop.db"), "tiny", 8, 7, 1.5)
     assert s.extra == {"watch_channels": [1, 2], "discord": {"prefix": "!"}}
@@ -56,17 +72,20 @@ def test_precedence_file_then_environment_then_overrides(tmp_path: Path) -> None
     assert s.replace(k=None, workers=1) == Settings(**{**s.__dict__, "workers": 1})
 
 
-@pytest.mark.parametrize("env, words", [
-    ({"LOOKALIKE_WORKERS": "two"}, "'workers' has an invalid value 'two'"),
-    ({"LOOKALIKE_WORKERS": "2.5"}, "'workers' has an invalid value '2.5'"),
-    ({"LOOKALIKE_WORKERS": "0"}, "workers must be at least 1"),
-    ({"LOOKALIKE_K": "-3"}, "k must be at least 1"),
-    ({"LOOKALIKE_THRESHOLD": "1.5"}, "threshold must be between 0 and 1"),
-    ({"LOOKALIKE_THRESHOLD": "nan"}, "threshold must be between 0 and 1"),
-    ({"LOOKALIKE_THRESHOLD": "high"}, "'threshold' has an invalid value"),
-    ({"LOOKALIKE_POOLING": "max"}, "pooling must be 'gap' or 'flatten'"),
-    ({"LOOKALIKE_CONFIG": "/nowhere/lookalike.toml"}, "Config file /nowhere/lookalike.toml does not exist"),
-])
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        ({"LOOKALIKE_WORKERS": "two"}, "'workers' has an invalid value 'two'"),
+        ({"LOOKALIKE_WORKERS": "2.5"}, "'workers' has an invalid value '2.5'"),
+        ({"LOOKALIKE_WORKERS": "0"}, "workers must be at least 1"),
+        ({"LOOKALIKE_K": "-3"}, "k must be at least 1"),
+        ({"LOOKALIKE_THRESHOLD": "1.5"}, "threshold must be between 0 and 1"),
+        ({"LOOKALIKE_THRESHOLD": "nan"}, "threshold must be between 0 and 1"),
+        ({"LOOKALIKE_THRESHOLD": "high"}, "'threshold' has an invalid value"),
+        ({"LOOKALIKE_POOLING": "max"}, "pooling must be 'gap' or 'flatten'"),
+        ({"LOOKALIKE_CONFIG": "/nowhere/lookalike.toml"}, "Config file /nowhere/lookalike.toml does not exist"),
+    ],
+)
 def test_bad_values_are_bad_options(env: dict[str, str], words: str) -> None:
     with pytest.raises(BadOption) as e:
         load_settings(env=env)

@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
-from PIL import Image, ImageOps
-
 from helpers import (
     DEMO_CATEGORIES,
     LoopLag,
@@ -27,6 +25,8 @@ from helpers import (
     open_rec,
     settings,
 )
+from PIL import Image, ImageOps
+
 from recommender.classify import classifier_from_bytes
 from recommender.errors import BadImage, BadOption, CatalogEmpty, DuplicateItem, ImageTooLarge, ItemNotFound
 from recommender.importer import records_from_folder
@@ -488,7 +488,8 @@ async def test_two_adds_of_the_same_id_at_once_give_one_item_and_a_sentence(rec)
     photo = as_png(demo_photos("hat")[0])
     fields = ItemFields("dup-1", "Twin hat", "hat")
     outcomes = await asyncio.gather(
-        rec.add_item(photo, fields, guild_id=77, actor="a"), rec.add_item(photo, fields, guild_id=77, actor="b"),
+        rec.add_item(photo, fields, guild_id=77, actor="a"),
+        rec.add_item(photo, fields, guild_id=77, actor="b"),
         return_exceptions=True,
     )
     assert sorted(type(o).__name__ for o in outcomes) == ["DuplicateItem", "Item"]
@@ -531,8 +532,10 @@ async def test_loading_a_large_catalogue_does_not_stall_the_loop(tmp_path: Path)
         [(i + 1, f"i{i}", f"c{i % 50}", f"{i:064x}") for i in range(n)],
     )
     vecs = rng.standard_normal((n, dim)).astype(np.float32)
-    con.executemany("INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'tiny', ?, ?)",
-                    [(i + 1, dim, encode_vector(v)) for i, v in enumerate(vecs)])
+    con.executemany(
+        "INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'tiny', ?, ?)",
+        [(i + 1, dim, encode_vector(v)) for i, v in enumerate(vecs)],
+    )
     con.commit()
     con.close()
     store = await Store.open(tmp_path / "big.db")
@@ -554,7 +557,9 @@ async def test_a_loaded_catalogue_notices_another_writer_without_refresh(tmp_pat
         assert len(before.matches) == 12
         other = await open_rec(db)
         try:
-            await other.add_item(as_png(demo_photos("shoes")[0]), ItemFields("extra-hat", "Extra hat", "hat"), guild_id=0, actor="cli")
+            await other.add_item(
+                as_png(demo_photos("shoes")[0]), ItemFields("extra-hat", "Extra hat", "hat"), guild_id=0, actor="cli"
+            )
         finally:
             await other.close()
         after = await rec.similar(query, k=25, category="hat")

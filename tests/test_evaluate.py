@@ -153,10 +153,12 @@ def test_classification_metrics_by_hand():
     assert r.confusion.dtype == np.int64
     np.testing.assert_array_equal(
         r.confusion,
-        [[2, 1, 0, 0, 0],
-         [0, 1, 0, 0, 1],  # the None ("not sure") lands in the last column
-         [1, 0, 0, 0, 0],
-         [0, 0, 0, 0, 0]],
+        [
+            [2, 1, 0, 0, 0],
+            [0, 1, 0, 0, 1],  # the None ("not sure") lands in the last column
+            [1, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0],
+        ],
     )
     assert r.accuracy == pytest.approx(3 / 6)
     assert r.coverage == pytest.approx(5 / 6) and r.sure_accuracy == pytest.approx(3 / 5)
@@ -253,6 +255,8 @@ def test_write_report_makes_png_and_html(tmp_path):
         with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
             assert im.width > 0
 
-    without = write_report(tmp_path / "bare", title="No classifier", metrics={"precision@1": 0.5}, classification=None, examples=[])
+    without = write_report(
+        tmp_path / "bare", title="No classifier", metrics={"precision@1": 0.5}, classification=None, examples=[]
+    )
     assert "confusion.png" not in without and without["report.png"].exists()
     assert "0.5000" in without["report.html"].read_text(encoding="utf-8")

@@ -91,8 +91,18 @@ def test_every_format_decodes_to_rgb_and_is_sniffed(photo: Image.Image, fmt: str
 
 @pytest.mark.parametrize(
     "mode, fmt",
-    [("L", "PNG"), ("L", "JPEG"), ("1", "PNG"), ("1", "TIFF"), ("P", "PNG"), ("LA", "PNG"),
-     ("CMYK", "JPEG"), ("CMYK", "TIFF"), ("RGBA", "BMP"), ("YCbCr", "TIFF")],
+    [
+        ("L", "PNG"),
+        ("L", "JPEG"),
+        ("1", "PNG"),
+        ("1", "TIFF"),
+        ("P", "PNG"),
+        ("LA", "PNG"),
+        ("CMYK", "JPEG"),
+        ("CMYK", "TIFF"),
+        ("RGBA", "BMP"),
+        ("YCbCr", "TIFF"),
+    ],
 )
 def test_modes_become_rgb(photo: Image.Image, mode: str, fmt: str) -> None:
     src = photo.convert(mode)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from helpers import demo_photos, needs_fashion, open_rec, styles_rows, write_kaggle_subset
+
 from recommender.errors import BadManifest, ImageTooLarge
 from recommender.images import decode_image, read_source
 from recommender.importer import (
@@ -72,17 +72,26 @@ def test_csv_with_its_own_column_names(tmp_path: Path) -> None:
     (tmp_path / "pics").mkdir()
     for p in photos:
         shutil.copyfile(p, tmp_path / "pics" / p.name)
-    manifest = write_csv(tmp_path / "shop.csv", ["sku", "picture", "title", "kind", "cost", "link", "colour", "size"], [
-        ["S-1", f"pics/{photos[0].name}", "Runner", "Shoes", "$1,299.50", "https://shop.example/s1", "red", "42"],
-        ["S-2", str(tmp_path / "pics" / photos[1].name), "Walker", "Shoes", "", "", "blue", ""],
-        ["S-3", "https://cdn.example/s3.jpg", "", "Shoes", "19", "", "", ""],
-    ])
+    manifest = write_csv(
+        tmp_path / "shop.csv",
+        ["sku", "picture", "title", "kind", "cost", "link", "colour", "size"],
+        [
+            ["S-1", f"pics/{photos[0].name}", "Runner", "Shoes", "$1,299.50", "https://shop.example/s1", "red", "42"],
+            ["S-2", str(tmp_path / "pics" / photos[1].name), "Walker", "Shoes", "", "", "blue", ""],
+            ["S-3", "https://cdn.example/s3.jpg", "", "Shoes", "19", "", "", ""],
+        ],
+    )
     cols = Columns(id="sku", path="picture", name="title", category="kind", price="cost", url="link")
     recs = list(records_from_manifest(manifest, cols))
     assert [r.error for r in recs] == [None, None, None]
     s1, s2, s3 = recs
     assert (s1.fields.item_id, s1.fields.name, s1.fields.category, s1.fields.price, s1.fields.url) == (
-        "S-1", "Runner", "Shoes", 1299.5, "https://shop.example/s1")
+        "S-1",
+        "Runner",
+        "Shoes",
+        1299.5,
+        "https://shop.example/s1",
+    )
     assert s1.fields.attributes == {"colour": "red", "size": "42"}  # every other column, empty cells left out
     assert s1.image == tmp_path / "pics" / photos[0].name and image_bytes(s1) == photos[0].read_bytes()
     assert s2.image == tmp_path / "pics" / photos[1].name and s2.fields.price is None
@@ -97,15 +106,19 @@ def test_csv_with_its_own_column_names(tmp_path: Path) -> None:
 def test_bad_rows_are_reported_with_their_line_numbers(tmp_path: Path) -> None:
     p = demo_photos("hat")[0]
     shutil.copyfile(p, tmp_path / "hat.jpg")
-    manifest = write_csv(tmp_path / "items.csv", ["id", "category", "price", "path"], [
-        ["a1", "hat", "10", "hat.jpg"],
-        ["", "hat", "5", "hat.jpg"],
-        ["a3", "  ", "5", "hat.jpg"],
-        ["a4", "hat", "cheap", "hat.jpg"],
-        ["a5", "hat", "€ 12", "hat.jpg"],
-        ["a6", "hat", "", ""],
-        ["a7", "hat", "£7", "hat.jpg"],
-    ])
+    manifest = write_csv(
+        tmp_path / "items.csv",
+        ["id", "category", "price", "path"],
+        [
+            ["a1", "hat", "10", "hat.jpg"],
+            ["", "hat", "5", "hat.jpg"],
+            ["a3", "  ", "5", "hat.jpg"],
+            ["a4", "hat", "cheap", "hat.jpg"],
+            ["a5", "hat", "€ 12", "hat.jpg"],
+            ["a6", "hat", "", ""],
+            ["a7", "hat", "£7", "hat.jpg"],
+        ],
+    )
     recs = list(records_from_manifest(manifest))
     assert [(r.item_id, r.where, r.error) for r in recs if r.error] == [
         ("", "items.csv line 3", "the id is empty"),
@@ -171,19 +184,25 @@ def test_parquet_manifest(tmp_path: Path) -> None:
     photos = demo_photos("skirt")[:4]
     for p in photos:
         shutil.copyfile(p, tmp_path / p.name)
-    table = pa.table({
-        "sku": pa.array([101, 102, 103, 104], pa.int64()),
-        "file": [p.name for p in photos],
-        "title": ["A", "B", None, "D"],
-        "section": ["skirt", "skirt", "skirt", None],
-        "cost": pa.array([9.5, None, 30.0, 1.0]),
-        "season": ["summer", None, "winter", "fall"],
-    })
+    table = pa.table(
+        {
+            "sku": pa.array([101, 102, 103, 104], pa.int64()),
+            "file": [p.name for p in photos],
+            "title": ["A", "B", None, "D"],
+            "section": ["skirt", "skirt", "skirt", None],
+            "cost": pa.array([9.5, None, 30.0, 1.0]),
+            "season": ["summer", None, "winter", "fall"],
+        }
+    )
     pq.write_table(table, tmp_path / "catalogue.parquet")
     cols = Columns(id="sku", path="file", name="title", category="section", price="cost")
     recs = list(records_from_source(tmp_path / "catalogue.parquet", cols))
     good = [r for r in recs if r.error is None]
-    assert [(r.item_id, r.fields.name, r.fields.price) for r in good] == [("101", "A", 9.5), ("102", "B", None), ("103", "103", 30.0)]
+    assert [(r.item_id, r.fields.name, r.fields.price) for r in good] == [
+        ("101", "A", 9.5),
+        ("102", "B", None),
+        ("103", "103", 30.0),
+    ]
     assert good[0].fields.attributes == {"season": "summer"} and good[1].fields.attributes is None
     assert image_bytes(good[2]) == photos[2].read_bytes()
     assert [(r.item_id, r.error) for r in recs if r.error] == [("104", "the category is empty")]
@@ -200,17 +219,23 @@ def zip_of(files: dict[str, bytes]) -> bytes:
 
 def test_zip_with_a_csv_manifest(tmp_path: Path) -> None:
     photos = demo_photos("pants")[:3]
-    manifest = "id,category,name,path\np1,pants,Chinos,photos/a.jpg\np2,pants,Jeans,./photos/b.jpg\np3,pants,Gone,photos/none.jpg\n"
-    data = zip_of({
-        "shop/catalog.csv": manifest.encode(),
-        "shop/photos/a.jpg": photos[0].read_bytes(),
-        "shop/photos/b.jpg": photos[1].read_bytes(),
-        "shop/extra/other.csv": b"id,category\n",  # deeper: not the manifest
-        "__MACOSX/shop/._catalog.csv": b"junk",
-    })
+    manifest = (
+        "id,category,name,path\np1,pants,Chinos,photos/a.jpg\np2,pants,Jeans,./photos/b.jpg\np3,pants,Gone,photos/none.jpg\n"
+    )
+    data = zip_of(
+        {
+            "shop/catalog.csv": manifest.encode(),
+            "shop/photos/a.jpg": photos[0].read_bytes(),
+            "shop/photos/b.jpg": photos[1].read_bytes(),
+            "shop/extra/other.csv": b"id,category\n",  # deeper: not the manifest
+            "__MACOSX/shop/._catalog.csv": b"junk",
+        }
+    )
     recs = list(records_from_zip(data))
     assert [(r.item_id, r.error) for r in recs] == [
-        ("p1", None), ("p2", None), ("p3", "no image found for this row (no path column and no images/<id>.jpg)"),
+        ("p1", None),
+        ("p2", None),
+        ("p3", "no image found for this row (no path column and no images/<id>.jpg)"),
     ]
     assert image_bytes(recs[0]) == photos[0].read_bytes() and image_bytes(recs[1]) == photos[1].read_bytes()
     assert recs[0].where == "catalog.csv line 2" and recs[1].fields.name == "Jeans"
@@ -222,16 +247,19 @@ def test_zip_with_a_csv_manifest(tmp_path: Path) -> None:
 
 def test_zip_with_category_folders(tmp_path: Path) -> None:
     hat, shoes = demo_photos("hat")[0], demo_photos("shoes")[0]
-    data = zip_of({
-        "export/hat/h1.jpg": hat.read_bytes(),
-        "export/shoes/s1.JPEG": shoes.read_bytes(),
-        "export/readme.txt": b"hello",
-        "loose.png": hat.read_bytes(),
-        "__MACOSX/export/hat/._h1.jpg": b"junk",
-    })
+    data = zip_of(
+        {
+            "export/hat/h1.jpg": hat.read_bytes(),
+            "export/shoes/s1.JPEG": shoes.read_bytes(),
+            "export/readme.txt": b"hello",
+            "loose.png": hat.read_bytes(),
+            "__MACOSX/export/hat/._h1.jpg": b"junk",
+        }
+    )
     recs = list(records_from_zip(data))
     assert [(r.item_id, r.fields.category if r.fields else None) for r in recs if r.error is None] == [
-        ("export/hat/h1", "hat"), ("export/shoes/s1", "shoes"),
+        ("export/hat/h1", "hat"),
+        ("export/shoes/s1", "shoes"),
     ]
     assert image_bytes(recs[0]) == hat.read_bytes()
     [loose] = [r for r in recs if r.error]
@@ -253,7 +281,10 @@ async def test_a_zip_imports_end_to_end_and_again_unchanged(tmp_path: Path) -> N
     try:
         seen: list[int] = []
         summary = await rec.import_items(
-            records_from_source(tmp_path / "catalogue.zip"), guild_id=5, actor="test", batch=3,
+            records_from_source(tmp_path / "catalogue.zip"),
+            guild_id=5,
+            actor="test",
+            batch=3,
             progress=lambda done, total, s: seen.append(done),
         )
         assert (summary.added, summary.updated, summary.unchanged) == (6, 0, 0)
@@ -264,7 +295,12 @@ async def test_a_zip_imports_end_to_end_and_again_unchanged(tmp_path: Path) -> N
         assert (again.added, again.updated, again.unchanged, len(again.failed)) == (0, 0, 6, 1)
         res = await rec.similar(photos["shoes"][1].read_bytes(), guild_id=5, k=5, predict=False)
         assert res.catalogue_id == 5 and len(res.matches) == 5
-        assert [e["detail"] for e in await rec.store.audit_entries(5)][0] == {"added": 0, "updated": 0, "unchanged": 6, "failed": 1}
+        assert [e["detail"] for e in await rec.store.audit_entries(5)][0] == {
+            "added": 0,
+            "updated": 0,
+            "unchanged": 6,
+            "failed": 1,
+        }
     finally:
         await rec.close()
 
@@ -303,7 +339,9 @@ async def test_a_row_with_extra_cells_does_not_stop_the_import(tmp_path: Path) -
     rec = await open_rec(tmp_path / "c.db")
     try:
         summary = await rec.import_items(
-            records_from_source(manifest, Columns(category="articleType", name="productDisplayName")), guild_id=0, actor="t",
+            records_from_source(manifest, Columns(category="articleType", name="productDisplayName")),
+            guild_id=0,
+            actor="t",
         )
         assert summary.added + len(summary.failed) == 3 and summary.added >= 2
         assert all(w == "styles.csv line 3" for _, w, _ in summary.failed)
@@ -317,10 +355,17 @@ async def test_a_parquet_manifest_with_a_date_column_imports(tmp_path: Path) -> 
     photos = demo_photos("hat")[:2]
     for p in photos:
         shutil.copyfile(p, tmp_path / p.name)
-    pq.write_table(pa.table({
-        "id": ["h1", "h2"], "category": ["hat", "hat"], "path": [p.name for p in photos],
-        "released": [datetime.date(2024, 3, 1), datetime.date(2024, 9, 1)],
-    }), tmp_path / "hats.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": ["h1", "h2"],
+                "category": ["hat", "hat"],
+                "path": [p.name for p in photos],
+                "released": [datetime.date(2024, 3, 1), datetime.date(2024, 9, 1)],
+            }
+        ),
+        tmp_path / "hats.parquet",
+    )
     rec = await open_rec(tmp_path / "c.db")
     try:
         summary = await rec.import_items(records_from_source(tmp_path / "hats.parquet"), guild_id=0, actor="t")

@@ -86,8 +86,12 @@ def test_build_from_arrays_equals_incremental_upserts() -> None:
     ix, ref, vecs = fill(300, 32, seed=2)
     order = sorted(ref.vecs)
     built = VectorIndex.build(
-        np.array(order), np.stack([ref.vecs[p] for p in order]), [ref.cats[p] for p in order],
-        np.array([np.nan if ref.prices[p] is None else ref.prices[p] for p in order]), [ref.hashes[p] for p in order], 32,
+        np.array(order),
+        np.stack([ref.vecs[p] for p in order]),
+        [ref.cats[p] for p in order],
+        np.array([np.nan if ref.prices[p] is None else ref.prices[p] for p in order]),
+        [ref.hashes[p] for p in order],
+        32,
     )
     assert len(built) == 300 and all(p in built for p in order)
     for q in unit_rows(10, 32, seed=5):

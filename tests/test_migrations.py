@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.config import Config
+from helpers import backbone, demo_item_id, demo_photos, open_rec
 from sqlalchemy import create_engine
 
-from helpers import backbone, demo_item_id, demo_photos, open_rec
 from recommender.errors import DatabaseError
 from recommender.images import load_image, make_thumbnail
 from recommender.schema import Base
@@ -61,18 +61,30 @@ def old_catalogue(db: Path, n: int = 20) -> list[dict]:
     rows = []
     with sqlite3.connect(db) as con:
         for i, (p, (img, digest), vec) in enumerate(zip(photos, imgs, vecs)):
-            row = dict(guild_id=0, item_id=demo_item_id(p), name=f"Old item {i}", category=p.parent.name,
-                       price=float(i) if i % 2 else None, url=f"https://shop.example/{i}", description=None,
-                       thumbnail=make_thumbnail(img, 64), content_hash=digest, added_by="v1",
-                       added_at=datetime(2025, 1, 1, 12, 0, i), updated_at=datetime(2025, 1, 1, 12, 0, i))
+            row = dict(
+                guild_id=0,
+                item_id=demo_item_id(p),
+                name=f"Old item {i}",
+                category=p.parent.name,
+                price=float(i) if i % 2 else None,
+                url=f"https://shop.example/{i}",
+                description=None,
+                thumbnail=make_thumbnail(img, 64),
+                content_hash=digest,
+                added_by="v1",
+                added_at=datetime(2025, 1, 1, 12, 0, i),
+                updated_at=datetime(2025, 1, 1, 12, 0, i),
+            )
             cur = con.execute(
                 "INSERT INTO items (guild_id, item_id, name, category, price, url, description, thumbnail, content_hash, "
                 "added_by, added_at, updated_at) VALUES (:guild_id, :item_id, :name, :category, :price, :url, "
                 ":description, :thumbnail, :content_hash, :added_by, :added_at, :updated_at)",
                 {**row, "added_at": row["added_at"].isoformat(" "), "updated_at": row["updated_at"].isoformat(" ")},
             )
-            con.execute("INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'tiny', 96, ?)",
-                        (cur.lastrowid, encode_vector(vec)))
+            con.execute(
+                "INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'tiny', 96, ?)",
+                (cur.lastrowid, encode_vector(vec)),
+            )
             rows.append({**row, "pk": cur.lastrowid, "vector": vec})
     return rows
 
@@ -100,7 +112,14 @@ async def test_store_open_upgrades_an_old_database_and_keeps_its_items(tmp_path:
         for row in old:
             item = await store.get_item(0, row["item_id"])
             assert (item.pk, item.name, item.category, item.price, item.url, item.content_hash, item.added_by) == (
-                row["pk"], row["name"], row["category"], row["price"], row["url"], row["content_hash"], "v1")
+                row["pk"],
+                row["name"],
+                row["category"],
+                row["price"],
+                row["url"],
+                row["content_hash"],
+                "v1",
+            )
             assert item.added_at == row["added_at"] and item.attributes == {}
         thumbs = await store.thumbnails([r["pk"] for r in old])
         assert all(thumbs[r["pk"]] == r["thumbnail"] for r in old)

@@ -24,8 +24,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.sandbox import (
-    DEFAULT_BOT_PERMISSIONS, DEFAULT_EVERYONE_PERMISSIONS, BotUser, Channel, CommandNotAvailable,
-    DiscordSandbox, Guild, Perm, Role, User,
+    DEFAULT_BOT_PERMISSIONS,
+    DEFAULT_EVERYONE_PERMISSIONS,
+    BotUser,
+    Channel,
+    CommandNotAvailable,
+    DiscordSandbox,
+    Guild,
+    Perm,
+    Role,
+    User,
 )
 from bot.sandbox.permissions import base_permissions, channel_permissions
 
@@ -35,6 +43,7 @@ pytestmark = pytest.mark.timeout(60)
 def make_png(width: int, height: int, rgb: tuple[int, int, int] = (200, 30, 30)) -> bytes:
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
     rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
@@ -48,36 +57,44 @@ JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4 + b"\xff\xd9"  # never decode
 # -- the test bot -----------------------------------------------------------------------------------
 @app_commands.command(description="Products that look like a photo")
 @app_commands.describe(image="A product photo", k="How many matches")
-async def similar(interaction: discord.Interaction, image: discord.Attachment,
-                  k: app_commands.Range[int, 1, 10] = 3) -> None:
+async def similar(interaction: discord.Interaction, image: discord.Attachment, k: app_commands.Range[int, 1, 10] = 3) -> None:
     await interaction.response.defer()
     data = await image.read()  # downloaded from the sandbox CDN
     interaction.client.observed["similar"] = {  # type: ignore[attr-defined]
-        "bytes": data, "filename": image.filename, "content_type": image.content_type, "k": k}
+        "bytes": data,
+        "filename": image.filename,
+        "content_type": image.content_type,
+        "k": k,
+    }
     embed = discord.Embed(title=f"{k} matches", description=f"{len(data)} bytes")
     embed.set_image(url="attachment://matches.png")
     await interaction.followup.send(embed=embed, file=discord.File(io.BytesIO(PNG), "matches.png"))
 
 
-catalog = app_commands.Group(name="catalog", description="Manage the catalogue", guild_only=True,
-                             default_permissions=discord.Permissions(manage_guild=True))
+catalog = app_commands.Group(
+    name="catalog",
+    description="Manage the catalogue",
+    guild_only=True,
+    default_permissions=discord.Permissions(manage_guild=True),
+)
 admin = app_commands.Group(name="admin", description="Dangerous things", parent=catalog)
 
 
 @catalog.command(name="add", description="Add a product")
-async def catalog_add(interaction: discord.Interaction, name: str, category: discord.TextChannel,
-                      role: discord.Role, price: float) -> None:
+async def catalog_add(
+    interaction: discord.Interaction, name: str, category: discord.TextChannel, role: discord.Role, price: float
+) -> None:
     interaction.client.observed["app_permissions"] = interaction.app_permissions  # type: ignore[attr-defined]
     await interaction.response.send_message(
-        f"added {name} to #{category.name} for @{role.name} at {price:.2f} "
-        f"(manage_guild={interaction.permissions.manage_guild})")
+        f"added {name} to #{category.name} for @{role.name} at {price:.2f} (manage_guild={interaction.permissions.manage_guild})"
+    )
 
 
 @admin.command(name="reset", description="Forget the catalogue")
 async def admin_reset(interaction: discord.Interaction, confirm: bool) -> None:
     await interaction.response.send_message(
-        f"reset={confirm} by {interaction.user.name} admin={interaction.permissions.administrator}",
-        ephemeral=True)
+        f"reset={confirm} by {interaction.user.name} admin={interaction.permissions.administrator}", ephemeral=True
+    )
 
 
 @app_commands.command(description="Answers after the 3 s deadline")
@@ -106,11 +123,9 @@ class SandboxTestBot(commands.Bot):
     async def on_tree_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         self.command_errors.append(error)
 
-    async def wait_seen(self, predicate: Callable[[discord.Message], bool],
-                        timeout: float = 5.0) -> discord.Message:
+    async def wait_seen(self, predicate: Callable[[discord.Message], bool], timeout: float = 5.0) -> discord.Message:
         async with self.seen_changed:
-            await asyncio.wait_for(self.seen_changed.wait_for(
-                lambda: any(predicate(m) for m in self.seen)), timeout)
+            await asyncio.wait_for(self.seen_changed.wait_for(lambda: any(predicate(m) for m in self.seen)), timeout)
         return next(m for m in self.seen if predicate(m))
 
     async def on_message(self, message: discord.Message) -> None:
@@ -124,8 +139,7 @@ class SandboxTestBot(commands.Bot):
             self.observed["echo_read"] = await attachment.read()
             embed = discord.Embed(title="echo", description=attachment.filename)
             embed.set_thumbnail(url="attachment://echo.png")
-            await message.reply(f"got {attachment.size} bytes", embed=embed,
-                                file=discord.File(io.BytesIO(PNG), "echo.png"))
+            await message.reply(f"got {attachment.size} bytes", embed=embed, file=discord.File(io.BytesIO(PNG), "echo.png"))
         elif message.content == "!limits":
             too_big = discord.File(io.BytesIO(bytes(10 * 1024 * 1024 + 1)), "big.bin")
             attempts = [
@@ -231,8 +245,7 @@ async def test_bot_connects_gets_ready_and_guild_create(world: World) -> None:
 async def test_on_message_reply_with_embed_and_png_is_recorded_and_dispatched_back(world: World) -> None:
     sb, bot = world.sandbox, SandboxTestBot()
     async with running(bot, world.bot_user.token):
-        msg = await sb.post_message(world.channel, world.alice, "!echo",
-                                    attachments=[("shirt.jpg", JPEG, "image/jpeg")])
+        msg = await sb.post_message(world.channel, world.alice, "!echo", attachments=[("shirt.jpg", JPEG, "image/jpeg")])
         reply = await sb.wait_for_bot_message(lambda m: m.reference_id == msg.id)
         assert bot.observed["echo_read"] == JPEG  # Attachment.read() went through the sandbox CDN
         assert reply.content == f"got {len(JPEG)} bytes" and reply.type == 19
@@ -252,14 +265,20 @@ async def test_slash_command_with_attachment_defers_then_follows_up(world: World
     sb, bot = world.sandbox, SandboxTestBot()
     async with running(bot, world.bot_user.token):
         with pytest.raises(ValueError, match="out of range"):  # Range[int, 1, 10] reached the schema
-            await sb.invoke_slash(world.guild, world.channel, world.alice, "similar", {"k": 11},
-                                  attachments={"image": ("a.jpg", JPEG, "image/jpeg")})
-        inter = await sb.invoke_slash(world.guild, world.channel, world.alice, "similar", {"k": 4},
-                                      attachments={"image": ("shirt.jpg", JPEG, "image/jpeg")})
+            await sb.invoke_slash(
+                world.guild,
+                world.channel,
+                world.alice,
+                "similar",
+                {"k": 11},
+                attachments={"image": ("a.jpg", JPEG, "image/jpeg")},
+            )
+        inter = await sb.invoke_slash(
+            world.guild, world.channel, world.alice, "similar", {"k": 4}, attachments={"image": ("shirt.jpg", JPEG, "image/jpeg")}
+        )
         await inter.wait_done(timeout=10)
         assert inter.callback_type == 5 and inter.callback_delay is not None and inter.callback_delay < 3
-        assert bot.observed["similar"] == {"bytes": JPEG, "filename": "shirt.jpg",
-                                           "content_type": "image/jpeg", "k": 4}
+        assert bot.observed["similar"] == {"bytes": JPEG, "filename": "shirt.jpg", "content_type": "image/jpeg", "k": 4}
         original = inter.original
         assert original is not None and not original.loading and original.type == 20
         assert inter.followups == []  # the first followup after a deferral replaces the "thinking" message
@@ -274,21 +293,29 @@ async def test_slash_command_with_attachment_defers_then_follows_up(world: World
 async def test_subcommand_group_options_and_permissions(world: World) -> None:
     sb, bot = world.sandbox, SandboxTestBot()
     async with running(bot, world.bot_user.token):
-        add = await sb.invoke_slash(world.guild, world.channel, world.alice, "catalog add",
-                                    {"name": "Red hat", "category": world.channel, "role": world.mods,
-                                     "price": 9.5})
+        add = await sb.invoke_slash(
+            world.guild,
+            world.channel,
+            world.alice,
+            "catalog add",
+            {"name": "Red hat", "category": world.channel, "role": world.mods, "price": 9.5},
+        )
         await add.wait_done()
         assert add.callback_type == 4 and add.original is not None
         assert add.original.content == "added Red hat to #photos for @mods at 9.50 (manage_guild=True)"
         assert bot.observed["app_permissions"].value == DEFAULT_BOT_PERMISSIONS | DEFAULT_EVERYONE_PERMISSIONS
-        reset = await sb.invoke_slash(world.guild, world.channel, world.owner, "catalog admin reset",
-                                      {"confirm": True})
+        reset = await sb.invoke_slash(world.guild, world.channel, world.owner, "catalog admin reset", {"confirm": True})
         await reset.wait_done()
         assert reset.original is not None and reset.original.ephemeral
         assert reset.original.content == "reset=True by owner admin=True"  # the owner has every permission
         with pytest.raises(CommandNotAvailable):  # bob lacks the command's default_member_permissions
-            await sb.invoke_slash(world.guild, world.channel, world.bob, "catalog add",
-                                  {"name": "x", "category": world.channel, "role": world.mods, "price": 1.0})
+            await sb.invoke_slash(
+                world.guild,
+                world.channel,
+                world.bob,
+                "catalog add",
+                {"name": "x", "category": world.channel, "role": world.mods, "price": 1.0},
+            )
         await bot.wait_seen(lambda m: m.id == add.original.id)  # type: ignore[union-attr]
         assert all(m.id != reset.original.id for m in bot.seen)  # ephemeral replies are not dispatched
     assert sb.violations == []
@@ -307,8 +334,13 @@ async def test_late_and_repeated_acknowledgements_are_flagged(world: World) -> N
         assert isinstance(error, app_commands.CommandInvokeError)
         assert isinstance(error.original, discord.NotFound) and error.original.code == 10062
 
-        ok = await sb.invoke_slash(world.guild, world.channel, world.alice, "catalog add",
-                                   {"name": "x", "category": world.channel, "role": world.mods, "price": 1.0})
+        ok = await sb.invoke_slash(
+            world.guild,
+            world.channel,
+            world.alice,
+            "catalog add",
+            {"name": "x", "category": world.channel, "role": world.mods, "price": 1.0},
+        )
         await ok.wait_done()
         url = f"{sb.api_url}/interactions/{ok.id}/{ok.token}/callback"
         async with aiohttp.ClientSession() as session:
@@ -381,8 +413,7 @@ async def test_message_content_intent_and_unknown_routes(world: World) -> None:
         assert next(m for m in bot.seen if m.id == hidden.id).content == ""  # no MESSAGE_CONTENT intent
         assert bot.observed["contents"] == [mention.content]
         with pytest.raises(discord.NotFound):
-            await bot.http.request(discord.http.Route("GET", "/guilds/{guild_id}/audit-logs",
-                                                      guild_id=world.guild.id))
+            await bot.http.request(discord.http.Route("GET", "/guilds/{guild_id}/audit-logs", guild_id=world.guild.id))
     assert sb.unknown_routes == [f"GET /guilds/{world.guild.id}/audit-logs"]
     assert [v.kind for v in sb.violations] == ["unknown_route"]
 
@@ -399,8 +430,9 @@ def test_permission_computation_matches_discord() -> None:
     assert base_permissions(guild, guild.members[owner.id]) == Perm.ALL
     assert base_permissions(guild, guild.members[admin_user.id]) == Perm.ALL
     assert base_permissions(guild, member) == DEFAULT_EVERYONE_PERMISSIONS | Perm.MANAGE_GUILD
-    quiet = sb.create_text_channel(guild, "quiet", overwrites={guild.everyone: (0, Perm.SEND_MESSAGES),
-                                                               mods: (Perm.SEND_MESSAGES, 0)})
+    quiet = sb.create_text_channel(
+        guild, "quiet", overwrites={guild.everyone: (0, Perm.SEND_MESSAGES), mods: (Perm.SEND_MESSAGES, 0)}
+    )
     hidden = sb.create_text_channel(guild, "hidden", overwrites={guild.everyone: (0, Perm.VIEW_CHANNEL)})
     assert channel_permissions(guild, member, quiet) & Perm.SEND_MESSAGES
     assert channel_permissions(guild, member, hidden) == 0

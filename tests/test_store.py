@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
-
 from helpers import demo_photos
+
 from recommender.errors import DuplicateItem, ItemNotFound
 from recommender.images import load_image, make_thumbnail
 from recommender.store import ItemFields, NewItem, Store, decode_vectors, encode_vector
@@ -28,13 +28,25 @@ def unit(seed: int, dim: int = DIM) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def photo_item(i: int, item_id: str | None = None, *, name: str | None = None, category: str | None = None,
-               price: float | None = None, vector: bool = True, **extra) -> NewItem:
+def photo_item(
+    i: int,
+    item_id: str | None = None,
+    *,
+    name: str | None = None,
+    category: str | None = None,
+    price: float | None = None,
+    vector: bool = True,
+    **extra,
+) -> NewItem:
     """An item made from demo photo i: real thumbnail, real content hash, a unit vector."""
     path = PHOTOS[i]
     img, digest = load_image(path)
     fields = ItemFields(
-        item_id or f"item-{i}", name or f"Photo {i}", category or path.parent.name, price, **extra,
+        item_id or f"item-{i}",
+        name or f"Photo {i}",
+        category or path.parent.name,
+        price,
+        **extra,
     )
     return NewItem(fields, make_thumbnail(img, 64) if vector else None, digest, unit(i) if vector else None)
 
@@ -120,8 +132,9 @@ async def test_remove_and_its_audit_row_commit_together(store: Store) -> None:
 async def test_deleting_an_item_cascades_to_its_embeddings(store: Store) -> None:
     [(item, _)] = await store.upsert_items(0, [photo_item(0, "a")], "tiny", "mod")
     with raw(store) as con:
-        con.execute("INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'other', 4, ?)",
-                    (item.pk, encode_vector(np.ones(4))))
+        con.execute(
+            "INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'other', 4, ?)", (item.pk, encode_vector(np.ones(4)))
+        )
         con.execute("DELETE FROM items WHERE pk=?", (item.pk,))
         assert con.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 0
 
@@ -239,8 +252,16 @@ async def test_an_empty_database_uses_the_default_model(store: Store) -> None:
 
 
 async def test_attributes_round_trip_as_json(store: Store) -> None:
-    await store.upsert_items(0, [photo_item(0, "a", attributes={"colour": "Navy Blue", "year": "2011"},
-                                            url="https://shop.example/a", description="A shirt")], "tiny", "x")
+    await store.upsert_items(
+        0,
+        [
+            photo_item(
+                0, "a", attributes={"colour": "Navy Blue", "year": "2011"}, url="https://shop.example/a", description="A shirt"
+            )
+        ],
+        "tiny",
+        "x",
+    )
     item = await store.get_item(0, "a")
     assert item.attributes == {"colour": "Navy Blue", "year": "2011"}
     assert (item.url, item.description) == ("https://shop.example/a", "A shirt")
@@ -269,7 +290,8 @@ async def test_guild_settings_watched_channels_and_audit(store: Store) -> None:
     await store.audit(2, "mod:c", "watch", None)
     entries = await store.audit_entries(1)
     assert [(e["actor"], e["action"], e["detail"]) for e in entries] == [
-        ("mod:b", "watch", {"channel": 200}), ("mod:a", "config", {"k": 8}),
+        ("mod:b", "watch", {"channel": 200}),
+        ("mod:a", "config", {"k": 8}),
     ]
     assert [e["action"] for e in await store.audit_entries(2)] == ["watch"]
     assert len(await store.audit_entries(1, limit=1)) == 1
@@ -293,6 +315,7 @@ async def test_wal_journal_and_integrity(store: Store) -> None:
 
 async def test_concurrent_writers_do_not_lose_rows(store: Store) -> None:
     """Several batches written at once (the bot's moderators plus an import) all land."""
+
     async def batch(b: int) -> None:
         await store.upsert_items(0, [photo_item(i, f"b{b}-{i}") for i in range(b * 5, b * 5 + 5)], "tiny", "x")
 

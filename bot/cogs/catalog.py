@@ -12,8 +12,9 @@ import dataclasses
 import io
 import itertools
 import logging
+from collections.abc import Iterator
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING
 
 import discord
 import yarl
@@ -23,7 +24,7 @@ from discord.ext import commands
 from recommender.config import DEFAULT_GUILD
 from recommender.engine import ImportSummary
 from recommender.errors import BadImage, BadManifest, BadOption, DuplicateItem
-from recommender.importer import Columns, ImportRecord, ImageSource, records_from_rows, records_from_zip
+from recommender.importer import Columns, ImageSource, ImportRecord, records_from_rows, records_from_zip
 from recommender.store import ItemFields
 
 from .. import render
@@ -34,10 +35,9 @@ from .utils.items import make_item_id
 from .utils.progress import ThrottledEditor
 
 if TYPE_CHECKING:
+    from bot.app import LookalikeBot
     from recommender.engine import Recommender
     from recommender.store import Item
-
-    from bot.app import LookalikeBot
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,9 @@ def _check_url(url: str | None) -> str | None:
     return url
 
 
-def csv_records(data: bytes, label: str, cols: Columns = Columns()) -> Iterator[ImportRecord]:
+def csv_records(data: bytes, label: str, cols: Columns | None = None) -> Iterator[ImportRecord]:
     """A CSV upload: one row per item, its picture at an http(s) URL (column image_url or path)."""
+    cols = cols or Columns()
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -81,8 +82,10 @@ def csv_records(data: bytes, label: str, cols: Columns = Columns()) -> Iterator[
         if cell and cell.startswith(("http://", "https://")):
             return cell
         if cell:
+
             def refuse() -> bytes:
                 raise BadImage(f"{cell!r} is not a web address; upload a ZIP to send image files with the CSV")
+
             return refuse
         return None
 
@@ -106,18 +109,33 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
     def rec(self) -> Recommender:
         return self.bot.rec
 
-    async def _item_reply(self, interaction: discord.Interaction, item: Item, content: str | None = None,
-                          title: str | None = None) -> None:
+    async def _item_reply(
+        self, interaction: discord.Interaction, item: Item, content: str | None = None, title: str | None = None
+    ) -> None:
         thumbs = await self.rec.thumbnails([item.pk])
         reply = render.item_embed(item, currency=self.bot.options.currency, thumbnail=thumbs.get(item.pk), title=title)
         reply.content = content
         await interaction.followup.send(ephemeral=True, **reply.kwargs())
 
     @app_commands.command(name="add", description="Add an item to this server's catalogue.")
-    @app_commands.describe(image="A clear photo of the item", name="Item name", category="Category (e.g. shoes)",
-                           price="Price", url="Link to the item's page", description="Short description")
-    async def add(self, interaction: discord.Interaction, image: discord.Attachment, name: Name, category: Category,
-                  price: Optional[Price] = None, url: Optional[Url] = None, description: Optional[Description] = None) -> None:
+    @app_commands.describe(
+        image="A clear photo of the item",
+        name="Item name",
+        category="Category (e.g. shoes)",
+        price="Price",
+        url="Link to the item's page",
+        description="Short description",
+    )
+    async def add(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        name: Name,
+        category: Category,
+        price: Price | None = None,
+        url: Url | None = None,
+        description: Description | None = None,
+    ) -> None:
         url = _check_url(url)
         await interaction.response.defer(ephemeral=True, thinking=True)
         gid = interaction.guild_id or 0
@@ -131,7 +149,9 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
             salted = await asyncio.to_thread(make_item_id, name, data, str(interaction.id))
             fields = dataclasses.replace(fields, item_id=salted)
             item = await self.rec.add_item(data, fields, guild_id=gid, actor=actor(interaction.user))
-        note = "This server now has its own catalogue; searches here no longer use the shared default one." if was_default else None
+        note = (
+            "This server now has its own catalogue; searches here no longer use the shared default one." if was_default else None
+        )
         await self._item_reply(interaction, item, note, title="Added to the catalogue")
 
     @app_commands.command(name="remove", description="Remove an item from this server's catalogue.")
@@ -146,14 +166,29 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="edit", description="Change an item's details.")
-    @app_commands.describe(item="The item's id", name="New name", category="New category", price="New price",
-                           url="New link", description="New description")
-    async def edit(self, interaction: discord.Interaction, item: ItemId, name: Optional[Name] = None,
-                   category: Optional[Category] = None, price: Optional[Price] = None, url: Optional[Url] = None,
-                   description: Optional[Description] = None) -> None:
+    @app_commands.describe(
+        item="The item's id",
+        name="New name",
+        category="New category",
+        price="New price",
+        url="New link",
+        description="New description",
+    )
+    async def edit(
+        self,
+        interaction: discord.Interaction,
+        item: ItemId,
+        name: Name | None = None,
+        category: Category | None = None,
+        price: Price | None = None,
+        url: Url | None = None,
+        description: Description | None = None,
+    ) -> None:
         changes = {"name": name, "category": category, "price": price, "url": _check_url(url), "description": description}
         await interaction.response.defer(ephemeral=True, thinking=True)
-        edited = await self.rec.edit_item(item.strip(), changes, guild_id=interaction.guild_id or 0, actor=actor(interaction.user))
+        edited = await self.rec.edit_item(
+            item.strip(), changes, guild_id=interaction.guild_id or 0, actor=actor(interaction.user)
+        )
         await self._item_reply(interaction, edited, title="Item updated")
 
     @app_commands.command(name="show", description="Show one item.")
@@ -165,11 +200,14 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
 
     @app_commands.command(name="list", description="List the catalogue, a page at a time.")
     @app_commands.describe(category="Only this category", page="Page number")
-    async def list_(self, interaction: discord.Interaction, category: Optional[Category] = None,
-                   page: app_commands.Range[int, 1, 100000] = 1) -> None:
+    async def list_(
+        self, interaction: discord.Interaction, category: Category | None = None, page: app_commands.Range[int, 1, 100000] = 1
+    ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         per_page = self.bot.options.page_size
-        items, total, cid = await self.rec.list_items(guild_id=interaction.guild_id or 0, category=category, page=page, per_page=per_page)
+        items, total, cid = await self.rec.list_items(
+            guild_id=interaction.guild_id or 0, category=category, page=page, per_page=per_page
+        )
         embed = render.list_embed(items, total, page, per_page, cid, category=category, currency=self.bot.options.currency)
         await interaction.followup.send(embed=embed, ephemeral=True)
 
@@ -194,18 +232,26 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         text = f"Retrained: a {clf.method} classifier over {len(clf.labels)} categories." if clf else "The catalogue is empty."
         await interaction.followup.send(text, ephemeral=True)
 
-    @app_commands.command(name="import", description="Import items from a CSV (with image URLs) or a ZIP (images plus a CSV, or category folders).")
+    @app_commands.command(
+        name="import", description="Import items from a CSV (with image URLs) or a ZIP (images plus a CSV, or category folders)."
+    )
     @app_commands.describe(file="A .csv with columns id, name, category, price, url, description, image_url; or a .zip")
     async def import_(self, interaction: discord.Interaction, file: discord.Attachment) -> None:
         gid = interaction.guild_id or 0
         limit = self.bot.options.import_max_bytes
         suffix = PurePosixPath(file.filename.lower()).suffix
         if suffix not in (".csv", ".zip"):
-            raise BadManifest("Upload a .csv file (with image URLs) or a .zip file (images plus a CSV, or one folder per category).")
+            raise BadManifest(
+                "Upload a .csv file (with image URLs) or a .zip file (images plus a CSV, or one folder per category)."
+            )
         if file.size > limit:
-            raise BadManifest(f"{file.filename} is {file.size / 1e6:.1f} MB; imports are limited to {limit / 1e6:.0f} MB. Split it into smaller files.")
+            raise BadManifest(
+                f"{file.filename} is {file.size / 1e6:.1f} MB; imports are limited to {limit / 1e6:.0f} MB. Split it into smaller files."
+            )
         if gid in self._importing:
-            await interaction.response.send_message("An import is already running for this server; wait for it to finish.", ephemeral=True)
+            await interaction.response.send_message(
+                "An import is already running for this server; wait for it to finish.", ephemeral=True
+            )
             return
         self._importing.add(gid)
         try:
@@ -234,7 +280,11 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         editor = ThrottledEditor(lambda text: message.edit(content=text), self.bot.options.progress_interval_s, shown=first)
         try:
             summary = await self.rec.import_items(
-                records, guild_id=gid, actor=actor(interaction.user), total=total, fetch=self.bot.fetcher,
+                records,
+                guild_id=gid,
+                actor=actor(interaction.user),
+                total=total,
+                fetch=self.bot.fetcher,
                 progress=lambda done, n, s: editor.update(render.import_progress(done, n, s)),
             )
             done = render.import_progress(summary.done, total, summary).replace("Importing…", "Imported:")
@@ -250,6 +300,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
                     raise
         # the interaction token lives 15 minutes: the import is saved, only its report can't be shown
         log.info("import of %s for guild %s outlived its interaction: %s", file.filename, gid, done)
+
 
 async def setup(bot: LookalikeBot) -> None:
     await bot.add_cog(Catalog(bot))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Awaitable, Optional, TypeVar
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
 
 import discord
 from discord import app_commands
@@ -56,8 +57,9 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
     @app_commands.describe(channel="The channel to stop watching")
     async def unwatch(self, interaction: discord.Interaction, channel: discord.TextChannel) -> None:
         await self._defer(interaction)
-        changed = await self._write(interaction, self.bot.rec.set_watched(
-            interaction.guild_id or 0, channel.id, False, actor=actor(interaction.user)))
+        changed = await self._write(
+            interaction, self.bot.rec.set_watched(interaction.guild_id or 0, channel.id, False, actor=actor(interaction.user))
+        )
         text = f"I no longer watch {channel.mention}." if changed else f"I wasn't watching {channel.mention}."
         await interaction.followup.send(text, ephemeral=True)
 
@@ -65,18 +67,30 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
     @app_commands.describe(n="Number of items (1-25)")
     async def k(self, interaction: discord.Interaction, n: app_commands.Range[int, 1, 25]) -> None:
         await self._defer(interaction)
-        await self._write(interaction, self.bot.rec.update_guild_settings(interaction.guild_id or 0, actor=actor(interaction.user), k=n))
+        await self._write(
+            interaction, self.bot.rec.update_guild_settings(interaction.guild_id or 0, actor=actor(interaction.user), k=n)
+        )
         await interaction.followup.send(f"Replies will show {n} item{'s' if n != 1 else ''}.", ephemeral=True)
 
-    @app_commands.command(name="moderator-role", description="Members with this role may manage the catalogue (leave empty to clear).")
+    @app_commands.command(
+        name="moderator-role", description="Members with this role may manage the catalogue (leave empty to clear)."
+    )
     @app_commands.describe(role="The moderator role; leave empty so only Manage Server can")
-    async def moderator_role(self, interaction: discord.Interaction, role: Optional[discord.Role] = None) -> None:
+    async def moderator_role(self, interaction: discord.Interaction, role: discord.Role | None = None) -> None:
         await self._defer(interaction)
-        await self._write(interaction, self.bot.rec.update_guild_settings(
-            interaction.guild_id or 0, actor=actor(interaction.user), moderator_role_id=role.id if role else None,
-        ))
-        text = (f"Members with {role.mention} can now manage the catalogue." if role
-                else "Only members with Manage Server can manage the catalogue now.")
+        await self._write(
+            interaction,
+            self.bot.rec.update_guild_settings(
+                interaction.guild_id or 0,
+                actor=actor(interaction.user),
+                moderator_role_id=role.id if role else None,
+            ),
+        )
+        text = (
+            f"Members with {role.mention} can now manage the catalogue."
+            if role
+            else "Only members with Manage Server can manage the catalogue now."
+        )
         await interaction.followup.send(text, ephemeral=True)
 
     @app_commands.command(name="show", description="Show this server's settings.")
@@ -86,9 +100,15 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
         gs = await self.bot.guild_configs.get(gid)
         cid = await self.bot.rec.catalogue_for(gid)
         embed = discord.Embed(title="lookalike settings", colour=discord.Colour(0x5865F2))
-        embed.add_field(name="Watched channels", value=" ".join(f"<#{c}>" for c in sorted(gs.watched))[:1024] or "none", inline=False)
+        embed.add_field(
+            name="Watched channels", value=" ".join(f"<#{c}>" for c in sorted(gs.watched))[:1024] or "none", inline=False
+        )
         embed.add_field(name="Items per reply", value=str(gs.k or self.bot.settings.k), inline=True)
-        embed.add_field(name="Moderator role", value=f"<@&{gs.moderator_role_id}>" if gs.moderator_role_id else "Manage Server only", inline=True)
+        embed.add_field(
+            name="Moderator role",
+            value=f"<@&{gs.moderator_role_id}>" if gs.moderator_role_id else "Manage Server only",
+            inline=True,
+        )
         embed.add_field(name="Catalogue", value="shared default" if cid == 0 else "this server's own", inline=True)
         await interaction.followup.send(embed=embed, ephemeral=True)
 

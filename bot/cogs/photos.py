@@ -44,7 +44,9 @@ class Photos(commands.Cog):
             verdict = self.bot.cooldown.hit(message.author.id)
             if not verdict.allowed:
                 if verdict.first_refusal:
-                    await self._reply(message, content=f"You're posting a little fast; I'll look at photos again in {verdict.retry_after:.0f}s.")
+                    await self._reply(
+                        message, content=f"You're posting a little fast; I'll look at photos again in {verdict.retry_after:.0f}s."
+                    )
                 return
             async with self.bot.work.slot():
                 await self.answer(message, photos, config.k or self.bot.settings.k)
@@ -82,7 +84,12 @@ class Photos(commands.Cog):
             notes.append(f"-# I only look at the first {limit} photos of a message.")
         thumbs = await self.bot.rec.thumbnails([m.item.pk for q in queries for m in q.result.matches])
         reply = await asyncio.to_thread(
-            render.results_reply, queries, thumbs, notes=notes, currency=self.bot.options.currency, cell=self.bot.options.grid_cell,
+            render.results_reply,
+            queries,
+            thumbs,
+            notes=notes,
+            currency=self.bot.options.currency,
+            cell=self.bot.options.grid_cell,
         )
         await self._reply(message, **reply.kwargs())
 
@@ -101,7 +108,11 @@ class Photos(commands.Cog):
         try:
             await message.channel.send(reference=message.to_reference(fail_if_not_exists=False), mention_author=False, **kwargs)  # type: ignore[arg-type]
         except discord.Forbidden:
-            log.warning("no permission to reply in channel %s of guild %s", message.channel.id, message.guild.id if message.guild else None)
+            log.warning(
+                "no permission to reply in channel %s of guild %s",
+                message.channel.id,
+                message.guild.id if message.guild else None,
+            )
 
 
 async def setup(bot: LookalikeBot) -> None:

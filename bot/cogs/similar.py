@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -32,21 +32,32 @@ class Similar(commands.Cog):
         result = await self.bot.rec.similar(guild_id=gid, k=k, **query)
         thumbs = await self.bot.rec.thumbnails([m.item.pk for m in result.matches])
         reply = await asyncio.to_thread(
-            render.results_reply, [render.Query(label, result)], thumbs, currency=self.bot.options.currency,
+            render.results_reply,
+            [render.Query(label, result)],
+            thumbs,
+            currency=self.bot.options.currency,
             cell=self.bot.options.grid_cell,
         )
         await interaction.followup.send(**reply.kwargs())
 
     @app_commands.command(name="similar", description="Find the catalogue items that look most like a photo.")
     @app_commands.describe(
-        image="The photo to match", k="How many items to show (1-25)", category="Only items of this category",
-        min_price="Lowest price", max_price="Highest price",
+        image="The photo to match",
+        k="How many items to show (1-25)",
+        category="Only items of this category",
+        min_price="Lowest price",
+        max_price="Highest price",
     )
     @app_commands.guild_only()
     @query_cooldown()
     async def similar(
-        self, interaction: discord.Interaction, image: discord.Attachment, k: Optional[K] = None,
-        category: Optional[Category] = None, min_price: Optional[Price] = None, max_price: Optional[Price] = None,
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        k: K | None = None,
+        category: Category | None = None,
+        min_price: Price | None = None,
+        max_price: Price | None = None,
     ) -> None:
         await interaction.response.defer(thinking=True)
         data = await read_attachment(image, self.bot.settings.max_image_bytes)
@@ -54,19 +65,35 @@ class Similar(commands.Cog):
 
     @app_commands.command(name="similar-item", description="Find the catalogue items that look most like a catalogue item.")
     @app_commands.describe(
-        item="The item's id (see /catalog list)", k="How many items to show (1-25)", category="Only items of this category",
-        min_price="Lowest price", max_price="Highest price",
+        item="The item's id (see /catalog list)",
+        k="How many items to show (1-25)",
+        category="Only items of this category",
+        min_price="Lowest price",
+        max_price="Highest price",
     )
     @app_commands.guild_only()
     @query_cooldown()
     async def similar_item(
-        self, interaction: discord.Interaction, item: app_commands.Range[str, 1, 200], k: Optional[K] = None,
-        category: Optional[Category] = None, min_price: Optional[Price] = None, max_price: Optional[Price] = None,
+        self,
+        interaction: discord.Interaction,
+        item: app_commands.Range[str, 1, 200],
+        k: K | None = None,
+        category: Category | None = None,
+        min_price: Price | None = None,
+        max_price: Price | None = None,
     ) -> None:
         await interaction.response.defer(thinking=True)
         item = item.strip()  # the recommender looks the item up (an unknown id is its sentence to tell)
-        await self._answer(interaction, f"Items like {item}"[:200], item_id=item, k=k, category=category,
-                           min_price=min_price, max_price=max_price, predict=False)
+        await self._answer(
+            interaction,
+            f"Items like {item}"[:200],
+            item_id=item,
+            k=k,
+            category=category,
+            min_price=min_price,
+            max_price=max_price,
+            predict=False,
+        )
 
 
 async def setup(bot: LookalikeBot) -> None:

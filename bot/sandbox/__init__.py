@@ -17,16 +17,32 @@ Typical use::
         assert not sandbox.violations
 """
 
+from .files import StoredFile
 from .interactions import CommandNotAvailable, InteractionRecord
 from .limits import DEFAULT_UPLOAD_LIMIT, ApiError, Violation
-from .server import DiscordConfig, DiscordSandbox
-from .files import StoredFile
 from .permissions import DEFAULT_BOT_PERMISSIONS, DEFAULT_EVERYONE_PERMISSIONS, Intent, Perm
+from .server import DiscordConfig, DiscordSandbox
 from .state import BotUser, Channel, Guild, Member, Message, MessageFlag, Role, User
 
 __all__ = [
-    "ApiError", "BotUser", "Channel", "CommandNotAvailable", "DEFAULT_BOT_PERMISSIONS",
-    "DEFAULT_EVERYONE_PERMISSIONS", "DEFAULT_UPLOAD_LIMIT", "DiscordConfig", "DiscordSandbox", "Guild",
-    "Intent", "InteractionRecord", "Member", "Message", "MessageFlag", "Perm", "Role", "StoredFile", "User",
+    "ApiError",
+    "BotUser",
+    "Channel",
+    "CommandNotAvailable",
+    "DEFAULT_BOT_PERMISSIONS",
+    "DEFAULT_EVERYONE_PERMISSIONS",
+    "DEFAULT_UPLOAD_LIMIT",
+    "DiscordConfig",
+    "DiscordSandbox",
+    "Guild",
+    "Intent",
+    "InteractionRecord",
+    "Member",
+    "Message",
+    "MessageFlag",
+    "Perm",
+    "Role",
+    "StoredFile",
+    "User",
     "Violation",
 ]

@@ -40,37 +40,41 @@ def _check_options(errors: FormErrors, path: tuple[Any, ...], options: Any, dept
         _check_name(errors, p, opt.get("name"), lower=True)
         _check_description(errors, p, opt.get("description"))
         if opt.get("name") in seen:
-            errors.add((*p, "name"), "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS",
-                       "Option names must be unique")
+            errors.add((*p, "name"), "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS", "Option names must be unique")
         seen.add(opt.get("name"))
         if kind not in range(1, 12):
             errors.add((*p, "type"), "BASE_TYPE_CHOICES", f"Value must be one of {list(range(1, 12))}.")
         if kind in (1, 2):
             if depth >= (1 if kind == 2 else 2):
-                errors.add((*p, "type"), "APPLICATION_COMMAND_OPTION_TYPE_INVALID",
-                           "Subcommands cannot be nested this deep")
+                errors.add((*p, "type"), "APPLICATION_COMMAND_OPTION_TYPE_INVALID", "Subcommands cannot be nested this deep")
             children = opt.get("options") or []
             if kind == 2 and any(c.get("type") != 1 for c in children if isinstance(c, dict)):
-                errors.add((*p, "options"), "APPLICATION_COMMAND_OPTION_TYPE_INVALID",
-                           "Subcommand groups may only contain subcommands")
+                errors.add(
+                    (*p, "options"), "APPLICATION_COMMAND_OPTION_TYPE_INVALID", "Subcommand groups may only contain subcommands"
+                )
             _check_options(errors, p, children, depth + 1)
             continue
         if opt.get("required"):
             if optional_seen:
-                errors.add((*p, "required"), "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
-                           "Required options must be placed before non-required options")
+                errors.add(
+                    (*p, "required"),
+                    "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                    "Required options must be placed before non-required options",
+                )
         else:
             optional_seen = True
         choices = opt.get("choices") or []
         if len(choices) > 25:
             errors.max_length((*p, "choices"), 25)
         if choices and opt.get("autocomplete"):
-            errors.add((*p, "autocomplete"), "APPLICATION_COMMAND_AUTOCOMPLETE_INVALID",
-                       "Autocomplete cannot be used with choices")
+            errors.add(
+                (*p, "autocomplete"), "APPLICATION_COMMAND_AUTOCOMPLETE_INVALID", "Autocomplete cannot be used with choices"
+            )
     kinds = {o.get("type") for o in options if isinstance(o, dict)}
     if kinds & {1, 2} and kinds - {1, 2}:
-        errors.add((*path, "options"), "APPLICATION_COMMAND_OPTION_TYPE_INVALID",
-                   "Subcommands cannot be mixed with other options")
+        errors.add(
+            (*path, "options"), "APPLICATION_COMMAND_OPTION_TYPE_INVALID", "Subcommands cannot be mixed with other options"
+        )
 
 
 def validate_command(errors: FormErrors, path: tuple[Any, ...], cmd: Any) -> None:
@@ -83,8 +87,9 @@ def validate_command(errors: FormErrors, path: tuple[Any, ...], cmd: Any) -> Non
         _check_description(errors, path, cmd.get("description"))
         _check_options(errors, path, cmd.get("options") or [], 0)
     elif cmd.get("description"):
-        errors.add((*path, "description"), "APPLICATION_COMMAND_INVALID_DESCRIPTION",
-                   "Context menu commands cannot have a description")
+        errors.add(
+            (*path, "description"), "APPLICATION_COMMAND_INVALID_DESCRIPTION", "Context menu commands cannot have a description"
+        )
 
 
 class CommandStore:
@@ -106,14 +111,19 @@ class CommandStore:
     def _stored(self, app_id: int, guild_id: int | None, body: Payload, old: Payload | None) -> Payload:
         perms = body.get("default_member_permissions")
         cmd: Payload = {
-            "id": old["id"] if old else str(self.ids.next()), "application_id": str(app_id),
-            "version": str(self.ids.next()), "type": body.get("type", 1), "name": body["name"],
+            "id": old["id"] if old else str(self.ids.next()),
+            "application_id": str(app_id),
+            "version": str(self.ids.next()),
+            "type": body.get("type", 1),
+            "name": body["name"],
             "name_localizations": body.get("name_localizations"),
             "description": body.get("description", ""),
             "description_localizations": body.get("description_localizations"),
             "default_member_permissions": None if perms is None else str(perms),
-            "dm_permission": body.get("dm_permission", True), "nsfw": body.get("nsfw", False),
-            "contexts": body.get("contexts"), "integration_types": body.get("integration_types") or [0],
+            "dm_permission": body.get("dm_permission", True),
+            "nsfw": body.get("nsfw", False),
+            "contexts": body.get("contexts"),
+            "integration_types": body.get("integration_types") or [0],
             "options": body.get("options") or [],
         }
         if guild_id is not None:
@@ -123,23 +133,27 @@ class CommandStore:
     def overwrite(self, app_id: int, guild_id: int | None, body: Any) -> list[Payload]:
         """PUT (bulk overwrite): validate everything, then replace the scope atomically."""
         if not isinstance(body, list):
-            raise ApiError(400, 50035, "Invalid Form Body", errors={"_errors": [
-                {"code": "LIST_TYPE_CONVERT", "message": "Only iterables may be used in a ListType"}]})
+            raise ApiError(
+                400,
+                50035,
+                "Invalid Form Body",
+                errors={"_errors": [{"code": "LIST_TYPE_CONVERT", "message": "Only iterables may be used in a ListType"}]},
+            )
         errors = FormErrors()
         seen: set[tuple[str, int]] = set()
         for i, cmd in enumerate(body):
             validate_command(errors, (i,), cmd)
             key = (cmd.get("name"), cmd.get("type", 1)) if isinstance(cmd, dict) else None
             if key in seen:
-                errors.add((i, "name"), "APPLICATION_COMMANDS_DUPLICATE_NAME",
-                           "Application command names must be unique")
+                errors.add((i, "name"), "APPLICATION_COMMANDS_DUPLICATE_NAME", "Application command names must be unique")
             seen.add(key)  # type: ignore[arg-type]
         if sum(1 for c in body if isinstance(c, dict) and c.get("type", 1) == 1) > MAX_COMMANDS:
             errors.max_length((), MAX_COMMANDS)
         errors.raise_if_any()
         old = {(c["name"], c["type"]): c for c in self.list(app_id, guild_id)}
         self.scopes[(app_id, guild_id)] = [
-            self._stored(app_id, guild_id, c, old.get((c["name"], c.get("type", 1)))) for c in body]
+            self._stored(app_id, guild_id, c, old.get((c["name"], c.get("type", 1)))) for c in body
+        ]
         return self.scopes[(app_id, guild_id)]
 
     def upsert(self, app_id: int, guild_id: int | None, body: Any) -> Payload:

@@ -29,8 +29,13 @@ class StoredFile:
 
     def payload(self) -> Payload:
         data: Payload = {
-            "id": str(self.id), "filename": self.filename, "size": self.size, "url": self.url,
-            "proxy_url": self.proxy_url, "content_type": self.content_type, "flags": 0,
+            "id": str(self.id),
+            "filename": self.filename,
+            "size": self.size,
+            "url": self.url,
+            "proxy_url": self.proxy_url,
+            "content_type": self.content_type,
+            "flags": 0,
         }
         dims = image_size(self.data)
         if dims:
@@ -61,9 +66,9 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         while i + 9 < len(data):
             if data[i] != 0xFF:
                 return None
-            marker, length = data[i + 1], struct.unpack(">H", data[i + 2:i + 4])[0]
+            marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
             if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-                h, w = struct.unpack(">HH", data[i + 5:i + 9])
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
                 return w, h
             i += 2 + length
     return None

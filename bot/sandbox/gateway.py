@@ -124,9 +124,15 @@ class Gateway:
         self.logins: list[tuple[str, str]] = []
 
     # -- dispatch ------------------------------------------------------------------------------
-    def dispatch(self, event: str, data: Payload | Callable[[GatewaySession], Payload | None], *,
-                 guild_id: int | None = None, intent: int | None = None,
-                 bot_ids: set[int] | None = None) -> None:
+    def dispatch(
+        self,
+        event: str,
+        data: Payload | Callable[[GatewaySession], Payload | None],
+        *,
+        guild_id: int | None = None,
+        intent: int | None = None,
+        bot_ids: set[int] | None = None,
+    ) -> None:
         """Send ``event`` to every live session of a bot in the guild (or in ``bot_ids``)."""
         guild = self.sandbox.guilds.get(guild_id) if guild_id is not None else None
         for session in list(self.sessions.values()):
@@ -150,9 +156,12 @@ class Gateway:
 
         def build(session: GatewaySession) -> Payload:
             data = message.payload(member=member, gateway=True)
-            sees_content = (session.intents & Intent.MESSAGE_CONTENT or guild is None
-                            or message.author.id == session.bot.id
-                            or any(u.id == session.bot.id for u in message.mentions))
+            sees_content = (
+                session.intents & Intent.MESSAGE_CONTENT
+                or guild is None
+                or message.author.id == session.bot.id
+                or any(u.id == session.bot.id for u in message.mentions)
+            )
             if not sees_content:
                 data.update(content="", embeds=[], attachments=[], components=[])
                 data.pop("poll", None)
@@ -270,7 +279,8 @@ class Gateway:
         self.sandbox.record_violation(
             "missed_heartbeat",
             f"missed heartbeat: {gap:.2f}s since last (interval {self.sandbox.heartbeat_interval:g}s, "
-            f"grace {self.sandbox.heartbeat_grace:g}s) from {who}")
+            f"grace {self.sandbox.heartbeat_grace:g}s) from {who}",
+        )
 
     async def watchdog(self, conn: GatewayConnection) -> None:
         """Flag a connection whose next heartbeat is later than interval + grace."""
@@ -280,7 +290,7 @@ class Gateway:
             timeout = max(0.0, conn.last_beat + limit - time.monotonic())
             try:
                 await asyncio.wait_for(conn.beat.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 gap = time.monotonic() - conn.last_beat  # a beat may have landed in the same loop pass
                 if gap > limit and not conn.flagged and not conn.ws.closed:
                     self.missed(conn, gap)
@@ -305,9 +315,13 @@ class Gateway:
         conn.session, session.connection = session, conn
         guilds = [g for g in self.sandbox.guilds.values() if bot.id in g.members and session.wants(g.id, None)]
         ready: Payload = {
-            "v": 10, "user": bot.me_payload(), "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
-            "session_id": session.session_id, "session_type": "normal",
-            "resume_gateway_url": self.sandbox.resume_gateway_url, "private_channels": [],
+            "v": 10,
+            "user": bot.me_payload(),
+            "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
+            "session_id": session.session_id,
+            "session_type": "normal",
+            "resume_gateway_url": self.sandbox.resume_gateway_url,
+            "private_channels": [],
             "application": {"id": str(bot.application_id), "flags": bot.application_flags},
         }
         if shard is not None:
@@ -343,19 +357,22 @@ class Gateway:
             return
         members = list(guild.members.values())
         if data.get("user_ids"):
-            wanted = {int(u) for u in (data["user_ids"] if isinstance(data["user_ids"], list)
-                                       else [data["user_ids"]])}
+            wanted = {int(u) for u in (data["user_ids"] if isinstance(data["user_ids"], list) else [data["user_ids"]])}
             members = [m for m in members if m.user.id in wanted]
         elif data.get("query"):
             q = str(data["query"]).lower()
-            members = [m for m in members if m.user.name.lower().startswith(q)
-                       or (m.nick or "").lower().startswith(q)]
+            members = [m for m in members if m.user.name.lower().startswith(q) or (m.nick or "").lower().startswith(q)]
         elif not session.intents & Intent.GUILD_MEMBERS:
             members = []
         if data.get("limit"):
             members = members[: int(data["limit"])]
-        chunk: Payload = {"guild_id": str(guild.id), "members": [m.payload() for m in members],
-                          "chunk_index": 0, "chunk_count": 1, "not_found": []}
+        chunk: Payload = {
+            "guild_id": str(guild.id),
+            "members": [m.payload() for m in members],
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "not_found": [],
+        }
         if data.get("nonce") is not None:
             chunk["nonce"] = data["nonce"]
         session.dispatch("GUILD_MEMBERS_CHUNK", chunk)

@@ -97,8 +97,9 @@ class InteractionRecord:
 
     async def wait_for_followups(self, count: int, timeout: float = 10.0) -> list[Message]:
         assert self.sandbox is not None
-        await self.sandbox.wait_until(lambda: len(self.followups) >= count, timeout,
-                                      lambda: f"{count} followups on {self.describe()}")
+        await self.sandbox.wait_until(
+            lambda: len(self.followups) >= count, timeout, lambda: f"{count} followups on {self.describe()}"
+        )
         return self.followups
 
     def describe(self) -> str:
@@ -121,24 +122,34 @@ def find_command(commands: list[Payload], path: str) -> tuple[Payload, list[str]
 class OptionBuilder:
     """Turns Python values into interaction options + ``resolved`` data, validated against the schema."""
 
-    def __init__(self, sandbox: DiscordSandbox, guild: Guild | None, channel: Channel, user: User,
-                 application_id: int, focused: str | None = None) -> None:
+    def __init__(
+        self,
+        sandbox: DiscordSandbox,
+        guild: Guild | None,
+        channel: Channel,
+        user: User,
+        application_id: int,
+        focused: str | None = None,
+    ) -> None:
         self.sandbox, self.guild, self.channel, self.user = sandbox, guild, channel, user
         self.application_id, self.focused = application_id, focused
         self.resolved: dict[str, dict[str, Payload]] = {}
 
-    def build(self, schema: list[Payload], sub_path: list[str], values: Mapping[str, Any], where: str
-              ) -> list[Payload]:
+    def build(self, schema: list[Payload], sub_path: list[str], values: Mapping[str, Any], where: str) -> list[Payload]:
         if sub_path:
             name, rest = sub_path[0], sub_path[1:]
             for opt in schema:
                 if opt["name"] == name and opt["type"] in (1, 2):
-                    return [{"name": name, "type": opt["type"],
-                             "options": self.build(opt.get("options", []), rest, values, f"{where} {name}")}]
+                    return [
+                        {
+                            "name": name,
+                            "type": opt["type"],
+                            "options": self.build(opt.get("options", []), rest, values, f"{where} {name}"),
+                        }
+                    ]
             raise CommandNotAvailable(f"/{where} has no subcommand (group) {name!r}")
         if any(o["type"] in (1, 2) for o in schema):
-            raise CommandNotAvailable(f"/{where} needs a subcommand: "
-                                      + ", ".join(o["name"] for o in schema))
+            raise CommandNotAvailable(f"/{where} needs a subcommand: " + ", ".join(o["name"] for o in schema))
         known = {o["name"] for o in schema}
         unknown = set(values) - known
         if unknown:
@@ -194,8 +205,7 @@ class OptionBuilder:
             member = self.guild.members.get(value.id) if self.guild else None
             if member is not None and self.guild is not None:
                 perms = channel_permissions(self.guild, member, self.channel)
-                self.resolved.setdefault("members", {})[str(value.id)] = member.payload(
-                    with_user=False, permissions=perms)
+                self.resolved.setdefault("members", {})[str(value.id)] = member.payload(with_user=False, permissions=perms)
             return str(value.id)
         raise ValueError(f"option {opt['name']!r} takes a {'role' if opt['type'] == 8 else 'user'}")
 
@@ -205,9 +215,24 @@ class OptionBuilder:
         types = opt.get("channel_types")
         if types and value.type not in types:
             raise ValueError(f"option {opt['name']!r} accepts channel types {types}")
-        data = {k: v for k, v in value.payload().items()
-                if k in ("id", "name", "type", "parent_id", "guild_id", "topic", "nsfw", "position",
-                         "rate_limit_per_user", "last_message_id", "flags")}
+        data = {
+            k: v
+            for k, v in value.payload().items()
+            if k
+            in (
+                "id",
+                "name",
+                "type",
+                "parent_id",
+                "guild_id",
+                "topic",
+                "nsfw",
+                "position",
+                "rate_limit_per_user",
+                "last_message_id",
+                "flags",
+            )
+        }
         data["permissions"] = "0"
         if self.guild is not None:
             invoker = self.guild.members.get(self.user.id)
@@ -222,44 +247,68 @@ class OptionBuilder:
         else:
             if not (isinstance(value, tuple) and len(value) in (2, 3)):
                 raise ValueError("attachment options take (filename, bytes[, content_type])")
-            stored = self.sandbox.store_bytes(value[0], value[1], value[2] if len(value) == 3 else None,
-                                              ephemeral_app=self.application_id)
+            stored = self.sandbox.store_bytes(
+                value[0], value[1], value[2] if len(value) == 3 else None, ephemeral_app=self.application_id
+            )
             if stored.size > self.sandbox.upload_limit:
-                raise ValueError(f"{stored.filename} is {stored.size} bytes; Discord's client refuses "
-                                 f"uploads over {self.sandbox.upload_limit}")
+                raise ValueError(
+                    f"{stored.filename} is {stored.size} bytes; Discord's client refuses uploads over {self.sandbox.upload_limit}"
+                )
         self.resolved.setdefault("attachments", {})[str(stored.id)] = stored.payload()
         return stored
 
 
-def interaction_payload(sandbox: DiscordSandbox, *, interaction_id: int, token: str, type: int,
-                        application_id: int, data: Payload, guild: Guild | None, channel: Channel,
-                        user: User, locale: str, message: Message | None = None) -> Payload:
+def interaction_payload(
+    sandbox: DiscordSandbox,
+    *,
+    interaction_id: int,
+    token: str,
+    type: int,
+    application_id: int,
+    data: Payload,
+    guild: Guild | None,
+    channel: Channel,
+    user: User,
+    locale: str,
+    message: Message | None = None,
+) -> Payload:
     """The INTERACTION_CREATE ``d`` object, with every field discord.py reads."""
     payload: Payload = {
-        "id": str(interaction_id), "application_id": str(application_id), "type": type, "data": data,
-        "channel_id": str(channel.id), "channel": channel.payload(), "token": token, "version": 1,
-        "locale": locale, "entitlements": [], "entitlement_sku_ids": [],
+        "id": str(interaction_id),
+        "application_id": str(application_id),
+        "type": type,
+        "data": data,
+        "channel_id": str(channel.id),
+        "channel": channel.payload(),
+        "token": token,
+        "version": 1,
+        "locale": locale,
+        "entitlements": [],
+        "entitlement_sku_ids": [],
         "attachment_size_limit": sandbox.upload_limit,
     }
     if guild is not None:
         member = guild.members[user.id]
         bot_member = guild.members.get(application_id)
         payload.update(
-            guild_id=str(guild.id), guild={"id": str(guild.id), "locale": "en-US", "features": []},
-            guild_locale="en-US", context=0, authorizing_integration_owners={"0": str(guild.id)},
+            guild_id=str(guild.id),
+            guild={"id": str(guild.id), "locale": "en-US", "features": []},
+            guild_locale="en-US",
+            context=0,
+            authorizing_integration_owners={"0": str(guild.id)},
             member=member.payload(permissions=channel_permissions(guild, member, channel)),
             app_permissions=str(channel_permissions(guild, bot_member, channel) if bot_member else 0),
         )
     else:
-        payload.update(user=user.payload(), context=1, authorizing_integration_owners={"0": "0"},
-                       app_permissions=str(0))
+        payload.update(user=user.payload(), context=1, authorizing_integration_owners={"0": "0"}, app_permissions=str(0))
     if message is not None:
         payload["message"] = message.payload(gateway=False)
     return payload
 
 
-def check_default_permissions(command: Payload, guild: Guild | None, user: User,
-                              channel: Channel, checker: Callable[[Guild, Member, Channel], int]) -> None:
+def check_default_permissions(
+    command: Payload, guild: Guild | None, user: User, channel: Channel, checker: Callable[[Guild, Member, Channel], int]
+) -> None:
     """Discord hides a command from members lacking its ``default_member_permissions``."""
     required = command.get("default_member_permissions")
     if guild is None or required in (None, ""):

@@ -41,8 +41,16 @@ class Violation:
 class ApiError(Exception):
     """An HTTP error answered the way Discord answers it."""
 
-    def __init__(self, status: int, code: int, message: str, *, errors: Payload | None = None,
-                 kind: str | None = None, detail: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        *,
+        errors: Payload | None = None,
+        kind: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.errors = status, code, message, errors
         self.kind = kind or _KIND_BY_CODE.get(code, f"http_{status}")
@@ -56,11 +64,23 @@ class ApiError(Exception):
 
 
 _KIND_BY_CODE = {
-    0: "http_error", 10003: "unknown_channel", 10004: "unknown_guild", 10007: "unknown_member",
-    10008: "unknown_message", 10011: "unknown_role", 10013: "unknown_user", 10015: "unknown_webhook",
-    10062: "unknown_interaction", 10063: "unknown_command", 40005: "payload_too_large",
-    40060: "interaction_already_acknowledged", 50001: "missing_access", 50006: "empty_message",
-    50013: "missing_permissions", 50027: "invalid_webhook_token", 50035: "invalid_form_body",
+    0: "http_error",
+    10003: "unknown_channel",
+    10004: "unknown_guild",
+    10007: "unknown_member",
+    10008: "unknown_message",
+    10011: "unknown_role",
+    10013: "unknown_user",
+    10015: "unknown_webhook",
+    10062: "unknown_interaction",
+    10063: "unknown_command",
+    40005: "payload_too_large",
+    40060: "interaction_already_acknowledged",
+    50001: "missing_access",
+    50006: "empty_message",
+    50013: "missing_permissions",
+    50027: "invalid_webhook_token",
+    50035: "invalid_form_body",
 }
 
 
@@ -77,8 +97,7 @@ def missing_access(detail: str) -> ApiError:
 
 
 def too_large(size: int, limit: int) -> ApiError:
-    return ApiError(413, 40005, "Request entity too large",
-                    detail=f"uploads total {size} bytes, limit is {limit} bytes")
+    return ApiError(413, 40005, "Request entity too large", detail=f"uploads total {size} bytes, limit is {limit} bytes")
 
 
 class FormErrors:
@@ -113,8 +132,7 @@ def _check_url(errors: FormErrors, path: tuple[str | int, ...], url: Any, *, att
     scheme = str(url).split(":", 1)[0].lower() if ":" in str(url) else ""
     allowed = ("http", "https", "attachment") if attachment_ok else ("http", "https")
     if scheme not in allowed:
-        errors.add(path, "URL_TYPE_INVALID_SCHEME",
-                   f'Scheme "{scheme}" is not supported. Scheme must be one of {allowed}.')
+        errors.add(path, "URL_TYPE_INVALID_SCHEME", f'Scheme "{scheme}" is not supported. Scheme must be one of {allowed}.')
 
 
 def validate_embeds(errors: FormErrors, embeds: Any, root: tuple[str | int, ...] = ("embeds",)) -> None:
@@ -157,16 +175,15 @@ def validate_embeds(errors: FormErrors, embeds: Any, root: tuple[str | int, ...]
         _check_url(errors, (*path, "url"), embed.get("url"), attachment_ok=False)
         for key in ("image", "thumbnail"):
             _check_url(errors, (*path, key, "url"), (embed.get(key) or {}).get("url"), attachment_ok=True)
-        _check_url(errors, (*path, "author", "icon_url"), (embed.get("author") or {}).get("icon_url"),
-                   attachment_ok=True)
-        _check_url(errors, (*path, "footer", "icon_url"), (embed.get("footer") or {}).get("icon_url"),
-                   attachment_ok=True)
+        _check_url(errors, (*path, "author", "icon_url"), (embed.get("author") or {}).get("icon_url"), attachment_ok=True)
+        _check_url(errors, (*path, "footer", "icon_url"), (embed.get("footer") or {}).get("icon_url"), attachment_ok=True)
     if total > MAX_EMBED_TOTAL:
         errors.add(root, "MAX_EMBED_SIZE_EXCEEDED", f"Embed size exceeds maximum size of {MAX_EMBED_TOTAL}")
 
 
-def validate_message(payload: Payload, file_count: int, *, existing_attachments: int = 0,
-                     creating: bool = True, interaction: bool = False) -> None:
+def validate_message(
+    payload: Payload, file_count: int, *, existing_attachments: int = 0, creating: bool = True, interaction: bool = False
+) -> None:
     """Raise :class:`ApiError` (400) if a create/edit message body breaks Discord's limits."""
     if not isinstance(payload, dict):
         raise ApiError(400, 50109, "The request body contains invalid JSON.")
@@ -193,6 +210,7 @@ def validate_message(payload: Payload, file_count: int, *, existing_attachments:
     if isinstance(components, list) and len(components) > 5 and not (flags or 0) & (1 << 15):
         errors.max_length(("components",), 5)
     errors.raise_if_any()
-    if creating and not (content or payload.get("embeds") or count or components
-                         or payload.get("sticker_ids") or payload.get("poll")):
+    if creating and not (
+        content or payload.get("embeds") or count or components or payload.get("sticker_ids") or payload.get("poll")
+    ):
         raise ApiError(400, 50006, "Cannot send an empty message")

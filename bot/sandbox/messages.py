@@ -11,8 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .limits import ApiError, too_large
 from .files import StoredFile, guess_content_type
+from .limits import ApiError, too_large
 from .state import Message, MessageFlag, Payload, User
 
 _FILE_FIELD = re.compile(r"^(?:files\[(\d+)\]|file(\d*))$")
@@ -73,8 +73,9 @@ def _json(text: str) -> Payload:
 StoreFile = Callable[[Upload, "str | None"], StoredFile]
 
 
-def attach_uploads(payload: Payload, uploads: list[Upload], store: StoreFile,
-                   existing: list[StoredFile] | None = None) -> list[StoredFile]:
+def attach_uploads(
+    payload: Payload, uploads: list[Upload], store: StoreFile, existing: list[StoredFile] | None = None
+) -> list[StoredFile]:
     """Resolve the ``attachments`` array: ids of kept attachments, or indices into ``files[n]``."""
     existing = existing or []
     by_index = {u.index: u for u in uploads}
@@ -86,9 +87,16 @@ def attach_uploads(payload: Payload, uploads: list[Upload], store: StoreFile,
     old = {a.id: a for a in existing}
     for i, item in enumerate(spec):
         if not isinstance(item, dict) or "id" not in item:
-            raise ApiError(400, 50035, "Invalid Form Body",
-                           errors={"attachments": {str(i): {"id": {"_errors": [
-                               {"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}]}}}})
+            raise ApiError(
+                400,
+                50035,
+                "Invalid Form Body",
+                errors={
+                    "attachments": {
+                        str(i): {"id": {"_errors": [{"code": "BASE_TYPE_REQUIRED", "message": "This field is required"}]}}
+                    }
+                },
+            )
         ident = int(item["id"])
         if ident in by_index and ident not in used:
             used.add(ident)
@@ -100,8 +108,16 @@ def attach_uploads(payload: Payload, uploads: list[Upload], store: StoreFile,
         elif ident in old:
             result.append(old[ident])
         else:
-            raise ApiError(400, 50035, "Invalid Form Body", errors={"attachments": {str(i): {"_errors": [
-                {"code": "ATTACHMENT_NOT_FOUND", "message": f"Attachment data not found: {ident}"}]}}})
+            raise ApiError(
+                400,
+                50035,
+                "Invalid Form Body",
+                errors={
+                    "attachments": {
+                        str(i): {"_errors": [{"code": "ATTACHMENT_NOT_FOUND", "message": f"Attachment data not found: {ident}"}]}
+                    }
+                },
+            )
     return result
 
 
@@ -112,12 +128,11 @@ def normalize_embeds(embeds: list[Payload], attachments: list[StoredFile]) -> li
     for embed in embeds:
         embed = json.loads(json.dumps(embed))
         embed.setdefault("type", "rich")
-        for key, url_key in (("image", "url"), ("thumbnail", "url"), ("author", "icon_url"),
-                             ("footer", "icon_url")):
+        for key, url_key in (("image", "url"), ("thumbnail", "url"), ("author", "icon_url"), ("footer", "icon_url")):
             part = embed.get(key)
             url = part.get(url_key) if isinstance(part, dict) else None
             if isinstance(url, str) and url.startswith("attachment://"):
-                stored = files.get(url[len("attachment://"):])
+                stored = files.get(url[len("attachment://") :])
                 if stored is not None:
                     part[url_key] = stored.url
                     part["proxy_" + url_key] = stored.proxy_url
@@ -129,14 +144,14 @@ def normalize_embeds(embeds: list[Payload], attachments: list[StoredFile]) -> li
 
 
 def parse_mentions(content: str, lookup_user: Callable[[int], User | None]) -> tuple[list[User], list[int]]:
-    users = [u for uid in dict.fromkeys(int(m) for m in _USER_MENTION.findall(content))
-             if (u := lookup_user(uid)) is not None]
+    users = [u for uid in dict.fromkeys(int(m) for m in _USER_MENTION.findall(content)) if (u := lookup_user(uid)) is not None]
     roles = list(dict.fromkeys(int(m) for m in _ROLE_MENTION.findall(content)))
     return users, roles
 
 
-def apply_edit(message: Message, payload: Payload, uploads: list[Upload], store: StoreFile,
-               lookup_user: Callable[[int], User | None]) -> None:
+def apply_edit(
+    message: Message, payload: Payload, uploads: list[Upload], store: StoreFile, lookup_user: Callable[[int], User | None]
+) -> None:
     """PATCH semantics: only the fields present change; ``attachments`` lists what survives."""
     if "content" in payload:
         message.content = payload["content"] or ""
@@ -152,8 +167,9 @@ def apply_edit(message: Message, payload: Payload, uploads: list[Upload], store:
         message.flags = keep | (int(payload["flags"]) & MessageFlag.SUPPRESS_EMBEDS)
 
 
-def fill_message(message: Message, payload: Payload, attachments: list[StoredFile],
-                 lookup_user: Callable[[int], User | None]) -> Message:
+def fill_message(
+    message: Message, payload: Payload, attachments: list[StoredFile], lookup_user: Callable[[int], User | None]
+) -> Message:
     """Populate a new message from a create body (content, embeds, components, flags, nonce)."""
     message.content = payload.get("content") or ""
     message.attachments = attachments

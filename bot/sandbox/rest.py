@@ -34,8 +34,15 @@ class Call:
         try:
             return int(self.params[name])
         except ValueError:
-            raise ApiError(400, 50035, "Invalid Form Body", errors={name: {"_errors": [
-                {"code": "NUMBER_TYPE_COERCE", "message": f"Value \"{self.params[name]}\" is not snowflake."}]}}
+            raise ApiError(
+                400,
+                50035,
+                "Invalid Form Body",
+                errors={
+                    name: {
+                        "_errors": [{"code": "NUMBER_TYPE_COERCE", "message": f'Value "{self.params[name]}" is not snowflake.'}]
+                    }
+                },
             ) from None
 
     @property
@@ -81,8 +88,9 @@ class Router:
         self.log(request, path, path, status, None)
         return self.json({"message": text, "code": 0}, status, path)
 
-    async def run(self, request: web.Request, params: dict[str, str], template: str, handler: Handler,
-                  auth: bool) -> web.StreamResponse:
+    async def run(
+        self, request: web.Request, params: dict[str, str], template: str, handler: Handler, auth: bool
+    ) -> web.StreamResponse:
         route = f"{request.method} {template}"
         bot = self.sandbox.bot_by_authorization(request.headers.get("Authorization", ""))
         if auth and bot is None:
@@ -110,8 +118,13 @@ class Router:
     @staticmethod
     def headers(template: str) -> dict[str, str]:
         bucket = hashlib.sha1(template.encode()).hexdigest()[:32]
-        return {"X-RateLimit-Limit": "50", "X-RateLimit-Remaining": "49", "X-RateLimit-Reset-After": "1.000",
-                "X-RateLimit-Reset": f"{time.time() + 1:.3f}", "X-RateLimit-Bucket": bucket}
+        return {
+            "X-RateLimit-Limit": "50",
+            "X-RateLimit-Remaining": "49",
+            "X-RateLimit-Reset-After": "1.000",
+            "X-RateLimit-Reset": f"{time.time() + 1:.3f}",
+            "X-RateLimit-Bucket": bucket,
+        }
 
     def json(self, body: Any, status: int, template: str) -> web.Response:
         # Exactly "application/json", as Discord sends it: discord.py compares the header verbatim.
@@ -177,8 +190,11 @@ class RestApi:
         return {"url": self.sb.gateway_url}
 
     async def get_gateway_bot(self, call: Call) -> Any:
-        return {"url": self.sb.gateway_url, "shards": 1, "session_start_limit": {
-            "total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1}}
+        return {
+            "url": self.sb.gateway_url,
+            "shards": 1,
+            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1},
+        }
 
     async def get_application(self, call: Call) -> Any:
         return call.me.application_payload()
@@ -233,8 +249,19 @@ class RestApi:
     async def get_guild(self, call: Call) -> Any:
         guild = self.guild_for(call)
         data = guild.payload(members=[], me=guild.members[call.me.id])
-        for key in ("members", "channels", "threads", "presences", "voice_states", "joined_at", "large",
-                    "member_count", "stage_instances", "guild_scheduled_events", "soundboard_sounds"):
+        for key in (
+            "members",
+            "channels",
+            "threads",
+            "presences",
+            "voice_states",
+            "joined_at",
+            "large",
+            "member_count",
+            "stage_instances",
+            "guild_scheduled_events",
+            "soundboard_sounds",
+        ):
             data.pop(key, None)
         if call.request.query.get("with_counts") in ("true", "1"):
             data.update(approximate_member_count=len(guild.members), approximate_presence_count=0)
@@ -295,15 +322,14 @@ class RestApi:
             return []
         q = call.request.query
         limit = max(1, min(int(q.get("limit", 50)), 100))
-        msgs = [m for m in self.sb.messages.values()
-                if m.channel_id == channel.id and not m.deleted and not m.ephemeral]
+        msgs = [m for m in self.sb.messages.values() if m.channel_id == channel.id and not m.deleted and not m.ephemeral]
         if "before" in q:
             msgs = [m for m in msgs if m.id < int(q["before"])][-limit:]
         elif "after" in q:
             msgs = [m for m in msgs if m.id > int(q["after"])][:limit]
         elif "around" in q:
             pivot = int(q["around"])
-            older = [m for m in msgs if m.id <= pivot][-(limit // 2 + 1):]
+            older = [m for m in msgs if m.id <= pivot][-(limit // 2 + 1) :]
             msgs = older + [m for m in msgs if m.id > pivot][: limit - len(older)]
         else:
             msgs = msgs[-limit:]
@@ -322,8 +348,9 @@ class RestApi:
         reference, referenced = self.sb.resolve_reference(channel, payload.get("message_reference"))
         if reference and channel.guild_id and not self._can(call, channel, Perm.READ_MESSAGE_HISTORY):
             raise missing_permissions(f"replying needs READ_MESSAGE_HISTORY in #{channel.name}")
-        msg = self.sb.new_message(channel, call.me, payload, uploads, type=19 if reference else 0,
-                                  message_reference=reference, referenced=referenced)
+        msg = self.sb.new_message(
+            channel, call.me, payload, uploads, type=19 if reference else 0, message_reference=reference, referenced=referenced
+        )
         self.sb.publish(msg)
         return msg.payload()
 

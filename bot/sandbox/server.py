@@ -12,20 +12,31 @@ from aiohttp import web
 
 from .gateway import Gateway
 from .interactions import (
-    APPLICATION_COMMAND, AUTOCOMPLETE, MESSAGE_COMPONENT, CommandNotAvailable, FileSpec, InteractionRecord,
-    OptionBuilder, check_default_permissions, find_command, interaction_payload, new_token,
+    APPLICATION_COMMAND,
+    AUTOCOMPLETE,
+    MESSAGE_COMPONENT,
+    CommandNotAvailable,
+    FileSpec,
+    InteractionRecord,
+    OptionBuilder,
+    check_default_permissions,
+    find_command,
+    interaction_payload,
+    new_token,
 )
 from .limits import DEFAULT_UPLOAD_LIMIT, validate_message
 from .messages import Upload, find_component
-from .rest import RestApi, Router
 from .permissions import channel_permissions
+from .rest import RestApi, Router
 from .state import BotUser, Channel, ChannelType, Guild, Message, Payload, User
 from .webhooks import WebhookApi
 from .world import World
 
 # A 1x1 PNG for default avatars (cdn /embed/avatars/N.png).
-_PIXEL = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                       "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082")
+_PIXEL = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
+)
 
 
 class DiscordConfig:
@@ -38,9 +49,11 @@ class DiscordConfig:
         import discord.http
         import yarl
 
-        self._targets = [(discord.http.Route, "BASE", api_url),
-                         (discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(gateway_url)),
-                         (discord.asset.Asset, "BASE", cdn_url)]
+        self._targets = [
+            (discord.http.Route, "BASE", api_url),
+            (discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY", yarl.URL(gateway_url)),
+            (discord.asset.Asset, "BASE", cdn_url),
+        ]
         self._saved = [(cls, name, cls.__dict__[name]) for cls, name, _ in self._targets]
         for cls, name, value in self._targets:
             setattr(cls, name, value)
@@ -62,9 +75,16 @@ class DiscordSandbox(World):
     discord.py bot with a token from :meth:`create_bot_user`, then act as users and inspect
     :attr:`violations`, :attr:`bot_messages` and interaction records."""
 
-    def __init__(self, *, heartbeat_interval: float = 41.25, heartbeat_grace: float = 1.0,
-                 interaction_ack_timeout: float = 3.0, followup_ttl: float = 900.0,
-                 upload_limit: int = DEFAULT_UPLOAD_LIMIT, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        *,
+        heartbeat_interval: float = 41.25,
+        heartbeat_grace: float = 1.0,
+        interaction_ack_timeout: float = 3.0,
+        followup_ttl: float = 900.0,
+        upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+        host: str = "127.0.0.1",
+    ) -> None:
         super().__init__()
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_grace = heartbeat_grace
@@ -159,24 +179,29 @@ class DiscordSandbox(World):
 
     async def wait_for_ready(self, bot: BotUser | None = None, *, timeout: float = 10.0) -> None:
         """Wait until ``bot`` (or any bot) has an identified session that got its GUILD_CREATEs."""
-        await self.wait_until(lambda: any(s.connection and s.ready and (bot is None or s.bot.id == bot.id)
-                                          for s in self.gateway.sessions.values()),
-                              timeout, "a bot session to be READY")
+        await self.wait_until(
+            lambda: any(s.connection and s.ready and (bot is None or s.bot.id == bot.id) for s in self.gateway.sessions.values()),
+            timeout,
+            "a bot session to be READY",
+        )
 
-    async def wait_for_commands(self, bot: BotUser, *names: str, guild: Guild | None = None,
-                                timeout: float = 10.0) -> list[Payload]:
+    async def wait_for_commands(
+        self, bot: BotUser, *names: str, guild: Guild | None = None, timeout: float = 10.0
+    ) -> list[Payload]:
         """Wait until ``bot`` synced commands with these top-level names (global or ``guild``)."""
+
         def synced() -> list[Payload] | None:
             cmds = self.commands.list(bot.application_id, guild.id if guild else None)
             return cmds if {c["name"] for c in cmds} >= set(names) else None
+
         return await self.wait_until(synced, timeout, f"commands {names} to be synced")
 
-    async def wait_for_bot_message(self, predicate: Callable[[Message], bool] | None = None, *,
-                                   timeout: float = 10.0) -> Message:
+    async def wait_for_bot_message(self, predicate: Callable[[Message], bool] | None = None, *, timeout: float = 10.0) -> Message:
         """First (already recorded or future) bot message matching ``predicate``, in its latest state."""
+
         def find() -> Message | None:
-            return next((m for m in self.bot_messages
-                         if not m.deleted and (predicate is None or predicate(m))), None)
+            return next((m for m in self.bot_messages if not m.deleted and (predicate is None or predicate(m))), None)
+
         return await self.wait_until(find, timeout, "a matching bot message")
 
     async def reconnect_all(self) -> None:
@@ -193,19 +218,29 @@ class DiscordSandbox(World):
         if author.id not in guild.members:
             raise PermissionError(f"{author.name} is not a member of {guild.name}")
 
-    async def post_message(self, channel: Channel, author: User, content: str = "", *,
-                           attachments: Iterable[FileSpec] = (), embeds: Iterable[Payload] = (),
-                           reply_to: Message | None = None) -> Message:
+    async def post_message(
+        self,
+        channel: Channel,
+        author: User,
+        content: str = "",
+        *,
+        attachments: Iterable[FileSpec] = (),
+        embeds: Iterable[Payload] = (),
+        reply_to: Message | None = None,
+    ) -> Message:
         """A user posts a message (files are served by the CDN); dispatches MESSAGE_CREATE."""
         self._check_author(channel, author)
-        uploads = [Upload(i, f[0], f[1], f[2] if len(f) == 3 else "application/octet-stream")  # type: ignore[misc]
-                   for i, f in enumerate(attachments)]
+        uploads = [
+            Upload(i, f[0], f[1], f[2] if len(f) == 3 else "application/octet-stream")  # type: ignore[misc]
+            for i, f in enumerate(attachments)
+        ]
         payload: Payload = {"content": content, "embeds": list(embeds)}
         validate_message(payload, len(uploads))
         ref = {"message_id": str(reply_to.id)} if reply_to else None
         reference, referenced = self.resolve_reference(channel, ref)
-        msg = self.new_message(channel, author, payload, uploads, type=19 if reference else 0,
-                               message_reference=reference, referenced=referenced)
+        msg = self.new_message(
+            channel, author, payload, uploads, type=19 if reference else 0, message_reference=reference, referenced=referenced
+        )
         self.publish(msg)
         await asyncio.sleep(0)
         return msg
@@ -223,8 +258,7 @@ class DiscordSandbox(World):
     def commands_for(self, bot: BotUser, guild: Guild | None = None) -> list[Payload]:
         return self.commands.list(bot.application_id, guild.id if guild else None)
 
-    def _resolve_command(self, guild: Guild | None, path: str, application: BotUser | None
-                         ) -> tuple[BotUser, Payload, list[str]]:
+    def _resolve_command(self, guild: Guild | None, path: str, application: BotUser | None) -> tuple[BotUser, Payload, list[str]]:
         bots = [application] if application else [b for b in self.bots if guild is None or b.id in guild.members]
         found = []
         for bot in bots:
@@ -244,11 +278,19 @@ class DiscordSandbox(World):
             raise CommandNotAvailable(f"{found[0][0].name} is not in {guild.name}")
         return found[0]
 
-    async def invoke_slash(self, guild: Guild | None, channel: Channel, user: User, command: str,
-                           options: Mapping[str, Any] | None = None, *,
-                           attachments: Mapping[str, FileSpec] | None = None,
-                           application: BotUser | None = None, locale: str = "en-US",
-                           focused: str | None = None) -> InteractionRecord:
+    async def invoke_slash(
+        self,
+        guild: Guild | None,
+        channel: Channel,
+        user: User,
+        command: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        attachments: Mapping[str, FileSpec] | None = None,
+        application: BotUser | None = None,
+        locale: str = "en-US",
+        focused: str | None = None,
+    ) -> InteractionRecord:
         """Use ``/command`` (``"catalog add"`` for subcommands) as ``user``, built from the synced
         schema. Values: str/int/float/bool, sandbox User/Member/Role/Channel, and
         ``(filename, bytes[, content_type])`` for attachment options. ``focused`` sends an
@@ -267,13 +309,15 @@ class DiscordSandbox(World):
         kind = AUTOCOMPLETE if focused else APPLICATION_COMMAND
         return await self._dispatch_interaction(kind, bot, data, guild, channel, user, locale, command)
 
-    async def autocomplete(self, guild: Guild | None, channel: Channel, user: User, command: str,
-                           options: Mapping[str, Any], focused: str, **kw: Any) -> InteractionRecord:
+    async def autocomplete(
+        self, guild: Guild | None, channel: Channel, user: User, command: str, options: Mapping[str, Any], focused: str, **kw: Any
+    ) -> InteractionRecord:
         """Typing into an autocomplete option: the record's ``choices`` hold the bot's answer."""
         return await self.invoke_slash(guild, channel, user, command, options, focused=focused, **kw)
 
-    async def click_component(self, message: Message, user: User, custom_id: str, *,
-                              values: list[str] | None = None, locale: str = "en-US") -> InteractionRecord:
+    async def click_component(
+        self, message: Message, user: User, custom_id: str, *, values: list[str] | None = None, locale: str = "en-US"
+    ) -> InteractionRecord:
         """Press a button / choose in a select menu of a bot message."""
         component = find_component(message.components, custom_id)
         if component is None:
@@ -288,21 +332,52 @@ class DiscordSandbox(World):
         if values is not None:
             data["values"] = values
         guild = self.guilds.get(channel.guild_id) if channel.guild_id else None
-        return await self._dispatch_interaction(MESSAGE_COMPONENT, bot, data, guild, channel, user, locale,
-                                                custom_id, source=message)
+        return await self._dispatch_interaction(
+            MESSAGE_COMPONENT, bot, data, guild, channel, user, locale, custom_id, source=message
+        )
 
-    async def _dispatch_interaction(self, kind: int, bot: BotUser, data: Payload, guild: Guild | None,
-                                    channel: Channel, user: User, locale: str, name: str,
-                                    source: Message | None = None) -> InteractionRecord:
+    async def _dispatch_interaction(
+        self,
+        kind: int,
+        bot: BotUser,
+        data: Payload,
+        guild: Guild | None,
+        channel: Channel,
+        user: User,
+        locale: str,
+        name: str,
+        source: Message | None = None,
+    ) -> InteractionRecord:
         sessions = [s for s in self.gateway.bot_sessions(bot.id) if s.wants(guild.id if guild else None, None)]
         if not sessions:
             raise RuntimeError(f"{bot.name} has no connected gateway session")
         ident, token = self.ids.next(), new_token()
-        payload = interaction_payload(self, interaction_id=ident, token=token, type=kind,
-                                      application_id=bot.application_id, data=data, guild=guild,
-                                      channel=channel, user=user, locale=locale, message=source)
-        rec = InteractionRecord(ident, token, kind, bot.application_id, user, guild.id if guild else None,
-                                channel.id, payload, name=name, source_message=source, sandbox=self)
+        payload = interaction_payload(
+            self,
+            interaction_id=ident,
+            token=token,
+            type=kind,
+            application_id=bot.application_id,
+            data=data,
+            guild=guild,
+            channel=channel,
+            user=user,
+            locale=locale,
+            message=source,
+        )
+        rec = InteractionRecord(
+            ident,
+            token,
+            kind,
+            bot.application_id,
+            user,
+            guild.id if guild else None,
+            channel.id,
+            payload,
+            name=name,
+            source_message=source,
+            sandbox=self,
+        )
         self.interactions[ident] = rec
         sessions[0].dispatch("INTERACTION_CREATE", payload)
         rec.dispatched_at = time.monotonic()

@@ -53,7 +53,7 @@ class SnowflakeGenerator:
 
 
 def snowflake_time(snowflake: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000, dt.UTC)
 
 
 def iso(when: dt.datetime | None) -> str | None:
@@ -73,9 +73,16 @@ class User:
 
     def payload(self) -> Payload:
         data: Payload = {
-            "id": str(self.id), "username": self.name, "discriminator": "0",
-            "global_name": self.global_name, "avatar": None, "public_flags": 0, "flags": 0,
-            "banner": None, "accent_color": None, "avatar_decoration_data": None,
+            "id": str(self.id),
+            "username": self.name,
+            "discriminator": "0",
+            "global_name": self.global_name,
+            "avatar": None,
+            "public_flags": 0,
+            "flags": 0,
+            "banner": None,
+            "accent_color": None,
+            "avatar_decoration_data": None,
         }
         if self.bot:
             data["bot"] = True
@@ -108,19 +115,39 @@ class BotUser(User):
         return flags
 
     def me_payload(self) -> Payload:
-        return {**self.payload(), "verified": True, "mfa_enabled": False, "email": None,
-                "locale": "en-US", "premium_type": 0, "bio": ""}
+        return {
+            **self.payload(),
+            "verified": True,
+            "mfa_enabled": False,
+            "email": None,
+            "locale": "en-US",
+            "premium_type": 0,
+            "bio": "",
+        }
 
     def application_payload(self) -> Payload:
         owner = self.owner.payload() if self.owner else self.payload()
         return {
-            "id": str(self.id), "name": self.name, "icon": None, "description": "", "summary": "",
-            "type": None, "bot": self.payload(), "bot_public": True, "bot_require_code_grant": False,
-            "owner": owner, "team": None, "verify_key": f"{self.id:064x}"[-64:], "flags": self.application_flags,
-            "hook": True, "interactions_endpoint_url": None, "redirect_uris": [], "tags": [],
-            "approximate_guild_count": 0, "integration_types_config": {"0": {}},
-            "install_params": {"scopes": ["bot", "applications.commands"],
-                               "permissions": str(self.invite_permissions)},
+            "id": str(self.id),
+            "name": self.name,
+            "icon": None,
+            "description": "",
+            "summary": "",
+            "type": None,
+            "bot": self.payload(),
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": owner,
+            "team": None,
+            "verify_key": f"{self.id:064x}"[-64:],
+            "flags": self.application_flags,
+            "hook": True,
+            "interactions_endpoint_url": None,
+            "redirect_uris": [],
+            "tags": [],
+            "approximate_guild_count": 0,
+            "integration_types_config": {"0": {}},
+            "install_params": {"scopes": ["bot", "applications.commands"], "permissions": str(self.invite_permissions)},
         }
 
 
@@ -139,11 +166,18 @@ class Role:
 
     def payload(self) -> Payload:
         data: Payload = {
-            "id": str(self.id), "name": self.name, "color": self.color,
+            "id": str(self.id),
+            "name": self.name,
+            "color": self.color,
             "colors": {"primary_color": self.color, "secondary_color": None, "tertiary_color": None},
-            "hoist": self.hoist, "icon": None, "unicode_emoji": None, "position": self.position,
-            "permissions": str(self.permissions), "managed": self.managed,
-            "mentionable": self.mentionable, "flags": 0,
+            "hoist": self.hoist,
+            "icon": None,
+            "unicode_emoji": None,
+            "position": self.position,
+            "permissions": str(self.permissions),
+            "managed": self.managed,
+            "mentionable": self.mentionable,
+            "flags": 0,
         }
         if self.bot_id is not None:
             data["tags"] = {"bot_id": str(self.bot_id)}
@@ -156,13 +190,21 @@ class Member:
     guild_id: int
     role_ids: list[int] = field(default_factory=list)
     nick: str | None = None
-    joined_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    joined_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def payload(self, *, with_user: bool = True, permissions: int | None = None) -> Payload:
         data: Payload = {
-            "roles": [str(r) for r in self.role_ids], "nick": self.nick, "avatar": None, "banner": None,
-            "joined_at": iso(self.joined_at), "premium_since": None, "deaf": False, "mute": False,
-            "flags": 0, "pending": False, "communication_disabled_until": None,
+            "roles": [str(r) for r in self.role_ids],
+            "nick": self.nick,
+            "avatar": None,
+            "banner": None,
+            "joined_at": iso(self.joined_at),
+            "premium_since": None,
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+            "communication_disabled_until": None,
         }
         if with_user:
             data["user"] = self.user.payload()
@@ -201,13 +243,26 @@ class Channel:
 
     def payload(self) -> Payload:
         if self.type == ChannelType.DM:
-            return {"id": str(self.id), "type": self.type, "last_message_id": _opt(self.last_message_id),
-                    "flags": 0, "recipients": [u.payload() for u in self.recipients]}
+            return {
+                "id": str(self.id),
+                "type": self.type,
+                "last_message_id": _opt(self.last_message_id),
+                "flags": 0,
+                "recipients": [u.payload() for u in self.recipients],
+            }
         return {
-            "id": str(self.id), "type": self.type, "guild_id": str(self.guild_id), "name": self.name,
-            "position": self.position, "permission_overwrites": [o.payload() for o in self.overwrites],
-            "topic": self.topic, "nsfw": False, "last_message_id": _opt(self.last_message_id),
-            "rate_limit_per_user": 0, "parent_id": _opt(self.parent_id), "flags": 0,
+            "id": str(self.id),
+            "type": self.type,
+            "guild_id": str(self.guild_id),
+            "name": self.name,
+            "position": self.position,
+            "permission_overwrites": [o.payload() for o in self.overwrites],
+            "topic": self.topic,
+            "nsfw": False,
+            "last_message_id": _opt(self.last_message_id),
+            "rate_limit_per_user": 0,
+            "parent_id": _opt(self.parent_id),
+            "flags": 0,
         }
 
 
@@ -219,7 +274,7 @@ class Guild:
     roles: dict[int, Role] = field(default_factory=dict)
     channels: dict[int, Channel] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
-    created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property
     def everyone(self) -> Role:
@@ -228,23 +283,53 @@ class Guild:
     def payload(self, *, members: list[Member], me: Member | None) -> Payload:
         """Full GUILD_CREATE payload (gateway guild object with the extra fields)."""
         return {
-            "id": str(self.id), "name": self.name, "icon": None, "icon_hash": None, "splash": None,
-            "discovery_splash": None, "owner_id": str(self.owner_id), "afk_channel_id": None,
-            "afk_timeout": 300, "widget_enabled": False, "verification_level": 0,
-            "default_message_notifications": 0, "explicit_content_filter": 0,
-            "roles": [r.payload() for r in self.roles.values()], "emojis": [], "features": [],
-            "mfa_level": 0, "application_id": None, "system_channel_id": None, "system_channel_flags": 0,
-            "rules_channel_id": None, "max_members": 500000, "vanity_url_code": None,
-            "description": None, "banner": None, "premium_tier": 0, "premium_subscription_count": 0,
-            "preferred_locale": "en-US", "public_updates_channel_id": None, "nsfw_level": 0,
-            "stickers": [], "premium_progress_bar_enabled": False, "safety_alerts_channel_id": None,
+            "id": str(self.id),
+            "name": self.name,
+            "icon": None,
+            "icon_hash": None,
+            "splash": None,
+            "discovery_splash": None,
+            "owner_id": str(self.owner_id),
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "widget_enabled": False,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "roles": [r.payload() for r in self.roles.values()],
+            "emojis": [],
+            "features": [],
+            "mfa_level": 0,
+            "application_id": None,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "max_members": 500000,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "public_updates_channel_id": None,
+            "nsfw_level": 0,
+            "stickers": [],
+            "premium_progress_bar_enabled": False,
+            "safety_alerts_channel_id": None,
             "incidents_data": None,
             # GUILD_CREATE extras
-            "joined_at": iso(me.joined_at if me else self.created_at), "large": len(self.members) > 250,
-            "unavailable": False, "member_count": len(self.members), "voice_states": [],
-            "members": [m.payload() for m in members], "presences": [], "threads": [],
-            "channels": [c.payload() for c in self.channels.values()], "stage_instances": [],
-            "guild_scheduled_events": [], "soundboard_sounds": [],
+            "joined_at": iso(me.joined_at if me else self.created_at),
+            "large": len(self.members) > 250,
+            "unavailable": False,
+            "member_count": len(self.members),
+            "voice_states": [],
+            "members": [m.payload() for m in members],
+            "presences": [],
+            "threads": [],
+            "channels": [c.payload() for c in self.channels.values()],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
         }
 
 
@@ -303,23 +388,38 @@ class Message:
         """Uploaded attachments by file name."""
         return {a.filename: a.data for a in self.attachments}
 
-    def payload(self, *, member: Member | None = None, gateway: bool = False,
-                nested: bool = True) -> Payload:
+    def payload(self, *, member: Member | None = None, gateway: bool = False, nested: bool = True) -> Payload:
         data: Payload = {
-            "id": str(self.id), "channel_id": str(self.channel_id), "type": self.type,
-            "author": self.author.payload(), "content": self.content,
-            "timestamp": iso(self.created_at), "edited_timestamp": iso(self.edited_at),
-            "tts": self.tts, "mention_everyone": False, "mentions": [u.payload() for u in self.mentions],
-            "mention_roles": [str(r) for r in self.mention_role_ids], "mention_channels": [],
-            "attachments": [a.payload() for a in self.attachments], "embeds": self.embeds,
-            "pinned": False, "flags": self.flags, "components": self.components,
+            "id": str(self.id),
+            "channel_id": str(self.channel_id),
+            "type": self.type,
+            "author": self.author.payload(),
+            "content": self.content,
+            "timestamp": iso(self.created_at),
+            "edited_timestamp": iso(self.edited_at),
+            "tts": self.tts,
+            "mention_everyone": False,
+            "mentions": [u.payload() for u in self.mentions],
+            "mention_roles": [str(r) for r in self.mention_role_ids],
+            "mention_channels": [],
+            "attachments": [a.payload() for a in self.attachments],
+            "embeds": self.embeds,
+            "pinned": False,
+            "flags": self.flags,
+            "components": self.components,
         }
         if self.reactions:
             data["reactions"] = [
-                {"emoji": {"id": None, "name": e}, "count": len(u),
-                 "count_details": {"burst": 0, "normal": len(u)},
-                 "me": False, "me_burst": False, "burst_colors": []}
-                for e, u in self.reactions.items() if u
+                {
+                    "emoji": {"id": None, "name": e},
+                    "count": len(u),
+                    "count_details": {"burst": 0, "normal": len(u)},
+                    "me": False,
+                    "me_burst": False,
+                    "burst_colors": [],
+                }
+                for e, u in self.reactions.items()
+                if u
             ]
         if self.nonce is not None:
             data["nonce"] = self.nonce

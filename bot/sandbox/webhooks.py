@@ -7,8 +7,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .interactions import (
-    ALLOWED_CALLBACKS, APPLICATION_COMMAND, AUTOCOMPLETE_RESULT, CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE,
-    DEFERRED_UPDATE, MODAL, UPDATE_MESSAGE, InteractionRecord,
+    ALLOWED_CALLBACKS,
+    APPLICATION_COMMAND,
+    AUTOCOMPLETE_RESULT,
+    CHANNEL_MESSAGE,
+    DEFERRED_CHANNEL_MESSAGE,
+    DEFERRED_UPDATE,
+    MODAL,
+    UPDATE_MESSAGE,
+    InteractionRecord,
 )
 from .limits import ApiError, FormErrors, validate_message
 from .messages import apply_edit, attach_uploads, fill_message, read_body
@@ -30,20 +37,34 @@ class WebhookApi:
         r("DELETE", f"{w}/messages/{{message_id}}", self.delete_message, auth=False)
 
     # -- helpers -----------------------------------------------------------------------------------
-    def response_message(self, rec: InteractionRecord, payload: Payload, uploads: list[Any], *,
-                         flags: int, followup: bool) -> Message:
+    def response_message(
+        self, rec: InteractionRecord, payload: Payload, uploads: list[Any], *, flags: int, followup: bool
+    ) -> Message:
         channel = self.sb.channels[rec.channel_id]
         bot = self.sb.users[rec.application_id]
-        meta = {"id": str(rec.id), "type": rec.type, "user": rec.user.payload(),
-                "authorizing_integration_owners": rec.payload.get("authorizing_integration_owners", {})}
+        meta = {
+            "id": str(rec.id),
+            "type": rec.type,
+            "user": rec.user.payload(),
+            "authorizing_integration_owners": rec.payload.get("authorizing_integration_owners", {}),
+        }
         if rec.source_message is not None:
             meta["interacted_message_id"] = str(rec.source_message.id)
         if followup and rec.original is not None:
             meta["original_response_message_id"] = str(rec.original.id)
         kind = 0 if followup else (20 if rec.type == APPLICATION_COMMAND else 19)
-        return self.sb.new_message(channel, bot, payload, uploads, type=kind, flags=flags,
-                                   webhook_id=rec.application_id, application_id=rec.application_id,
-                                   interaction_metadata=meta, interaction_id=rec.id)
+        return self.sb.new_message(
+            channel,
+            bot,
+            payload,
+            uploads,
+            type=kind,
+            flags=flags,
+            webhook_id=rec.application_id,
+            application_id=rec.application_id,
+            interaction_metadata=meta,
+            interaction_id=rec.id,
+        )
 
     def by_token(self, call: Call) -> InteractionRecord:
         rec = self.sb.interaction_by_token(call.params["token"])
@@ -51,15 +72,17 @@ class WebhookApi:
             raise ApiError(404, 10015, "Unknown Webhook")
         age = time.monotonic() - rec.dispatched_at
         if age > self.sb.followup_ttl:
-            raise ApiError(401, 50027, "Invalid Webhook Token",
-                           detail=f"interaction token used {age:.0f}s after creation "
-                                  f"(valid {self.sb.followup_ttl:g}s)")
+            raise ApiError(
+                401,
+                50027,
+                "Invalid Webhook Token",
+                detail=f"interaction token used {age:.0f}s after creation (valid {self.sb.followup_ttl:g}s)",
+            )
         return rec
 
     def target(self, call: Call, rec: InteractionRecord) -> Message:
         ident = call.params["message_id"]
-        msg = rec.original if ident == "@original" else next(
-            (m for m in rec.messages if str(m.id) == ident), None)
+        msg = rec.original if ident == "@original" else next((m for m in rec.messages if str(m.id) == ident), None)
         if msg is None or msg.deleted:
             raise ApiError(404, 10008, "Unknown Message")
         return msg
@@ -68,8 +91,11 @@ class WebhookApi:
     def callback_response(rec: InteractionRecord, ctype: int, message: Message | None) -> Payload:
         inner: Payload = {"id": str(rec.id), "type": rec.type}
         if message is not None:
-            inner.update(response_message_id=str(message.id), response_message_loading=message.loading,
-                         response_message_ephemeral=message.ephemeral)
+            inner.update(
+                response_message_id=str(message.id),
+                response_message_loading=message.loading,
+                response_message_ephemeral=message.ephemeral,
+            )
         data: Payload = {"interaction": inner}
         if message is not None and ctype in (CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, UPDATE_MESSAGE):
             data["resource"] = {"type": ctype, "message": message.payload()}
@@ -86,20 +112,41 @@ class WebhookApi:
         delay = time.monotonic() - rec.dispatched_at
         ctype = payload.get("type")
         if rec.acknowledged:
-            raise ApiError(400, 40060, "Interaction has already been acknowledged.",
-                           detail=f"second callback (type {ctype}) for {rec.describe()}")
+            raise ApiError(
+                400,
+                40060,
+                "Interaction has already been acknowledged.",
+                detail=f"second callback (type {ctype}) for {rec.describe()}",
+            )
         if rec.failed:
             raise ApiError(404, 10062, "Unknown interaction", detail=f"{rec.describe()}")
         if delay > self.sb.interaction_ack_timeout:
             rec.failed = f"acknowledged too late ({delay:.2f}s)"
             self.sb.notify()
-            raise ApiError(404, 10062, "Unknown interaction", kind="late_interaction_ack",
-                           detail=f"callback {delay:.2f}s after INTERACTION_CREATE for {rec.name or rec.id} "
-                                  f"(limit {self.sb.interaction_ack_timeout:g}s)")
+            raise ApiError(
+                404,
+                10062,
+                "Unknown interaction",
+                kind="late_interaction_ack",
+                detail=f"callback {delay:.2f}s after INTERACTION_CREATE for {rec.name or rec.id} "
+                f"(limit {self.sb.interaction_ack_timeout:g}s)",
+            )
         if ctype not in ALLOWED_CALLBACKS.get(rec.type, set()):
-            raise ApiError(400, 50035, "Invalid Form Body", errors={"type": {"_errors": [
-                {"code": "INTERACTION_RESPONSE_TYPE_INVALID",
-                 "message": f"Callback type {ctype} is not valid for interaction type {rec.type}"}]}})
+            raise ApiError(
+                400,
+                50035,
+                "Invalid Form Body",
+                errors={
+                    "type": {
+                        "_errors": [
+                            {
+                                "code": "INTERACTION_RESPONSE_TYPE_INVALID",
+                                "message": f"Callback type {ctype} is not valid for interaction type {rec.type}",
+                            }
+                        ]
+                    }
+                },
+            )
         data = payload.get("data") or {}
         message: Message | None = None
         if ctype == CHANNEL_MESSAGE:
@@ -114,8 +161,9 @@ class WebhookApi:
         elif ctype in (DEFERRED_UPDATE, UPDATE_MESSAGE):
             message = rec.original = rec.source_message
             if ctype == UPDATE_MESSAGE and message is not None:
-                validate_message(data, len(uploads), existing_attachments=len(message.attachments), creating=False,
-                                 interaction=True)
+                validate_message(
+                    data, len(uploads), existing_attachments=len(message.attachments), creating=False, interaction=True
+                )
                 apply_edit(message, data, uploads, self.sb.file_store(message.channel_id), self.sb.users.get)
                 message.edited_at = self.sb.now()
                 self.sb.edited(message)
@@ -153,8 +201,13 @@ class WebhookApi:
         rec = self.by_token(call)
         payload, uploads = await read_body(call.request, self.sb.upload_limit)
         if not rec.acknowledged:
-            raise ApiError(404, 10015, "Unknown Webhook", kind="followup_before_ack",
-                           detail=f"followup before the interaction was acknowledged: {rec.describe()}")
+            raise ApiError(
+                404,
+                10015,
+                "Unknown Webhook",
+                kind="followup_before_ack",
+                detail=f"followup before the interaction was acknowledged: {rec.describe()}",
+            )
         validate_message(payload, len(uploads), interaction=True)
         original = rec.original
         if rec.callback_type == DEFERRED_CHANNEL_MESSAGE and original is not None and original.loading:
@@ -183,8 +236,7 @@ class WebhookApi:
         rec = self.by_token(call)
         msg = self.target(call, rec)
         payload, uploads = await read_body(call.request, self.sb.upload_limit)
-        validate_message(payload, len(uploads), existing_attachments=len(msg.attachments), creating=False,
-                         interaction=True)
+        validate_message(payload, len(uploads), existing_attachments=len(msg.attachments), creating=False, interaction=True)
         apply_edit(msg, payload, uploads, self.sb.file_store(msg.channel_id), self.sb.users.get)
         if msg.loading:
             msg.flags &= ~MessageFlag.LOADING

@@ -13,13 +13,23 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .commands import CommandStore
+from .files import StoredFile, guess_content_type
 from .interactions import InteractionRecord
 from .limits import ApiError, Violation
 from .messages import Upload, attach_uploads, fill_message
-from .files import StoredFile, guess_content_type
 from .permissions import DEFAULT_BOT_PERMISSIONS, DEFAULT_EVERYONE_PERMISSIONS, Intent
 from .state import (
-    BotUser, Channel, ChannelType, Guild, Member, Message, Overwrite, Payload, Role, SnowflakeGenerator, User,
+    BotUser,
+    Channel,
+    ChannelType,
+    Guild,
+    Member,
+    Message,
+    Overwrite,
+    Payload,
+    Role,
+    SnowflakeGenerator,
+    User,
 )
 
 if TYPE_CHECKING:
@@ -57,8 +67,9 @@ class World:
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 
-    async def wait_until(self, predicate: Callable[[], Any], timeout: float,
-                         describe: Callable[[], str] | str = "condition") -> Any:
+    async def wait_until(
+        self, predicate: Callable[[], Any], timeout: float, describe: Callable[[], str] | str = "condition"
+    ) -> Any:
         """Return the first truthy ``predicate()``, re-checked on every state change (no polling)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -80,7 +91,7 @@ class World:
 
     @staticmethod
     def now() -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
     # -- users and bots --------------------------------------------------------------------------
     def create_user(self, name: str, *, global_name: str | None = None) -> User:
@@ -88,17 +99,28 @@ class World:
         self.users[user.id] = user
         return user
 
-    def create_bot_user(self, name: str, *, permissions: int = DEFAULT_BOT_PERMISSIONS,
-                        enabled_intents: int = Intent.MESSAGE_CONTENT | Intent.GUILD_MEMBERS,
-                        owner: User | None = None) -> BotUser:
+    def create_bot_user(
+        self,
+        name: str,
+        *,
+        permissions: int = DEFAULT_BOT_PERMISSIONS,
+        enabled_intents: int = Intent.MESSAGE_CONTENT | Intent.GUILD_MEMBERS,
+        owner: User | None = None,
+    ) -> BotUser:
         """A bot account + application. ``permissions``: what its invite link grants in guilds;
         ``enabled_intents``: privileged intents switched on in the developer portal."""
         ident = self.ids.next()
         prefix = base64.b64encode(str(ident).encode()).decode().rstrip("=")
         stamp = base64.urlsafe_b64encode(secrets.token_bytes(4)).decode().rstrip("=")
-        bot = BotUser(ident, name, bot=True, token=f"{prefix}.{stamp}.{secrets.token_urlsafe(27)}",
-                      owner=owner or self.create_user(f"{name}-owner"), invite_permissions=permissions,
-                      enabled_intents=enabled_intents)
+        bot = BotUser(
+            ident,
+            name,
+            bot=True,
+            token=f"{prefix}.{stamp}.{secrets.token_urlsafe(27)}",
+            owner=owner or self.create_user(f"{name}-owner"),
+            invite_permissions=permissions,
+            enabled_intents=enabled_intents,
+        )
         self.users[bot.id] = bot
         return bot
 
@@ -113,9 +135,14 @@ class World:
         return [u for u in self.users.values() if isinstance(u, BotUser)]
 
     # -- guilds ----------------------------------------------------------------------------------
-    def create_guild(self, name: str, *, owner: User | None = None,
-                     everyone_permissions: int = DEFAULT_EVERYONE_PERMISSIONS,
-                     bots: Iterable[BotUser] | None = None) -> Guild:
+    def create_guild(
+        self,
+        name: str,
+        *,
+        owner: User | None = None,
+        everyone_permissions: int = DEFAULT_EVERYONE_PERMISSIONS,
+        bots: Iterable[BotUser] | None = None,
+    ) -> Guild:
         """A guild with an @everyone role and its owner; every bot created so far (or ``bots``)
         is invited with its invite permissions (a managed role, as Discord does)."""
         owner = owner or self.create_user(f"{name}-owner")
@@ -127,36 +154,59 @@ class World:
             self.add_member(guild, bot)
         return guild
 
-    def create_role(self, guild: Guild, name: str, *, permissions: int = 0, color: int = 0,
-                    hoist: bool = False, mentionable: bool = False) -> Role:
-        role = Role(self.ids.next(), guild.id, name, permissions, position=len(guild.roles), color=color,
-                    hoist=hoist, mentionable=mentionable)
+    def create_role(
+        self, guild: Guild, name: str, *, permissions: int = 0, color: int = 0, hoist: bool = False, mentionable: bool = False
+    ) -> Role:
+        role = Role(
+            self.ids.next(),
+            guild.id,
+            name,
+            permissions,
+            position=len(guild.roles),
+            color=color,
+            hoist=hoist,
+            mentionable=mentionable,
+        )
         guild.roles[role.id] = role
-        self.gateway.dispatch("GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": role.payload()},
-                              guild_id=guild.id, intent=Intent.GUILDS)
+        self.gateway.dispatch(
+            "GUILD_ROLE_CREATE", {"guild_id": str(guild.id), "role": role.payload()}, guild_id=guild.id, intent=Intent.GUILDS
+        )
         return role
 
-    def create_text_channel(self, guild: Guild, name: str, *, topic: str | None = None,
-                            overwrites: dict[Role | User | Member, tuple[int, int]] | None = None) -> Channel:
+    def create_text_channel(
+        self,
+        guild: Guild,
+        name: str,
+        *,
+        topic: str | None = None,
+        overwrites: dict[Role | User | Member, tuple[int, int]] | None = None,
+    ) -> Channel:
         """``overwrites`` maps a role/user to ``(allow, deny)`` permission bits."""
         ows = []
         for target, (allow, deny) in (overwrites or {}).items():
             ident = target.user.id if isinstance(target, Member) else target.id
             ows.append(Overwrite(ident, 0 if isinstance(target, Role) else 1, allow, deny))
-        channel = Channel(self.ids.next(), name, ChannelType.GUILD_TEXT, guild.id,
-                          position=len(guild.channels), topic=topic, overwrites=ows)
+        channel = Channel(
+            self.ids.next(), name, ChannelType.GUILD_TEXT, guild.id, position=len(guild.channels), topic=topic, overwrites=ows
+        )
         guild.channels[channel.id] = channel
         self.channels[channel.id] = channel
         self.gateway.dispatch("CHANNEL_CREATE", channel.payload(), guild_id=guild.id, intent=Intent.GUILDS)
         return channel
 
-    def add_member(self, guild: Guild, user: User, *, roles: Iterable[Role] = (),
-                   nick: str | None = None) -> Member:
+    def add_member(self, guild: Guild, user: User, *, roles: Iterable[Role] = (), nick: str | None = None) -> Member:
         """Join ``user`` to ``guild``; a bot also gets its managed role and a GUILD_CREATE."""
         role_ids = [r.id for r in roles]
         if isinstance(user, BotUser):
-            managed = Role(self.ids.next(), guild.id, user.name, user.invite_permissions,
-                           position=len(guild.roles), managed=True, bot_id=user.id)
+            managed = Role(
+                self.ids.next(),
+                guild.id,
+                user.name,
+                user.invite_permissions,
+                position=len(guild.roles),
+                managed=True,
+                bot_id=user.id,
+            )
             guild.roles[managed.id] = managed
             role_ids.append(managed.id)
         member = Member(user, guild.id, role_ids, nick)
@@ -165,16 +215,22 @@ class World:
             if session.wants(guild.id, None):
                 session.dispatch("GUILD_CREATE", self.gateway.guild_create(session, guild))
         others = {b.id for b in self.bots if b.id != user.id and b.id in guild.members}
-        self.gateway.dispatch("GUILD_MEMBER_ADD", {**member.payload(), "guild_id": str(guild.id)},
-                              guild_id=guild.id, intent=Intent.GUILD_MEMBERS, bot_ids=others)
+        self.gateway.dispatch(
+            "GUILD_MEMBER_ADD",
+            {**member.payload(), "guild_id": str(guild.id)},
+            guild_id=guild.id,
+            intent=Intent.GUILD_MEMBERS,
+            bot_ids=others,
+        )
         return member
 
     def set_roles(self, guild: Guild, user: User, roles: Iterable[Role]) -> Member:
         member = guild.members[user.id]
         managed = [r for r in member.role_ids if guild.roles[r].managed]
         member.role_ids = managed + [r.id for r in roles]
-        self.gateway.dispatch("GUILD_MEMBER_UPDATE", {**member.payload(), "guild_id": str(guild.id)},
-                              guild_id=guild.id, intent=Intent.GUILD_MEMBERS)
+        self.gateway.dispatch(
+            "GUILD_MEMBER_UPDATE", {**member.payload(), "guild_id": str(guild.id)}, guild_id=guild.id, intent=Intent.GUILD_MEMBERS
+        )
         return member
 
     def dm_channel(self, bot: User, user: User) -> Channel:
@@ -186,27 +242,42 @@ class World:
         return channel
 
     # -- files -----------------------------------------------------------------------------------
-    def store_bytes(self, filename: str, data: bytes, content_type: str | None = None, *,
-                    channel_id: int | None = None, ephemeral_app: int | None = None,
-                    description: str | None = None) -> StoredFile:
+    def store_bytes(
+        self,
+        filename: str,
+        data: bytes,
+        content_type: str | None = None,
+        *,
+        channel_id: int | None = None,
+        ephemeral_app: int | None = None,
+        description: str | None = None,
+    ) -> StoredFile:
         """Put a file on the sandbox CDN (channel attachment, or ephemeral slash-command upload)."""
         ident = self.ids.next()
         name = re.sub(r"[^\w.\-]", "", filename.replace(" ", "_")) or "unknown"
-        path = (f"/attachments/{channel_id}/{ident}/{name}" if ephemeral_app is None
-                else f"/ephemeral-attachments/{ephemeral_app}/{ident}/{name}")
-        stored = StoredFile(ident, name, bytes(data), guess_content_type(name, content_type),
-                            url=self.base_url + path, proxy_url=self.base_url + "/media" + path,
-                            description=description, ephemeral=ephemeral_app is not None)
+        path = (
+            f"/attachments/{channel_id}/{ident}/{name}"
+            if ephemeral_app is None
+            else f"/ephemeral-attachments/{ephemeral_app}/{ident}/{name}"
+        )
+        stored = StoredFile(
+            ident,
+            name,
+            bytes(data),
+            guess_content_type(name, content_type),
+            url=self.base_url + path,
+            proxy_url=self.base_url + "/media" + path,
+            description=description,
+            ephemeral=ephemeral_app is not None,
+        )
         self.files[path] = stored
         return stored
 
     def file_store(self, channel_id: int) -> Callable[[Upload, str | None], StoredFile]:
-        return lambda up, desc: self.store_bytes(up.filename, up.data, up.content_type,
-                                                 channel_id=channel_id, description=desc)
+        return lambda up, desc: self.store_bytes(up.filename, up.data, up.content_type, channel_id=channel_id, description=desc)
 
     # -- messages --------------------------------------------------------------------------------
-    def new_message(self, channel: Channel, author: User, payload: Payload, uploads: list[Upload],
-                    **fields: Any) -> Message:
+    def new_message(self, channel: Channel, author: User, payload: Payload, uploads: list[Upload], **fields: Any) -> Message:
         msg = Message(self.ids.next(), channel.id, channel.guild_id, author, **fields)
         attachments = attach_uploads(payload, uploads, self.file_store(channel.id))
         return fill_message(msg, payload, attachments, self.users.get)
@@ -218,8 +289,16 @@ class World:
         if target is None or target.deleted or target.channel_id != channel.id:
             if isinstance(ref, dict) and ref.get("fail_if_not_exists") is False:
                 return None, None
-            raise ApiError(400, 50035, "Invalid Form Body", errors={"message_reference": {"_errors": [
-                {"code": "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "message": "Unknown message"}]}})
+            raise ApiError(
+                400,
+                50035,
+                "Invalid Form Body",
+                errors={
+                    "message_reference": {
+                        "_errors": [{"code": "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "message": "Unknown message"}]
+                    }
+                },
+            )
         data: Payload = {"type": 0, "message_id": str(target.id), "channel_id": str(channel.id)}
         if channel.guild_id:
             data["guild_id"] = str(channel.guild_id)

@@ -44,7 +44,7 @@ async def read_attachment(attachment: discord.Attachment, max_bytes: int) -> byt
         raise BadImage("The file is empty.")
     try:
         return await attachment.read()
-    except (discord.HTTPException, aiohttp.ClientError, asyncio.TimeoutError) as e:
+    except (TimeoutError, discord.HTTPException, aiohttp.ClientError) as e:
         log.warning("could not download attachment %s: %s", attachment.url, e)
         raise BadImage(f"I couldn't download {attachment.filename}; please try posting it again.") from None
 
@@ -57,8 +57,9 @@ class UrlFetcher:
 
     MAX_REDIRECTS = 3
 
-    def __init__(self, session: aiohttp.ClientSession, *, max_bytes: int, timeout_s: float, concurrency: int,
-                 allow_private: bool = False) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, *, max_bytes: int, timeout_s: float, concurrency: int, allow_private: bool = False
+    ) -> None:
         self.session = session
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
@@ -70,7 +71,7 @@ class UrlFetcher:
             try:
                 async with asyncio.timeout(self.timeout_s):  # the whole fetch, redirects and body included
                     return await self._fetch(url)
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 raise BadImage(f"the image URL did not answer within {self.timeout_s:.0f}s") from None
             except aiohttp.ClientError as e:
                 raise BadImage(f"the image URL could not be fetched ({type(e).__name__})") from None
@@ -134,7 +135,9 @@ class PublicOnlyResolver(aiohttp.abc.AbstractResolver):
     def __init__(self) -> None:
         self._inner = aiohttp.ThreadedResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[aiohttp.abc.ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
         public = [r for r in await self._inner.resolve(host, port, family) if is_public(r["host"])]
         if not public:
             raise OSError(f"{host} resolves only to private addresses")

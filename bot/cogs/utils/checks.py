@@ -3,7 +3,8 @@ sentence the member sees; the tree's error handler (bot/app.py) sends it ephemer
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import discord
 from discord import app_commands

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from recommender.config import Settings
 from recommender.errors import BadOption
@@ -33,7 +34,7 @@ class BotOptions:
     page_size: int = 10  # items per /catalog list page
 
     @classmethod
-    def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None, **overrides: Any) -> "BotOptions":
+    def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None, **overrides: Any) -> BotOptions:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
