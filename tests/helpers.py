@@ -1,7 +1,8 @@
 """Shared helpers for the recommender tests: where the real data lives, cached backbones, and a
 demo catalogue built once through the real CLI and copied per test.
 
-No fixtures live in conftest.py; test files import what they need from here.
+Test files import what they need from here (the bot harness is in harness.py); conftest.py holds
+only fixtures.
 """
 
 from __future__ import annotations

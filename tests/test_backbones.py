@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import PYTHON, ROOT, backbone, demo_photos
 from PIL import Image
 
 from recommender.backbones import available_models, check_model, load_backbone, model_key
 from recommender.errors import BadOption, UnknownModel, WeightsUnavailable
+
+from helpers import PYTHON, ROOT, backbone, demo_photos
 
 MODELS = ["vgg16", "resnet50", "efficientnet-lite0", "tiny"]
 

@@ -10,11 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from helpers import backbone, demo_photos
 from PIL import Image
 
 from recommender.batcher import Batcher
 from recommender.errors import Busy
+
+from helpers import backbone, demo_photos
 
 
 @pytest.fixture

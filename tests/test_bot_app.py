@@ -13,7 +13,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import BOT_COMMANDS, Harness, bot_options, bot_settings, copy_db, held_out, jpeg, listed, wait_for_typing
 
 from bot import render
 from bot.app import run
@@ -30,6 +29,8 @@ from recommender.config import DEFAULT_GUILD, load_settings
 from recommender.engine import ImportSummary, Match, SimilarResult
 from recommender.errors import BadOption
 from recommender.store import Item
+
+from harness import BOT_COMMANDS, Harness, bot_options, bot_settings, copy_db, held_out, jpeg, listed, wait_for_typing
 
 pytestmark = pytest.mark.timeout(120)
 

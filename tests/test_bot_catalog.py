@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import TRAIN_IDS, Harness, MakeHarness, demo_split, embed_text, held_out, jpeg, listed
 
 from bot.sandbox import CommandNotAvailable, InteractionRecord, Message
 from bot.sandbox.permissions import Perm
+
+from harness import TRAIN_IDS, Harness, MakeHarness, demo_split, embed_text, held_out, jpeg, listed
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -8,8 +8,9 @@ import logging
 import os
 
 import pytest
-from conftest import CATEGORIES, TRAIN_IDS, Harness, MakeHarness, demo_split, held_out, jpeg, listed
 from PIL import Image
+
+from harness import CATEGORIES, TRAIN_IDS, Harness, MakeHarness, demo_split, held_out, jpeg, listed
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from conftest import TRAIN_IDS, Harness, demo_split, embed_text, held_out, jpeg, listed
 
 from bot.sandbox import MessageFlag
+
+from harness import TRAIN_IDS, Harness, demo_split, embed_text, held_out, jpeg, listed
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -4,10 +4,10 @@ offline in a PyPI package): a held-out shoe photo is answered with shoes."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import MakeHarness, build_catalogue, held_out, jpeg, listed
+
+from harness import MakeHarness, build_catalogue, held_out, jpeg, listed
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -15,11 +15,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 async def test_pretrained_backbone_answers_a_held_out_shoe_with_shoes(
     make_harness: MakeHarness,
     tmp_path: Path,
-    backbones: dict[str, Any],
 ) -> None:
     import asyncio
 
-    db = await asyncio.to_thread(build_catalogue, tmp_path / "lite0.db", "efficientnet-lite0", backbones)
+    db = await asyncio.to_thread(build_catalogue, tmp_path / "lite0.db", "efficientnet-lite0")
     h = await make_harness(db=db, settings={"model": "efficientnet-lite0"})
     for photo in held_out("shoes"):
         reply = await h.ask(h.alice, [jpeg(photo)])

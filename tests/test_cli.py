@@ -18,6 +18,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
+
+from bot.cli import main
+from recommender.importer import records_from_folder
+
 from helpers import (
     DEMO_CATEGORIES,
     FASHION,
@@ -32,10 +37,6 @@ from helpers import (
     styles_rows,
     write_kaggle_subset,
 )
-from PIL import Image
-
-from bot.cli import main
-from recommender.importer import records_from_folder
 
 COMMANDS = ["import", "similar", "classify", "remove", "stats", "export", "evaluate", "run", "health", "demo"]
 
@@ -198,9 +199,9 @@ def test_export_writes_items_and_vectors_to_parquet(db: Path, tmp_path: Path, ca
     assert vectors.shape == (120, 96)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=2e-3)
     # the vector of a photo is the one the model gives it (to float16 precision)
-    from helpers import backbone
-
     from recommender.images import load_image
+
+    from helpers import backbone
 
     photo = demo_photos("pants")[0]
     row = next(r for r in rows if r["id"] == demo_item_id(photo))

@@ -13,6 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
+from PIL import Image, ImageOps
+
+from recommender.classify import classifier_from_bytes
+from recommender.errors import BadImage, BadOption, CatalogEmpty, DuplicateItem, ImageTooLarge, ItemNotFound
+from recommender.importer import records_from_folder
+from recommender.store import ItemFields
+
 from helpers import (
     DEMO_CATEGORIES,
     LoopLag,
@@ -25,12 +32,6 @@ from helpers import (
     open_rec,
     settings,
 )
-from PIL import Image, ImageOps
-
-from recommender.classify import classifier_from_bytes
-from recommender.errors import BadImage, BadOption, CatalogEmpty, DuplicateItem, ImageTooLarge, ItemNotFound
-from recommender.importer import records_from_folder
-from recommender.store import ItemFields
 
 TRAINED = "classifier over"  # what the engine logs once per classifier fit
 

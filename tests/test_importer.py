@@ -12,7 +12,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from helpers import demo_photos, needs_fashion, open_rec, styles_rows, write_kaggle_subset
 
 from recommender.errors import BadManifest, ImageTooLarge
 from recommender.images import decode_image, read_source
@@ -24,6 +23,8 @@ from recommender.importer import (
     records_from_source,
     records_from_zip,
 )
+
+from helpers import demo_photos, needs_fashion, open_rec, styles_rows, write_kaggle_subset
 
 
 def image_bytes(rec) -> bytes:

@@ -14,13 +14,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from helpers import backbone, demo_item_id, demo_photos, open_rec
 from sqlalchemy import create_engine
 
 from recommender.errors import DatabaseError
 from recommender.images import load_image, make_thumbnail
 from recommender.schema import Base
 from recommender.store import Store, encode_vector, migrate, migrations_dir
+
+from helpers import backbone, demo_item_id, demo_photos, open_rec
 
 NEW_TABLES = {"guild_settings", "watched_channels", "audit_log", "classifiers"}
 

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
-from helpers import demo_photos
 
 from recommender.errors import DuplicateItem, ItemNotFound
 from recommender.images import load_image, make_thumbnail
 from recommender.store import ItemFields, NewItem, Store, decode_vectors, encode_vector
+
+from helpers import demo_photos
 
 DIM = 96
 PHOTOS = demo_photos()
