@@ -19,8 +19,7 @@ import yarl
 from PIL import Image, ImageDraw, ImageFont
 
 from recommender.config import DEFAULT_GUILD
-from recommender.engine import ImportSummary, Match, SimilarResult
-from recommender.store import Item
+from recommender.records import ImportSummary, Item, Match, SimilarResult
 
 MAX_CONTENT = 2000
 MAX_EMBEDS = 10

@@ -19,6 +19,12 @@ from .errors import BadOption
 DEFAULT_GUILD = 0
 """Catalogue id of the shared default catalogue (Discord snowflakes are never 0)."""
 
+MAX_K = 25
+"""Most results one query may ask for (Discord shows at most 25 fields or lines comfortably)."""
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+"""File names that importers treat as images (the decoder still checks the bytes)."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -95,6 +101,13 @@ def load_settings(
     return settings
 
 
+def check_k(k: int) -> int:
+    """k itself, if it is a number of results a query may ask for."""
+    if not 1 <= k <= MAX_K:
+        raise BadOption(f"k must be between 1 and {MAX_K}.")
+    return k
+
+
 def _validate(s: Settings) -> None:
     if s.pooling not in ("gap", "flatten"):
         raise BadOption(f"pooling must be 'gap' or 'flatten', not {s.pooling!r}.")
@@ -102,7 +115,6 @@ def _validate(s: Settings) -> None:
         "workers",
         "batch_size",
         "queue_size",
-        "k",
         "decode_side",
         "thumbnail_side",
         "max_image_bytes",
@@ -110,5 +122,6 @@ def _validate(s: Settings) -> None:
     ):
         if getattr(s, name) < 1:
             raise BadOption(f"{name} must be at least 1.")
+    check_k(s.k)
     if not 0.0 <= s.threshold <= 1.0:
         raise BadOption("threshold must be between 0 and 1.")

@@ -13,7 +13,6 @@ import logging
 import math
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from .errors import DatabaseError, DuplicateItem, ItemNotFound
+from .records import GuildSettings, Item, ItemFields, NewItem, SavedClassifier, VectorRows, WriteStatus  # noqa: F401  (ItemFields: importer.py, until it imports records)
 from .schema import AuditRow, ClassifierRow, EmbeddingRow, GuildSettingsRow, ItemRow, WatchedChannelRow
 
 log = logging.getLogger(__name__)
@@ -42,64 +42,6 @@ def decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
     return np.frombuffer(b"".join(blobs), dtype="<f2").reshape(len(blobs), dim).astype(np.float32)
-
-
-# -- plain records passed between stages ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ItemFields:
-    item_id: str
-    name: str
-    category: str
-    price: float | None = None
-    url: str | None = None
-    description: str | None = None
-    attributes: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True)
-class NewItem:
-    """thumbnail and vector are None when the image is unchanged (only the fields are updated)."""
-
-    fields: ItemFields
-    thumbnail: bytes | None
-    content_hash: str
-    vector: np.ndarray | None
-
-
-@dataclass(frozen=True)
-class Item:
-    pk: int
-    guild_id: int
-    item_id: str
-    name: str
-    category: str
-    price: float | None
-    url: str | None
-    description: str | None
-    attributes: dict[str, Any]
-    content_hash: str
-    added_by: str
-    added_at: datetime
-    updated_at: datetime
-
-
-@dataclass
-class VectorRows:
-    pks: np.ndarray  # int64 (n,)
-    vectors: np.ndarray  # float32 (n, d)
-    categories: list[str]
-    prices: np.ndarray  # float64 (n,), nan where unknown
-    hashes: list[str]
-
-
-@dataclass
-class GuildSettings:
-    guild_id: int
-    k: int | None = None
-    moderator_role_id: int | None = None
-    watched: set[int] = field(default_factory=set)
 
 
 def _audit(guild_id: int, actor: str, action: str, item_id: str | None, **detail: Any) -> AuditRow:
@@ -229,7 +171,7 @@ class Store:
         *,
         replace: bool = True,
         audit: str | None = None,
-    ) -> list[tuple[Item, str]]:
+    ) -> list[tuple[Item, WriteStatus]]:
         """Insert or update a batch in ONE transaction. Returns (item, "added"|"updated"|"unchanged").
 
         With replace=False an existing id raises DuplicateItem (moderators adding by hand). With
@@ -241,8 +183,8 @@ class Store:
 
     async def _upsert(
         self, guild_id: int, items: Sequence[NewItem], model: str, actor: str, replace: bool, audit: str | None
-    ) -> list[tuple[Item, str]]:
-        results: list[tuple[Item, str]] = []
+    ) -> list[tuple[Item, WriteStatus]]:
+        results: list[tuple[Item, WriteStatus]] = []
         t = now()
         async with self.session() as s, s.begin():
             for new in items:
@@ -272,7 +214,7 @@ class Store:
                 if row is None:
                     row = ItemRow(guild_id=guild_id, item_id=f.item_id, added_by=actor, added_at=t, updated_at=t, **values)
                     s.add(row)
-                    status = "added"
+                    status: WriteStatus = "added"
                 else:
                     same = new.vector is None and all(getattr(row, k) == v for k, v in values.items())
                     status = "unchanged" if same else "updated"
@@ -425,9 +367,10 @@ class Store:
                 ClassifierRow(guild_id=guild_id, model=model, fingerprint=fingerprint, method=method, blob=blob, trained_at=now())
             )
 
-    async def load_classifier(self, guild_id: int, model: str) -> ClassifierRow | None:
+    async def load_classifier(self, guild_id: int, model: str) -> SavedClassifier | None:
         async with self.session() as s:
-            return await s.get(ClassifierRow, (guild_id, model))
+            row = await s.get(ClassifierRow, (guild_id, model))
+        return None if row is None else SavedClassifier(row.fingerprint, row.method, row.blob, row.trained_at)
 
     # -- guild settings and audit -----------------------------------------------------------------
 
@@ -476,4 +419,4 @@ class Store:
             return str((await c.execute(text("PRAGMA integrity_check"))).scalar_one())
 
 
-__all__ = ["Store", "Item", "ItemFields", "NewItem", "VectorRows", "GuildSettings", "migrate"]
+__all__ = ["Store", "migrate"]

@@ -28,7 +28,7 @@ from recommender.classify import Prediction
 from recommender.config import DEFAULT_GUILD, load_settings
 from recommender.engine import ImportSummary, Match, SimilarResult
 from recommender.errors import BadOption
-from recommender.store import Item
+from recommender.records import Item
 
 from harness import BOT_COMMANDS, Harness, bot_options, bot_settings, copy_db, held_out, jpeg, listed, wait_for_typing
 

@@ -78,7 +78,7 @@ def test_precedence_file_then_environment_then_overrides(tmp_path: Path) -> None
         ({"LOOKALIKE_WORKERS": "two"}, "'workers' has an invalid value 'two'"),
         ({"LOOKALIKE_WORKERS": "2.5"}, "'workers' has an invalid value '2.5'"),
         ({"LOOKALIKE_WORKERS": "0"}, "workers must be at least 1"),
-        ({"LOOKALIKE_K": "-3"}, "k must be at least 1"),
+        ({"LOOKALIKE_K": "-3"}, "k must be between 1 and 25"),
         ({"LOOKALIKE_THRESHOLD": "1.5"}, "threshold must be between 0 and 1"),
         ({"LOOKALIKE_THRESHOLD": "nan"}, "threshold must be between 0 and 1"),
         ({"LOOKALIKE_THRESHOLD": "high"}, "'threshold' has an invalid value"),

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from recommender.classify import classifier_from_bytes
 from recommender.errors import BadImage, BadOption, CatalogEmpty, DuplicateItem, ImageTooLarge, ItemNotFound
 from recommender.importer import records_from_folder
-from recommender.store import ItemFields
+from recommender.records import ItemFields
 
 from helpers import (
     DEMO_CATEGORIES,
@@ -52,7 +52,7 @@ def mirrored(path: Path) -> bytes:
 
 
 def trainings(caplog: pytest.LogCaptureFixture) -> int:
-    return sum(TRAINED in r.getMessage() for r in caplog.records if r.name == "recommender.engine")
+    return sum(TRAINED in r.getMessage() for r in caplog.records if r.name == "recommender.catalogues")
 
 
 async def brute_force(rec, query: np.ndarray, k: int, exclude_pk: int | None = None) -> list[str]:
@@ -177,7 +177,7 @@ async def test_guilds_use_the_default_catalogue_until_they_have_their_own(rec) -
 async def test_add_remove_and_edit_update_the_loaded_index_without_a_reload(rec) -> None:
     query = as_png(demo_photos("outwear")[5])
     await rec.similar(query, k=3, predict=False)
-    index = rec._cat(0).index
+    index = rec.catalogues.state(0).index
     assert index is not None and len(index) == 120
 
     new_photo = mirrored(demo_photos("outwear")[5])
@@ -200,7 +200,7 @@ async def test_add_remove_and_edit_update_the_loaded_index_without_a_reload(rec)
     assert victim not in [m.item.item_id for m in res.matches]
     with pytest.raises(ItemNotFound):
         await rec.similar(item_id=victim)
-    assert rec._cat(0).index is index and len(index) == 120  # +1 -1, same object: never reloaded
+    assert rec.catalogues.state(0).index is index and len(index) == 120  # +1 -1, same object: never reloaded
     actions = [e["action"] for e in await rec.store.audit_entries(0)]
     assert actions[:3] == ["remove", "edit", "add"]
     assert item.added_by == "mod"
@@ -222,13 +222,13 @@ async def test_several_changes_cause_one_debounced_retrain(tmp_path: Path, tmp_p
 
 
 async def debounced(rec, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="recommender.engine")
+    caplog.set_level(logging.INFO, logger="recommender.catalogues")
     caplog.clear()
     for i, p in enumerate(demo_photos("hat")[:6]):
         await rec.add_item(mirrored(p), ItemFields(f"m-{i}", f"Mirrored hat {i}", "mirrored"), guild_id=0, actor="mod")
         await asyncio.sleep(0.03)
     assert trainings(caplog) == 0  # nothing yet: the delay restarts with each change
-    timer = rec._cat(0).retrain_timer
+    timer = rec.catalogues.state(0).retrain_timer
     await asyncio.wait_for(asyncio.shield(timer), 30)
     assert trainings(caplog) == 1
     saved = await rec.store.load_classifier(0, "tiny")
@@ -238,7 +238,7 @@ async def debounced(rec, caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_the_classifier_is_reused_after_a_restart(tmp_path: Path, tmp_path_factory, caplog) -> None:
     db = demo_db(tmp_path_factory, tmp_path / "c.db")
-    caplog.set_level(logging.INFO, logger="recommender.engine")
+    caplog.set_level(logging.INFO, logger="recommender.catalogues")
     caplog.clear()
     query = as_png(demo_photos("skirt")[1])
     rec = await open_rec(db)
@@ -257,7 +257,7 @@ async def test_the_classifier_is_reused_after_a_restart(tmp_path: Path, tmp_path
     try:
         again = await rec.classify(query)
         assert again.ranked == first.ranked  # the saved one answers at once ...
-        await asyncio.wait_for(asyncio.shield(rec._cat(0).retrain_timer), 30)
+        await asyncio.wait_for(asyncio.shield(rec.catalogues.state(0).retrain_timer), 30)
         assert trainings(caplog) == 1  # ... and is refreshed in the background
         assert (await rec.store.load_classifier(0, "tiny")).fingerprint == await rec.store.fingerprint(0, "tiny")
     finally:
@@ -266,7 +266,7 @@ async def test_the_classifier_is_reused_after_a_restart(tmp_path: Path, tmp_path
 
 async def test_a_burst_of_queries_trains_the_classifier_once(tmp_path: Path, tmp_path_factory, caplog) -> None:
     db = demo_db(tmp_path_factory, tmp_path / "c.db")
-    caplog.set_level(logging.INFO, logger="recommender.engine")
+    caplog.set_level(logging.INFO, logger="recommender.catalogues")
     caplog.clear()
     with sqlite3.connect(db) as con:  # as after `lookalike import --no-train`
         con.execute("DELETE FROM classifiers")
@@ -356,7 +356,7 @@ async def test_bad_images_are_refused_and_leave_the_catalogue_alone(tmp_path: Pa
             with pytest.raises(ItemNotFound):
                 await rec.get_item(f"bad-{what}", guild_id=0)
         assert await rec.store.fingerprint(0, "tiny") == fp
-        assert len(rec._cat(0).index) == 120
+        assert len(rec.catalogues.state(0).index) == 120
         assert [e["action"] for e in await rec.store.audit_entries(0)] == ["import"]
         # and the engine still works
         assert len((await rec.similar(as_png(demo_photos("hat")[0]), k=4, predict=False)).matches) == 4
@@ -424,7 +424,7 @@ async def test_efficientnet_lite0_finds_the_right_kind_of_item_and_keeps_the_loo
             results = await asyncio.gather(*(rec.similar(q, k=3, predict=False) for q in queries))
         assert len(results) == 24 and all(len(r.matches) == 3 for r in results)
         assert lag.worst < 0.25, f"the event loop stalled for {lag.worst:.3f}s"
-        assert rec._batcher.batches < rec._batcher.items  # concurrent queries shared forward passes
+        assert rec.embedder.batches < rec.embedder.embedded  # concurrent queries shared forward passes
     finally:
         await rec.close()
 
@@ -450,18 +450,23 @@ async def test_refresh_picks_up_a_catalogue_another_process_imported(rec, tmp_pa
     assert {m.item.category for m in after.matches} == {"shoes"}
 
 
-async def test_a_bulk_import_retrains_once_at_the_end(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """Retraining per batch would start (and abandon) fits during the import; one fit follows it."""
-    caplog.set_level(logging.INFO, logger="recommender.engine")
+async def test_an_import_never_retrains_by_itself_so_the_callers_retrain_is_the_one_fit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caller decides when to retrain (the CLI right away, the bot in the background): an import
+    followed by the CLI's retrain fits exactly once, and nothing else starts a fit later."""
+    caplog.set_level(logging.INFO, logger="recommender.catalogues")
     rec = await open_rec(tmp_path / "t.db", retrain_delay_s=0.0)
     try:
         records = list(records_from_folder(demo_photos("hat")[0].parents[1]))
         summary = await rec.import_items(records, guild_id=0, actor="test", batch=8)
         assert summary.added == 120
-        assert trainings(caplog) == 0  # nothing fitted while batches were still coming
-        await asyncio.sleep(0.5)
-        while rec._cat(0).training is not None and not rec._cat(0).training.done():
-            await asyncio.sleep(0.05)
+        assert trainings(caplog) == 0  # nothing fitted during or after the batches
+        clf = await rec.retrain(0, force=False)  # what `lookalike import` does next
+        assert clf is not None and trainings(caplog) == 1
+        await asyncio.sleep(0.5)  # a debounced retrain scheduled by the import would have run by now
+        state = rec.catalogues.state(0)
+        assert state.retrain_timer is None and state.training is None
         assert trainings(caplog) == 1
     finally:
         await rec.close()

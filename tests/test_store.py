@@ -16,7 +16,8 @@ import pytest_asyncio
 
 from recommender.errors import DuplicateItem, ItemNotFound
 from recommender.images import load_image, make_thumbnail
-from recommender.store import ItemFields, NewItem, Store, decode_vectors, encode_vector
+from recommender.records import ItemFields, NewItem
+from recommender.store import Store, decode_vectors, encode_vector
 
 from helpers import demo_photos
 

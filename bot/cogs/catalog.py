@@ -22,10 +22,9 @@ from discord import app_commands
 from discord.ext import commands
 
 from recommender.config import DEFAULT_GUILD
-from recommender.engine import ImportSummary
 from recommender.errors import BadImage, BadManifest, BadOption, DuplicateItem
 from recommender.importer import Columns, ImageSource, ImportRecord, records_from_rows, records_from_zip
-from recommender.store import ItemFields
+from recommender.records import ImportSummary, ItemFields
 
 from .. import render
 from .utils.attachments import read_attachment
@@ -37,7 +36,7 @@ from .utils.progress import ThrottledEditor
 if TYPE_CHECKING:
     from bot.app import LookalikeBot
     from recommender.engine import Recommender
-    from recommender.store import Item
+    from recommender.records import Item
 
 log = logging.getLogger(__name__)
 
@@ -287,6 +286,8 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
                 fetch=self.bot.fetcher,
                 progress=lambda done, n, s: editor.update(render.import_progress(done, n, s)),
             )
+            if summary.added or summary.updated:
+                self.rec.schedule_retrain(gid)  # once, in the background, after the whole import
             done = render.import_progress(summary.done, total, summary).replace("Importing…", "Imported:")
             await editor.finish(done)
         finally:  # an error or a cancellation must not orphan a pending progress edit

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
-from recommender.engine import SimilarResult
 from recommender.errors import RecommenderError
+from recommender.records import SimilarResult
 
 from .. import render
 from .utils.attachments import looks_like_image, read_attachment

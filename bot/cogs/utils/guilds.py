@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from recommender.engine import Recommender
-    from recommender.store import GuildSettings
+    from recommender.records import GuildSettings
 
 
 class GuildConfigs:

@@ -1,0 +1,258 @@
+"""Per-catalogue in-memory state: the vector index and the classifier of each catalogue, derived from
+the store and rebuilt from it on demand.
+
+Catalogues: guild 0 is the shared default. A guild searches its own catalogue once it has one item
+or more, the default one until then. Writes go to the store first, then to a loaded index (in the
+pool, under the index's lock); a write that lands while the index is loading is replayed on it.
+Another process writing to the same database is noticed within `refresh_check_s`.
+
+Classifiers are fitted in their own thread, saved with the catalogue state (fingerprint) they were
+fitted on, and retrained in the background after changes, debounced; a fit in progress is never
+cancelled midway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+
+from . import classify
+from .config import DEFAULT_GUILD, Settings
+from .embedder import Embedder
+from .errors import RecommenderError
+from .index import VectorIndex
+from .records import Item
+from .store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class CatalogueState:
+    """One catalogue's derived state."""
+
+    def __init__(self) -> None:
+        self.index: VectorIndex | None = None
+        self.index_lock = threading.Lock()  # guards the index across pool threads
+        self.load_lock = asyncio.Lock()
+        self.train_lock = asyncio.Lock()
+        self.classifier: classify.Classifier | None = None
+        self.retrain_timer: asyncio.Task[None] | None = None
+        self.training: asyncio.Task[Any] | None = None  # a background fit in progress (never cancelled midway)
+        self.pending: list[Callable[[VectorIndex], Any]] = []  # writes that landed while the index was loading
+        self.fingerprint: str | None = None  # store state the in-memory index reflects
+        self.checked_at = 0.0  # when the store was last compared with it
+
+
+class Catalogues:
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.model = embedder.model
+        self.settings = settings
+        self._train_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-train")
+        self._states: dict[int, CatalogueState] = {}
+        self._own: dict[int, tuple[bool, float]] = {}  # guild -> (has its own items, when looked up)
+
+    async def close(self) -> None:
+        timers = [c.retrain_timer for c in self._states.values() if c.retrain_timer and not c.retrain_timer.done()]
+        for t in timers:
+            t.cancel()
+        fits = [c.training for c in self._states.values() if c.training and not c.training.done()]
+        await asyncio.gather(*timers, *fits, return_exceptions=True)  # a fit in progress finishes and is saved
+        await asyncio.to_thread(self._train_pool.shutdown, wait=True, cancel_futures=True)
+
+    def state(self, cid: int) -> CatalogueState:
+        return self._states.setdefault(cid, CatalogueState())
+
+    async def catalogue_for(self, guild_id: int) -> int:
+        """The catalogue a guild searches: its own once it has items, the default one until then."""
+        if guild_id == DEFAULT_GUILD:
+            return DEFAULT_GUILD
+        known = self._own.get(guild_id)
+        if known is None or (not known[0] and time.monotonic() - known[1] > self.settings.refresh_check_s):
+            own = await self.store.has_items(guild_id)  # "no items" is looked up again now and then: a CLI may add some
+            if self._own.get(guild_id, known) is known:  # nobody changed it while we awaited
+                self._own[guild_id] = (own, time.monotonic())
+            known = self._own[guild_id]
+        return guild_id if known[0] else DEFAULT_GUILD
+
+    def refresh(self, cid: int) -> None:
+        """Forget in-memory state for a catalogue: rebuilt from the store on next use (e.g. after a
+        CLI import into the database a running bot uses; also checked every `refresh_check_s`)."""
+        cat = self.state(cid)
+        if not cat.load_lock.locked():
+            cat.index = None
+        self._own.pop(cid, None)
+
+    # -- the index --------------------------------------------------------------------------------
+
+    async def index(self, cid: int) -> VectorIndex:
+        """The catalogue's loaded index (loaded first if need be; reloaded if another process wrote)."""
+        cat = self.state(cid)
+        if cat.index is not None and time.monotonic() - cat.checked_at > self.settings.refresh_check_s:
+            cat.checked_at = time.monotonic()
+            if await self.store.fingerprint(cid, self.model) != cat.fingerprint:  # another process wrote to it
+                log.info("catalogue %s changed outside this process; reloading it", cid)
+                self.refresh(cid)
+                self.schedule_retrain(cid, delay=0.0)
+        if cat.index is None:
+            async with cat.load_lock:
+                if cat.index is None:
+                    cat.pending = []
+                    cat.fingerprint = await self.store.fingerprint(cid, self.model)
+                    cat.checked_at = time.monotonic()
+                    rows = await self.store.load_vectors(cid, self.model)
+                    index = await self.embedder.cpu(
+                        VectorIndex.build, rows.pks, rows.vectors, rows.categories, rows.prices, rows.hashes, self.embedder.dim
+                    )
+                    for op in cat.pending:  # idempotent upserts/removals that raced the load
+                        op(index)
+                    cat.pending = []
+                    cat.index = index
+                    log.info("catalogue %s: %d vectors loaded for %s", cid, len(index), self.model)
+        assert cat.index is not None
+        return cat.index
+
+    async def read_index(self, cid: int, fn: Callable[[VectorIndex], T]) -> T:
+        """fn(index) in the pool under the index lock; the index is loaded first if need be."""
+        index = await self.index(cid)
+        lock = self.state(cid).index_lock
+
+        def locked() -> T:
+            with lock:
+                return fn(index)
+
+        return await self.embedder.cpu(locked)
+
+    async def _write_index(self, cid: int, fn: Callable[[VectorIndex], Any]) -> None:
+        """Apply a change to the loaded index (in the pool, under its lock). Not loaded: nothing to
+        do, except that a change made while it is loading is replayed on it once built."""
+        cat = self.state(cid)
+        index = cat.index
+        if index is None:
+            if cat.load_lock.locked():
+                cat.pending.append(fn)
+            return
+
+        def locked() -> None:
+            with cat.index_lock:
+                fn(index)
+
+        await self.embedder.cpu(locked)
+        cat.fingerprint = await self.store.fingerprint(cid, self.model)  # our own write is not a reason to reload
+
+    # -- after the store changed ------------------------------------------------------------------
+
+    async def written(self, cid: int, items: list[tuple[Item, np.ndarray | None]], *, retrain: bool = True) -> None:
+        """Items were added or updated in the store (vector None: only their fields changed)."""
+        if cid != DEFAULT_GUILD:
+            self._own[cid] = (True, time.monotonic())
+
+        def apply(ix: VectorIndex) -> None:
+            for item, vec in items:
+                if vec is not None:
+                    ix.upsert(item.pk, vec, item.category, item.price, item.content_hash)
+                else:
+                    ix.update_meta(item.pk, item.category, item.price)
+
+        await self._write_index(cid, apply)
+        if retrain:
+            self.schedule_retrain(cid)
+
+    async def removed(self, cid: int, item: Item) -> None:
+        await self._write_index(cid, lambda ix: ix.remove(item.pk))
+        self._own.pop(cid, None)  # may have become empty
+        self.schedule_retrain(cid)
+
+    async def edited(self, cid: int, item: Item, *, category_changed: bool) -> None:
+        await self._write_index(cid, lambda ix: ix.update_meta(item.pk, item.category, item.price))
+        if category_changed:
+            self.schedule_retrain(cid)
+
+    # -- the classifier ---------------------------------------------------------------------------
+
+    async def predict(self, cid: int, vec: np.ndarray) -> classify.Prediction | None:
+        clf = await self.classifier(cid)
+        if clf is None:
+            return None
+        preds = await self.embedder.cpu(clf.predict, vec[None, :], self.settings.threshold)
+        return preds[0]
+
+    async def classifier(self, cid: int) -> classify.Classifier | None:
+        cat = self.state(cid)
+        if cat.classifier is None:
+            saved = await self.store.load_classifier(cid, self.model)
+            if saved is not None:
+                try:
+                    cat.classifier = await self.embedder.cpu(classify.classifier_from_bytes, saved.blob)
+                except RecommenderError as e:
+                    log.warning("saved classifier for catalogue %s unreadable (%s); retraining", cid, e)
+                    await self.retrain(cid, force=True)
+                if cat.classifier is not None and saved.fingerprint != await self.store.fingerprint(cid, self.model):
+                    self.schedule_retrain(cid, delay=0.0)
+            if cat.classifier is None:
+                await self.retrain(cid, force=False)  # concurrent first callers: one fit, the rest load it
+        return cat.classifier
+
+    async def retrain(self, cid: int, *, force: bool = True) -> classify.Classifier | None:
+        """Fit the catalogue's classifier now (in the training thread) and save it.
+        With force=False a saved classifier trained on the same catalogue state is reused."""
+        cat = self.state(cid)
+        async with cat.train_lock:
+            fingerprint = await self.store.fingerprint(cid, self.model)
+            saved = None if force else await self.store.load_classifier(cid, self.model)
+            if saved is not None and saved.fingerprint == fingerprint:
+                try:
+                    cat.classifier = await self.embedder.cpu(classify.classifier_from_bytes, saved.blob)
+                    return cat.classifier
+                except RecommenderError as e:
+                    log.warning("saved classifier for catalogue %s unreadable (%s); retraining", cid, e)
+            rows = await self.store.load_vectors(cid, self.model)
+            if len(rows.pks) == 0:
+                cat.classifier = None
+                return None
+            t0 = time.perf_counter()
+
+            def fit() -> tuple[classify.Classifier, bytes]:
+                clf = classify.fit_classifier(rows.vectors, rows.categories)
+                return clf, clf.to_bytes()
+
+            clf, blob = await asyncio.get_running_loop().run_in_executor(self._train_pool, fit)
+            await self.store.save_classifier(cid, self.model, fingerprint, clf.method, blob)
+            cat.classifier = clf
+            log.info(
+                "catalogue %s: %s classifier over %d items in %.1fs", cid, clf.method, len(rows.pks), time.perf_counter() - t0
+            )
+            return clf
+
+    def schedule_retrain(self, cid: int, delay: float | None = None) -> None:
+        """Debounced: many changes in a row cause one retrain, `retrain_delay_s` after the last. A
+        change that comes while a fit runs lets that fit finish (it is never cancelled midway) and
+        causes one more after it."""
+        cat = self.state(cid)
+        if cat.retrain_timer and not cat.retrain_timer.done():
+            cat.retrain_timer.cancel()  # still sleeping: start the wait again
+        wait = self.settings.retrain_delay_s if delay is None else delay
+
+        async def later() -> None:
+            await asyncio.sleep(wait)
+            if cat.training is not None and not cat.training.done():
+                await asyncio.shield(cat.training)  # the next fit follows the one in progress
+            cat.training = asyncio.get_running_loop().create_task(self._retrain_logged(cid), name=f"fit-{cid}")
+            await asyncio.shield(cat.training)
+
+        cat.retrain_timer = asyncio.get_running_loop().create_task(later(), name=f"retrain-{cid}")
+
+    async def _retrain_logged(self, cid: int) -> None:
+        try:
+            await self.retrain(cid)
+        except Exception:
+            log.exception("background retrain of catalogue %s failed", cid)

@@ -1,0 +1,98 @@
+"""The embedder: the process's one backbone and everything that feeds it.
+
+Owns the image limits, the bounded thread pool that decodes (and that the rest of the recommender
+borrows for search and other CPU work), and the single model thread behind the micro-batcher, so
+requests that arrive together share one forward pass. The event loop only awaits.
+
+Interactive queries (`embed`, `embed_image`) get `Busy` when the queue stays full; bulk work
+(`embed_many`) waits for room, in slices that leave head-room for interactive queries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+from PIL import Image
+
+from . import images
+from .backbones import Backbone
+from .batcher import Batcher
+from .config import Settings
+
+T = TypeVar("T")
+
+
+class Embedder:
+    def __init__(self, backbone: Backbone, settings: Settings) -> None:
+        self.backbone = backbone
+        self.model = backbone.name
+        self.dim = backbone.dim
+        self.limits = images.ImageLimits(settings.max_image_bytes, settings.max_image_pixels, settings.decode_side)
+        self.thumbnail_side = settings.thumbnail_side
+        self._bulk_slice = max(1, settings.queue_size // 2)
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="lookalike-cpu")
+        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-model")
+        self._batcher: Batcher[Image.Image, np.ndarray] = Batcher(
+            backbone.embed,
+            self._model_pool,
+            max_batch=settings.batch_size,
+            max_wait_s=settings.batch_wait_ms / 1000,
+            max_queue=settings.queue_size,
+        )
+
+    async def close(self) -> None:
+        await self._batcher.close()
+        for pool in (self._pool, self._model_pool):
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    @property
+    def batches(self) -> int:
+        """Forward passes run so far."""
+        return self._batcher.batches
+
+    @property
+    def embedded(self) -> int:
+        """Images embedded so far."""
+        return self._batcher.items
+
+    async def cpu(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """fn(*args, **kw) in the CPU pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, functools.partial(fn, *args, **kw))
+
+    # -- synchronous steps (run them in the pool) -------------------------------------------------
+
+    def decode(self, source: Any) -> tuple[Image.Image, str]:
+        """Image (bytes/path/file) -> (RGB image within the limits, content hash)."""
+        return images.load_image(source, self.limits)
+
+    def prepare(self, source: Any) -> tuple[Image.Image, str, bytes]:
+        """decode() plus the thumbnail stored with a catalogue item."""
+        img, digest = self.decode(source)
+        return img, digest, images.make_thumbnail(img, self.thumbnail_side)
+
+    def read(self, source: Any) -> tuple[bytes, str]:
+        """The raw bytes of an image source (within the byte limit) and their content hash."""
+        data = images.read_source(source, self.limits)
+        return data, images.content_hash(data)
+
+    # -- async ------------------------------------------------------------------------------------
+
+    async def embed(self, source: Any) -> tuple[np.ndarray, str]:
+        """Image (bytes/path/file) -> (vector, content hash). Decoding in the pool, the model batched."""
+        img, digest = await self.cpu(self.decode, source)
+        return await self._batcher.submit(img), digest
+
+    async def embed_image(self, img: Image.Image) -> np.ndarray:
+        return await self._batcher.submit(img)
+
+    async def embed_many(self, imgs: Sequence[Image.Image]) -> list[np.ndarray]:
+        """Bulk: waits for room in the queue instead of raising Busy, a slice at a time."""
+        vecs: list[np.ndarray] = []
+        for i in range(0, len(imgs), self._bulk_slice):
+            vecs += await asyncio.gather(*(self._batcher.submit(img, wait=True) for img in imgs[i : i + self._bulk_slice]))
+        return vecs

@@ -1,0 +1,119 @@
+"""The plain records that cross the recommender's door: what callers (the bot, the CLI) pass in and
+get back. Frozen dataclasses of plain data; no behaviour beyond a derived property or two, no
+database rows, no model objects. Every other module imports them from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .classify import Prediction
+
+
+@dataclass(frozen=True)
+class ItemFields:
+    """What a moderator or a manifest says about an item (everything but its picture)."""
+
+    item_id: str
+    name: str
+    category: str
+    price: float | None = None
+    url: str | None = None
+    description: str | None = None
+    attributes: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item ready to be written. thumbnail and vector are None when the image is unchanged (only the
+    fields are updated)."""
+
+    fields: ItemFields
+    thumbnail: bytes | None
+    content_hash: str
+    vector: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Item:
+    """A stored catalogue item."""
+
+    pk: int
+    guild_id: int
+    item_id: str
+    name: str
+    category: str
+    price: float | None
+    url: str | None
+    description: str | None
+    attributes: dict[str, Any]
+    content_hash: str
+    added_by: str
+    added_at: datetime
+    updated_at: datetime
+
+
+WriteStatus = Literal["added", "updated", "unchanged"]
+
+
+@dataclass
+class VectorRows:
+    """A catalogue's vectors for one model, column-wise (what the index and the classifier are built from)."""
+
+    pks: np.ndarray  # int64 (n,)
+    vectors: np.ndarray  # float32 (n, d)
+    categories: list[str]
+    prices: np.ndarray  # float64 (n,), nan where unknown
+    hashes: list[str]
+
+
+@dataclass(frozen=True)
+class SavedClassifier:
+    """A trained classifier as stored: which catalogue state it was fitted on, and its bytes (npz)."""
+
+    fingerprint: str
+    method: str
+    blob: bytes
+    trained_at: datetime
+
+
+@dataclass
+class GuildSettings:
+    guild_id: int
+    k: int | None = None
+    moderator_role_id: int | None = None
+    watched: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Match:
+    item: Item
+    score: float
+
+
+@dataclass(frozen=True)
+class SimilarResult:
+    matches: list[Match]
+    prediction: Prediction | None
+    catalogue_id: int
+
+
+@dataclass
+class ImportSummary:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    failed: list[tuple[str, str, str]] = field(default_factory=list)  # (item id, where, reason)
+    seconds: float = 0.0
+
+    @property
+    def done(self) -> int:
+        return self.added + self.updated + self.unchanged + len(self.failed)
+
+    def count(self, status: WriteStatus) -> None:
+        setattr(self, status, getattr(self, status) + 1)
