@@ -26,6 +26,7 @@ from discord.ext import commands
 from bot.sandbox import (
     DEFAULT_BOT_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
+    DEFAULT_UPLOAD_LIMIT,
     BotUser,
     Channel,
     CommandNotAvailable,
@@ -113,6 +114,7 @@ class SandboxTestBot(commands.Bot):
         self.observed: dict[str, Any] = {}
         self.command_errors: list[app_commands.AppCommandError] = []
         self.send_errors: list[discord.HTTPException] = []
+        self.too_big = DEFAULT_UPLOAD_LIMIT + 1  # bytes of the oversized file !limits sends
         for command in (similar, catalog, slow):
             self.tree.add_command(command)
         self.tree.on_error = self.on_tree_error  # type: ignore[method-assign]
@@ -141,7 +143,7 @@ class SandboxTestBot(commands.Bot):
             embed.set_thumbnail(url="attachment://echo.png")
             await message.reply(f"got {attachment.size} bytes", embed=embed, file=discord.File(io.BytesIO(PNG), "echo.png"))
         elif message.content == "!limits":
-            too_big = discord.File(io.BytesIO(bytes(10 * 1024 * 1024 + 1)), "big.bin")
+            too_big = discord.File(io.BytesIO(bytes(self.too_big)), "big.bin")
             attempts = [
                 lambda: message.channel.send(embed=discord.Embed(title="t" * 257)),
                 lambda: message.channel.send(embeds=[discord.Embed(description="d" * 3500)] * 2),
@@ -349,8 +351,10 @@ async def test_late_and_repeated_acknowledgements_are_flagged(world: World) -> N
     assert [v.kind for v in sb.violations] == ["late_interaction_ack", "interaction_already_acknowledged"]
 
 
+@pytest.mark.parametrize("sandbox", [{"upload_limit": 256 * 1024}], indirect=True)  # small: cheap to send
 async def test_limits_are_enforced_and_recorded(world: World) -> None:
     sb, bot = world.sandbox, SandboxTestBot()
+    bot.too_big = sb.upload_limit + 1
     async with running(bot, world.bot_user.token):
         await sb.post_message(world.channel, world.alice, "!limits")
         await sb.wait_for_bot_message(lambda m: m.content == "limits done")

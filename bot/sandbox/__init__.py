@@ -14,13 +14,19 @@ Typical use::
         reply = await sandbox.wait_for_bot_message(lambda m: m.reference_id == msg.id)
         inter = await sandbox.invoke_slash(guild, channel, alice, "similar", {"image": ("a.jpg", data)})
         await inter.wait_done()
-        assert not sandbox.violations
+        assert [r.endpoint for r in inter.requests][-1] == "PATCH /webhooks/{app_id}/{token}/messages/@original"
+        sandbox.revoke_permissions(guild, bot_user, Perm.EMBED_LINKS, channel=channel)  # or guild-wide
+        assert not sandbox.violations      # everything Discord would refuse (or silently drop)
+        assert not sandbox.deprecations    # deprecated calls Discord still accepts
+
+``sandbox.requests`` records every REST request (method, route template, API path, status).
 """
 
 from .files import StoredFile
 from .interactions import CommandNotAvailable, InteractionRecord
-from .limits import DEFAULT_UPLOAD_LIMIT, ApiError, Violation
+from .limits import DEFAULT_REQUEST_LIMIT, DEFAULT_UPLOAD_LIMIT, ApiError, Violation
 from .permissions import DEFAULT_BOT_PERMISSIONS, DEFAULT_EVERYONE_PERMISSIONS, Intent, Perm
+from .router import RequestRecord
 from .server import DiscordConfig, DiscordSandbox
 from .state import BotUser, Channel, Guild, Member, Message, MessageFlag, Role, User
 
@@ -31,6 +37,7 @@ __all__ = [
     "CommandNotAvailable",
     "DEFAULT_BOT_PERMISSIONS",
     "DEFAULT_EVERYONE_PERMISSIONS",
+    "DEFAULT_REQUEST_LIMIT",
     "DEFAULT_UPLOAD_LIMIT",
     "DiscordConfig",
     "DiscordSandbox",
@@ -41,6 +48,7 @@ __all__ = [
     "Message",
     "MessageFlag",
     "Perm",
+    "RequestRecord",
     "Role",
     "StoredFile",
     "User",

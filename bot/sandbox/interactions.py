@@ -14,6 +14,7 @@ from .permissions import channel_permissions
 from .state import Channel, Guild, Member, Message, Payload, Role, User
 
 if TYPE_CHECKING:
+    from .router import RequestRecord
     from .server import DiscordSandbox
 
 # interaction types and callback types
@@ -77,6 +78,14 @@ class InteractionRecord:
     @property
     def embeds(self) -> list[Payload]:
         return [e for m in self.messages for e in m.embeds]
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """The REST requests made with this interaction's token (callback, followups, ``@original``), in
+        order; ``[r.endpoint for r in rec.requests]`` reads like ``["POST /interactions/{interaction_id}/
+        {token}/callback", "PATCH /webhooks/{app_id}/{token}/messages/@original"]``."""
+        assert self.sandbox is not None
+        return [r for r in self.sandbox.requests if self.token in r.path.split("/")]
 
     @property
     def done(self) -> bool:

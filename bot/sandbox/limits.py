@@ -19,8 +19,13 @@ MAX_EMBED_TOTAL = 6000
 MAX_EMBED_FIELDS = 25
 EMBED_TEXT_LIMITS = {"title": 256, "description": 4096}
 FIELD_LIMITS = {"name": 256, "value": 1024}
-DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024  # non-boosted servers
-CHANNEL_MESSAGE_FLAGS = (1 << 2) | (1 << 12) | (1 << 15)  # suppress embeds/notifications, components v2
+#: Per file, not summed: "The file upload size limit applies to each file in a request. The default limit is
+#: `20 MiB`" (discord-api-docs developers/reference.mdx, Uploading Files; raised from 10 MiB on 2026-09-04, PR #8578).
+DEFAULT_UPLOAD_LIMIT = 20 * 1024 * 1024
+#: "The maximum request size when sending a message is 25 MiB" (developers/resources/message.mdx, Create Message).
+DEFAULT_REQUEST_LIMIT = 25 * 1024 * 1024
+#: Flags a message create/edit may set: suppress embeds, suppress notifications, voice message, components v2.
+CHANNEL_MESSAGE_FLAGS = (1 << 2) | (1 << 12) | (1 << 13) | (1 << 15)
 EPHEMERAL_FLAG = 1 << 6  # only interaction responses and followups may be ephemeral
 
 
@@ -74,6 +79,7 @@ _KIND_BY_CODE = {
     10015: "unknown_webhook",
     10062: "unknown_interaction",
     10063: "unknown_command",
+    30032: "max_commands",
     40005: "payload_too_large",
     40060: "interaction_already_acknowledged",
     50001: "missing_access",
@@ -96,8 +102,12 @@ def missing_access(detail: str) -> ApiError:
     return ApiError(403, 50001, "Missing Access", detail=detail)
 
 
-def too_large(size: int, limit: int) -> ApiError:
-    return ApiError(413, 40005, "Request entity too large", detail=f"uploads total {size} bytes, limit is {limit} bytes")
+def too_large(what: str, size: int, limit: int) -> ApiError:
+    return ApiError(413, 40005, "Request entity too large", detail=f"{what} is {size} bytes, limit is {limit} bytes")
+
+
+def empty_message(detail: str = "Cannot send an empty message") -> ApiError:
+    return ApiError(400, 50006, "Cannot send an empty message", detail=detail)
 
 
 class FormErrors:
@@ -123,7 +133,9 @@ class FormErrors:
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ("" if value is None else str(value))
+    """An embed text as Discord measures it: leading and trailing whitespace "are not included (they are
+    trimmed automatically)" (message.mdx, Embed Limits)."""
+    return (value if isinstance(value, str) else ("" if value is None else str(value))).strip()
 
 
 def _check_url(errors: FormErrors, path: tuple[str | int, ...], url: Any, *, attachment_ok: bool) -> None:
@@ -168,7 +180,7 @@ def validate_embeds(errors: FormErrors, embeds: Any, root: tuple[str | int, ...]
             for key, limit in FIELD_LIMITS.items():
                 text = _text(fld.get(key))
                 total += len(text)
-                if not text.strip():
+                if not text:
                     errors.add((*path, "fields", j, key), "BASE_TYPE_REQUIRED", "This field is required")
                 elif len(text) > limit:
                     errors.max_length((*path, "fields", j, key), limit)
@@ -210,7 +222,11 @@ def validate_message(
     if isinstance(components, list) and len(components) > 5 and not (flags or 0) & (1 << 15):
         errors.max_length(("components",), 5)
     errors.raise_if_any()
-    if creating and not (
-        content or payload.get("embeds") or count or components or payload.get("sticker_ids") or payload.get("poll")
-    ):
-        raise ApiError(400, 50006, "Cannot send an empty message")
+    if creating and is_empty(payload, count):
+        raise empty_message()
+
+
+def is_empty(payload: Payload, file_count: int) -> bool:
+    """Nothing a message could show: no content, embeds, files, components, stickers or poll."""
+    keys = ("content", "embeds", "components", "sticker_ids", "poll")
+    return not (file_count or any(payload.get(key) for key in keys))

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from .files import StoredFile, guess_content_type
-from .limits import ApiError, too_large
+from .limits import ApiError, is_empty, too_large
 from .state import Message, MessageFlag, Payload, User
 
 _FILE_FIELD = re.compile(r"^(?:files\[(\d+)\]|file(\d*))$")
@@ -30,31 +30,38 @@ class Upload:
     content_type: str
 
 
-async def read_body(request: web.Request, upload_limit: int) -> tuple[Payload, list[Upload]]:
-    """Parse a JSON or multipart/form-data body the way Discord does; 413 past ``upload_limit``."""
+async def read_body(request: web.Request, upload_limit: int, request_limit: int) -> tuple[Payload, list[Upload]]:
+    """Parse a JSON or multipart/form-data body the way Discord does: 413 (40005) for any one file over
+    ``upload_limit`` (the limit "applies to each file in a request") or a request over ``request_limit``."""
     if request.content_type == "multipart/form-data":
         payload: Payload = {}
         uploads: list[Upload] = []
+        size = 0
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             name = getattr(part, "name", None) or ""
+            data = bytes(await part.read(decode=False))  # type: ignore[union-attr]
+            size += len(data)
             if name == "payload_json":
-                payload = _json(await part.text())  # type: ignore[union-attr]
+                payload = _json(data.decode("utf-8", "replace"))
                 continue
             match = _FILE_FIELD.match(name)
             if match is None:
-                await part.release()  # type: ignore[union-attr]
                 continue
             index = int(match.group(1) or match.group(2) or len(uploads))
-            data = await part.read(decode=False)  # type: ignore[union-attr]
             filename = getattr(part, "filename", None) or f"file{index}"
             declared = part.headers.get("Content-Type")
-            uploads.append(Upload(index, filename, bytes(data), guess_content_type(filename, declared)))
-        total = sum(len(u.data) for u in uploads)
-        if total > upload_limit:
-            raise too_large(total, upload_limit)
+            uploads.append(Upload(index, filename, data, guess_content_type(filename, declared)))
+        size = max(size, request.content_length or 0)
+        if size > request_limit:
+            raise too_large("the request", size, request_limit)
+        for upload in uploads:
+            if len(upload.data) > upload_limit:
+                raise too_large(f"file {upload.filename!r}", len(upload.data), upload_limit)
         return payload, uploads
     raw = await request.read()
+    if len(raw) > request_limit:
+        raise too_large("the request", len(raw), request_limit)
     if not raw.strip():
         return {}, []
     return _json(raw.decode("utf-8", "replace")), []
@@ -128,6 +135,9 @@ def normalize_embeds(embeds: list[Payload], attachments: list[StoredFile]) -> li
     for embed in embeds:
         embed = json.loads(json.dumps(embed))
         embed.setdefault("type", "rich")
+        _trim(embed, "title", "description")
+        for part in [embed.get("footer"), embed.get("author"), *(embed.get("fields") or [])]:
+            _trim(part, "text", "name", "value")
         for key, url_key in (("image", "url"), ("thumbnail", "url"), ("author", "icon_url"), ("footer", "icon_url")):
             part = embed.get(key)
             url = part.get(url_key) if isinstance(part, dict) else None
@@ -143,10 +153,26 @@ def normalize_embeds(embeds: list[Payload], attachments: list[StoredFile]) -> li
     return out
 
 
+def _trim(part: Any, *keys: str) -> None:
+    """Discord stores embed texts without leading/trailing whitespace ("they are trimmed automatically")."""
+    if isinstance(part, dict):
+        for key in keys:
+            if isinstance(part.get(key), str):
+                part[key] = part[key].strip()
+
+
 def parse_mentions(content: str, lookup_user: Callable[[int], User | None]) -> tuple[list[User], list[int]]:
     users = [u for uid in dict.fromkeys(int(m) for m in _USER_MENTION.findall(content)) if (u := lookup_user(uid)) is not None]
     roles = list(dict.fromkeys(int(m) for m in _ROLE_MENTION.findall(content)))
     return users, roles
+
+
+def edit_leaves_empty(message: Message, payload: Payload, upload_count: int) -> bool:
+    """Whether a PATCH would leave ``message`` with nothing to show (Discord answers 50006)."""
+    after = {key: payload[key] if key in payload else getattr(message, key) for key in ("content", "embeds", "components")}
+    spec = payload.get("attachments")
+    files = len(spec) if isinstance(spec, list) else len(message.attachments) + upload_count
+    return is_empty(after, files)
 
 
 def apply_edit(

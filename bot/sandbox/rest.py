@@ -1,135 +1,28 @@
-"""REST API under ``/api/v10``: a small router (Discord-style 401/404/405 answers, rate-limit
-headers, request log, violations) and the user, gateway, application, command, guild and
-channel/message routes. Interaction callbacks and webhooks live in :mod:`.webhooks`."""
+"""REST API route handlers under ``/api/v10``: users, gateway, application, commands, guilds and
+channel/message routes. The router lives in :mod:`.router`; interaction callbacks and webhooks in
+:mod:`.webhooks`."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
-from .limits import ApiError, missing_access, missing_permissions, not_found, validate_message
-from .messages import apply_edit, read_body
+from .limits import (
+    ApiError,
+    empty_message,
+    is_empty,
+    missing_access,
+    missing_permissions,
+    not_found,
+    validate_message,
+)
+from .messages import apply_edit, edit_leaves_empty
 from .permissions import Intent, Perm, channel_permissions
-from .state import BotUser, Channel, ChannelType, Message
+from .router import Call, Router
+from .state import Channel, ChannelType, Message, Payload
 
 if TYPE_CHECKING:
     from .server import DiscordSandbox
-
-
-@dataclass
-class Call:
-    request: web.Request
-    params: dict[str, str]
-    bot: BotUser | None
-    route: str
-
-    def id(self, name: str) -> int:
-        try:
-            return int(self.params[name])
-        except ValueError:
-            raise ApiError(
-                400,
-                50035,
-                "Invalid Form Body",
-                errors={
-                    name: {
-                        "_errors": [{"code": "NUMBER_TYPE_COERCE", "message": f'Value "{self.params[name]}" is not snowflake.'}]
-                    }
-                },
-            ) from None
-
-    @property
-    def me(self) -> BotUser:
-        assert self.bot is not None
-        return self.bot
-
-
-Handler = Callable[[Call], Awaitable[Any]]
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    method: str
-    route: str
-    path: str
-    status: int
-    bot_id: int | None
-
-
-class Router:
-    def __init__(self, sandbox: DiscordSandbox) -> None:
-        self.sandbox = sandbox
-        self.routes: list[tuple[str, re.Pattern[str], str, Handler, bool]] = []
-
-    def add(self, method: str, template: str, handler: Handler, *, auth: bool = True) -> None:
-        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
-        self.routes.append((method, re.compile(pattern), template, handler, auth))
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        path = "/" + request.match_info["tail"]
-        allowed = False
-        for method, regex, template, handler, auth in self.routes:
-            match = regex.fullmatch(path)
-            if match is None:
-                continue
-            allowed = True
-            if method == request.method:
-                return await self.run(request, match.groupdict(), template, handler, auth)
-        status, text = (405, "405: Method Not Allowed") if allowed else (404, "404: Not Found")
-        self.sandbox.unknown_routes.append(f"{request.method} {path}")
-        self.sandbox.record_violation("unknown_route", f"{request.method} {path} -> {status}")
-        self.log(request, path, path, status, None)
-        return self.json({"message": text, "code": 0}, status, path)
-
-    async def run(
-        self, request: web.Request, params: dict[str, str], template: str, handler: Handler, auth: bool
-    ) -> web.StreamResponse:
-        route = f"{request.method} {template}"
-        bot = self.sandbox.bot_by_authorization(request.headers.get("Authorization", ""))
-        if auth and bot is None:
-            self.sandbox.record_violation("unauthorized", f"{route} without a valid bot token", route)
-            self.log(request, template, request.path, 401, None)
-            return self.json({"message": "401: Unauthorized", "code": 0}, 401, template)
-        try:
-            result = await handler(Call(request, params, bot, route))
-        except ApiError as exc:
-            self.sandbox.record_violation(exc.kind, exc.detail, route)
-            self.log(request, template, request.path, exc.status, bot)
-            return self.json(exc.body(), exc.status, template)
-        if isinstance(result, web.StreamResponse):
-            self.log(request, template, request.path, result.status, bot)
-            return result
-        status = 204 if result is None else 200
-        self.log(request, template, request.path, status, bot)
-        if result is None:
-            return web.Response(status=204, headers=self.headers(template))
-        return self.json(result, 200, template)
-
-    def log(self, request: web.Request, route: str, path: str, status: int, bot: BotUser | None) -> None:
-        self.sandbox.requests.append(RequestRecord(request.method, route, path, status, bot.id if bot else None))
-
-    @staticmethod
-    def headers(template: str) -> dict[str, str]:
-        bucket = hashlib.sha1(template.encode()).hexdigest()[:32]
-        return {
-            "X-RateLimit-Limit": "50",
-            "X-RateLimit-Remaining": "49",
-            "X-RateLimit-Reset-After": "1.000",
-            "X-RateLimit-Reset": f"{time.time() + 1:.3f}",
-            "X-RateLimit-Bucket": bucket,
-        }
-
-    def json(self, body: Any, status: int, template: str) -> web.Response:
-        # Exactly "application/json", as Discord sends it: discord.py compares the header verbatim.
-        headers = {**self.headers(template), "Content-Type": "application/json"}
-        return web.Response(body=json.dumps(body).encode(), status=status, headers=headers)
 
 
 class RestApi:
@@ -180,7 +73,7 @@ class RestApi:
         return user.payload()
 
     async def create_dm(self, call: Call) -> Any:
-        body, _ = await read_body(call.request, self.sb.upload_limit)
+        body, _ = await self.sb.read_body(call.request)
         user = self.sb.users.get(int(body.get("recipient_id", 0)))
         if user is None:
             raise not_found("User", 10013)
@@ -339,10 +232,21 @@ class RestApi:
         guild = self.sb.guilds[channel.guild_id]  # type: ignore[index]
         return bool(channel_permissions(guild, guild.members[call.me.id], channel) & perm)
 
+    def strip_embeds(self, call: Call, channel: Channel, payload: Payload) -> tuple[Payload, str]:
+        """Without EMBED_LINKS in a guild channel, Discord drops the embeds of a bot's message (a message
+        left with nothing else is then refused with 50006). Returns the body and what was dropped, if any."""
+        embeds = payload.get("embeds")
+        if not embeds or channel.guild_id is None or self._can(call, channel, Perm.EMBED_LINKS):
+            return payload, ""
+        return {**payload, "embeds": []}, f"{len(embeds)} embed(s) dropped: {call.me.name} lacks EMBED_LINKS in #{channel.name}"
+
     async def create_message(self, call: Call) -> Any:
         channel = self.channel_for(call, Perm.SEND_MESSAGES)
-        payload, uploads = await read_body(call.request, self.sb.upload_limit)
+        payload, uploads = await self.sb.read_body(call.request)
         validate_message(payload, len(uploads))
+        payload, dropped = self.strip_embeds(call, channel, payload)
+        if dropped and is_empty(payload, len(uploads)):
+            raise empty_message(f"{dropped}, and the message has nothing else")
         if uploads and channel.guild_id and not self._can(call, channel, Perm.ATTACH_FILES):
             raise missing_permissions(f"{call.me.name} lacks ATTACH_FILES in #{channel.name}")
         reference, referenced = self.sb.resolve_reference(channel, payload.get("message_reference"))
@@ -352,6 +256,8 @@ class RestApi:
             channel, call.me, payload, uploads, type=19 if reference else 0, message_reference=reference, referenced=referenced
         )
         self.sb.publish(msg)
+        if dropped:
+            self.sb.record_violation("embeds_dropped", f"{dropped} (message {msg.id} sent without them)", call.route)
         return msg.payload()
 
     async def get_message(self, call: Call) -> Any:
@@ -361,12 +267,17 @@ class RestApi:
     async def edit_message(self, call: Call) -> Any:
         channel = self.channel_for(call)
         msg = self.message_for(call, channel)
-        payload, uploads = await read_body(call.request, self.sb.upload_limit)
+        payload, uploads = await self.sb.read_body(call.request)
         if msg.author.id != call.me.id and set(payload) - {"flags"}:
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
         validate_message(payload, len(uploads), existing_attachments=len(msg.attachments), creating=False)
+        payload, dropped = self.strip_embeds(call, channel, payload)
+        if edit_leaves_empty(msg, payload, len(uploads)):
+            raise empty_message(f"editing message {msg.id} would leave it empty" + (f" ({dropped})" if dropped else ""))
         apply_edit(msg, payload, uploads, self.sb.file_store(channel.id), self.sb.users.get)
         self.sb.edited(msg)
+        if dropped:
+            self.sb.record_violation("embeds_dropped", f"{dropped} (edit of message {msg.id})", call.route)
         return msg.payload()
 
     async def delete_message(self, call: Call) -> Any:

@@ -24,10 +24,11 @@ from .interactions import (
     interaction_payload,
     new_token,
 )
-from .limits import DEFAULT_UPLOAD_LIMIT, validate_message
+from .limits import DEFAULT_REQUEST_LIMIT, DEFAULT_UPLOAD_LIMIT, validate_message
 from .messages import Upload, find_component
 from .permissions import channel_permissions
-from .rest import RestApi, Router
+from .rest import RestApi
+from .router import Router
 from .state import BotUser, Channel, ChannelType, Guild, Message, Payload, User
 from .webhooks import WebhookApi
 from .world import World
@@ -83,6 +84,7 @@ class DiscordSandbox(World):
         interaction_ack_timeout: float = 3.0,
         followup_ttl: float = 900.0,
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
+        request_limit: int = DEFAULT_REQUEST_LIMIT,
         host: str = "127.0.0.1",
     ) -> None:
         super().__init__()
@@ -90,7 +92,8 @@ class DiscordSandbox(World):
         self.heartbeat_grace = heartbeat_grace
         self.interaction_ack_timeout = interaction_ack_timeout
         self.followup_ttl = followup_ttl
-        self.upload_limit = upload_limit
+        self.upload_limit = upload_limit  # per file
+        self.request_limit = request_limit  # per request
         self.host = host
         self.port = 0
         self.gateway = Gateway(self)
@@ -102,7 +105,7 @@ class DiscordSandbox(World):
         router = Router(self)
         RestApi(self, router)
         WebhookApi(self, router)
-        app = web.Application(client_max_size=max(4 * self.upload_limit, 64 * 1024 * 1024))
+        app = web.Application(client_max_size=2 * max(self.request_limit, self.upload_limit) + 1024 * 1024)
         app.router.add_get("/", self.gateway.handle)
         app.router.add_get("/resume", self.gateway.handle)
         app.router.add_route("*", r"/api/v{version:\d+}/{tail:.*}", router.handle)

@@ -1,5 +1,10 @@
 """Interaction callbacks (``/interactions/{id}/{token}/callback``) and the interaction webhook
-(followups, ``@original``), with the 3-second acknowledgement and 15-minute token windows."""
+(followups, ``@original``), with the 3-second acknowledgement and 15-minute token windows.
+
+Interaction responses are webhooks: unlike a bot's channel messages they keep their embeds and files
+where the bot lacks EMBED_LINKS or ATTACH_FILES (discord-api-docs change log 2022-06-29, "Changes to Bot
+Permissions for Interactions and Webhooks": only MENTION_EVERYONE, SEND_TTS_MESSAGES and
+USE_EXTERNAL_EMOJIS follow the bot's permissions there; ATTACH_FILES and EMBED_LINKS are not affected)."""
 
 from __future__ import annotations
 
@@ -17,9 +22,9 @@ from .interactions import (
     UPDATE_MESSAGE,
     InteractionRecord,
 )
-from .limits import ApiError, FormErrors, validate_message
-from .messages import apply_edit, attach_uploads, fill_message, read_body
-from .rest import Call, Router
+from .limits import ApiError, FormErrors, empty_message, validate_message
+from .messages import apply_edit, attach_uploads, edit_leaves_empty, fill_message
+from .router import Call, Router
 from .state import Message, MessageFlag, Payload
 
 if TYPE_CHECKING:
@@ -108,7 +113,7 @@ class WebhookApi:
         rec = self.sb.interactions.get(call.id("interaction_id"))
         if rec is None or rec.token != call.params["token"]:
             raise ApiError(404, 10062, "Unknown interaction")
-        payload, uploads = await read_body(call.request, self.sb.upload_limit)
+        payload, uploads = await self.sb.read_body(call.request)
         delay = time.monotonic() - rec.dispatched_at
         ctype = payload.get("type")
         if rec.acknowledged:
@@ -155,6 +160,7 @@ class WebhookApi:
             message = rec.original = self.response_message(rec, data, uploads, flags=flags, followup=False)
             self.sb.publish(message)
         elif ctype == DEFERRED_CHANNEL_MESSAGE:
+            self.check_deferred_flags(data)
             flags = MessageFlag.LOADING | (int(data.get("flags") or 0) & MessageFlag.EPHEMERAL)
             message = rec.original = self.response_message(rec, {}, [], flags=flags, followup=False)
             self.sb.publish(message)
@@ -184,6 +190,16 @@ class WebhookApi:
         return None
 
     @staticmethod
+    def check_deferred_flags(data: Payload) -> None:
+        """ "If you create a callback with the type DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE the only valid
+        message flag you may use is EPHEMERAL" (receiving-and-responding, Interaction Callback Data)."""
+        flags = data.get("flags")
+        if flags is not None and (not isinstance(flags, int) or flags & ~MessageFlag.EPHEMERAL):
+            errors = FormErrors()
+            errors.add(("data", "flags"), "MESSAGE_FLAGS_INVALID", "Only the EPHEMERAL flag may be set on a deferred response")
+            errors.raise_if_any()
+
+    @staticmethod
     def check_modal(data: Payload) -> None:
         errors = FormErrors()
         for key, limit in (("custom_id", 100), ("title", 45)):
@@ -199,7 +215,7 @@ class WebhookApi:
 
     async def followup(self, call: Call) -> Any:
         rec = self.by_token(call)
-        payload, uploads = await read_body(call.request, self.sb.upload_limit)
+        payload, uploads = await self.sb.read_body(call.request)
         if not rec.acknowledged:
             raise ApiError(
                 404,
@@ -212,6 +228,13 @@ class WebhookApi:
         original = rec.original
         if rec.callback_type == DEFERRED_CHANNEL_MESSAGE and original is not None and original.loading:
             # The first followup after a deferral replaces the "thinking" message; its flags are ignored.
+            # Discord documents this as kept "for backwards compatibility" and deprecated.
+            self.sb.record_deprecation(
+                "followup_finishes_deferral",
+                f"{rec.describe()} was finished with POST /webhooks/{{app_id}}/{{token}}; "
+                "use PATCH /webhooks/{app_id}/{token}/messages/@original (edit_original_response)",
+                "POST /webhooks/{app_id}/{token}",
+            )
             attachments = attach_uploads(payload, uploads, self.sb.file_store(original.channel_id))
             fill_message(original, {**payload, "flags": 0}, attachments, self.sb.users.get)
             original.flags &= ~MessageFlag.LOADING
@@ -235,8 +258,12 @@ class WebhookApi:
     async def edit_message(self, call: Call) -> Any:
         rec = self.by_token(call)
         msg = self.target(call, rec)
-        payload, uploads = await read_body(call.request, self.sb.upload_limit)
+        payload, uploads = await self.sb.read_body(call.request)
         validate_message(payload, len(uploads), existing_attachments=len(msg.attachments), creating=False, interaction=True)
+        if edit_leaves_empty(msg, payload, len(uploads)):
+            raise empty_message(
+                f"editing {'the original response' if msg is rec.original else 'a followup'} would leave it empty"
+            )
         apply_edit(msg, payload, uploads, self.sb.file_store(msg.channel_id), self.sb.users.get)
         if msg.loading:
             msg.flags &= ~MessageFlag.LOADING

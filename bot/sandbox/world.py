@@ -16,7 +16,7 @@ from .commands import CommandStore
 from .files import StoredFile, guess_content_type
 from .interactions import InteractionRecord
 from .limits import ApiError, Violation
-from .messages import Upload, attach_uploads, fill_message
+from .messages import Upload, attach_uploads, fill_message, read_body
 from .permissions import DEFAULT_BOT_PERMISSIONS, DEFAULT_EVERYONE_PERMISSIONS, Intent
 from .state import (
     BotUser,
@@ -33,8 +33,10 @@ from .state import (
 )
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from .gateway import Gateway
-    from .rest import RequestRecord
+    from .router import RequestRecord
 
 
 class World:
@@ -43,6 +45,7 @@ class World:
     gateway: Gateway
     base_url: str
     upload_limit: int
+    request_limit: int
 
     def __init__(self) -> None:
         self.ids = SnowflakeGenerator()
@@ -55,7 +58,10 @@ class World:
         self.interactions: dict[int, InteractionRecord] = {}
         #: Everything a real Discord would have refused or penalised, in order.
         self.violations: list[Violation] = []
+        #: Deprecated calls Discord still accepts (e.g. finishing a deferral with a followup), in order.
+        self.deprecations: list[Violation] = []
         self.unknown_routes: list[str] = []
+        #: Every REST request a bot made, in order: method, route template, API path (``/webhooks/...``), status.
         self.requests: list[RequestRecord] = []
         #: ``(channel_id, user_id, monotonic time)`` for every typing trigger.
         self.typing: list[tuple[int, int, float]] = []
@@ -88,6 +94,13 @@ class World:
     def record_violation(self, kind: str, detail: str, route: str | None = None) -> None:
         self.violations.append(Violation(kind, detail, route=route))
         self.notify()
+
+    def record_deprecation(self, kind: str, detail: str, route: str | None = None) -> None:
+        self.deprecations.append(Violation(kind, detail, route=route))
+
+    async def read_body(self, request: web.Request) -> tuple[Payload, list[Upload]]:
+        """A request body within this sandbox's per-file and per-request size limits."""
+        return await read_body(request, self.upload_limit, self.request_limit)
 
     @staticmethod
     def now() -> dt.datetime:
@@ -232,6 +245,44 @@ class World:
             "GUILD_MEMBER_UPDATE", {**member.payload(), "guild_id": str(guild.id)}, guild_id=guild.id, intent=Intent.GUILD_MEMBERS
         )
         return member
+
+    # -- permissions -----------------------------------------------------------------------------
+    def bot_role(self, guild: Guild, bot: BotUser) -> Role:
+        """The managed role Discord gave ``bot`` when it joined ``guild`` (its invite permissions)."""
+        return next(r for r in guild.roles.values() if r.managed and r.bot_id == bot.id)
+
+    def set_role_permissions(self, role: Role, permissions: int) -> Role:
+        """Change a role's permissions (``guild.everyone`` for @everyone); dispatches GUILD_ROLE_UPDATE."""
+        role.permissions = permissions
+        data = {"guild_id": str(role.guild_id), "role": role.payload()}
+        self.gateway.dispatch("GUILD_ROLE_UPDATE", data, guild_id=role.guild_id, intent=Intent.GUILDS)
+        self.notify()
+        return role
+
+    def set_overwrite(self, channel: Channel, target: Role | User | Member, *, allow: int = 0, deny: int = 0) -> Channel:
+        """Set (or, with ``allow=deny=0``, remove) the channel's overwrite for a role or member, the way
+        a moderator edits channel permissions; dispatches CHANNEL_UPDATE."""
+        ident = target.user.id if isinstance(target, Member) else target.id
+        channel.overwrites = [o for o in channel.overwrites if o.target_id != ident]
+        if allow or deny:
+            channel.overwrites.append(Overwrite(ident, 0 if isinstance(target, Role) else 1, allow, deny))
+        self.gateway.dispatch("CHANNEL_UPDATE", channel.payload(), guild_id=channel.guild_id, intent=Intent.GUILDS)
+        self.notify()
+        return channel
+
+    def revoke_permissions(self, guild: Guild, user: User, permissions: int, *, channel: Channel | None = None) -> None:
+        """Take ``permissions`` away from ``user`` (typically the bot): in ``channel`` through a member
+        overwrite that denies them, else guild-wide by removing them from @everyone and every role the
+        member has (as Discord computes it, a permission any of those grants is granted)."""
+        if channel is not None:
+            own = next((o for o in channel.overwrites if o.target_id == user.id and o.type == 1), None)
+            allow, deny = (own.allow, own.deny) if own else (0, 0)
+            self.set_overwrite(channel, user, allow=allow & ~permissions, deny=deny | permissions)
+            return
+        member = guild.members[user.id]
+        for role in [guild.everyone, *(guild.roles[r] for r in member.role_ids)]:
+            if role.permissions & permissions:
+                self.set_role_permissions(role, role.permissions & ~permissions)
 
     def dm_channel(self, bot: User, user: User) -> Channel:
         for channel in self.channels.values():
