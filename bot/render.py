@@ -19,7 +19,8 @@ import yarl
 from PIL import Image, ImageDraw, ImageFont
 
 from recommender.config import DEFAULT_GUILD
-from recommender.records import ImportSummary, Item, Match, SimilarResult
+from recommender.records import GuildSettings, ImportSummary, Item, Match, SimilarResult
+from recommender.urls import is_web_url
 
 MAX_CONTENT = 2000
 MAX_EMBEDS = 10
@@ -42,12 +43,19 @@ class Reply:
     embeds: list[discord.Embed] = field(default_factory=list)
     files: list[tuple[str, bytes]] = field(default_factory=list)
 
-    def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for send()/followup.send(); fresh File objects each call."""
+    def _files(self) -> list[discord.File]:
+        return [discord.File(io.BytesIO(data), filename=name) for name, data in self.files]  # fresh objects each call
+
+    def send_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for a new message: channel.send() or response.send_message()."""
         out: dict[str, Any] = {"content": self.content, "embeds": self.embeds}
         if self.files:
-            out["files"] = [discord.File(io.BytesIO(data), filename=name) for name, data in self.files]
+            out["files"] = self._files()
         return out
+
+    def edit_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for edit_original_response(): the whole message is replaced."""
+        return {"content": self.content, "embeds": self.embeds, "attachments": self._files()}
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ def percent(p: float) -> str:
 
 def _link(url: str | None) -> str | None:
     """A URL safe to show as a link: http(s) with a host, short, nothing that breaks markdown."""
-    if not url or len(url) > 300 or any(c in url for c in " ()<>") or not url.startswith(("http://", "https://")):
+    if not url or len(url) > 300 or any(c in url for c in " ()<>") or not is_web_url(url):
         return None
     try:
         return url if yarl.URL(url).host else None
@@ -171,33 +179,60 @@ def results_reply(
     notes: Iterable[str] = (),
     currency: str = "$",
     cell: int = 160,
+    rich: bool = True,
 ) -> Reply:
     """One embed per query (prediction as title, numbered matches), each with a grid image whose
-    numbered cells are the stored thumbnails of its matches. Notes (skipped files) go in the text."""
+    numbered cells are the stored thumbnails of its matches. Notes (skipped files) go in the text.
+    rich=False (the bot may not embed links here): the same answer as text, with the grids attached."""
     queries = list(queries)[:MAX_EMBEDS]
+    grids = [_grid(q, thumbnails, cell) for q in queries]
+    if not rich:
+        return _text_reply(queries, grids, notes, currency)
     reply = Reply(content=_notes(notes))
     share = EMBED_BUDGET // max(len(queries), 1)
-    for i, q in enumerate(queries, start=1):
+    for i, (q, grid) in enumerate(zip(queries, grids), start=1):
         embed = discord.Embed(title=prediction_title(q.result), colour=COLOUR)
         if len(queries) > 1 or q.label:
             embed.set_author(name=clip(q.label or f"Photo {i}", MAX_TITLE))
         footer = catalogue_note(q.result)
         embed.set_footer(text=footer)
-        hint = prediction_hint(q.result)
-        lines = [match_line(n, m, currency) for n, m in enumerate(q.result.matches, start=1)]
-        if not lines:
-            lines = ["No catalogue items match (try without the category or price filters)."]
-        if hint:
-            lines = [hint, *lines]
         room = min(MAX_DESCRIPTION, share - len(embed.title or "") - len(footer) - len(q.label or "") - 8)
-        embed.description = fit_lines(lines, max(room, 100))
-        if q.result.matches:
-            image = thumbnail_grid([thumbnails.get(m.item.pk) for m in q.result.matches], cell=cell)
-            if image is not None:
-                name = f"matches-{i}.jpg"
-                reply.files.append((name, image))
-                embed.set_image(url=f"attachment://{name}")
+        embed.description = fit_lines(_result_lines(q, currency), max(room, 100))
+        if grid is not None:
+            name = f"matches-{i}.jpg"
+            reply.files.append((name, grid))
+            embed.set_image(url=f"attachment://{name}")
         reply.embeds.append(embed)
+    return reply
+
+
+def _result_lines(q: Query, currency: str) -> list[str]:
+    hint = prediction_hint(q.result)
+    lines = [match_line(n, m, currency) for n, m in enumerate(q.result.matches, start=1)]
+    if not lines:
+        lines = ["No catalogue items match (try without the category or price filters)."]
+    return [hint, *lines] if hint else lines
+
+
+def _grid(q: Query, thumbnails: dict[int, bytes], cell: int) -> bytes | None:
+    if not q.result.matches:
+        return None
+    return thumbnail_grid([thumbnails.get(m.item.pk) for m in q.result.matches], cell=cell)
+
+
+def _text_reply(queries: list[Query], grids: list[bytes | None], notes: Iterable[str], currency: str) -> Reply:
+    """The answer without embeds: a heading per query, its numbered matches, the grids as files."""
+    note_text = _notes(notes)
+    blocks = []
+    share = (MAX_CONTENT - len(note_text or "") - 2) // max(len(queries), 1)
+    for i, q in enumerate(queries, start=1):
+        label = clip(q.label or (f"Photo {i}" if len(queries) > 1 else ""), 100)
+        head = f"**{plain(label, 100)} · {prediction_title(q.result)}**" if label else f"**{prediction_title(q.result)}**"
+        lines = [head, *_result_lines(q, currency), f"-# {catalogue_note(q.result)}"]
+        blocks.append(fit_lines(lines, max(share - 1, 100)))
+    content = "\n\n".join(b for b in [note_text, *blocks] if b)
+    reply = Reply(content=fit_lines(content.split("\n"), MAX_CONTENT))
+    reply.files = [(f"matches-{i}.jpg", g) for i, g in enumerate(grids, start=1) if g is not None]
     return reply
 
 
@@ -316,6 +351,18 @@ def list_embed(
         embed.description = fit_lines(lines, MAX_DESCRIPTION)
     more = " · use the page option for more" if page < pages else ""
     embed.set_footer(text=f"Page {page} of {pages} · {total} item{'s' if total != 1 else ''}{more}")
+    return embed
+
+
+def settings_embed(settings: GuildSettings, *, default_k: int, own_catalogue: bool) -> discord.Embed:
+    """/config show: watched channels, items per reply, moderator role, which catalogue is searched."""
+    embed = discord.Embed(title="lookalike settings", colour=COLOUR)
+    watched = fit_lines([f"<#{c}>" for c in sorted(settings.watched)], MAX_FIELD_VALUE)  # whole mentions only
+    embed.add_field(name="Watched channels", value=watched or "none", inline=False)
+    embed.add_field(name="Items per reply", value=str(settings.k or default_k), inline=True)
+    role = f"<@&{settings.moderator_role_id}>" if settings.moderator_role_id else "Manage Server only"
+    embed.add_field(name="Moderator role", value=role, inline=True)
+    embed.add_field(name="Catalogue", value="this server's own" if own_catalogue else "shared default", inline=True)
     return embed
 
 

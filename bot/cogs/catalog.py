@@ -32,6 +32,7 @@ from .utils.checks import actor, require_moderator
 from .utils.errors import token_expired
 from .utils.items import make_item_id
 from .utils.progress import ThrottledEditor
+from .utils.respond import respond
 
 if TYPE_CHECKING:
     from bot.app import LookalikeBot
@@ -114,7 +115,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         thumbs = await self.rec.thumbnails([item.pk])
         reply = render.item_embed(item, currency=self.bot.options.currency, thumbnail=thumbs.get(item.pk), title=title)
         reply.content = content
-        await interaction.followup.send(ephemeral=True, **reply.kwargs())
+        await respond(interaction, reply)
 
     @app_commands.command(name="add", description="Add an item to this server's catalogue.")
     @app_commands.describe(
@@ -162,7 +163,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         text = f"Removed **{render.plain(removed.name)}** (`{removed.item_id}`)."
         if await self.rec.catalogue_for(gid) == DEFAULT_GUILD:
             text += "\nThis server's catalogue is now empty, so searches use the shared default catalogue again."
-        await interaction.followup.send(text, ephemeral=True)
+        await respond(interaction, text)
 
     @app_commands.command(name="edit", description="Change an item's details.")
     @app_commands.describe(
@@ -208,13 +209,13 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
             guild_id=interaction.guild_id or 0, category=category, page=page, per_page=per_page
         )
         embed = render.list_embed(items, total, page, per_page, cid, category=category, currency=self.bot.options.currency)
-        await interaction.followup.send(embed=embed, ephemeral=True)
+        await respond(interaction, render.Reply(embeds=[embed]))
 
     @app_commands.command(name="stats", description="Catalogue statistics.")
     async def stats(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         stats = await self.rec.stats(guild_id=interaction.guild_id or 0)
-        await interaction.followup.send(embed=render.stats_embed(stats), ephemeral=True)
+        await respond(interaction, render.Reply(embeds=[render.stats_embed(stats)]))
 
     @app_commands.command(name="retrain", description="Retrain the category classifier of this server's catalogue now.")
     async def retrain(self, interaction: discord.Interaction) -> None:
@@ -222,14 +223,14 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         gid = interaction.guild_id or 0
         self.rec.refresh(gid)  # also picks up items a `lookalike import --guild` added while the bot ran
         if await self.rec.catalogue_for(gid) == DEFAULT_GUILD:
-            await interaction.followup.send(
+            await respond(
+                interaction,
                 "This server has no items of its own yet (it uses the shared default catalogue), so there is nothing to retrain.",
-                ephemeral=True,
             )
             return
         clf = await self.rec.retrain(gid)
         text = f"Retrained: a {clf.method} classifier over {len(clf.labels)} categories." if clf else "The catalogue is empty."
-        await interaction.followup.send(text, ephemeral=True)
+        await respond(interaction, text)
 
     @app_commands.command(
         name="import", description="Import items from a CSV (with image URLs) or a ZIP (images plus a CSV, or category folders)."

@@ -9,7 +9,11 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from recommender.config import DEFAULT_GUILD, MAX_K
+
+from .. import render
 from .utils.checks import actor, require_admin
+from .utils.respond import respond
 
 if TYPE_CHECKING:
     from bot.app import LookalikeBot
@@ -51,7 +55,9 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
         missing = self._missing_permissions(interaction, channel)
         if missing:
             text += f"\n⚠️ I'm missing these permissions there: {', '.join(missing)}."
-        await interaction.followup.send(text, ephemeral=True)
+            if "Embed Links" in missing:
+                text += "\nWithout Embed Links my replies there are plain text with the picture grid."
+        await respond(interaction, text)
 
     @app_commands.command(name="unwatch", description="Stop answering photos in this channel.")
     @app_commands.describe(channel="The channel to stop watching")
@@ -61,16 +67,16 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
             interaction, self.bot.rec.set_watched(interaction.guild_id or 0, channel.id, False, actor=actor(interaction.user))
         )
         text = f"I no longer watch {channel.mention}." if changed else f"I wasn't watching {channel.mention}."
-        await interaction.followup.send(text, ephemeral=True)
+        await respond(interaction, text)
 
     @app_commands.command(name="k", description="How many items a photo reply shows.")
-    @app_commands.describe(n="Number of items (1-25)")
-    async def k(self, interaction: discord.Interaction, n: app_commands.Range[int, 1, 25]) -> None:
+    @app_commands.describe(n=f"Number of items (1-{MAX_K})")
+    async def k(self, interaction: discord.Interaction, n: app_commands.Range[int, 1, MAX_K]) -> None:
         await self._defer(interaction)
         await self._write(
             interaction, self.bot.rec.update_guild_settings(interaction.guild_id or 0, actor=actor(interaction.user), k=n)
         )
-        await interaction.followup.send(f"Replies will show {n} item{'s' if n != 1 else ''}.", ephemeral=True)
+        await respond(interaction, f"Replies will show {n} item{'s' if n != 1 else ''}.")
 
     @app_commands.command(
         name="moderator-role", description="Members with this role may manage the catalogue (leave empty to clear)."
@@ -91,7 +97,7 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
             if role
             else "Only members with Manage Server can manage the catalogue now."
         )
-        await interaction.followup.send(text, ephemeral=True)
+        await respond(interaction, text)
 
     @app_commands.command(name="show", description="Show this server's settings.")
     async def show(self, interaction: discord.Interaction) -> None:
@@ -99,18 +105,8 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
         gid = interaction.guild_id or 0
         gs = await self.bot.guild_configs.get(gid)
         cid = await self.bot.rec.catalogue_for(gid)
-        embed = discord.Embed(title="lookalike settings", colour=discord.Colour(0x5865F2))
-        embed.add_field(
-            name="Watched channels", value=" ".join(f"<#{c}>" for c in sorted(gs.watched))[:1024] or "none", inline=False
-        )
-        embed.add_field(name="Items per reply", value=str(gs.k or self.bot.settings.k), inline=True)
-        embed.add_field(
-            name="Moderator role",
-            value=f"<@&{gs.moderator_role_id}>" if gs.moderator_role_id else "Manage Server only",
-            inline=True,
-        )
-        embed.add_field(name="Catalogue", value="shared default" if cid == 0 else "this server's own", inline=True)
-        await interaction.followup.send(embed=embed, ephemeral=True)
+        embed = render.settings_embed(gs, default_k=self.bot.settings.k, own_catalogue=cid != DEFAULT_GUILD)
+        await respond(interaction, render.Reply(embeds=[embed]))
 
     @staticmethod
     def _missing_permissions(interaction: discord.Interaction, channel: discord.TextChannel) -> list[str]:

@@ -3,17 +3,15 @@ items that look most like it and the predicted category."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
-from recommender.errors import RecommenderError
 from recommender.records import SimilarResult
 
-from .. import render
+from .utils.answers import resolve_k, similar_reply
 from .utils.attachments import looks_like_image, read_attachment
 from .utils.errors import describe
 from .utils.work import ShuttingDown
@@ -49,7 +47,7 @@ class Photos(commands.Cog):
                     )
                 return
             async with self.bot.work.slot():
-                await self.answer(message, photos, config.k or self.bot.settings.k)
+                await self.answer(message, photos)
         except ShuttingDown:
             return
         except Exception as e:  # never let one message take the listener down, never show a traceback
@@ -59,43 +57,31 @@ class Photos(commands.Cog):
             except Exception:
                 log.exception("could not send the apology for message %s", message.id)
 
-    async def answer(self, message: discord.Message, photos: list[discord.Attachment], k: int) -> None:
+    async def answer(self, message: discord.Message, photos: list[discord.Attachment]) -> None:
         limit = self.bot.options.max_attachments
         skipped = len(photos) - limit
         photos = photos[:limit]
         guild_id = message.guild.id  # type: ignore[union-attr]
+        k = await resolve_k(self.bot, guild_id)
         await self._typing(message.channel)
-        outcomes = await asyncio.gather(*(self._similar(a, guild_id, k) for a in photos), return_exceptions=True)
-        queries: list[render.Query] = []
-        notes: list[str] = []
         many = len(photos) > 1
-        for n, (attachment, outcome) in enumerate(zip(photos, outcomes), start=1):
-            name = render.plain(attachment.filename, 60)
-            if isinstance(outcome, SimilarResult):
-                queries.append(render.Query(f"Photo {n} · {attachment.filename}"[:200] if many else "", outcome))
-            elif isinstance(outcome, RecommenderError):
-                notes.append(f"⚠️ **{name}**: {describe(outcome)}")
-            elif isinstance(outcome, BaseException):
-                if isinstance(outcome, asyncio.CancelledError):
-                    raise outcome
-                log.error("unexpected error for attachment %s of message %s", attachment.id, message.id, exc_info=outcome)
-                notes.append(f"⚠️ **{name}**: sorry, something went wrong with this one.")
-        if skipped > 0:
-            notes.append(f"-# I only look at the first {limit} photos of a message.")
-        thumbs = await self.bot.rec.thumbnails([m.item.pk for q in queries for m in q.result.matches])
-        reply = await asyncio.to_thread(
-            render.results_reply,
-            queries,
-            thumbs,
-            notes=notes,
-            currency=self.bot.options.currency,
-            cell=self.bot.options.grid_cell,
-        )
-        await self._reply(message, **reply.kwargs())
+        searches = [
+            (f"Photo {n} · {a.filename}"[:200] if many else "", a.filename, self._similar(a, guild_id, k))
+            for n, a in enumerate(photos, start=1)
+        ]
+        notes = [f"-# I only look at the first {limit} photos of a message."] if skipped > 0 else []
+        reply = await similar_reply(self.bot, searches, notes=notes, rich=self._may_embed(message))
+        await self._reply(message, **reply.send_kwargs())
 
     async def _similar(self, attachment: discord.Attachment, guild_id: int, k: int) -> SimilarResult:
         data = await read_attachment(attachment, self.bot.settings.max_image_bytes)
         return await self.bot.rec.similar(data, guild_id=guild_id, k=k)
+
+    @staticmethod
+    def _may_embed(message: discord.Message) -> bool:
+        """Embed Links in this channel: without it Discord drops embeds, so the reply is text + grid."""
+        me = message.guild.me if message.guild else None
+        return me is None or message.channel.permissions_for(me).embed_links  # type: ignore[union-attr,arg-type]
 
     @staticmethod
     async def _typing(channel: discord.abc.Messageable) -> None:

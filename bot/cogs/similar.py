@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from .. import render
+from recommender.config import MAX_K
+
+from .utils.answers import resolve_k, similar_reply
 from .utils.attachments import read_attachment
 from .utils.checks import query_cooldown
+from .utils.respond import respond
 
 if TYPE_CHECKING:
     from bot.app import LookalikeBot
 
-K = app_commands.Range[int, 1, 25]
+K = app_commands.Range[int, 1, MAX_K]
 Price = app_commands.Range[float, 0.0, 1e9]
 Category = app_commands.Range[str, 1, 100]
 
@@ -26,24 +28,18 @@ class Similar(commands.Cog):
         self.bot = bot
 
     async def _answer(self, interaction: discord.Interaction, label: str, *, k: int | None, **query: Any) -> None:
-        """Search with `query` (image or item_id, plus filters), then send the results publicly."""
+        """Search with `query` (image or item_id, plus filters), then answer publicly in the deferred response."""
         gid = interaction.guild_id or 0
-        k = k or (await self.bot.guild_configs.get(gid)).k or self.bot.settings.k
-        result = await self.bot.rec.similar(guild_id=gid, k=k, **query)
-        thumbs = await self.bot.rec.thumbnails([m.item.pk for m in result.matches])
-        reply = await asyncio.to_thread(
-            render.results_reply,
-            [render.Query(label, result)],
-            thumbs,
-            currency=self.bot.options.currency,
-            cell=self.bot.options.grid_cell,
+        search = self.bot.rec.similar(guild_id=gid, k=await resolve_k(self.bot, gid, k), **query)
+        reply = await similar_reply(
+            self.bot, [(label, label, search)], rich=interaction.app_permissions.embed_links, raise_errors=True
         )
-        await interaction.followup.send(**reply.kwargs())
+        await respond(interaction, reply)
 
     @app_commands.command(name="similar", description="Find the catalogue items that look most like a photo.")
     @app_commands.describe(
         image="The photo to match",
-        k="How many items to show (1-25)",
+        k=f"How many items to show (1-{MAX_K})",
         category="Only items of this category",
         min_price="Lowest price",
         max_price="Highest price",
@@ -66,7 +62,7 @@ class Similar(commands.Cog):
     @app_commands.command(name="similar-item", description="Find the catalogue items that look most like a catalogue item.")
     @app_commands.describe(
         item="The item's id (see /catalog list)",
-        k="How many items to show (1-25)",
+        k=f"How many items to show (1-{MAX_K})",
         category="Only items of this category",
         min_price="Lowest price",
         max_price="Highest price",

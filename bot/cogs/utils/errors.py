@@ -10,6 +10,8 @@ from discord import app_commands
 
 from recommender.errors import Busy, RecommenderError
 
+from .respond import respond
+
 log = logging.getLogger(__name__)
 
 APOLOGY = "Sorry, something went wrong on my side. The error has been logged; please try again later."
@@ -43,14 +45,10 @@ def token_expired(error: discord.HTTPException) -> bool:
 async def tell(interaction: discord.Interaction, text: str) -> None:
     """Answer with `text` whether or not the interaction was already acknowledged.
 
-    Not acknowledged yet: an ephemeral response. Already deferred: a follow-up, which replaces the
-    deferred "thinking…" message and so takes the defer's visibility: ephemeral after an ephemeral
-    defer (/catalog, /config), public after a public one (/similar), where the error replaces the
-    public "thinking…" message."""
+    Not acknowledged yet: an ephemeral response. Already deferred: the deferred "thinking…" response
+    is edited into the sentence, so it keeps the defer's visibility: ephemeral after an ephemeral
+    defer (/catalog, /config), public after a public one (/similar)."""
     try:
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
+        await respond(interaction, text)
     except discord.HTTPException as e:  # expired token, deleted channel: nothing more to do
         log.warning("could not report an error to %s: %s", interaction.user, e)
