@@ -38,6 +38,7 @@ class Settings:
     queue_size: int = 64  # pending embedding requests before callers get Busy
     max_image_bytes: int = 20 * 1024 * 1024
     max_image_pixels: int = 64_000_000
+    max_decode_bytes: int = 128 * 1024 * 1024  # memory one photo's decoder may use (recommender/decode_budget.py)
     decode_side: int = 512  # longest side images are decoded to
     thumbnail_side: int = 256
     k: int = 5

@@ -1,9 +1,12 @@
 """Turn untrusted bytes, paths or file objects into a safe, small RGB PIL image.
 
 Format comes from the content (magic bytes), never from the file name, and only the
-six supported decoders are used. Size limits are checked before any pixel is decoded.
+six supported decoders are used. Size limits are checked before any pixel is decoded: bytes,
+pixels, and a per-photo budget of CPU (the file's structure) and memory (decoded bytes), see
+decode_budget.py. Large images are converted and shrunk in bands of rows, never as a whole.
 Every failure is raised as :class:`BadImage` (or :class:`ImageTooLarge`) with a message
-meant for a person. Pure functions, no global settings touched: safe in a thread pool.
+meant for a person. Pure functions, no global settings touched and no lock: safe in a thread
+pool, and one slow photo never makes another one wait.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import io
 import math
 import os
 import re
-import threading
-import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
 
+from . import decode_budget
 from .errors import BadImage, ImageTooLarge
 
 Source = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO
@@ -55,10 +58,8 @@ _NOT_IMAGES = (  # leading bytes -> what the file looks like
     ((b"\x1f\x8b", b"Rar!", b"7z\xbc\xaf\x27\x1c"), "a compressed archive"),
     ((b"RIFF",), "an audio or video file"),
 )
-_RGB_FIRST = ("P", "PA", "1")  # palette/1-bit resample badly: convert before shrinking
-# warnings.catch_warnings() swaps process-wide filters and is not thread-safe on its own;
-# this lock keeps concurrent calls of this module from interleaving (only the header parse).
-_WARNINGS_LOCK = threading.Lock()
+_MAX_EXIF = 64 * 1024  # EXIF read for the orientation (a JPEG's APP1 cannot be larger; a PNG's eXIf can)
+_BAND_BYTES = 8 << 20  # rows converted and reduced at a time, in bytes of 4-byte pixels
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,10 @@ class ImageLimits:
     max_bytes: int = 20 * 1024 * 1024  # size of the encoded file
     max_pixels: int = 64_000_000  # width*height from the header, checked before decoding
     max_side: int = 1024  # longest side of the decoded image
+    max_decode_bytes: int = 128 * 1024 * 1024  # memory the decoder may use (decode_budget.py)
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_pixels", "max_side"):
+        for name in ("max_bytes", "max_pixels", "max_side", "max_decode_bytes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"ImageLimits.{name} must be a positive integer, not {value!r}")
@@ -222,10 +224,8 @@ def _decode_error(exc: Exception, data: bytes, fmt: str, max_pixels: int) -> Bad
     """Word any decoder exception for a person."""
     if isinstance(exc, Image.DecompressionBombError | Image.DecompressionBombWarning):
         try:  # re-read the header with the plugin alone (no bomb check) to name the size
-            with _WARNINGS_LOCK, warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with Image.OPEN[fmt][0](io.BytesIO(data), "") as im:
-                    return _too_many_pixels(im.width, im.height, max_pixels)
+            with _open(data, fmt) as im:
+                return _too_many_pixels(im.width, im.height, max_pixels)
         except Exception:
             pixels = next((int(n) for n in re.findall(r"\d+", str(exc))), 0)
             limit = f"{max_pixels / 1e6:.3g} megapixels"
@@ -239,18 +239,30 @@ def _decode_error(exc: Exception, data: bytes, fmt: str, max_pixels: int) -> Bad
 
 
 def _orientation(im: Image.Image) -> int:
+    raw = im.info.get("exif")
+    if isinstance(raw, bytes) and len(raw) > _MAX_EXIF:  # Pillow would make a Python number of every value
+        return 1
     try:
         return int(im.getexif().get(0x0112, 1))
     except Exception:  # unreadable EXIF: keep the image as stored
         return 1
 
 
-def _deep_to_8bit(im: Image.Image) -> Image.Image:
+def _deep_range(im: Image.Image) -> tuple[float, float]:
+    """(min, max) of a 16/32-bit greyscale image, NaN read as 0, computed band by band."""
+    lo, hi = np.inf, -np.inf
+    for band in _bands(im, 0, 1):
+        a = np.nan_to_num(np.asarray(band, dtype=np.float64))
+        if a.size:
+            lo, hi = min(lo, float(a.min())), max(hi, float(a.max()))
+    return (lo, hi) if lo <= hi else (0.0, 0.0)
+
+
+def _deep_to_8bit(im: Image.Image, lo: float, hi: float) -> Image.Image:
     """16/32-bit greyscale ("I;16*", "I", "F") to "L", scaled instead of clipped: "I;16*" maps
     0..65535 linearly; "I"/"F" values within 0..1 (F), 0..255 or 0..65535 are read as that range,
-    anything else is stretched from its minimum to its maximum."""
+    anything else is stretched from its minimum to its maximum (``lo``, ``hi``: of the whole image)."""
     a = np.nan_to_num(np.asarray(im, dtype=np.float64))
-    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
     if im.mode.startswith("I;16") or (lo >= 0 and hi > 255 and hi <= 65535):
         a = a / 257.0
     elif lo >= 0 and hi <= 1 and im.mode == "F":
@@ -260,10 +272,11 @@ def _deep_to_8bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """A new "RGB" image; transparency is composited onto white."""
+def _to_rgb(im: Image.Image, deep: tuple[float, float] | None = None) -> Image.Image:
+    """A new "RGB" image; transparency is composited onto white. ``deep``: the (min, max) of the
+    whole image when ``im`` is a band of a 16/32-bit greyscale one."""
     if im.mode.startswith("I") or im.mode == "F":
-        im = _deep_to_8bit(im)
+        im = _deep_to_8bit(im, *(deep or _deep_range(im)))
     if im.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in im.info:
         rgba = im.convert("RGBA")
         out = Image.new("RGB", im.size, (255, 255, 255))
@@ -272,15 +285,43 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.copy() if im.mode == "RGB" else im.convert("RGB")
 
 
+def _bands(im: Image.Image, rows: int, multiple: int) -> Iterator[Image.Image]:
+    """Copies of ``im``'s rows, ``rows`` at a time (0: as many as fit in _BAND_BYTES), a multiple of ``multiple``."""
+    rows = rows or max(multiple, _BAND_BYTES // (4 * im.width) // multiple * multiple)
+    for top in range(0, im.height, rows):
+        yield im if rows >= im.height else im.crop((0, top, im.width, min(im.height, top + rows)))
+
+
 def _shrunk_rgb(im: Image.Image, side: int) -> Image.Image:
-    """A new RGB image, longest side <= side (never enlarged); ``im`` is left as it is."""
-    if im.mode in _RGB_FIRST or "transparency" in im.info:  # a colour key must not be blurred
-        im = _to_rgb(im)
+    """A new RGB image, longest side <= side (never enlarged); ``im`` is left as it is.
+
+    What Pillow's ``resize(reducing_gap=2.0)`` does (a box reduce by an integer factor, then
+    bicubic), but band by band: each band is converted to RGB (a colour key or a palette must not
+    be blurred, alpha goes onto white) and reduced, so no full-size RGB(A) copy ever exists."""
     scale = side / max(im.size)
-    if scale < 1:
-        size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        im = im.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
-    return _to_rgb(im)
+    if scale >= 1:
+        return _to_rgb(im)
+    size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+    fx, fy = max(1, int(im.width / size[0] / 2)), max(1, int(im.height / size[1] / 2))
+    deep = _deep_range(im) if im.mode.startswith("I") or im.mode == "F" else None
+    reduced = Image.new("RGB", (-(-im.width // fx), -(-im.height // fy)))
+    top = 0
+    for band in _bands(im, 0, fy):
+        rgb = _to_rgb(band, deep)
+        reduced.paste(rgb.reduce((fx, fy)) if fx > 1 or fy > 1 else rgb, (0, top // fy))
+        top += band.height
+    if reduced.size == size:
+        return reduced
+    return reduced.resize(size, Image.Resampling.BICUBIC, box=(0, 0, im.width / fx, im.height / fy))
+
+
+def _open(data: bytes, fmt: str) -> Image.ImageFile.ImageFile:
+    """The header of ``data`` read by the plugin of ``fmt`` alone: no other decoder is tried, and no
+    process-wide warning filter is needed (Pillow's pixel-count warning is Image.open's; the limits
+    are checked by the caller instead)."""
+    Image.init()  # registers the plugins once
+    factory = Image.OPEN[fmt][0]
+    return factory(io.BytesIO(data), "")  # type: ignore[return-value]
 
 
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
@@ -288,7 +329,8 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
 
     Pixels are fully decoded here (so truncation shows up here), the first frame of an
     animation is used, EXIF orientation is applied, and alpha is composited onto white.
-    Raises ImageTooLarge (bytes, or width*height from the header before decoding) or BadImage.
+    Raises ImageTooLarge (bytes; width*height or the memory decoding needs, from the header
+    before decoding) or BadImage (damaged, not accepted, or a structure over the CPU budget).
     """
     data = bytes(data)
     if not data:
@@ -301,19 +343,18 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
     pillow_max = Image.MAX_IMAGE_PIXELS  # read only: Pillow's own limit also applies
     max_pixels = min(limits.max_pixels, pillow_max) if pillow_max else limits.max_pixels
     try:
-        with _WARNINGS_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": noise, not failures
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            src = Image.open(io.BytesIO(data), formats=[fmt])
-        with src:
+        decode_budget.check_structure(data, fmt)  # CPU: what Pillow would walk in Python
+        with _open(data, fmt) as src:
             width, height = src.size
             if width < 1 or height < 1:
                 raise BadImage("The image has no pixels (its width or height is 0).")
             if width * height > max_pixels:
                 raise _too_many_pixels(width, height, max_pixels)
             if src.format in ("JPEG", "MPO"):
+                decode_budget.check_scans(data, src)
                 # Square box: the reduced size is rotation-invariant, so EXIF stays valid.
                 src.draft("RGB", (limits.max_side, limits.max_side))
+            decode_budget.check_memory(src, fmt, (width, height), limits.max_decode_bytes)
             src.load()
             orientation = _orientation(src)
             im = _shrunk_rgb(src, limits.max_side)
