@@ -97,7 +97,7 @@ def pct(values: list[float], q: float) -> float:
 async def bench(args: argparse.Namespace) -> None:
     from bot.app import create_bot, settle_heap
     from bot.cogs.utils.options import BotOptions
-    from bot.sandbox import DiscordSandbox
+    from bot.sandbox import DiscordSandbox, User
     from recommender.config import load_settings
     from recommender.engine import Recommender
 
@@ -139,7 +139,7 @@ async def bench(args: argparse.Namespace) -> None:
         done = await (await sandbox.invoke_slash(guild, channel, owner, "config watch", {"channel": channel})).wait_done(10)
         assert not done.failed, done
 
-        async def ask(member: object, name: str, data: bytes) -> float:
+        async def ask(member: User, name: str, data: bytes) -> float:
             t = time.perf_counter()
             msg = await sandbox.post_message(channel, member, attachments=[(name, data)])
             await sandbox.wait_for_bot_message(lambda m: m.reference_id == msg.id, timeout=120)

@@ -272,8 +272,8 @@ def thumbnail_grid(thumbs: Sequence[bytes | None], *, cell: int = 160, columns: 
 def _tile(data: bytes | None, cell: int) -> Image.Image:
     if data:
         try:
-            with Image.open(io.BytesIO(data)) as im:
-                im = im.convert("RGB")
+            with Image.open(io.BytesIO(data)) as opened:
+                im = opened.convert("RGB")
                 im.thumbnail((cell, cell))
                 return im
         except Exception:  # a damaged stored thumbnail must not cost the whole reply

@@ -18,7 +18,7 @@ from .catalogues import Catalogues
 from .embedder import Embedder
 from .errors import BadImage, BadOption, RecommenderError
 from .importer import ImportRecord
-from .records import ImportSummary, NewItem
+from .records import ImportSummary, ItemFields, NewItem
 from .store import Store
 from .urls import is_web_url
 
@@ -79,32 +79,34 @@ class BulkImporter:
     async def _chunk(
         self, chunk: list[ImportRecord], cid: int, actor: str, fetch: FetchFn | None, summary: ImportSummary
     ) -> None:
-        good = [r for r in chunk if r.error is None]
-        summary.failed += [(r.item_id, r.where, r.error or "") for r in chunk if r.error is not None]
-        raw = await asyncio.gather(*(self._read(r, fetch) for r in good), return_exceptions=True)
-        known = await self.store.known_hashes(cid, [r.item_id for r in good], self.embedder.model)
-        todo: list[tuple[ImportRecord, bytes, str]] = []
+        good = [(r, r.fields) for r in chunk if r.error is None and r.fields is not None]
+        summary.failed += [
+            (r.item_id, r.where, r.error or "no item fields") for r in chunk if r.error is not None or r.fields is None
+        ]
+        raw = await asyncio.gather(*(self._read(r, fetch) for r, _ in good), return_exceptions=True)
+        known = await self.store.known_hashes(cid, [r.item_id for r, _ in good], self.embedder.model)
+        todo: list[tuple[ImportRecord, ItemFields, bytes, str]] = []
         new_items: list[NewItem] = []
-        for rec, got in zip(good, raw):
+        for (rec, fields), got in zip(good, raw):
             if isinstance(got, BaseException):
                 summary.failed.append((rec.item_id, rec.where, _reason(got)))
                 continue
             data, digest = got
             if known.get(rec.item_id) == digest:  # same picture: update fields only, no decode, no model
-                new_items.append(NewItem(rec.fields, None, digest, None))
+                new_items.append(NewItem(fields, None, digest, None))
             else:
-                todo.append((rec, data, digest))
+                todo.append((rec, fields, data, digest))
         prepared = await asyncio.gather(
-            *(self.embedder.cpu(self.embedder.prepare, data) for _, data, _ in todo), return_exceptions=True
+            *(self.embedder.cpu(self.embedder.prepare, data) for _, _, data, _ in todo), return_exceptions=True
         )
         ok = []
-        for (rec, _, digest), p in zip(todo, prepared):
+        for (rec, fields, _, digest), p in zip(todo, prepared):
             if isinstance(p, BaseException):
                 summary.failed.append((rec.item_id, rec.where, _reason(p)))
             else:
-                ok.append((rec, digest, p))
+                ok.append((fields, digest, p))
         vecs = await self.embedder.embed_many([img for _, _, (img, _, _) in ok])
-        new_items += [NewItem(rec.fields, thumb, digest, vec) for (rec, digest, (_, _, thumb)), vec in zip(ok, vecs)]
+        new_items += [NewItem(fields, thumb, digest, vec) for (fields, digest, (_, _, thumb)), vec in zip(ok, vecs)]
         if not new_items:
             return
         results = await self.store.upsert_items(cid, new_items, self.embedder.model, actor)

@@ -56,7 +56,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Settings) if f.name != "extra"}
 
 
 def _coerce(name: str, value: Any) -> Any:
-    kind = type(getattr(Settings, name, None)) if name != "db" else Path
+    kind: type[Any] = type(getattr(Settings, name, None)) if name != "db" else Path
     if name in ("model", "weights"):
         return None if value in (None, "") else str(value)
     try:

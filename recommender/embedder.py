@@ -38,7 +38,7 @@ class Embedder:
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="lookalike-cpu")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-model")
         self._batcher: Batcher[Image.Image, np.ndarray] = Batcher(
-            backbone.embed,
+            lambda batch: list(backbone.embed(batch)),
             self._model_pool,
             max_batch=settings.batch_size,
             max_wait_s=settings.batch_wait_ms / 1000,

@@ -22,6 +22,7 @@ from . import classify
 from .backbones import DEFAULT_MODEL, Backbone, load_backbone
 from .bulk import BulkImporter, FetchFn, ProgressFn
 from .catalogues import Catalogues
+from .classify import Classifier
 from .config import DEFAULT_GUILD, Settings, check_k
 from .embedder import Embedder
 from .errors import BadOption, CatalogEmpty, ItemNotFound
@@ -123,7 +124,7 @@ class Recommender:
 
     # -- training ---------------------------------------------------------------------------------
 
-    async def retrain(self, cid: int, *, force: bool = True) -> classify.Classifier | None:
+    async def retrain(self, cid: int, *, force: bool = True) -> Classifier | None:
         """Fit the catalogue's classifier now and save it (force=False reuses a saved one that is current)."""
         return await self.catalogues.retrain(cid, force=force)
 

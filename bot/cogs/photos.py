@@ -4,7 +4,7 @@ items that look most like it and the predicted category."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
@@ -81,7 +81,7 @@ class Photos(commands.Cog):
     def _may_embed(message: discord.Message) -> bool:
         """Embed Links in this channel: without it Discord drops embeds, so the reply is text + grid."""
         me = message.guild.me if message.guild else None
-        return me is None or message.channel.permissions_for(me).embed_links  # type: ignore[union-attr,arg-type]
+        return me is None or message.channel.permissions_for(me).embed_links
 
     @staticmethod
     async def _typing(channel: discord.abc.Messageable) -> None:
@@ -90,9 +90,9 @@ class Photos(commands.Cog):
         except discord.HTTPException:
             pass
 
-    async def _reply(self, message: discord.Message, **kwargs: object) -> None:
+    async def _reply(self, message: discord.Message, **kwargs: Any) -> None:
         try:
-            await message.channel.send(reference=message.to_reference(fail_if_not_exists=False), mention_author=False, **kwargs)  # type: ignore[arg-type]
+            await message.channel.send(reference=message.to_reference(fail_if_not_exists=False), mention_author=False, **kwargs)
         except discord.Forbidden:
             log.warning(
                 "no permission to reply in channel %s of guild %s",

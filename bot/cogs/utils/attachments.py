@@ -109,7 +109,7 @@ class UrlFetcher:
             infos = await asyncio.get_running_loop().getaddrinfo(url.host, url.port or 80, type=socket.SOCK_STREAM)
         except OSError:
             raise BadImage(f"the image URL's host {url.host} could not be found") from None
-        if not any(is_public(info[4][0]) for info in infos):
+        if not any(is_public(str(info[4][0])) for info in infos):
             raise BadImage("the image URL points into a private network, which imports may not reach")
 
 
