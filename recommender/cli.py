@@ -19,6 +19,7 @@ from typing import Any
 
 from .config import DEFAULT_GUILD, load_settings
 from .errors import RecommenderError
+from .names import shown
 
 log = logging.getLogger("lookalike")
 
@@ -73,7 +74,7 @@ async def _open(args: argparse.Namespace) -> Any:
 
 
 async def cmd_import(args: argparse.Namespace) -> int:
-    from .importer import Columns, count_records, records_from_source
+    from .importer import Columns, ImportLimits, ImportNotes, batch_for, count_records, records_from_source
     from .progress import Progress
 
     source = Path(args.source)
@@ -86,14 +87,21 @@ async def cmd_import(args: argparse.Namespace) -> int:
         url=args.url_column,
         description=args.description_column,
     )
-    records = records_from_source(source, cols)
+    max_bytes = _settings(args).max_image_bytes
+    notes = ImportNotes()
+    records = records_from_source(source, cols, ImportLimits.for_images(max_bytes), notes)
     total = count_records(source)
     async with await _open(args) as rec:
-        print(f"importing {source} into the {_where(args.guild)} catalogue with {rec.model}", file=sys.stderr)
+        print(f"importing {shown(str(source))} into the {_where(args.guild)} catalogue with {rec.model}", file=sys.stderr)
         bar = Progress(total, "import")
         try:
             summary = await rec.import_items(
-                records, guild_id=args.guild, actor=_actor(), total=total, progress=bar.update, batch=args.batch
+                records,
+                guild_id=args.guild,
+                actor=_actor(),
+                total=total,
+                progress=bar.update,
+                batch=args.batch or batch_for(max_bytes),
             )
         finally:
             bar.close()
@@ -102,9 +110,15 @@ async def cmd_import(args: argparse.Namespace) -> int:
             f"failed {len(summary.failed)} in {summary.seconds:.1f}s ({summary.done / max(summary.seconds, 1e-9):.1f} items/s)"
         )
         for item_id, where, reason in summary.failed[: args.show_failures]:
-            print(f"  failed {item_id or '?'} ({where}): {reason}")
+            print(f"  failed {shown(item_id or '?', 100)} ({shown(where, 200)}): {shown(reason, 300)}")
         if len(summary.failed) > args.show_failures:
             print(f"  ... and {len(summary.failed) - args.show_failures} more")
+        if notes.count:
+            print(f"{notes.count} ids differ from their file names:")
+            for where, item_id, why in notes.renamed[: args.show_failures]:
+                print(f"  {shown(where, 200)} -> {shown(item_id, 100)} ({why})")
+            if notes.count > args.show_failures:
+                print(f"  ... and {notes.count - args.show_failures} more")
         if not args.no_train:
             print("training the category classifier ...", file=sys.stderr)
             clf = await rec.retrain(args.guild, force=False)
@@ -145,11 +159,13 @@ async def cmd_similar(args: argparse.Namespace) -> int:
         return 0
     if p is not None:
         print(
-            f"# looks like: {p.category or 'not sure'} ({p.probability:.0%}" + (f" {p.ranked[0][0]}" if not p.sure else "") + ")"
+            f"# looks like: {shown(p.category or 'not sure')} ({p.probability:.0%}"
+            + (f" {shown(p.ranked[0][0])}" if not p.sure else "")
+            + ")"
         )
     for m in result.matches:
         price = f"\t{m.item.price:g}" if m.item.price is not None else "\t"
-        print(f"{m.score:.3f}\t{m.item.item_id}\t{m.item.category}\t{m.item.name}{price}")
+        print(f"{m.score:.3f}\t{shown(m.item.item_id)}\t{shown(m.item.category)}\t{shown(m.item.name)}{price}")
     return 0
 
 
@@ -159,9 +175,9 @@ async def cmd_classify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"category": p.category, "probability": p.probability, "ranked": p.ranked, "method": p.method}))
         return 0
-    print(f"{p.category or 'not sure'}\t{p.probability:.2f}")
+    print(f"{shown(p.category or 'not sure')}\t{p.probability:.2f}")
     for cat, prob in p.ranked[1:]:
-        print(f"  {cat}\t{prob:.2f}", file=sys.stderr)
+        print(f"  {shown(cat)}\t{prob:.2f}", file=sys.stderr)
     return 0
 
 
@@ -170,7 +186,7 @@ async def cmd_remove(args: argparse.Namespace) -> int:
     try:
         for item_id in args.ids:
             item = await store.remove_item(args.guild, item_id, _actor())
-            print(f"removed {item.item_id}\t{item.category}\t{item.name}")
+            print(f"removed {shown(item.item_id)}\t{shown(item.category)}\t{shown(item.name)}")
     finally:
         await store.close()
     return 0
@@ -199,11 +215,11 @@ async def cmd_stats(args: argparse.Namespace) -> int:
         if key == "categories":
             print(f"categories: {len(value)}")
             for cat, n in list(value.items())[: args.top]:
-                print(f"  {n:7d}  {cat}")
+                print(f"  {n:7d}  {shown(cat)}")
             if len(value) > args.top:
                 print(f"  ... {len(value) - args.top} more")
         else:
-            print(f"{key}: {value}")
+            print(f"{key}: {shown(str(value))}")
     return 0
 
 
@@ -316,7 +332,12 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
         ("description", "description"),
     ):
         s.add_argument(f"--{col}-column", default=default, help=f"manifest column for the {col} (default {default!r})")
-    s.add_argument("--batch", type=_positive, default=64, help="items per transaction (default 64)")
+    s.add_argument(
+        "--batch",
+        type=_positive,
+        default=None,
+        help="items per transaction (default: 64, fewer when max_image_bytes is large, to bound memory)",
+    )
     s.add_argument("--no-train", action="store_true", help="skip training the category classifier at the end")
     s.add_argument("--show-failures", type=int, default=20, help="failures listed in the summary (default 20)")
     s.set_defaults(func=cmd_import)
@@ -379,10 +400,10 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Plugin] = ()) -> i
     try:
         return asyncio.run(args.func(args)) or 0
     except RecommenderError as e:
-        print(f"lookalike: {e}", file=sys.stderr)
+        print(f"lookalike: {shown(str(e))}", file=sys.stderr)
         return 1
     except OSError as e:  # a file or folder the command was pointed at: one sentence, not a traceback
-        print(f"lookalike: {e.strerror or e}{f': {e.filename}' if e.filename else ''}", file=sys.stderr)
+        print(f"lookalike: {e.strerror or e}{f': {shown(str(e.filename))}' if e.filename else ''}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nlookalike: interrupted. Finished batches are saved; run the same command again to resume.", file=sys.stderr)

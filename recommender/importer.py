@@ -1,26 +1,35 @@
-"""Import sources: a folder (sub-folder name = category), a CSV/Parquet manifest, or a ZIP of either.
+"""Import sources: a folder (sub-folder name = category), a CSV/Parquet manifest, or a ZIP of either;
+and the files a moderator uploads to the bot (`records_from_upload`).
 
-Each source is a generator of `ImportRecord`s (streamed, never one big list). A row that cannot
-become an item is yielded as a record with `error` set, so the summary can say why it failed.
+Each source is a generator of `ImportRecord`s (streamed, never one big list). Everything in a source
+is data from whoever made it: a row or a file that cannot become an item is yielded as a record with
+`error` set, so it fails alone and the summary says why; only a source that cannot be read at all
+raises BadManifest. Ids made from paths are normalised (names.py) and unique within the import; when
+an id differs from its name, `ImportNotes` records why, for the summary.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import re
-import zipfile
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import BadManifest
+from .archives import Archive, ArchiveLimits
+from .errors import BadImage, BadManifest, BadOption
+from .manifests import MAX_LINE_CHARS, Lines, Row, rows_csv, rows_parquet, text_stream
+from .names import UniqueIds, clean_path, fit_id, manifest_id_problem, shown
 from .store import ItemFields
+from .trees import LocalFile, TreeFile, folder_files, visible_members, zip_files
+from .urls import is_web_url
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 KAGGLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # a CSV inside a ZIP
+IMPORT_BYTES_IN_FLIGHT = 400 * 1024 * 1024  # image bytes one import batch may hold at once
 
 ImageSource = Path | bytes | str | Callable[[], bytes]
 """A file path, the bytes themselves, an http(s) URL (fetched by the caller's fetcher), or a zero-arg reader."""
@@ -33,6 +42,36 @@ class ImportRecord:
     fields: ItemFields | None = None
     image: ImageSource | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    max_image_bytes: int = 20 * 1024 * 1024  # one file or archive member
+    archive: ArchiveLimits = ArchiveLimits()
+
+    @classmethod
+    def for_images(cls, max_image_bytes: int, **archive: Any) -> ImportLimits:
+        return cls(max_image_bytes, ArchiveLimits(max_member_bytes=max_image_bytes, **archive))
+
+
+def batch_for(max_image_bytes: int, wanted: int = 64) -> int:
+    """Records per import batch such that the batch's images, held together while it is embedded,
+    stay within IMPORT_BYTES_IN_FLIGHT even when each is at the byte limit."""
+    return max(1, min(wanted, IMPORT_BYTES_IN_FLIGHT // max(1, max_image_bytes)))
+
+
+@dataclass
+class ImportNotes:
+    """What an import changed on the way in: ids that differ from the names they came from."""
+
+    keep: int = 1000
+    count: int = 0
+    renamed: list[tuple[str, str, str]] = field(default_factory=list)  # (where, item id, why)
+
+    def rename(self, where: str, item_id: str, why: str) -> None:
+        self.count += 1
+        if len(self.renamed) < self.keep:
+            self.renamed.append((where, item_id, why))
 
 
 @dataclass(frozen=True)
@@ -53,6 +92,22 @@ class Columns:
         return {self.id, self.path, self.name, self.category, self.price, self.url, self.description, self.image_url}
 
 
+def check_url(url: str | None) -> str | None:
+    """An item's link as a moderator typed it: an http(s) address with a host, or BadOption."""
+    if url is None:
+        return None
+    url = url.strip()
+    if not is_web_url(url) or any(c.isspace() for c in url) or not url.isprintable():
+        raise BadOption("The link must be a web address starting with http:// or https://.")
+    try:
+        host = urllib.parse.urlsplit(url).hostname
+    except ValueError:
+        host = None
+    if not host:
+        raise BadOption("The link has no web site in it: write the whole address, like https://shop.example/item.")
+    return url
+
+
 _UUIDISH = re.compile(r"^[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$|^\d+$", re.I)
 
 
@@ -62,59 +117,45 @@ def _display_name(stem: str, category: str) -> str:
     return re.sub(r"[_\s]+", " ", stem).strip()[:256]
 
 
-def count_records(source: Path) -> int | None:
-    """A cheap total for the progress bar (None when unknown)."""
-    if source.is_dir():
-        return sum(1 for p in source.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not _hidden(p, source))
-    try:
-        if source.suffix.lower() == ".csv":
-            with open(source, newline="", encoding="utf-8-sig") as f:
-                return max(0, sum(1 for _ in csv.reader(f)) - 1)
-        if source.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
-
-            return pq.ParquetFile(source).metadata.num_rows
-    except Exception:  # unreadable: the import itself reports why
-        return None
-    return None
+# -- folders and ZIPs of folders ----------------------------------------------------------------
 
 
-def _hidden(p: Path, root: Path) -> bool:
-    return any(part.startswith(".") or part == "__MACOSX" for part in p.relative_to(root).parts)
-
-
-def records_from_folder(root: Path) -> Iterator[ImportRecord]:
-    for p in sorted(root.rglob("*")):
-        if p.suffix.lower() not in IMAGE_EXTENSIONS or not p.is_file() or _hidden(p, root):
+def records_from_tree(files: Iterator[TreeFile], notes: ImportNotes | None = None) -> Iterator[ImportRecord]:
+    """Tree files -> records: the id is the clean path without its extension (with it, when a sibling
+    shares the stem), cut to the id column with a hash; a second file with the same id is a conflict."""
+    ids = UniqueIds()
+    for f in files:
+        parts = f.name.parts
+        stem = parts[-1] if f.twin else PurePosixPath(parts[-1]).stem or parts[-1]
+        item_id, cut = fit_id("/".join((*parts[:-1], stem)))
+        if f.problem:
+            yield ImportRecord(item_id, f.where, error=f.problem)
             continue
-        rel = p.relative_to(root)
-        item_id = rel.with_suffix("").as_posix()
-        if len(rel.parts) < 2:
-            yield ImportRecord(item_id, str(rel), error="images must sit in a sub-folder named after their category")
+        if f.category is None:
+            yield ImportRecord(item_id, f.where, error="images must sit in a sub-folder named after their category")
             continue
-        if len(item_id) > 100:
-            yield ImportRecord(item_id[:100], str(rel), error="the path is longer than 100 characters (it is the item's id)")
+        if conflict := ids.conflict(item_id, f.where):
+            yield ImportRecord(item_id, f.where, error=conflict)
             continue
-        category = rel.parts[0]
-        yield ImportRecord(item_id, str(rel), ItemFields(item_id, _display_name(p.stem, category), category), p)
+        why = [
+            *f.name.notes,
+            *(["another file has the same name with another extension"] if f.twin else []),
+            *([cut] if cut else []),
+        ]
+        if notes is not None and why:
+            notes.rename(f.where, item_id, "; ".join(why))
+        category = f.category[:100]
+        fields = ItemFields(item_id, _display_name(PurePosixPath(parts[-1]).stem, category), category)
+        yield ImportRecord(item_id, f.where, fields, f.read)
 
 
-def _rows_csv(text_stream: io.TextIOBase) -> Iterator[dict[str, Any]]:
-    reader = csv.DictReader(text_stream)
-    if not reader.fieldnames:
-        raise BadManifest("The CSV file is empty (no header row).")
-    yield from reader
+def records_from_folder(
+    root: Path, limits: ImportLimits = ImportLimits(), notes: ImportNotes | None = None
+) -> Iterator[ImportRecord]:
+    return records_from_tree(folder_files(root, limits.max_image_bytes), notes)
 
 
-def _rows_parquet(path: Path) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as e:
-        raise BadManifest(f"{path.name} is not a readable Parquet file: {e}") from None
-    for batch in pf.iter_batches(batch_size=1024):
-        yield from batch.to_pylist()
+# -- manifests ----------------------------------------------------------------------------------
 
 
 def _jsonable(v: Any) -> Any:
@@ -133,37 +174,30 @@ def _cell(row: Mapping[str, Any], col: str) -> str | None:
 
 
 def records_from_rows(
-    rows: Iterator[dict[str, Any]],
-    cols: Columns,
-    label: str,
-    resolve: Callable[[str | None, str], ImageSource | None],
+    rows: Iterator[Row], cols: Columns, label: str, resolve: Callable[[str | None, str], ImageSource | None]
 ) -> Iterator[ImportRecord]:
-    """Rows (dicts) -> records. `resolve(path_cell, item_id)` finds the image."""
+    """Rows -> records. `resolve(path_cell, item_id)` finds the image. Each row fails alone."""
     first = True
-    for line, row in enumerate(rows, start=2):
+    ids = UniqueIds()
+    for line, row in rows:
+        where = f"{label} line {line}"
+        if isinstance(row, str):
+            yield ImportRecord("", where, error=row)
+            continue
         if first:
             missing = [c for c in (cols.id, cols.category) if c not in row]
             if missing:
                 raise BadManifest(
                     f"{label} has no column {' or '.join(repr(m) for m in missing)} "
-                    f"(columns: {', '.join(list(row)[:20])}). Name yours with --id-column / --category-column."
+                    f"(columns: {', '.join(shown(c, 40) for c in list(row)[:20])}). Name yours with --id-column / --category-column."
                 )
             first = False
-        where = f"{label} line {line}"
-        if None in row:  # csv.DictReader's restkey: more cells than header names
-            yield ImportRecord(
-                _cell(row, cols.id) or "",
-                where,
-                error=f"the row has {len(row) - 1 + len(row[None])} cells "
-                f"but the header has {len(row) - 1}: quote values that contain commas",
-            )
-            continue
         item_id = _cell(row, cols.id)
         if not item_id:
             yield ImportRecord("", where, error="the id is empty")
             continue
-        if len(item_id) > 100:
-            yield ImportRecord(item_id[:100], where, error="the id is longer than 100 characters")
+        if problem := manifest_id_problem(item_id):
+            yield ImportRecord(shown(item_id, 100), where, error=problem)
             continue
         category = _cell(row, cols.category)
         if not category:
@@ -176,8 +210,11 @@ def records_from_rows(
             except ValueError:
                 price = math.nan
             if not math.isfinite(price) or price < 0:
-                yield ImportRecord(item_id, where, error=f"price {raw!r} is not a number")
+                yield ImportRecord(item_id, where, error=f"price {shown(raw, 40)!r} is not a number")
                 continue
+        if conflict := ids.conflict(item_id, where):
+            yield ImportRecord(item_id, where, error=conflict)
+            continue
         extra = cols.extra or tuple(k for k in row if k not in cols.mapped())
         attrs = {k: _jsonable(row[k]) for k in extra if k and k.strip() and k in row and row[k] not in (None, "")}
         fields = ItemFields(
@@ -196,103 +233,132 @@ def records_from_rows(
         yield ImportRecord(item_id, where, fields, image)
 
 
-def records_from_manifest(path: Path, cols: Columns = Columns()) -> Iterator[ImportRecord]:
+def records_from_manifest(path: Path, cols: Columns = Columns(), limits: ImportLimits = ImportLimits()) -> Iterator[ImportRecord]:
     base = path.parent
 
     def resolve(cell: str | None, item_id: str) -> ImageSource | None:
         if cell:
-            if cell.startswith(("http://", "https://")):
+            if is_web_url(cell):
                 return cell
             p = Path(cell)
-            return p if p.is_absolute() else base / p
+            return LocalFile(p if p.is_absolute() else base / p, limits.max_image_bytes)
         for ext in KAGGLE_EXTENSIONS:  # the Kaggle layout: images/<id>.jpg beside styles.csv
             p = base / "images" / f"{item_id}{ext}"
             if p.exists():
-                return p
+                return LocalFile(p, limits.max_image_bytes)
         return None
 
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        rows = _rows_parquet(path)
+        yield from records_from_rows(rows_parquet(path), cols, path.name, resolve)
     elif suffix in (".csv", ".txt"):
-        f = open(path, newline="", encoding="utf-8-sig")
-        rows = _rows_csv(f)
+        with open(path, "rb") as f:
+            yield from records_from_rows(rows_csv(f, path.name), cols, path.name, resolve)
     else:
         raise BadManifest(f"{path.name}: a manifest must be .csv or .parquet.")
-    try:
-        yield from records_from_rows(rows, cols, path.name, resolve)
-    except (csv.Error, UnicodeDecodeError) as e:
-        raise BadManifest(f"{path.name} cannot be read as CSV: {e}") from None
-    finally:
-        if suffix != ".parquet":
-            f.close()
 
 
-MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+# -- ZIPs -----------------------------------------------------------------------------------------
 
 
-def records_from_zip(data: bytes, cols: Columns = Columns(), max_member_bytes: int = 20 * 1024 * 1024) -> Iterator[ImportRecord]:
+def records_from_zip(
+    archive: Archive | bytes, cols: Columns = Columns(), limits: ImportLimits = ImportLimits(), notes: ImportNotes | None = None
+) -> Iterator[ImportRecord]:
     """A ZIP holding a CSV manifest plus images (paths relative to the CSV), or category folders.
-    Sizes are checked from the archive's directory before anything is inflated (no zip bombs)."""
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise BadManifest("That file is not a valid ZIP archive.") from None
-    members = {PurePosixPath(i.filename): i for i in zf.infolist() if not i.is_dir() and "__MACOSX" not in i.filename}
-
-    def reader(info: zipfile.ZipInfo) -> ImageSource:
-        if info.file_size > max_member_bytes:
-            return lambda: _too_big(info)
-        return lambda: zf.read(info)
-
-    csvs = [p for p in members if p.suffix.lower() == ".csv"]
-    if csvs:
-        manifest = min(csvs, key=lambda p: len(p.parts))
-        if members[manifest].file_size > MAX_MANIFEST_BYTES:
-            raise BadManifest(
-                f"{manifest.name} is {members[manifest].file_size / 1e6:.0f} MB uncompressed; "
-                f"a manifest may be at most {MAX_MANIFEST_BYTES // 1_000_000} MB."
-            )
-        text = zf.read(members[manifest]).decode("utf-8-sig", errors="replace")
-
-        def resolve(cell: str | None, item_id: str) -> ImageSource | None:
-            if cell and cell.startswith(("http://", "https://")):
-                return cell
-            candidates = (
-                [manifest.parent / cell] if cell else [manifest.parent / "images" / f"{item_id}{e}" for e in KAGGLE_EXTENSIONS]
-            )
-            for c in candidates:
-                if c in members:
-                    return reader(members[c])
-            return None
-
-        try:
-            yield from records_from_rows(_rows_csv(io.StringIO(text)), cols, manifest.name, resolve)
-        except csv.Error as e:
-            raise BadManifest(f"{manifest.name} cannot be read as CSV: {e}") from None
+    Members are inflated lazily, each through a counting reader within the archive's limits."""
+    if isinstance(archive, (bytes, bytearray)):
+        archive = Archive.from_bytes(bytes(archive), "That file", limits.archive)
+    members = visible_members(archive)
+    csvs = [(n, m) for n, m in members if n.parts[-1].lower().endswith(".csv")]
+    if not csvs:
+        yield from records_from_tree(zip_files(archive, members), notes)
         return
-    for p in sorted(members):
-        if p.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue
-        item_id = p.with_suffix("").as_posix()
-        if len(p.parts) < 2:
-            yield ImportRecord(item_id, str(p), error="images must sit in a folder named after their category")
-            continue
-        category = p.parts[-2]
-        yield ImportRecord(item_id, str(p), ItemFields(item_id, _display_name(p.stem, category), category), reader(members[p]))
+    name, manifest = min(csvs, key=lambda nm: len(nm[0].parts))
+    label = shown(name.parts[-1], 80)
+    try:
+        text = archive.read(manifest, limit=MAX_MANIFEST_BYTES)
+    except BadImage as e:
+        raise BadManifest(f"The manifest {label} cannot be read: {e}") from None
+    by_path = {n.parts: m for n, m in members}
+    folder = name.parts[:-1]
+
+    def resolve(cell: str | None, item_id: str) -> ImageSource | None:
+        if cell and is_web_url(cell):
+            return cell
+        wanted = (
+            [clean_path("/".join((*folder, cell))).parts]
+            if cell
+            else [(*folder, "images", f"{item_id}{e}") for e in KAGGLE_EXTENSIONS]
+        )
+        for parts in wanted:
+            if (m := by_path.get(parts)) is not None:
+                return lambda m=m: archive.read(m)
+        return None
+
+    yield from records_from_rows(rows_csv(io.BytesIO(text), label), cols, label, resolve)
 
 
-def _too_big(info: zipfile.ZipInfo) -> bytes:
-    from .errors import ImageTooLarge
-
-    raise ImageTooLarge(f"{info.filename} is {info.file_size / 1e6:.0f} MB uncompressed; too large.")
+# -- dispatch -------------------------------------------------------------------------------------
 
 
-def records_from_source(source: Path, cols: Columns = Columns()) -> Iterator[ImportRecord]:
+def records_from_source(
+    source: Path, cols: Columns = Columns(), limits: ImportLimits = ImportLimits(), notes: ImportNotes | None = None
+) -> Iterator[ImportRecord]:
     if not source.exists():
-        raise BadManifest(f"{source} does not exist.")
+        raise BadManifest(f"{shown(str(source), 200)} does not exist.")
     if source.is_dir():
-        return records_from_folder(source)
+        return records_from_folder(source, limits, notes)
     if source.suffix.lower() == ".zip":
-        return records_from_zip(source.read_bytes(), cols)
-    return records_from_manifest(source, cols)
+        return records_from_zip(Archive.from_path(source, limits.archive), cols, limits, notes)
+    return records_from_manifest(source, cols, limits)
+
+
+def check_upload_name(filename: str) -> str:
+    """The upload's kind ('.csv' or '.zip') from its name, or BadManifest in words."""
+    suffix = PurePosixPath(filename.lower()).suffix
+    if suffix not in (".csv", ".zip"):
+        raise BadManifest("Upload a .csv file (with image URLs) or a .zip file (images plus a CSV, or one folder per category).")
+    return suffix
+
+
+def records_from_upload(
+    data: bytes, filename: str, limits: ImportLimits = ImportLimits(), notes: ImportNotes | None = None, cols: Columns = Columns()
+) -> Iterator[ImportRecord]:
+    """A file a moderator uploads: a .csv whose pictures are http(s) URLs, or a .zip (images plus a
+    CSV, or one folder per category)."""
+    label = shown(filename, 80)
+    if check_upload_name(filename) == ".zip":
+        return records_from_zip(Archive.from_bytes(data, label, limits.archive), cols, limits, notes)
+
+    def resolve(cell: str | None, item_id: str) -> ImageSource | None:
+        if cell and is_web_url(cell):
+            return cell
+        if cell:
+            return _refuse(f"{shown(cell, 80)!r} is not a web address; upload a ZIP to send image files with the CSV")
+        return None
+
+    return records_from_rows(rows_csv(io.BytesIO(data), label), cols, label, resolve)
+
+
+def _refuse(reason: str) -> Callable[[], bytes]:
+    def refuse() -> bytes:
+        raise BadImage(reason)
+
+    return refuse
+
+
+def count_records(source: Path) -> int | None:
+    """A cheap total for the progress bar (None when unknown)."""
+    try:
+        if source.is_dir():
+            return sum(1 for _ in folder_files(source, 0))
+        if source.suffix.lower() == ".csv":
+            with open(source, "rb") as f:
+                return max(0, sum(1 for _ in Lines(text_stream(f, source.name), MAX_LINE_CHARS)) - 1)
+        if source.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(source).metadata.num_rows
+    except Exception:  # unreadable: the import itself reports why
+        return None
+    return None

@@ -17,6 +17,7 @@ from recommender.errors import BadManifest, ImageTooLarge
 from recommender.images import decode_image, read_source
 from recommender.importer import (
     Columns,
+    ImportLimits,
     count_records,
     records_from_folder,
     records_from_manifest,
@@ -94,8 +95,8 @@ def test_csv_with_its_own_column_names(tmp_path: Path) -> None:
         "https://shop.example/s1",
     )
     assert s1.fields.attributes == {"colour": "red", "size": "42"}  # every other column, empty cells left out
-    assert s1.image == tmp_path / "pics" / photos[0].name and image_bytes(s1) == photos[0].read_bytes()
-    assert s2.image == tmp_path / "pics" / photos[1].name and s2.fields.price is None
+    assert s1.image.path == tmp_path / "pics" / photos[0].name and image_bytes(s1) == photos[0].read_bytes()
+    assert s2.image.path == tmp_path / "pics" / photos[1].name and s2.fields.price is None
     assert s2.fields.attributes == {"colour": "blue"}
     assert s3.image == "https://cdn.example/s3.jpg" and s3.fields.name == "S-3" and s3.fields.attributes is None
     assert s1.where == "shop.csv line 2" and s3.where == "shop.csv line 4"
@@ -170,7 +171,7 @@ def test_kaggle_layout_finds_images_beside_the_csv(tmp_path: Path) -> None:
     good = [r for r in recs if r.error is None]
     assert [r.item_id for r in good] == [row["id"] for row in rows]
     first = good[0]
-    assert first.image == tmp_path / "images" / f"{rows[0]['id']}.jpg"
+    assert first.image.path == tmp_path / "images" / f"{rows[0]['id']}.jpg"
     assert (first.fields.category, first.fields.name) == (rows[0]["articleType"], rows[0]["productDisplayName"])
     assert first.fields.attributes["baseColour"] == rows[0]["baseColour"]
     assert set(first.fields.attributes) <= {"gender", "masterCategory", "subCategory", "baseColour", "season", "year", "usage"}
@@ -253,24 +254,52 @@ def test_zip_with_category_folders(tmp_path: Path) -> None:
             "export/hat/h1.jpg": hat.read_bytes(),
             "export/shoes/s1.JPEG": shoes.read_bytes(),
             "export/readme.txt": b"hello",
-            "loose.png": hat.read_bytes(),
             "__MACOSX/export/hat/._h1.jpg": b"junk",
         }
     )
     recs = list(records_from_zip(data))
-    assert [(r.item_id, r.fields.category if r.fields else None) for r in recs if r.error is None] == [
+    # a zipped folder: the lone wrapper folder is the root, its sub-folders the categories (as for a folder)
+    assert [(r.item_id, r.fields.category if r.fields else None) for r in recs] == [
         ("export/hat/h1", "hat"),
         ("export/shoes/s1", "shoes"),
     ]
     assert image_bytes(recs[0]) == hat.read_bytes()
-    [loose] = [r for r in recs if r.error]
-    assert loose.item_id == "loose" and "folder named after their category" in loose.error
+    loose = list(records_from_zip(zip_of({"hat/h1.jpg": hat.read_bytes(), "loose.png": hat.read_bytes()})))
+    assert [(r.item_id, r.error) for r in loose] == [
+        ("hat/h1", None),
+        ("loose", "images must sit in a sub-folder named after their category"),
+    ]
 
-    small = list(records_from_zip(data, max_member_bytes=1000))
+    small = list(records_from_zip(data, limits=ImportLimits.for_images(1000)))
     with pytest.raises(ImageTooLarge, match="too large"):
         small[0].image()
     with pytest.raises(BadManifest, match="not a valid ZIP"):
         list(records_from_zip(b"PK\x03\x04 but not really a zip"))
+
+
+def test_folder_and_zip_agree_on_categories(tmp_path: Path) -> None:
+    """README: "sub-folder name = category". The first folder under the root names it, however deep;
+    a lone wrapper folder without images of its own (what zipping a folder makes) is not a category."""
+    photos = demo_photos("hat")[:3]
+    layout = {"shop/hat/winter/h1.jpg": photos[0], "shop/hat/h2.jpg": photos[1], "shop/shoes/s1.jpg": photos[2]}
+    for name, p in layout.items():
+        (tmp_path / "tree" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, tmp_path / "tree" / name)
+    zipped = zip_of({name: p.read_bytes() for name, p in layout.items()})
+    expected = [("shop/hat/h2", "hat"), ("shop/hat/winter/h1", "hat"), ("shop/shoes/s1", "shoes")]
+    for recs in (list(records_from_folder(tmp_path / "tree")), list(records_from_zip(zipped))):
+        assert sorted((r.item_id, r.fields.category) for r in recs) == expected
+    # without the wrapper, both name the category by the top folder
+    unwrapped = list(records_from_folder(tmp_path / "tree" / "shop"))
+    assert sorted((r.item_id, r.fields.category) for r in unwrapped) == [
+        ("hat/h2", "hat"),
+        ("hat/winter/h1", "hat"),
+        ("shoes/s1", "shoes"),
+    ]
+    zipped_flat = zip_of({name.removeprefix("shop/"): p.read_bytes() for name, p in layout.items()})
+    assert sorted((r.item_id, r.fields.category) for r in records_from_zip(zipped_flat)) == sorted(
+        (r.item_id, r.fields.category) for r in unwrapped
+    )
 
 
 async def test_a_zip_imports_end_to_end_and_again_unchanged(tmp_path: Path) -> None:

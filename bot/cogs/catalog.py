@@ -7,23 +7,18 @@ Answers are ephemeral: the channel sees none of the housekeeping.
 from __future__ import annotations
 
 import asyncio
-import csv
 import dataclasses
-import io
 import itertools
 import logging
-from collections.abc import Iterator
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 import discord
-import yarl
 from discord import app_commands
 from discord.ext import commands
 
 from recommender.config import DEFAULT_GUILD
-from recommender.errors import BadImage, BadManifest, BadOption, DuplicateItem
-from recommender.importer import Columns, ImageSource, ImportRecord, records_from_rows, records_from_zip
+from recommender.errors import BadManifest, DuplicateItem
+from recommender.importer import ImportLimits, ImportNotes, batch_for, check_upload_name, check_url, records_from_upload
 from recommender.records import ImportSummary, ItemFields
 
 from .. import render
@@ -47,52 +42,6 @@ Price = app_commands.Range[float, 0.0, 1e9]
 Url = app_commands.Range[str, 1, 500]
 Description = app_commands.Range[str, 1, 1000]
 ItemId = app_commands.Range[str, 1, 200]
-
-
-def _check_url(url: str | None) -> str | None:
-    if url is None:
-        return None
-    url = url.strip()
-    if not url.startswith(("http://", "https://")) or " " in url:
-        raise BadOption("The link must be a web address starting with http:// or https://.")
-    try:
-        host = yarl.URL(url).host
-    except ValueError:
-        host = None
-    if not host:
-        raise BadOption("The link has no web site in it: write the whole address, like https://shop.example/item.")
-    return url
-
-
-def csv_records(data: bytes, label: str, cols: Columns | None = None) -> Iterator[ImportRecord]:
-    """A CSV upload: one row per item, its picture at an http(s) URL (column image_url or path)."""
-    cols = cols or Columns()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadManifest(f"{label} is not UTF-8 text; save the CSV as UTF-8 and upload it again.") from None
-    reader = csv.DictReader(io.StringIO(text))
-    try:
-        if not reader.fieldnames:
-            raise BadManifest(f"{label} is empty (no header row).")
-    except csv.Error as e:
-        raise BadManifest(f"{label} cannot be read as CSV: {e}") from None
-
-    def resolve(cell: str | None, item_id: str) -> ImageSource | None:
-        if cell and cell.startswith(("http://", "https://")):
-            return cell
-        if cell:
-
-            def refuse() -> bytes:
-                raise BadImage(f"{cell!r} is not a web address; upload a ZIP to send image files with the CSV")
-
-            return refuse
-        return None
-
-    try:
-        yield from records_from_rows(iter(reader), cols, label, resolve)
-    except csv.Error as e:
-        raise BadManifest(f"{label} cannot be read as CSV: {e}") from None
 
 
 @app_commands.guild_only()
@@ -136,7 +85,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         url: Url | None = None,
         description: Description | None = None,
     ) -> None:
-        url = _check_url(url)
+        url = check_url(url)
         await interaction.response.defer(ephemeral=True, thinking=True)
         gid = interaction.guild_id or 0
         data = await read_attachment(image, self.bot.settings.max_image_bytes)
@@ -184,7 +133,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         url: Url | None = None,
         description: Description | None = None,
     ) -> None:
-        changes = {"name": name, "category": category, "price": price, "url": _check_url(url), "description": description}
+        changes = {"name": name, "category": category, "price": price, "url": check_url(url), "description": description}
         await interaction.response.defer(ephemeral=True, thinking=True)
         edited = await self.rec.edit_item(
             item.strip(), changes, guild_id=interaction.guild_id or 0, actor=actor(interaction.user)
@@ -239,14 +188,11 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
     async def import_(self, interaction: discord.Interaction, file: discord.Attachment) -> None:
         gid = interaction.guild_id or 0
         limit = self.bot.options.import_max_bytes
-        suffix = PurePosixPath(file.filename.lower()).suffix
-        if suffix not in (".csv", ".zip"):
-            raise BadManifest(
-                "Upload a .csv file (with image URLs) or a .zip file (images plus a CSV, or one folder per category)."
-            )
+        check_upload_name(file.filename)
         if file.size > limit:
             raise BadManifest(
-                f"{file.filename} is {file.size / 1e6:.1f} MB; imports are limited to {limit / 1e6:.0f} MB. Split it into smaller files."
+                f"{render.plain(file.filename, 80)} is {file.size / 1e6:.1f} MB; imports are limited to {limit / 1e6:.0f} MB. "
+                "Split it into smaller files."
             )
         if gid in self._importing:
             await interaction.response.send_message(
@@ -256,23 +202,30 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         self._importing.add(gid)
         try:
             await interaction.response.defer(ephemeral=True, thinking=True)
-            await self._import(interaction, file, suffix, gid)
+            await self._import(interaction, file, gid)
         finally:
             self._importing.discard(gid)
 
-    async def _import(self, interaction: discord.Interaction, file: discord.Attachment, suffix: str, gid: int) -> None:
+    async def _import(self, interaction: discord.Interaction, file: discord.Attachment, gid: int) -> None:
         try:
             data = await file.read()
         except discord.HTTPException:
-            raise BadManifest(f"I couldn't download {file.filename}; please upload it again.") from None
-        source = records_from_zip(data) if suffix == ".zip" else csv_records(data, file.filename)
-        max_rows = self.bot.options.import_max_rows
-        # parses the manifest (images are read lazily), one row past the limit at most
-        records = await asyncio.to_thread(lambda: list(itertools.islice(source, max_rows + 1)))
+            raise BadManifest(f"I couldn't download {render.plain(file.filename, 80)}; please upload it again.") from None
+        max_rows, max_bytes = self.bot.options.import_max_rows, self.bot.settings.max_image_bytes
+        notes = ImportNotes()
+        # parses the manifest or the archive's directory off the loop (images are read lazily), one row past the limit
+        records = await asyncio.to_thread(
+            lambda: list(
+                itertools.islice(
+                    records_from_upload(data, file.filename, ImportLimits.for_images(max_bytes), notes), max_rows + 1
+                )
+            )
+        )
         if len(records) > max_rows:
             raise BadManifest(
-                f"{file.filename} has more than {max_rows:,} rows; /catalog import takes at most {max_rows:,}. For big "
-                f"catalogues, run `lookalike import --guild {gid} {file.filename.replace('`', '')}` where the bot runs."
+                f"{render.plain(file.filename, 80)} has more than {max_rows:,} rows; /catalog import takes at most "
+                f"{max_rows:,}. For big catalogues, run `lookalike import --guild {gid} "
+                f"{file.filename.replace('`', '')[:80]}` where the bot runs."
             )
         total = len(records)
         first = render.import_progress(0, total, ImportSummary())
@@ -286,6 +239,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
                 total=total,
                 fetch=self.bot.fetcher,
                 progress=lambda done, n, s: editor.update(render.import_progress(done, n, s)),
+                batch=batch_for(max_bytes),
             )
             if summary.added or summary.updated:
                 self.rec.schedule_retrain(gid)  # once, in the background, after the whole import
@@ -295,13 +249,26 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
             await editor.close()
         if not editor.expired:
             try:
-                await interaction.followup.send(embed=render.import_summary(summary, source=file.filename), ephemeral=True)
+                await interaction.followup.send(
+                    _renamed(notes), embed=render.import_summary(summary, source=file.filename), ephemeral=True
+                )
                 return
             except discord.HTTPException as e:
                 if not token_expired(e):
                     raise
         # the interaction token lives 15 minutes: the import is saved, only its report can't be shown
-        log.info("import of %s for guild %s outlived its interaction: %s", file.filename, gid, done)
+        log.info("import of %r for guild %s outlived its interaction: %s", file.filename, gid, done)
+
+
+def _renamed(notes: ImportNotes) -> str | None:
+    """A line saying which item ids differ from their file names (None when none do)."""
+    if not notes.count:
+        return None
+    shown = "; ".join(
+        f"{render.plain(where, 60)} → `{item_id.replace('`', '')[:60]}` ({why})" for where, item_id, why in notes.renamed[:3]
+    )
+    more = f" and {notes.count - 3:,} more" if notes.count > 3 else ""
+    return render.clip(f"{notes.count:,} item ids differ from their file names: {shown}{more}.", 1900)
 
 
 async def setup(bot: LookalikeBot) -> None:

@@ -1,0 +1,214 @@
+"""Folder trees: a folder on disk, or the folders inside a ZIP, as a stream of image files.
+
+Both follow one rule for the category (README: "sub-folder name = category"): the first folder under
+the root names it, however deep the file sits. Zipping a folder wraps everything in one more folder,
+so the root goes down through a lone folder: while the root holds no images and exactly one
+sub-folder, and that sub-folder holds no images of its own, the sub-folder becomes the root.
+Hidden entries (a leading '.') and `__MACOSX` are skipped in both.
+
+Files that are not regular (FIFOs, devices, sockets, links in an archive) are reported, never opened
+for reading: `LocalFile` opens with O_NONBLOCK and checks the kind before it reads one byte.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .archives import ARCHIVE_EXTENSIONS, Archive, Member
+from .config import IMAGE_EXTENSIONS
+from .errors import BadImage, ImageTooLarge
+from .names import PathName, clean_path, shown
+
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+
+
+def kind_of(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """A zero-argument reader of one image file: refuses anything but a regular file (a FIFO named in
+    a manifest must not block the import) and reads at most `max_bytes` + 1."""
+
+    path: Path
+    max_bytes: int
+
+    def __call__(self) -> bytes:
+        name = shown(os.fspath(self.path), 200)
+        try:
+            fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise BadImage(f"File not found: '{name}'.") from None
+        except IsADirectoryError:
+            raise BadImage(f"'{name}' is a folder, not an image file.") from None
+        except (OSError, ValueError) as e:  # permission denied, a socket, a NUL byte in the path ...
+            raise BadImage(f"Cannot read '{name}': {getattr(e, 'strerror', None) or e}.") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise BadImage(f"'{name}' is {kind_of(st.st_mode)}, not a regular file; skipped.")
+            if st.st_size > self.max_bytes:
+                raise ImageTooLarge(f"'{name}' is {st.st_size / 1e6:.1f} MB; the limit is {self.max_bytes / 1e6:.0f} MB.")
+            chunks, total = [], 0
+            while total <= self.max_bytes and (chunk := os.read(fd, min(1 << 20, self.max_bytes + 1 - total))):
+                chunks.append(chunk)
+                total += len(chunk)
+        except OSError as e:
+            raise BadImage(f"Cannot read '{name}': {e.strerror or e}.") from None
+        finally:
+            os.close(fd)
+        if total > self.max_bytes:
+            raise ImageTooLarge(f"'{name}' grew past the limit of {self.max_bytes / 1e6:.0f} MB while it was read.")
+        return b"".join(chunks)
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    """One image file of a tree. `parts` is its clean path from the source (`name.notes` say how it
+    differs from the real name), `category` the first folder under the category root (None: it sits
+    at the root), `twin` that a sibling has the same stem (hopper.png beside hopper.jpg)."""
+
+    where: str
+    name: PathName
+    category: str | None
+    read: Callable[[], bytes] | None
+    problem: str | None = None
+    twin: bool = False
+
+
+def _hidden(part: str) -> bool:
+    return part.startswith(".") or part == "__MACOSX"
+
+
+def _is_image(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _stem(name: str) -> str:
+    return PurePosixPath(name).stem
+
+
+def category_depth(has_images: Callable[[tuple[str, ...]], bool], subfolders: Callable[[tuple[str, ...]], list[str]]) -> int:
+    """How many lone wrapper folders sit above the category folders (the rule in the module docstring)."""
+    root: tuple[str, ...] = ()
+    while not has_images(root) and len(subs := subfolders(root)) == 1 and not has_images((*root, subs[0])):
+        root = (*root, subs[0])
+    return len(root)
+
+
+# -- a folder on disk -------------------------------------------------------------------------
+
+
+def _listing(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted((e for e in it if not _hidden(e.name)), key=lambda e: e.name)
+    except OSError:
+        return []
+
+
+def _is_dir(e: os.DirEntry[str]) -> bool:
+    try:
+        return e.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def folder_files(root: Path, max_bytes: int) -> Iterator[TreeFile]:
+    """Image files under `root`, depth first in name order, streamed (one folder listed at a time).
+    Links to folders are not followed; links to files are (to a regular file only)."""
+
+    def at(parts: tuple[str, ...]) -> list[os.DirEntry[str]]:
+        return _listing(root.joinpath(*parts))
+
+    depth = category_depth(
+        lambda parts: any(_is_image(e.name) and not _is_dir(e) for e in at(parts)),
+        lambda parts: [e.name for e in at(parts) if _is_dir(e)],
+    )
+    yield from _walk(root, (), depth, max_bytes)
+
+
+def _walk(root: Path, parts: tuple[str, ...], depth: int, max_bytes: int) -> Iterator[TreeFile]:
+    entries = _listing(root.joinpath(*parts))
+    images = [e for e in entries if _is_image(e.name) and not _is_dir(e)]
+    stems: dict[str, int] = {}
+    for e in images:
+        stems[_stem(e.name)] = stems.get(_stem(e.name), 0) + 1
+    for e in entries:
+        rel = (*parts, e.name)
+        if _is_dir(e):
+            yield from _walk(root, rel, depth, max_bytes)
+            continue
+        if not _is_image(e.name):
+            continue
+        name = clean_path("/".join(rel))
+        category = rel[depth] if len(rel) > depth + 1 else None
+        problem = None
+        try:
+            mode = e.stat().st_mode  # follows a link
+            if not stat.S_ISREG(mode):
+                problem = f"it is {kind_of(mode)}, not a regular file; skipped"
+        except OSError:
+            problem = "it is a broken link; skipped"
+        yield TreeFile(
+            shown("/".join(rel), 200),
+            name,
+            category and clean_path(category).text,
+            LocalFile(Path(e.path), max_bytes),
+            problem,
+            stems[_stem(e.name)] > 1,
+        )
+
+
+# -- the folders inside a ZIP -----------------------------------------------------------------
+
+
+def visible_members(archive: Archive) -> list[tuple[PathName, Member]]:
+    """The archive's files (not folders, not hidden, not __MACOSX) with their clean paths."""
+    out = []
+    for m in archive.members:
+        name = clean_path(m.name)
+        if m.is_dir or not name.parts or any(_hidden(p) for p in name.parts):
+            continue
+        if m.name_note:
+            name = PathName(name.parts, (m.name_note, *(n for n in name.notes if "UTF-8" not in n)))
+        out.append((name, m))
+    return out
+
+
+def zip_files(archive: Archive, members: Iterable[tuple[PathName, Member]]) -> Iterator[TreeFile]:
+    """Image members in name order (and nested archives, reported), with the same category rule."""
+    files = sorted(members, key=lambda nm: nm[0].parts)
+    images = {nm[0].parts for nm in files if _is_image(nm[0].parts[-1])}
+    folders: dict[tuple[str, ...], set[str]] = {}
+    for parts, _ in ((nm[0].parts, nm[1]) for nm in files):
+        for i in range(len(parts) - 1):
+            folders.setdefault(parts[:i], set()).add(parts[i])
+    with_images = {p[:-1] for p in images}
+    depth = category_depth(lambda root: root in with_images, lambda root: sorted(folders.get(root, ())))
+    stems: dict[tuple[str, ...], int] = {}
+    for p in images:
+        key = (*p[:-1], _stem(p[-1]))
+        stems[key] = stems.get(key, 0) + 1
+    for name, m in files:
+        parts = name.parts
+        where = shown(m.name, 200)
+        if PurePosixPath(parts[-1]).suffix.lower() in ARCHIVE_EXTENSIONS:
+            yield TreeFile(where, name, None, None, "it is an archive inside the archive; unpack it and import it on its own")
+            continue
+        if parts not in images:
+            continue
+        category = parts[depth] if len(parts) > depth + 1 else None
+        yield TreeFile(
+            where,
+            name,
+            category,
+            (lambda m=m: archive.read(m)),
+            m.kind and f"it is {m.kind}",
+            stems[(*parts[:-1], _stem(parts[-1]))] > 1,
+        )
