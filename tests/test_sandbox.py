@@ -289,7 +289,8 @@ async def test_slash_command_with_attachment_defers_then_follows_up(world: World
         assert original.embeds[0]["image"]["url"] == original.attachments[0].url
         assert inter.files == {"matches.png": PNG}
         assert await fetch(original.attachments[0].url) == (200, PNG)
-    assert sb.violations == []
+    assert sb.violations == []  # accepted, but deprecated: edit_original_response is the documented way
+    assert [d.kind for d in sb.deprecations] == ["followup_finishes_deferral"]
 
 
 async def test_subcommand_group_options_and_permissions(world: World) -> None:
