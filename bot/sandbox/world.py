@@ -56,7 +56,7 @@ class World:
         self.files: dict[str, StoredFile] = {}
         self.commands = CommandStore(self.ids)
         self.interactions: dict[int, InteractionRecord] = {}
-        #: Everything a real Discord would have refused or penalised, in order.
+        #: Everything a real Discord would have refused or penalised (e.g. embeds it silently dropped), in order.
         self.violations: list[Violation] = []
         #: Deprecated calls Discord still accepts (e.g. finishing a deferral with a followup), in order.
         self.deprecations: list[Violation] = []
