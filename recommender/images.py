@@ -59,7 +59,7 @@ _NOT_IMAGES = (  # leading bytes -> what the file looks like
     ((b"RIFF",), "an audio or video file"),
 )
 _MAX_EXIF = 64 * 1024  # EXIF read for the orientation (a JPEG's APP1 cannot be larger; a PNG's eXIf can)
-_BAND_BYTES = 8 << 20  # rows converted and reduced at a time, in bytes of 4-byte pixels
+_BAND_BYTES = 4 << 20  # rows converted and reduced at a time, in bytes of 4-byte pixels
 
 
 @dataclass(frozen=True)
