@@ -13,21 +13,24 @@ import logging
 import math
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, event, func, select, text
-from sqlalchemy.exc import DatabaseError as SADatabaseError
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from .errors import DatabaseError, DuplicateItem, ItemNotFound
+from .database import Database, create_engine, locate
+from .database import migrate as migrate_async
+from .errors import DuplicateItem, ItemNotFound
 from .records import GuildSettings, Item, ItemFields, NewItem, SavedClassifier, VectorRows, WriteStatus  # noqa: F401  (ItemFields: importer.py, until it imports records)
 from .schema import AuditRow, ClassifierRow, EmbeddingRow, GuildSettingsRow, ItemRow, WatchedChannelRow
 
 log = logging.getLogger(__name__)
+_SLICE = 2000  # rows per slice of a streamed bulk read
 
 
 def now() -> datetime:
@@ -73,44 +76,19 @@ def _item(row: ItemRow) -> Item:
     )
 
 
-# -- migrations ---------------------------------------------------------------------------------
+def migrate(db: str | Path, revision: str = "head") -> None:
+    """Upgrade a database to `revision`, synchronously (scripts and tests; the store migrates on open)."""
 
+    async def run() -> None:
+        database = locate(db)
+        engine = create_engine(database)
+        try:
+            await migrate_async(engine, database, revision)
+        finally:
+            await engine.dispose()
 
-def migrations_dir() -> Path:
-    import migrations
-
-    return Path(migrations.__file__).resolve().parent
-
-
-def migrate(path: Path, revision: str = "head") -> None:
-    """Upgrade the database file to `revision` (synchronous; the async open runs it in a thread)."""
-    from alembic import command
-    from alembic.config import Config
-    from alembic.util import CommandError
-    from sqlalchemy import create_engine, pool
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrations_dir()))
-    engine = create_engine(f"sqlite:///{path}", poolclass=pool.NullPool)
-    try:
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-    except (SADatabaseError, sqlite3.DatabaseError) as e:
-        raise DatabaseError(f"{path} is not a usable lookalike database: {e.orig if hasattr(e, 'orig') else e}") from None
-    except CommandError as e:  # e.g. a revision this code does not know: written by a newer lookalike
-        raise DatabaseError(f"{path} cannot be upgraded ({e}); was it written by a newer version of lookalike?") from None
-    finally:
-        engine.dispose()
-
-
-def _set_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.close()
+    with ThreadPoolExecutor(1) as pool:  # a loop of its own: the caller may be inside one
+        pool.submit(asyncio.run, run()).result()
 
 
 async def _find(s: AsyncSession, guild_id: int, item_id: str) -> ItemRow:
@@ -123,20 +101,23 @@ async def _find(s: AsyncSession, guild_id: int, item_id: str) -> ItemRow:
 class Store:
     """Catalogue persistence. Collaborators pass it in; it knows nothing of models or indexes."""
 
-    def __init__(self, engine: AsyncEngine, path: Path) -> None:
+    def __init__(self, engine: AsyncEngine, database: Database) -> None:
         self.engine = engine
-        self.path = path
+        self.database = database
+        self.path = database.path  # the SQLite file; None on PostgreSQL
         self.session = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
-    async def open(cls, path: str | Path) -> Store:
-        path = Path(path)
-        if path.parent and not path.parent.exists():
-            raise DatabaseError(f"The folder for the database {path} does not exist.")
-        await asyncio.to_thread(migrate, path)
-        engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
-        event.listen(engine.sync_engine, "connect", _set_pragmas)
-        return cls(engine, path)
+    async def open(cls, db: str | Path) -> Store:
+        """Open a SQLite file or a postgresql:// URL, upgrading its schema to the head revision first."""
+        database = locate(db)
+        engine = create_engine(database)
+        try:
+            await migrate_async(engine, database)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine, database)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -176,10 +157,14 @@ class Store:
 
         With replace=False an existing id raises DuplicateItem (moderators adding by hand). With
         `audit`, each item's audit entry is written in the same transaction."""
-        try:
-            return await self._upsert(guild_id, items, model, actor, replace, audit)
-        except IntegrityError:  # a concurrent writer added the same id between our read and insert
-            raise DuplicateItem("An item with that id was just added to this catalogue; try again.") from None
+        for attempt in range(3):
+            try:
+                return await self._upsert(guild_id, items, model, actor, replace, audit)
+            except IntegrityError:  # a concurrent writer added the same id between our read and insert
+                if not replace or attempt == 2:
+                    raise DuplicateItem("An item with that id was just added to this catalogue; try again.") from None
+                # an import: read again (the other writer's rows are visible now) and update them
+        raise AssertionError("unreachable")
 
     async def _upsert(
         self, guild_id: int, items: Sequence[NewItem], model: str, actor: str, replace: bool, audit: str | None
@@ -308,12 +293,27 @@ class Store:
         return row[0] if row else default
 
     async def load_vectors(self, guild_id: int, model: str) -> VectorRows:
-        """All of a catalogue's vectors for `model`. A bulk read of up to 100,000s of rows, so it runs
-        entirely in a thread (plain sqlite3, same WAL database): the event loop only awaits it."""
-        return await asyncio.to_thread(self._load_vectors_sync, guild_id, model)
+        """All of a catalogue's vectors for `model`: a bulk read of up to 100,000s of rows that must not
+        hold the event loop. SQLite: plain sqlite3 in a thread (same WAL database). PostgreSQL: streamed
+        in slices, so the loop runs between them; the vectors are decoded in a thread."""
+        if self.path is not None:
+            return await asyncio.to_thread(self._load_vectors_sqlite, self.path, guild_id, model)
+        rows: list[Any] = []
+        q = (
+            select(ItemRow.pk, ItemRow.category, ItemRow.price, ItemRow.content_hash, EmbeddingRow.dim, EmbeddingRow.vector)
+            .join(EmbeddingRow, (EmbeddingRow.item_pk == ItemRow.pk) & (EmbeddingRow.model == model))
+            .where(ItemRow.guild_id == guild_id)
+            .order_by(ItemRow.pk)
+        )
+        async with self.engine.connect() as c:
+            result = await c.stream(q.execution_options(yield_per=_SLICE))
+            async for part in result.partitions(_SLICE):
+                rows += [tuple(r) for r in part]
+        return await asyncio.to_thread(_vector_rows, rows)
 
-    def _load_vectors_sync(self, guild_id: int, model: str) -> VectorRows:
-        con = sqlite3.connect(self.path, timeout=30)
+    @staticmethod
+    def _load_vectors_sqlite(path: Path, guild_id: int, model: str) -> VectorRows:
+        con = sqlite3.connect(path, timeout=30)
         try:
             rows = con.execute(
                 "SELECT i.pk, i.category, i.price, i.content_hash, e.dim, e.vector FROM items i "
@@ -322,14 +322,7 @@ class Store:
             ).fetchall()
         finally:
             con.close()
-        dim = rows[0][4] if rows else 0
-        return VectorRows(
-            np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-            decode_vectors([r[5] for r in rows], dim),
-            [r[1] for r in rows],
-            np.fromiter((math.nan if r[2] is None else r[2] for r in rows), dtype=np.float64, count=len(rows)),
-            [r[3] for r in rows],
-        )
+        return _vector_rows(rows)
 
     async def iter_export(self, guild_id: int, model: str, batch: int = 2000) -> AsyncIterator[list[tuple[Item, np.ndarray]]]:
         last = -1
@@ -415,8 +408,34 @@ class Store:
             ]
 
     async def integrity_check(self) -> str:
+        """ "ok", or what is wrong: SQLite's own check of the file, and on both databases the invariants
+        the schema cannot state (every embedding's vector has its declared size)."""
         async with self.engine.connect() as c:
-            return str((await c.execute(text("PRAGMA integrity_check"))).scalar_one())
+            if self.path is not None:
+                verdict = str((await c.execute(text("PRAGMA integrity_check"))).scalar_one())
+                if verdict != "ok":
+                    return verdict
+            orphans = (
+                await c.execute(
+                    text("SELECT count(*) FROM embeddings e LEFT JOIN items i ON i.pk = e.item_pk WHERE i.pk IS NULL")
+                )
+            ).scalar_one()
+            ragged = (await c.execute(text("SELECT count(*) FROM embeddings WHERE length(vector) != 2 * dim"))).scalar_one()
+        problems = [f"{orphans} embeddings without an item"] if orphans else []
+        problems += [f"{ragged} embeddings whose size is not their dimension"] if ragged else []
+        return "; ".join(problems) or "ok"
+
+
+def _vector_rows(rows: Sequence[Any]) -> VectorRows:
+    """(pk, category, price, hash, dim, vector) rows -> column-wise VectorRows."""
+    dim = rows[0][4] if rows else 0
+    return VectorRows(
+        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+        decode_vectors([bytes(r[5]) for r in rows], dim),
+        [r[1] for r in rows],
+        np.fromiter((math.nan if r[2] is None else r[2] for r in rows), dtype=np.float64, count=len(rows)),
+        [r[3] for r in rows],
+    )
 
 
 __all__ = ["Store", "migrate"]

@@ -3,7 +3,8 @@ Helpers are imported from tests/helpers.py and tests/harness.py, never from here
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from bot.sandbox import DiscordSandbox
 
+from databases import Cluster, find_bin
 from harness import Harness, MakeHarness, bot_options, bot_settings, build_catalogue, build_world, copy_db
 
 
@@ -62,3 +64,26 @@ async def make_harness(tmp_path: Path, template_db: Path) -> AsyncIterator[MakeH
 @pytest.fixture
 async def harness(make_harness: MakeHarness) -> Harness:
     return await make_harness()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A PostgreSQL server of our own for the session (see tests/databases.py)."""
+    bindir = find_bin()
+    if bindir is None:
+        reason = "no PostgreSQL server binaries here (apt-get install postgresql; .ci/run installs them)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    cluster = Cluster(bindir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty catalogue database: a SQLite file, then a PostgreSQL database (--db / LOOKALIKE_DB)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "catalogue.db")
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.new_database()

@@ -19,7 +19,8 @@ from sqlalchemy import create_engine
 from recommender.errors import DatabaseError
 from recommender.images import load_image, make_thumbnail
 from recommender.schema import Base
-from recommender.store import Store, encode_vector, migrate, migrations_dir
+from recommender.database import migrations_dir
+from recommender.store import Store, encode_vector, migrate
 
 from helpers import backbone, demo_item_id, demo_photos, open_rec
 

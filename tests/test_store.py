@@ -1,4 +1,5 @@
-"""The catalogue store: items, embeddings, guild settings and the audit log, on a real SQLite file.
+"""The catalogue store: items, embeddings, guild settings and the audit log, on a real SQLite file
+and on a real PostgreSQL database (every test runs on both).
 
 Items carry real demo photos (thumbnail and content hash made by recommender.images) and
 unit vectors; the store does not care where vectors come from.
@@ -7,18 +8,19 @@ unit vectors; the store does not care where vectors come from.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
+from datetime import datetime
 
 import numpy as np
 import pytest
 import pytest_asyncio
+from sqlalchemy.exc import IntegrityError
 
 from recommender.errors import DuplicateItem, ItemNotFound
 from recommender.images import load_image, make_thumbnail
 from recommender.records import ItemFields, NewItem
 from recommender.store import Store, decode_vectors, encode_vector
 
+from databases import sql
 from helpers import demo_photos
 
 DIM = 96
@@ -54,16 +56,14 @@ def photo_item(
 
 
 @pytest_asyncio.fixture
-async def store(tmp_path: Path):
-    s = await Store.open(tmp_path / "catalogue.db")
+async def store(db: str):
+    s = await Store.open(db)
     yield s
     await s.close()
 
 
-def raw(store: Store) -> sqlite3.Connection:
-    con = sqlite3.connect(store.path, timeout=30)
-    con.execute("PRAGMA foreign_keys=ON")
-    return con
+async def count(store: Store, statement: str, **params: object) -> int:
+    return int((await sql(store, statement, params))[0][0])
 
 
 async def test_upsert_is_idempotent_and_reports_added_updated_unchanged(store: Store) -> None:
@@ -107,9 +107,8 @@ async def test_remove_deletes_the_embedding_and_writes_an_audit_row(store: Store
     [(kept, _), (gone, _)] = await store.upsert_items(0, [photo_item(0, "a"), photo_item(1, "b")], "tiny", "mod")
     removed = await store.remove_item(0, "b", "mod:alice")
     assert removed.pk == gone.pk and removed.name == "Photo 1"
-    with raw(store) as con:
-        assert con.execute("SELECT count(*) FROM embeddings WHERE item_pk=?", (gone.pk,)).fetchone()[0] == 0
-        assert con.execute("SELECT count(*) FROM embeddings WHERE item_pk=?", (kept.pk,)).fetchone()[0] == 1
+    assert await count(store, "SELECT count(*) FROM embeddings WHERE item_pk=:pk", pk=gone.pk) == 0
+    assert await count(store, "SELECT count(*) FROM embeddings WHERE item_pk=:pk", pk=kept.pk) == 1
     [entry] = await store.audit_entries(0)
     assert entry["action"] == "remove" and entry["item_id"] == "b" and entry["actor"] == "mod:alice"
     assert entry["detail"] == {"name": "Photo 1", "category": PHOTOS[1].parent.name}
@@ -122,23 +121,29 @@ async def test_remove_deletes_the_embedding_and_writes_an_audit_row(store: Store
 async def test_remove_and_its_audit_row_commit_together(store: Store) -> None:
     """If the audit row cannot be written, the item and its embedding must stay."""
     [(item, _)] = await store.upsert_items(0, [photo_item(0, "a")], "tiny", "mod")
-    with raw(store) as con:
-        con.execute("CREATE TRIGGER audit_down BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit down'); END")
+    if store.path is not None:
+        await sql(store, "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit down'); END")
+    else:
+        await sql(
+            store,
+            "CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit down'; END $$ LANGUAGE plpgsql",
+        )
+        await sql(store, "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_down()")
     with pytest.raises(Exception, match="audit down"):
         await store.remove_item(0, "a", "mod")
     assert (await store.get_item(0, "a")).pk == item.pk
-    with raw(store) as con:
-        assert con.execute("SELECT count(*) FROM embeddings WHERE item_pk=?", (item.pk,)).fetchone()[0] == 1
+    assert await count(store, "SELECT count(*) FROM embeddings WHERE item_pk=:pk", pk=item.pk) == 1
 
 
 async def test_deleting_an_item_cascades_to_its_embeddings(store: Store) -> None:
     [(item, _)] = await store.upsert_items(0, [photo_item(0, "a")], "tiny", "mod")
-    with raw(store) as con:
-        con.execute(
-            "INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'other', 4, ?)", (item.pk, encode_vector(np.ones(4)))
-        )
-        con.execute("DELETE FROM items WHERE pk=?", (item.pk,))
-        assert con.execute("SELECT count(*) FROM embeddings").fetchone()[0] == 0
+    await sql(
+        store,
+        "INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (:pk, 'other', 4, :v)",
+        {"pk": item.pk, "v": encode_vector(np.ones(4))},
+    )
+    await sql(store, "DELETE FROM items WHERE pk=:pk", {"pk": item.pk})
+    assert await count(store, "SELECT count(*) FROM embeddings") == 0
 
 
 async def test_the_same_item_id_may_live_in_two_guilds(store: Store) -> None:
@@ -153,10 +158,12 @@ async def test_the_same_item_id_may_live_in_two_guilds(store: Store) -> None:
     assert (await store.get_item(0, "sku-1")).name == "default one"
     assert not await store.has_items(42) and await store.has_items(0)
 
-    with raw(store) as con, pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
-        con.execute(
+    with pytest.raises(IntegrityError, match="(?i)unique|uq_items_guild_item"):
+        await sql(
+            store,
             "INSERT INTO items (guild_id, item_id, name, category, thumbnail, content_hash, added_by, added_at, updated_at) "
-            "VALUES (0, 'sku-1', 'n', 'c', x'00', 'h', 'x', '2026-01-01', '2026-01-01')"
+            "VALUES (0, 'sku-1', 'n', 'c', :t, 'h', 'x', :at, :at)",
+            {"t": b"\x00", "at": datetime(2026, 1, 1)},
         )
 
 
@@ -311,8 +318,10 @@ async def test_classifier_blob_is_saved_and_replaced(store: Store) -> None:
 async def test_wal_journal_and_integrity(store: Store) -> None:
     await store.upsert_items(0, [photo_item(0)], "tiny", "x")
     assert await store.integrity_check() == "ok"
-    with raw(store) as con:
-        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    if store.path is not None:  # SQLite: write-ahead log, so readers never block the writer
+        assert (await sql(store, "PRAGMA journal_mode"))[0][0] == "wal"
+    await sql(store, "UPDATE embeddings SET dim = 3")
+    assert "not their dimension" in await store.integrity_check()
 
 
 async def test_concurrent_writers_do_not_lose_rows(store: Store) -> None:

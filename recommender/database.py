@@ -1,0 +1,110 @@
+"""Where the catalogue lives: a SQLite file (the embedded default, one process) or a PostgreSQL
+server (`postgresql://user:pass@host:port/db`, shared by every process of a bot), and the Alembic
+migrations that bring either to the head revision.
+
+Both run the same migrations through the async engine, so there is one driver per database
+(aiosqlite, asyncpg). On PostgreSQL an advisory lock serialises processes that start together.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.exc import DatabaseError as SADatabaseError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .errors import DatabaseError
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+asyncpg://")
+_MIGRATION_LOCK = 0x6C6F6F6B  # "look": pg_advisory_xact_lock key held while migrating
+
+
+@dataclass(frozen=True)
+class Database:
+    """A parsed database location. `path` is set for SQLite, `url` (no password shown) for PostgreSQL."""
+
+    kind: str  # "sqlite" | "postgresql"
+    async_url: str
+    path: Path | None = None
+
+    @property
+    def shown(self) -> str:
+        """For messages and `lookalike stats`: the file, or the server URL without its password."""
+        if self.path is not None:
+            return str(self.path)
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.async_url).set(drivername="postgresql").render_as_string(hide_password=True)
+
+
+def locate(db: str | Path) -> Database:
+    """`db` as given by --db / LOOKALIKE_DB: a postgresql:// URL or a SQLite file path."""
+    raw = str(db)
+    if raw.startswith(POSTGRES_SCHEMES):
+        rest = raw.split("://", 1)[1]
+        return Database("postgresql", f"postgresql+asyncpg://{rest}")
+    path = Path(db).expanduser()
+    if path.parent and not path.parent.exists():
+        raise DatabaseError(f"The folder for the database {path} does not exist.")
+    if path.is_dir():
+        raise DatabaseError(f"{path} is a folder, not a database file.")
+    return Database("sqlite", f"sqlite+aiosqlite:///{path}", path)
+
+
+def _set_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def create_engine(database: Database) -> AsyncEngine:
+    if database.kind == "sqlite":
+        engine = create_async_engine(database.async_url)
+        event.listen(engine.sync_engine, "connect", _set_pragmas)
+        return engine
+    # pre-ping: a connection that died with a server restart is replaced, not handed out
+    return create_async_engine(database.async_url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def migrations_dir() -> Path:
+    import migrations
+
+    return Path(migrations.__file__).resolve().parent
+
+
+def _upgrade(connection: Any, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
+
+
+async def migrate(engine: AsyncEngine, database: Database, revision: str = "head") -> None:
+    """Upgrade the database to `revision` in one transaction (PostgreSQL: under an advisory lock)."""
+    from alembic.util import CommandError
+
+    try:
+        async with engine.begin() as conn:
+            if database.kind == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            await conn.run_sync(_upgrade, revision)
+    except (SADatabaseError, sqlite3.DatabaseError) as e:
+        raise DatabaseError(
+            f"{database.shown} is not a usable lookalike database: {e.orig if hasattr(e, 'orig') else e}"
+        ) from None
+    except (OSError, ConnectionError) as e:
+        raise DatabaseError(f"Cannot reach the database at {database.shown}: {e}") from None
+    except CommandError as e:  # e.g. a revision this code does not know: written by a newer lookalike
+        raise DatabaseError(
+            f"{database.shown} cannot be upgraded ({e}); was it written by a newer version of lookalike?"
+        ) from None
