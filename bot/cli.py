@@ -56,7 +56,7 @@ def bot_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         description="Run the bot. The token comes from DISCORD_TOKEN; database, model and options from "
         "LOOKALIKE_* variables or the TOML file given with --config. See docs/BOT.md.",
     )
-    s.add_argument("--db", help="SQLite database file (env LOOKALIKE_DB; default ./lookalike.db)")
+    s.add_argument("--db", help="SQLite database file or postgresql:// URL (env LOOKALIKE_DB; default ./lookalike.db)")
     s.add_argument("--config", help="TOML settings file (env LOOKALIKE_CONFIG)")
     s.add_argument("--model", help="backbone (env LOOKALIKE_MODEL)")
     s.add_argument("--weights", help="local weights file (env LOOKALIKE_WEIGHTS)")

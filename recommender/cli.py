@@ -113,6 +113,8 @@ async def cmd_import(args: argparse.Namespace) -> int:
             print(f"  failed {shown(item_id or '?', 100)} ({shown(where, 200)}): {shown(reason, 300)}")
         if len(summary.failed) > args.show_failures:
             print(f"  ... and {len(summary.failed) - args.show_failures} more")
+        for warning in notes.warnings:
+            print(f"warning: {shown(warning)}")
         if notes.count:
             print(f"{notes.count} ids differ from their file names:")
             for where, item_id, why in notes.renamed[: args.show_failures]:
@@ -197,7 +199,7 @@ async def cmd_stats(args: argparse.Namespace) -> int:
     try:
         counts = await store.category_counts(args.guild)
         info = {
-            "database": str(store.path),
+            "database": store.database.shown,
             "catalogue": _where(args.guild),
             "items": sum(counts.values()),
             "embeddings": await store.model_counts(args.guild),
@@ -292,7 +294,7 @@ async def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", help="SQLite database file (env LOOKALIKE_DB; default ./lookalike.db)")
+    common.add_argument("--db", help="SQLite database file or postgresql:// URL (env LOOKALIKE_DB; default ./lookalike.db)")
     common.add_argument("--config", help="TOML settings file (env LOOKALIKE_CONFIG)")
     common.add_argument(
         "--guild", type=int, default=DEFAULT_GUILD, help="a guild's catalogue (default: the shared default catalogue)"

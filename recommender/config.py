@@ -16,6 +16,8 @@ from typing import Any
 
 from .errors import BadOption
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+asyncpg://")
+
 DEFAULT_GUILD = 0
 """Catalogue id of the shared default catalogue (Discord snowflakes are never 0)."""
 
@@ -28,7 +30,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", 
 
 @dataclass(frozen=True)
 class Settings:
-    db: Path = Path("lookalike.db")
+    db: str | Path = Path("lookalike.db")  # a SQLite file, or a postgresql:// URL shared by several processes
     model: str | None = None  # None: the model the catalogue was built with, else "vgg16"
     pooling: str = "gap"  # vgg16 only: "gap" (512-d) or "flatten" (25,088-d)
     weights: str | None = None  # local weights file, or "random" (benchmarks only)
@@ -59,6 +61,8 @@ def _coerce(name: str, value: Any) -> Any:
     kind: type[Any] = type(getattr(Settings, name, None)) if name != "db" else Path
     if name in ("model", "weights"):
         return None if value in (None, "") else str(value)
+    if name == "db" and str(value).startswith(POSTGRES_SCHEMES):
+        return str(value)  # a server URL, not a path
     try:
         if kind is Path:
             return Path(value).expanduser()

@@ -8,18 +8,25 @@ Both run the same migrations through the async engine, so there is one driver pe
 
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .errors import DatabaseError
+from .config import POSTGRES_SCHEMES
+from .errors import DatabaseError, DatabaseUnavailable
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://", "postgresql+asyncpg://")
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 _MIGRATION_LOCK = 0x6C6F6F6B  # "look": pg_advisory_xact_lock key held while migrating
 
 
@@ -108,3 +115,38 @@ async def migrate(engine: AsyncEngine, database: Database, revision: str = "head
         raise DatabaseError(
             f"{database.shown} cannot be upgraded ({e}); was it written by a newer version of lookalike?"
         ) from None
+
+
+def unavailable(error: BaseException) -> bool:
+    """An error that says the database is away or busy for now, not that the request is wrong."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(error, (OSError, ConnectionError, InterfaceError, OperationalError)):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def guarded(cls: type[T]) -> type[T]:
+    """Class decorator: the public coroutine methods raise DatabaseUnavailable, a sentence the edges
+    show as "try again in a moment", when the database is away; the pool reconnects once it is back."""
+    for name, fn in list(vars(cls).items()):
+        if name.startswith("_") or not inspect.iscoroutinefunction(fn):
+            continue
+        setattr(cls, name, _guard(fn))
+    return cls
+
+
+def _guard(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kw: Any) -> Any:
+        try:
+            return await fn(*args, **kw)
+        except DatabaseError:
+            raise
+        except Exception as e:
+            if unavailable(e):
+                log.warning("database unavailable in %s: %s", fn.__name__, e)
+                raise DatabaseUnavailable("The catalogue database can't be reached right now; try again in a moment.") from e
+            raise
+
+    return wrapper

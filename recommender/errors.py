@@ -52,3 +52,7 @@ class BadOption(RecommenderError):
 
 class DatabaseError(RecommenderError):
     """The catalogue database cannot be opened or upgraded."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database server went away or is busy for now; the same request may work in a moment."""

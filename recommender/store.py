@@ -23,7 +23,7 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from .database import Database, create_engine, locate
+from .database import Database, create_engine, guarded, locate
 from .database import migrate as migrate_async
 from .errors import DuplicateItem, ItemNotFound
 from .records import GuildSettings, Item, ItemFields, NewItem, SavedClassifier, VectorRows, WriteStatus  # noqa: F401  (ItemFields: importer.py, until it imports records)
@@ -98,6 +98,7 @@ async def _find(s: AsyncSession, guild_id: int, item_id: str) -> ItemRow:
     return row
 
 
+@guarded
 class Store:
     """Catalogue persistence. Collaborators pass it in; it knows nothing of models or indexes."""
 
