@@ -37,7 +37,9 @@ class ArchiveLimits:
     max_members: int = 100_000
     max_member_bytes: int = 20 * 1024 * 1024
     total_ratio: int = 10  # all members together may inflate to this many times the archive's size ...
-    min_total_bytes: int = 256 * 1024 * 1024  # ... or this much, whichever is more
+    min_total_bytes: int = 1024 * 1024 * 1024  # ... or this much, whichever is more
+    max_ratio: int = 300  # past its first `ratio_slack` bytes, a member may inflate this many times its compressed bytes
+    ratio_slack: int = 2 * 1024 * 1024
 
     def total_for(self, archive_bytes: int) -> int:
         return max(self.min_total_bytes, self.total_ratio * archive_bytes)
@@ -95,6 +97,7 @@ class Archive:
         self.budget = limits.total_for(size)
         self._spent = 0
         self._lock = threading.Lock()
+        self.damage: str | None = None  # set when the archive was cut short and only its beginning was read
         self.members = self._directory()
 
     @classmethod
@@ -131,7 +134,7 @@ class Archive:
             at = tail.rfind(b"PK\x05\x06", 0, at)
         if at < 0:
             if tail_len and self._pread(0, 4) == b"PK\x03\x04":
-                raise self._bad("its directory at the end is missing: the file may be cut short, so upload or copy it again")
+                return self._salvage()
             raise self._bad("no ZIP directory found")
         eocd_pos = self.size - tail_len + at
         _, _, _, _, count, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, at)
@@ -172,6 +175,32 @@ class Archive:
             pos += _CENTRAL.size + n_name + n_extra + n_comment
         if len(members) > self.limits.max_members:
             raise BadManifest(f"{self.label} holds more than {self.limits.max_members:,} entries; split it.")
+        return members
+
+    def _salvage(self) -> list[Member]:
+        """A ZIP cut short has lost its directory: walk the local headers from the start instead, and
+        keep the files that are whole (sizes in the local header, data inside the file)."""
+        members: list[Member] = []
+        pos = 0
+        while len(members) <= self.limits.max_members:
+            head = self._pread(pos, _LOCAL.size)
+            if len(head) < _LOCAL.size or head[:4] != b"PK\x03\x04":
+                break
+            _, _, _, flags, method, _, _, crc, csize, usize, n_name, n_extra = _LOCAL.unpack(head)
+            data_at = pos + _LOCAL.size + n_name + n_extra
+            if flags & 0x8 or csize == 0xFFFFFFFF or data_at + csize > self.size:
+                break  # sizes only after the data (or ZIP64), or the data runs past the cut: the rest is lost
+            name, note = _decode_name(self._pread(pos + _LOCAL.size, n_name), flags)
+            members.append(Member(name, note, method, flags, crc, csize, usize, pos, 0))
+            pos = data_at + csize
+        if not members:
+            raise self._bad("its directory at the end is missing and no whole file is left: the file may be cut short")
+        if len(members) > self.limits.max_members:
+            raise BadManifest(f"{self.label} holds more than {self.limits.max_members:,} entries; split it.")
+        self.damage = (
+            f"{self.label} is cut short (its directory at the end is missing): {len(members):,} whole files were read "
+            "from its beginning; any after them are lost, so upload or copy it again to import them."
+        )
         return members
 
     # -- members --------------------------------------------------------------------------------
@@ -216,10 +245,24 @@ class Archive:
                         raise BadImage(f"{name} is cut short in the archive.")
                     pos += len(chunk)
                     remaining -= len(chunk)
+                elif inflater is not None and not inflater.eof:
+                    chunk = b""  # all input in: output the inflater still holds
                 else:
                     break
-                out += chunk if inflater is None else inflater.decompress(chunk, cap + 1 - len(out))
-                if inflater is not None and inflater.eof:
+                if inflater is None:
+                    out += chunk
+                    continue
+                piece = inflater.decompress(chunk, min(cap + 1 - len(out), _CHUNK * 16))  # 1 MiB at a time
+                if not chunk and not piece:
+                    break
+                out += piece
+                used = m.compressed - remaining - len(inflater.unconsumed_tail)
+                if len(out) > self.limits.ratio_slack + self.limits.max_ratio * used:
+                    raise ImageTooLarge(
+                        f"{name} inflates more than {self.limits.max_ratio} times its compressed size, which no photo "
+                        "does; refused as a likely zip bomb."
+                    )
+                if inflater.eof:
                     break
         except zlib.error:
             raise BadImage(f"{name} is damaged in the archive (its compressed data is invalid).") from None

@@ -62,11 +62,13 @@ def batch_for(max_image_bytes: int, wanted: int = 64) -> int:
 
 @dataclass
 class ImportNotes:
-    """What an import changed on the way in: ids that differ from the names they came from."""
+    """What an import noticed on the way in: ids that differ from the names they came from, and
+    warnings about the source as a whole (an archive cut short)."""
 
     keep: int = 1000
     count: int = 0
     renamed: list[tuple[str, str, str]] = field(default_factory=list)  # (where, item id, why)
+    warnings: list[str] = field(default_factory=list)  # about the source as a whole
 
     def rename(self, where: str, item_id: str, why: str) -> None:
         self.count += 1
@@ -210,7 +212,7 @@ def records_from_rows(
             except ValueError:
                 price = math.nan
             if not math.isfinite(price) or price < 0:
-                yield ImportRecord(item_id, where, error=f"price {shown(raw, 40)!r} is not a number")
+                yield ImportRecord(item_id, where, error=f"price '{shown(raw, 40)}' is not a number")
                 continue
         if conflict := ids.conflict(item_id, where):
             yield ImportRecord(item_id, where, error=conflict)
@@ -268,6 +270,8 @@ def records_from_zip(
     Members are inflated lazily, each through a counting reader within the archive's limits."""
     if isinstance(archive, (bytes, bytearray)):
         archive = Archive.from_bytes(bytes(archive), "That file", limits.archive)
+    if archive.damage and notes is not None:
+        notes.warnings.append(archive.damage)
     members = visible_members(archive)
     csvs = [(n, m) for n, m in members if n.parts[-1].lower().endswith(".csv")]
     if not csvs:
@@ -334,7 +338,7 @@ def records_from_upload(
         if cell and is_web_url(cell):
             return cell
         if cell:
-            return _refuse(f"{shown(cell, 80)!r} is not a web address; upload a ZIP to send image files with the CSV")
+            return _refuse(f"'{shown(cell, 80)}' is not a web address; upload a ZIP to send image files with the CSV")
         return None
 
     return records_from_rows(rows_csv(io.BytesIO(data), label), cols, label, resolve)

@@ -128,9 +128,9 @@ def manifest_id_problem(item_id: str) -> str | None:
     """Why a manifest's id cannot be used as it is (None: it can). Manifest ids are the operator's
     own: they are refused, never silently changed."""
     if "\0" in item_id:
-        return f"the id {shown(item_id, 60)!r} contains a NUL byte"
+        return f"the id '{shown(item_id, 60)}' contains a NUL byte"
     if not is_clean(item_id):
-        return f"the id {shown(item_id, 60)!r} contains control characters or bytes that are not UTF-8"
+        return f"the id '{shown(item_id, 60)}' contains control characters or bytes that are not UTF-8"
     if len(item_id) > MAX_ID:
         return f"the id is longer than {MAX_ID} characters"
     return None
@@ -148,4 +148,4 @@ class UniqueIds:
         first = self._where.setdefault(item_id, where)
         if first == where:
             return None
-        return f"the id {shown(item_id, 60)!r} is already used by {shown(first, 80)} in this import"
+        return f"the id '{shown(item_id, 60)}' is already used by {shown(first, 80)} in this import"

@@ -209,6 +209,6 @@ def zip_files(archive: Archive, members: Iterable[tuple[PathName, Member]]) -> I
             name,
             category,
             (lambda m=m: archive.read(m)),
-            m.kind and f"it is {m.kind}",
+            f"it is {m.kind}" if m.kind else "the file is empty" if m.compressed <= 2 and m.size == 0 else None,
             stems[(*parts[:-1], _stem(parts[-1]))] > 1,
         )

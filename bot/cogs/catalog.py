@@ -250,7 +250,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         if not editor.expired:
             try:
                 await interaction.followup.send(
-                    _renamed(notes), embed=render.import_summary(summary, source=file.filename), ephemeral=True
+                    _notes_line(notes), embed=render.import_summary(summary, source=file.filename), ephemeral=True
                 )
                 return
             except discord.HTTPException as e:
@@ -260,15 +260,18 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         log.info("import of %r for guild %s outlived its interaction: %s", file.filename, gid, done)
 
 
-def _renamed(notes: ImportNotes) -> str | None:
-    """A line saying which item ids differ from their file names (None when none do)."""
-    if not notes.count:
+def _notes_line(notes: ImportNotes) -> str | None:
+    """Warnings about the file, and which item ids differ from their file names (None: nothing to say)."""
+    if not notes.count and not notes.warnings:
         return None
-    shown = "; ".join(
-        f"{render.plain(where, 60)} → `{item_id.replace('`', '')[:60]}` ({why})" for where, item_id, why in notes.renamed[:3]
-    )
-    more = f" and {notes.count - 3:,} more" if notes.count > 3 else ""
-    return render.clip(f"{notes.count:,} item ids differ from their file names: {shown}{more}.", 1900)
+    text = " ".join(notes.warnings)
+    if notes.count:
+        shown = "; ".join(
+            f"{render.plain(where, 60)} → `{item_id.replace('`', '')[:60]}` ({why})" for where, item_id, why in notes.renamed[:3]
+        )
+        more = f" and {notes.count - 3:,} more" if notes.count > 3 else ""
+        text += f" {notes.count:,} item ids differ from their file names: {shown}{more}."
+    return render.clip(text.strip(), 1900)
 
 
 async def setup(bot: LookalikeBot) -> None:
