@@ -14,6 +14,7 @@ from bot.sandbox import DiscordSandbox
 
 from databases import Cluster, find_bin
 from harness import Harness, MakeHarness, bot_options, bot_settings, build_catalogue, build_world, copy_db
+from helpers import demo_db, import_demo
 
 
 @pytest.fixture(scope="session")
@@ -87,3 +88,13 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return str(tmp_path / "catalogue.db")
     cluster: Cluster = request.getfixturevalue("pg_cluster")
     return cluster.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def demo_catalogue(request: pytest.FixtureRequest, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A private copy of the demo catalogue (imported with tiny through `lookalike import`, classifier
+    trained): a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(demo_db(tmp_path_factory, tmp_path / "catalogue.db"))
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.clone(cluster.template("demo", import_demo))

@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class Cluster:
         self.data = self.root / "data"
         self.port = free_port()
         self._names = itertools.count(1)
+        self._templates: set[str] = set()
         self._as: list[str] = []
         if os.geteuid() == 0:  # initdb and postgres refuse to run as root
             user = pwd.getpwnam("postgres")
@@ -84,6 +86,23 @@ class Cluster:
         )
         return self.url(name)
 
+    def clone(self, template: str) -> str:
+        """A fresh database copied from `template` (which nobody may be connected to); its URL."""
+        name = f"t{next(self._names)}"
+        self._psql(f"CREATE DATABASE {name} TEMPLATE {template}")
+        return self.url(name)
+
+    def template(self, name: str, build: Callable[[str], None]) -> str:
+        """Database `name`, built once by `build(url)`; for clone()."""
+        if name not in self._templates:
+            self._psql(f"CREATE DATABASE {name}")
+            build(self.url(name))
+            self._templates.add(name)
+        return name
+
+    def _psql(self, command: str) -> None:
+        self._run(str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-q", "-c", command)
+
     def stop_server(self, mode: str = "fast") -> None:
         """Stop the server (it can be started again with `restart`)."""
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
@@ -99,9 +118,10 @@ class Cluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-async def sql(store: Any, statement: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+async def sql(store: Any, statement: str, params: dict[str, Any] | list[dict[str, Any]] | None = None) -> list[tuple[Any, ...]]:
     """Run one SQL statement on the store's database, whichever it is, outside the store's own methods
-    (to look at or tamper with what is stored); rows for a query, [] otherwise. Committed at once."""
+    (to look at or tamper with what is stored); rows for a query, [] otherwise; a list of parameter
+    sets runs it once per set. Committed at once."""
     from sqlalchemy import text
 
     async with store.engine.begin() as c:

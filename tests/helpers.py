@@ -135,16 +135,21 @@ _DEMO_DB: dict[str, Path] = {}
 def demo_db(tmp_path_factory: pytest.TempPathFactory, dest: Path) -> Path:
     """A private copy (at `dest`) of the demo catalogue imported with tiny (classifier trained)."""
     if "master" not in _DEMO_DB:
-        from bot.cli import main
-
         master = tmp_path_factory.mktemp("demo-db") / "demo.db"
-        # in a thread of its own: callers may be inside a running event loop
-        with ThreadPoolExecutor(1) as pool:
-            rc = pool.submit(main, ["import", str(DEMO), "--model", "tiny", "--db", str(master)]).result()
-        assert rc == 0
+        import_demo(master)
         _DEMO_DB["master"] = master
     shutil.copyfile(_DEMO_DB["master"], dest)
     return dest
+
+
+def import_demo(db: str | Path) -> None:
+    """`lookalike import` of the demo catalogue (tiny model) into `db`, in a thread of its own (callers
+    may be inside a running event loop)."""
+    from bot.cli import main
+
+    with ThreadPoolExecutor(1) as pool:
+        rc = pool.submit(main, ["import", str(DEMO), "--model", "tiny", "--db", str(db)]).result()
+    assert rc == 0
 
 
 def count(db: Path, sql: str, *params: Any) -> int:

@@ -7,7 +7,6 @@ import asyncio
 import io
 import logging
 import shutil
-import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from recommender.errors import BadImage, BadOption, CatalogEmpty, DuplicateItem,
 from recommender.importer import records_from_folder
 from recommender.records import ItemFields
 
+from databases import sql
 from helpers import (
     DEMO_CATEGORIES,
     LoopLag,
@@ -37,8 +37,9 @@ TRAINED = "classifier over"  # what the engine logs once per classifier fit
 
 
 @pytest_asyncio.fixture
-async def rec(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory):
-    r = await open_rec(demo_db(tmp_path_factory, tmp_path / "catalogue.db"), retrain_delay_s=0.2)
+async def rec(demo_catalogue: str):
+    """The demo catalogue, on SQLite and on PostgreSQL."""
+    r = await open_rec(demo_catalogue, retrain_delay_s=0.2)
     yield r
     await r.close()
 
@@ -213,8 +214,8 @@ def as_png_bytes(data: bytes) -> bytes:
     return out.getvalue()
 
 
-async def test_several_changes_cause_one_debounced_retrain(tmp_path: Path, tmp_path_factory, caplog) -> None:
-    rec = await open_rec(demo_db(tmp_path_factory, tmp_path / "c.db"), retrain_delay_s=1.0)
+async def test_several_changes_cause_one_debounced_retrain(demo_catalogue: str, caplog) -> None:
+    rec = await open_rec(demo_catalogue, retrain_delay_s=1.0)
     try:
         await debounced(rec, caplog)
     finally:
@@ -236,8 +237,8 @@ async def debounced(rec, caplog: pytest.LogCaptureFixture) -> None:
     assert "mirrored" in classifier_from_bytes(saved.blob).labels
 
 
-async def test_the_classifier_is_reused_after_a_restart(tmp_path: Path, tmp_path_factory, caplog) -> None:
-    db = demo_db(tmp_path_factory, tmp_path / "c.db")
+async def test_the_classifier_is_reused_after_a_restart(demo_catalogue: str, caplog) -> None:
+    db = demo_catalogue
     caplog.set_level(logging.INFO, logger="recommender.catalogues")
     caplog.clear()
     query = as_png(demo_photos("skirt")[1])
@@ -264,14 +265,12 @@ async def test_the_classifier_is_reused_after_a_restart(tmp_path: Path, tmp_path
         await rec.close()
 
 
-async def test_a_burst_of_queries_trains_the_classifier_once(tmp_path: Path, tmp_path_factory, caplog) -> None:
-    db = demo_db(tmp_path_factory, tmp_path / "c.db")
+async def test_a_burst_of_queries_trains_the_classifier_once(demo_catalogue: str, caplog) -> None:
     caplog.set_level(logging.INFO, logger="recommender.catalogues")
     caplog.clear()
-    with sqlite3.connect(db) as con:  # as after `lookalike import --no-train`
-        con.execute("DELETE FROM classifiers")
-    rec = await open_rec(db)
+    rec = await open_rec(demo_catalogue)
     try:
+        await sql(rec.store, "DELETE FROM classifiers")  # as after `lookalike import --no-train`
         queries = [as_png(p) for p in demo_photos("shoes")[:6]]
         results = await asyncio.gather(*(rec.similar(q, k=3) for q in queries))
         assert all(r.prediction is not None for r in results)
@@ -339,8 +338,8 @@ def bad_images() -> list[tuple[str, bytes, type, str]]:
     ]
 
 
-async def test_bad_images_are_refused_and_leave_the_catalogue_alone(tmp_path: Path, tmp_path_factory) -> None:
-    db = demo_db(tmp_path_factory, tmp_path / "c.db")
+async def test_bad_images_are_refused_and_leave_the_catalogue_alone(demo_catalogue: str) -> None:
+    db = demo_catalogue
     rec = await open_rec(db, max_image_bytes=1_000_000, max_image_pixels=5_000_000)
     try:
         await rec.similar(as_png(demo_photos("hat")[0]), k=1, predict=False)  # index loaded
@@ -436,7 +435,7 @@ async def test_refresh_picks_up_a_catalogue_another_process_imported(rec, tmp_pa
     assert await rec.catalogue_for(guild) == 0
     before = await rec.similar(mirrored(demo_photos("hat")[0]), guild_id=guild, k=3)
     assert before.catalogue_id == 0
-    other = await open_rec(rec.store.path)  # a second writer on the same file, like the CLI
+    other = await open_rec(rec.settings.db)  # a second writer on the same database, like the CLI
     try:
         records = [r for r in records_from_folder(Path(demo_photos("hat")[0]).parents[1]) if r.item_id.startswith("shoes/")]
         summary = await other.import_items(records, guild_id=guild, actor="cli:test")
@@ -474,12 +473,9 @@ async def test_an_import_never_retrains_by_itself_so_the_callers_retrain_is_the_
 
 async def test_an_unreadable_saved_classifier_is_retrained_not_repeated(rec, tmp_path: Path) -> None:
     await rec.similar(mirrored(demo_photos("hat")[0]), k=3)  # trains and saves one
+    await sql(rec.store, "UPDATE classifiers SET blob = :b", {"b": b"not a classifier"})
     await rec.close()
-    con = sqlite3.connect(rec.store.path)
-    con.execute("UPDATE classifiers SET blob = ?", (b"not a classifier",))
-    con.commit()
-    con.close()
-    again = await open_rec(rec.store.path)
+    again = await open_rec(rec.settings.db)
     try:
         for _ in range(2):
             result = await again.similar(mirrored(demo_photos("hat")[0]), k=3)
@@ -506,11 +502,10 @@ async def test_two_adds_of_the_same_id_at_once_give_one_item_and_a_sentence(rec)
 
 async def test_a_new_picture_drops_the_vectors_other_models_made_of_the_old_one(rec, tmp_path: Path) -> None:
     item_id = demo_item_id(demo_photos("hat")[0])
-    con = sqlite3.connect(rec.store.path)
-    pk = con.execute("SELECT pk FROM items WHERE item_id = ?", (item_id,)).fetchone()[0]
-    con.execute("INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'other', 2, ?)", (pk, b"\0" * 4))
-    con.commit()
-    con.close()
+    [(pk,)] = await sql(rec.store, "SELECT pk FROM items WHERE item_id = :i", {"i": item_id})
+    await sql(
+        rec.store, "INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (:pk, 'other', 2, :v)", {"pk": pk, "v": b"\0" * 4}
+    )
     item = await rec.get_item(item_id, guild_id=0)
     new_picture = ImportRecordFor(item_id, as_png(demo_photos("shoes")[0]), item.category)
     summary = await rec.import_items([new_picture], guild_id=0, actor="test")
@@ -524,38 +519,39 @@ def ImportRecordFor(item_id: str, data: bytes, category: str):
     return ImportRecord(item_id, "test", ItemFields(item_id, item_id, category), data)
 
 
-async def test_loading_a_large_catalogue_does_not_stall_the_loop(tmp_path: Path) -> None:
+async def test_loading_a_large_catalogue_does_not_stall_the_loop(db: str) -> None:
+    from datetime import datetime
+
     from recommender.store import Store, encode_vector
 
-    store = await Store.open(tmp_path / "big.db")
-    await store.close()
+    store = await Store.open(db)
     rng = np.random.default_rng(0)
-    con = sqlite3.connect(tmp_path / "big.db")
     n, dim = 20_000, 1280
-    con.executemany(
-        "INSERT INTO items (pk, guild_id, item_id, name, category, thumbnail, content_hash, added_by, added_at, updated_at) "
-        "VALUES (?, 0, ?, 'x', ?, x'00', ?, 't', '2026-01-01', '2026-01-01')",
-        [(i + 1, f"i{i}", f"c{i % 50}", f"{i:064x}") for i in range(n)],
-    )
-    vecs = rng.standard_normal((n, dim)).astype(np.float32)
-    con.executemany(
-        "INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (?, 'tiny', ?, ?)",
-        [(i + 1, dim, encode_vector(v)) for i, v in enumerate(vecs)],
-    )
-    con.commit()
-    con.close()
-    store = await Store.open(tmp_path / "big.db")
+    at = datetime(2026, 1, 1)
     try:
+        await sql(
+            store,
+            "INSERT INTO items (pk, guild_id, item_id, name, category, thumbnail, content_hash, added_by, added_at, updated_at) "
+            "VALUES (:pk, 0, :id, 'x', :c, :t, :h, 't', :at, :at)",
+            [{"pk": i + 1, "id": f"i{i}", "c": f"c{i % 50}", "t": b"\0", "h": f"{i:064x}", "at": at} for i in range(n)],
+        )
+        vecs = rng.standard_normal((n, dim)).astype(np.float32)
+        await sql(
+            store,
+            "INSERT INTO embeddings (item_pk, model, dim, vector) VALUES (:pk, 'tiny', :d, :v)",
+            [{"pk": i + 1, "d": dim, "v": encode_vector(v)} for i, v in enumerate(vecs)],
+        )
         async with LoopLag() as lag:
             rows = await store.load_vectors(0, "tiny")
         assert rows.vectors.shape == (n, dim)
+        assert np.allclose(rows.vectors[123], vecs[123], atol=1e-2)
         assert lag.worst < 0.1, f"the loop stalled {lag.worst:.3f}s while {n} vectors loaded"
     finally:
         await store.close()
 
 
-async def test_a_loaded_catalogue_notices_another_writer_without_refresh(tmp_path: Path, tmp_path_factory) -> None:
-    db = demo_db(tmp_path_factory, tmp_path / "catalogue.db")
+async def test_a_loaded_catalogue_notices_another_writer_without_refresh(demo_catalogue: str) -> None:
+    db = demo_catalogue
     rec = await open_rec(db, refresh_check_s=0.0)
     try:
         query = mirrored(demo_photos("hat")[0])
