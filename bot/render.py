@@ -43,6 +43,11 @@ class Reply:
     embeds: list[discord.Embed] = field(default_factory=list)
     files: list[tuple[str, bytes]] = field(default_factory=list)
 
+    def without_files(self) -> Reply:
+        """The same answer with no uploads (where the bot may not attach files): embeds lose their images."""
+        embeds = [discord.Embed.from_dict({k: v for k, v in e.to_dict().items() if k != "image"}) for e in self.embeds]
+        return Reply(content=self.content, embeds=embeds)
+
     def _files(self) -> list[discord.File]:
         return [discord.File(io.BytesIO(data), filename=name) for name, data in self.files]  # fresh objects each call
 

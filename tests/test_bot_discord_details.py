@@ -70,3 +70,15 @@ async def test_config_watch_says_what_missing_embed_links_means(harness: Harness
     text = inter.messages[0].content
     assert "Embed Links" in text and "plain text" in text
     h.assert_clean()
+
+
+async def test_without_attach_files_a_photo_is_answered_without_the_grid(harness: Harness) -> None:
+    h = harness
+    h.sandbox.revoke_permissions(h.guild, h.bot_user, Perm.ATTACH_FILES, channel=h.channel)
+    reply = await h.ask(h.alice, [jpeg(held_out("hat")[0])])
+    assert reply.attachments == [] and len(reply.embeds) == 1
+    assert "image" not in reply.embeds[0] and len(numbered(reply.embeds[0]["description"])) == h.settings.k
+    h.sandbox.revoke_permissions(h.guild, h.bot_user, Perm.EMBED_LINKS, channel=h.channel)
+    reply = await h.ask(h.bob, [jpeg(held_out("hat")[1])])  # neither: the answer as plain text
+    assert reply.attachments == [] and reply.embeds == [] and len(numbered(reply.content)) == h.settings.k
+    h.assert_clean()

@@ -70,18 +70,23 @@ class Photos(commands.Cog):
             for n, a in enumerate(photos, start=1)
         ]
         notes = [f"-# I only look at the first {limit} photos of a message."] if skipped > 0 else []
-        reply = await similar_reply(self.bot, searches, notes=notes, rich=self._may_embed(message))
-        await self._reply(message, **reply.send_kwargs())
+        embed, attach = self._may(message)
+        reply = await similar_reply(self.bot, searches, notes=notes, rich=embed)
+        await self._reply(message, **(reply if attach else reply.without_files()).send_kwargs())
 
     async def _similar(self, attachment: discord.Attachment, guild_id: int, k: int) -> SimilarResult:
         data = await read_attachment(attachment, self.bot.settings.max_image_bytes)
         return await self.bot.rec.similar(data, guild_id=guild_id, k=k)
 
     @staticmethod
-    def _may_embed(message: discord.Message) -> bool:
-        """Embed Links in this channel: without it Discord drops embeds, so the reply is text + grid."""
+    def _may(message: discord.Message) -> tuple[bool, bool]:
+        """(Embed Links, Attach Files) in this channel. Without Embed Links Discord drops embeds, so the
+        reply is text + grid; without Attach Files an upload is refused, so the reply has no grid."""
         me = message.guild.me if message.guild else None
-        return me is None or message.channel.permissions_for(me).embed_links
+        if me is None:
+            return True, True
+        perms = message.channel.permissions_for(me)
+        return perms.embed_links, perms.attach_files
 
     @staticmethod
     async def _typing(channel: discord.abc.Messageable) -> None:
