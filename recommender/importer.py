@@ -29,7 +29,7 @@ from .urls import is_web_url
 
 KAGGLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # a CSV inside a ZIP
-IMPORT_BYTES_IN_FLIGHT = 400 * 1024 * 1024  # image bytes one import batch may hold at once
+IMPORT_BYTES_IN_FLIGHT = 320 * 1024 * 1024  # image bytes one import batch may hold at once
 
 ImageSource = Path | bytes | str | Callable[[], bytes]
 """A file path, the bytes themselves, an http(s) URL (fetched by the caller's fetcher), or a zero-arg reader."""

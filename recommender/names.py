@@ -121,7 +121,7 @@ def fit_id(item_id: str, limit: int = MAX_ID) -> tuple[str, str | None]:
     if len(item_id) <= limit:
         return item_id, None
     digest = hashlib.blake2b(item_id.encode("utf-8", "surrogatepass"), digest_size=4).hexdigest()
-    return f"{item_id[: limit - 10].rstrip()}~{digest}", f"shortened to {limit} characters"
+    return f"{item_id[: limit - 9].rstrip()}~{digest}", f"shortened to {limit} characters"
 
 
 def manifest_id_problem(item_id: str) -> str | None:

@@ -114,14 +114,15 @@ def _listing(folder: Path) -> list[os.DirEntry[str]]:
 
 def _is_dir(e: os.DirEntry[str]) -> bool:
     try:
-        return e.is_dir(follow_symlinks=False)
+        return e.is_dir()  # a link to a folder counts (loops are cut in _walk)
     except OSError:
         return False
 
 
 def folder_files(root: Path, max_bytes: int) -> Iterator[TreeFile]:
     """Image files under `root`, depth first in name order, streamed (one folder listed at a time).
-    Links to folders are not followed; links to files are (to a regular file only)."""
+    Links are followed (a folder seen before is not walked again: no loops); a link must end at a
+    regular file to be read."""
 
     def at(parts: tuple[str, ...]) -> list[os.DirEntry[str]]:
         return _listing(root.joinpath(*parts))
@@ -130,11 +131,19 @@ def folder_files(root: Path, max_bytes: int) -> Iterator[TreeFile]:
         lambda parts: any(_is_image(e.name) and not _is_dir(e) for e in at(parts)),
         lambda parts: [e.name for e in at(parts) if _is_dir(e)],
     )
-    yield from _walk(root, (), depth, max_bytes)
+    yield from _walk(root, (), depth, max_bytes, set())
 
 
-def _walk(root: Path, parts: tuple[str, ...], depth: int, max_bytes: int) -> Iterator[TreeFile]:
-    entries = _listing(root.joinpath(*parts))
+def _walk(root: Path, parts: tuple[str, ...], depth: int, max_bytes: int, seen: set[tuple[int, int]]) -> Iterator[TreeFile]:
+    folder = root.joinpath(*parts)
+    try:
+        st = folder.stat()
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) in seen:
+        return
+    seen.add((st.st_dev, st.st_ino))
+    entries = _listing(folder)
     images = [e for e in entries if _is_image(e.name) and not _is_dir(e)]
     stems: dict[str, int] = {}
     for e in images:
@@ -142,7 +151,7 @@ def _walk(root: Path, parts: tuple[str, ...], depth: int, max_bytes: int) -> Ite
     for e in entries:
         rel = (*parts, e.name)
         if _is_dir(e):
-            yield from _walk(root, rel, depth, max_bytes)
+            yield from _walk(root, rel, depth, max_bytes, seen)
             continue
         if not _is_image(e.name):
             continue

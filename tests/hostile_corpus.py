@@ -172,7 +172,7 @@ def write_corpus(dest: Path) -> list[Case]:
     dense = deflated(_dense(19_900_000))
     zipped(
         "zip-many-members-near-the-limit-dense",
-        [Entry(f"hat/d{i:03d}.jpg".encode(), payload=dense) for i in range(24)] + [Entry(b"shoes/good.jpg", _photo(2))],
+        [Entry(f"hat/d{i:03d}.jpg".encode(), payload=dense) for i in range(40)] + [Entry(b"shoes/good.jpg", _photo(2))],
         {"shoes/good"},
         ["not a supported image format"],
     )

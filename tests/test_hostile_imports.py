@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from hostile_corpus import Case, write_corpus
+from hostile_corpus import Case, Entry, deflated, raw_zip, write_corpus
 
 from bot.sandbox import InteractionRecord
+from recommender.archives import Archive, ArchiveLimits
+from recommender.errors import BadImage, BadManifest, BadOption, ImageTooLarge
+from recommender.importer import check_url, records_from_folder, records_from_manifest, records_from_upload
+from recommender.names import PathName, clean_path, fit_id, shown
 
 from harness import MakeHarness, embed_text
 from helpers import PYTHON, ROOT, demo_photos
@@ -132,3 +136,72 @@ async def test_hostile_uploads_through_catalog_import(corpus: list[Case], make_h
             assert c.good <= kept, (c.name, c.good - kept, text)
     assert integrity(h.rec.store.path) == "ok"
     h.assert_clean()
+
+
+# -- the parts, one by one ------------------------------------------------------------------------
+
+
+def test_names_are_shown_escaped_and_paths_become_clean_ids() -> None:
+    assert shown("caf\udcff.jpg") == "caf\\xff.jpg"  # a byte that was not UTF-8 (os.fsdecode)
+    assert shown("two\nlines\x1b[2J\u202eevil") == "two\\nlines\\x1b[2J\\u202eevil"
+    assert shown("plain name, spaces kept") == "plain name, spaces kept" and shown("x" * 50, 10) == "x" * 9 + "…"
+    assert clean_path("../../etc/passwd").parts == ("etc", "passwd")
+    assert clean_path("C:\\shop\\hat\\a.jpg") == PathName(
+        ("shop", "hat", "a.jpg"), ("backslashes became '/'", "the drive letter was dropped")
+    )
+    assert clean_path("/hat/./a\x00b.jpg").parts == ("hat", "a_b.jpg")
+    assert clean_path("hat/caf\udcff.jpg").parts == ("hat", "caf%FF.jpg")
+    long_a, long_b = "a" * 150, "a" * 149 + "b"
+    assert len(fit_id(long_a)[0]) == 100 and fit_id(long_a)[0] != fit_id(long_b)[0] and fit_id("short") == ("short", None)
+
+
+def test_manifest_ids_are_refused_per_row_and_must_be_unique(tmp_path: Path) -> None:
+    photo = demo_photos("hat")[0]
+    shutil.copyfile(photo, tmp_path / "a.jpg")
+    (tmp_path / "m.csv").write_bytes(b"id,category,path\nx,hat,a.jpg\nx,hat,a.jpg\ny\x1b[2J,hat,a.jpg\nz,hat,a.jpg\n")
+    recs = list(records_from_manifest(tmp_path / "m.csv"))
+    assert [(r.item_id, r.error) for r in recs] == [
+        ("x", None),
+        ("x", "the id 'x' is already used by m.csv line 2 in this import"),
+        ("y\\x1b[2J", "the id 'y\\x1b[2J' contains control characters or bytes that are not UTF-8"),
+        ("z", None),
+    ]
+
+
+def test_a_folder_link_loop_is_walked_once(tmp_path: Path) -> None:
+    (tmp_path / "hat").mkdir()
+    shutil.copyfile(demo_photos("hat")[0], tmp_path / "hat" / "a.jpg")
+    (tmp_path / "hat" / "again").symlink_to(tmp_path / "hat")
+    (tmp_path / "hat" / "nowhere.jpg").symlink_to(tmp_path / "missing.jpg")
+    recs = list(records_from_folder(tmp_path))
+    assert [(r.item_id, r.error) for r in recs] == [("hat/a", None), ("hat/nowhere", "it is a broken link; skipped")]
+
+
+def test_urls_and_uploads_are_checked_in_the_importer() -> None:
+    assert check_url(" https://shop.example/item ") == "https://shop.example/item"
+    for bad in ("ftp://shop.example", "https://", "https://shop.example/a b", "javascript:alert(1)"):
+        with pytest.raises(BadOption):
+            check_url(bad)
+    with pytest.raises(BadManifest, match="Upload a .csv file"):
+        records_from_upload(b"", "items.xlsx")
+    [local, web] = list(
+        records_from_upload(b"id,category,image_url\na,hat,/etc/passwd\nb,hat,https://x.example/b.jpg\n", "i.csv")
+    )
+    assert web.image == "https://x.example/b.jpg"
+    with pytest.raises(BadImage, match="is not a web address"):
+        local.image()
+
+
+def test_archive_limits_count_members_budget_and_checksums() -> None:
+    photo = demo_photos("hat")[0].read_bytes()
+    ten = raw_zip([Entry(f"hat/{i}.jpg".encode(), photo) for i in range(10)])
+    with pytest.raises(BadManifest, match="holds 10 entries; an import takes at most 5"):
+        Archive.from_bytes(ten, "ten.zip", ArchiveLimits(max_members=5))
+    small = Archive.from_bytes(ten, "ten.zip", ArchiveLimits(min_total_bytes=3 * len(photo), total_ratio=0))
+    assert [small.read(m) for m in small.members[:3]] == [photo] * 3
+    with pytest.raises(ImageTooLarge, match="the archive already inflated"):
+        small.read(small.members[3])
+    payload, crc, size = deflated(photo)
+    damaged = Archive.from_bytes(raw_zip([Entry(b"hat/a.jpg", payload=(payload, crc ^ 1, size))]), "d.zip")
+    with pytest.raises(BadImage, match="checksum"):
+        damaged.read(damaged.members[0])
