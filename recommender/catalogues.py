@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import classify
+from .changes import Change
 from .config import DEFAULT_GUILD, Settings
 from .embedder import Embedder
 from .errors import RecommenderError
@@ -60,6 +61,7 @@ class Catalogues:
         self._train_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-train")
         self._states: dict[int, CatalogueState] = {}
         self._own: dict[int, tuple[bool, float]] = {}  # guild -> (has its own items, when looked up)
+        self.polling = True  # compare with the store every refresh_check_s; off while a change feed runs
 
     async def close(self) -> None:
         timers = [c.retrain_timer for c in self._states.values() if c.retrain_timer and not c.retrain_timer.done()]
@@ -77,7 +79,8 @@ class Catalogues:
         if guild_id == DEFAULT_GUILD:
             return DEFAULT_GUILD
         known = self._own.get(guild_id)
-        if known is None or (not known[0] and time.monotonic() - known[1] > self.settings.refresh_check_s):
+        stale = self.polling and time.monotonic() - (known[1] if known else 0.0) > self.settings.refresh_check_s
+        if known is None or (not known[0] and stale):
             own = await self.store.has_items(guild_id)  # "no items" is looked up again now and then: a CLI may add some
             if self._own.get(guild_id, known) is known:  # nobody changed it while we awaited
                 self._own[guild_id] = (own, time.monotonic())
@@ -97,7 +100,7 @@ class Catalogues:
     async def index(self, cid: int) -> VectorIndex:
         """The catalogue's loaded index (loaded first if need be; reloaded if another process wrote)."""
         cat = self.state(cid)
-        if cat.index is not None and time.monotonic() - cat.checked_at > self.settings.refresh_check_s:
+        if self.polling and cat.index is not None and time.monotonic() - cat.checked_at > self.settings.refresh_check_s:
             cat.checked_at = time.monotonic()
             if await self.store.fingerprint(cid, self.model) != cat.fingerprint:  # another process wrote to it
                 log.info("catalogue %s changed outside this process; reloading it", cid)
@@ -176,6 +179,41 @@ class Catalogues:
         await self._write_index(cid, lambda ix: ix.update_meta(item.pk, item.category, item.price))
         if category_changed:
             self.schedule_retrain(cid)
+
+    async def apply(self, change: Change) -> None:
+        """A change another process committed (from the change feed): touch only what it names."""
+        cid = change.catalogue
+        if change.kind == "resync":  # the feed was away: whatever it missed is in the store
+            self._own.clear()
+            for known in list(self._states):
+                self.refresh(known)
+                self.state(known).classifier = None
+        elif change.kind == "reload":
+            self.refresh(cid)
+        elif change.kind == "items":
+            if cid != DEFAULT_GUILD:
+                self._own[cid] = (True, time.monotonic())
+            cat = self._states.get(cid)
+            if cat is not None and (cat.index is not None or cat.load_lock.locked()):
+                rows = await self.store.vectors_by_pk(change.pks, self.model)
+
+                def upsert(ix: VectorIndex) -> None:
+                    for pk, vec, category, price, digest in zip(
+                        rows.pks, rows.vectors, rows.categories, rows.prices, rows.hashes
+                    ):
+                        ix.upsert(int(pk), vec, category, None if np.isnan(price) else float(price), digest)
+
+                await self._write_index(cid, upsert)
+        elif change.kind == "removed":
+            self._own.pop(cid, None)
+
+            def remove(ix: VectorIndex) -> None:
+                for pk in change.pks:
+                    ix.remove(pk)
+
+            await self._write_index(cid, remove)
+        elif change.kind == "classifier" and change.model == self.model and cid in self._states:
+            self._states[cid].classifier = None  # the saved one is loaded on next use
 
     # -- the classifier ---------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ or more, the default one until then. Changes always go to the guild's own catalo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from . import classify
 from .backbones import DEFAULT_MODEL, Backbone, load_backbone
 from .bulk import BulkImporter, FetchFn, ProgressFn
 from .catalogues import Catalogues
+from .changes import Change, ChangeFeed
 from .classify import Classifier
 from .config import DEFAULT_GUILD, Settings, check_k
 from .embedder import Embedder
@@ -30,6 +32,8 @@ from .importer import ImportRecord
 from .index import SearchFilter
 from .records import GuildSettings, ImportSummary, Item, ItemFields, Match, NewItem, SimilarResult
 from .store import Store
+
+log = logging.getLogger(__name__)
 
 
 class Recommender:
@@ -41,6 +45,8 @@ class Recommender:
         self.embedder = Embedder(backbone, settings)
         self.catalogues = Catalogues(store, self.embedder, settings)
         self.importer = BulkImporter(self.embedder, store, self.catalogues)
+        self._feed: ChangeFeed | None = None
+        self._settings_listeners: list[Callable[[int | None], None]] = []
 
     @classmethod
     async def open(cls, settings: Settings, backbone: Backbone | None = None) -> Recommender:
@@ -53,9 +59,38 @@ class Recommender:
         except BaseException:
             await store.close()
             raise
-        return cls(store, backbone, settings)
+        rec = cls(store, backbone, settings)
+        await rec.follow_changes()
+        return rec
+
+    async def follow_changes(self, timeout_s: float = 10.0) -> None:
+        """Apply what other processes change, as they commit it (PostgreSQL's LISTEN/NOTIFY). On
+        SQLite there is no such channel: a loaded catalogue is compared with the store every
+        `refresh_check_s` instead."""
+        feed = self.store.change_feed(self._changed)
+        if feed is None or self._feed is not None:
+            return
+        self._feed = feed
+        self.catalogues.polling = False
+        feed.start()
+        try:
+            await asyncio.wait_for(feed.connected.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("the change feed is not connected yet; it keeps trying")
+
+    def on_settings_change(self, callback: Callable[[int | None], None]) -> None:
+        """callback(guild id) when another process changed a guild's settings; None: maybe any guild's."""
+        self._settings_listeners.append(callback)
+
+    async def _changed(self, change: Change) -> None:
+        await self.catalogues.apply(change)
+        if change.kind in ("settings", "resync"):
+            for callback in self._settings_listeners:
+                callback(change.catalogue if change.kind == "settings" else None)
 
     async def close(self) -> None:
+        if self._feed is not None:
+            await self._feed.close()
         await self.catalogues.close()  # a fit in progress finishes and is saved
         await self.embedder.close()
         await self.store.close()

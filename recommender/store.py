@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,57 +22,16 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from .changes import CHANNEL, Change, ChangeFeed, Handler
 from .database import Database, create_engine, guarded, locate
 from .database import migrate as migrate_async
 from .errors import DuplicateItem, ItemNotFound
 from .records import GuildSettings, Item, ItemFields, NewItem, SavedClassifier, VectorRows, WriteStatus  # noqa: F401  (ItemFields: importer.py, until it imports records)
+from .rows import audit_row, decode_vectors, encode_vector, item_from_row, now, vector_rows
 from .schema import AuditRow, ClassifierRow, EmbeddingRow, GuildSettingsRow, ItemRow, WatchedChannelRow
 
 log = logging.getLogger(__name__)
 _SLICE = 2000  # rows per slice of a streamed bulk read
-
-
-def now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def encode_vector(vec: np.ndarray) -> bytes:
-    return np.asarray(vec, dtype="<f2").tobytes()
-
-
-def decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
-    if not blobs:
-        return np.zeros((0, dim), dtype=np.float32)
-    return np.frombuffer(b"".join(blobs), dtype="<f2").reshape(len(blobs), dim).astype(np.float32)
-
-
-def _audit(guild_id: int, actor: str, action: str, item_id: str | None, **detail: Any) -> AuditRow:
-    return AuditRow(
-        guild_id=guild_id,
-        actor=actor,
-        action=action,
-        item_id=item_id,
-        detail=json.dumps(detail, default=str) if detail else None,
-        at=now(),
-    )
-
-
-def _item(row: ItemRow) -> Item:
-    return Item(
-        row.pk,
-        row.guild_id,
-        row.item_id,
-        row.name,
-        row.category,
-        row.price,
-        row.url,
-        row.description,
-        json.loads(row.attributes) if row.attributes else {},
-        row.content_hash,
-        row.added_by,
-        row.added_at,
-        row.updated_at,
-    )
 
 
 def migrate(db: str | Path, revision: str = "head") -> None:
@@ -106,6 +64,7 @@ class Store:
         self.engine = engine
         self.database = database
         self.path = database.path  # the SQLite file; None on PostgreSQL
+        self.origin = uuid.uuid4().hex  # names this store's changes on the change feed
         self.session = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
@@ -122,6 +81,20 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+    # -- the change feed (PostgreSQL) -------------------------------------------------------------
+
+    async def _publish(self, s: AsyncSession, change: Change) -> None:
+        """Tell the other processes, in the writing transaction (delivered when, and if, it commits)."""
+        if self.database.kind == "postgresql":
+            change = Change(change.kind, change.catalogue, change.pks, change.model, self.origin)
+            await s.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": change.payload()})
+
+    def change_feed(self, handler: Handler) -> ChangeFeed | None:
+        """What other processes change, as it commits (PostgreSQL); None on SQLite, which has no channel."""
+        if self.database.kind != "postgresql":
+            return None
+        return ChangeFeed(self.database.async_url.replace("postgresql+asyncpg://", "postgresql://", 1), self.origin, handler)
 
     # -- items ----------------------------------------------------------------------------------
 
@@ -214,18 +187,22 @@ class Store:
                         EmbeddingRow(item_pk=row.pk, model=model, dim=int(new.vector.shape[-1]), vector=encode_vector(new.vector))
                     )
                 if audit:
-                    s.add(_audit(guild_id, actor, audit, f.item_id, name=f.name, category=f.category))
-                results.append((_item(row), status))
+                    s.add(audit_row(guild_id, actor, audit, f.item_id, name=f.name, category=f.category))
+                results.append((item_from_row(row), status))
+            changed = tuple(item.pk for item, status in results if status != "unchanged")
+            if changed:
+                await self._publish(s, Change("items", guild_id, changed))
         return results
 
     async def remove_item(self, guild_id: int, item_id: str, actor: str) -> Item:
         """Delete the item and its embeddings, and audit it, in one transaction."""
         async with self.session() as s, s.begin():
             row = await _find(s, guild_id, item_id)
-            item = _item(row)
+            item = item_from_row(row)
             await s.execute(delete(EmbeddingRow).where(EmbeddingRow.item_pk == row.pk))
             await s.delete(row)
-            s.add(_audit(guild_id, actor, "remove", item_id, name=item.name, category=item.category))
+            s.add(audit_row(guild_id, actor, "remove", item_id, name=item.name, category=item.category))
+            await self._publish(s, Change("removed", guild_id, (item.pk,)))
         return item
 
     async def update_item(self, guild_id: int, item_id: str, changes: dict[str, Any]) -> Item:
@@ -237,17 +214,18 @@ class Store:
                     setattr(row, k, v)
             row.updated_at = now()
             await s.flush()
-            return _item(row)
+            await self._publish(s, Change("items", guild_id, (row.pk,)))
+            return item_from_row(row)
 
     async def get_item(self, guild_id: int, item_id: str) -> Item:
         async with self.session() as s:
             row = await _find(s, guild_id, item_id)
-            return _item(row)
+            return item_from_row(row)
 
     async def items_by_pk(self, pks: Sequence[int]) -> dict[int, Item]:
         async with self.session() as s:
             rows = (await s.execute(select(ItemRow).where(ItemRow.pk.in_(list(pks))))).scalars()
-            return {r.pk: _item(r) for r in rows}
+            return {r.pk: item_from_row(r) for r in rows}
 
     async def thumbnails(self, pks: Sequence[int]) -> dict[int, bytes]:
         async with self.session() as s:
@@ -263,7 +241,7 @@ class Store:
         async with self.session() as s:
             total = (await s.execute(select(func.count()).select_from(ItemRow).where(*where))).scalar_one()
             q = select(ItemRow).where(*where).order_by(ItemRow.category, ItemRow.item_id).offset(offset).limit(limit)
-            return [_item(r) for r in (await s.execute(q)).scalars()], int(total)
+            return [item_from_row(r) for r in (await s.execute(q)).scalars()], int(total)
 
     async def category_counts(self, guild_id: int) -> dict[str, int]:
         async with self.session() as s:
@@ -310,7 +288,7 @@ class Store:
             result = await c.stream(q.execution_options(yield_per=_SLICE))
             async for part in result.partitions(_SLICE):
                 rows += [tuple(r) for r in part]
-        return await asyncio.to_thread(_vector_rows, rows)
+        return await asyncio.to_thread(vector_rows, rows)
 
     @staticmethod
     def _load_vectors_sqlite(path: Path, guild_id: int, model: str) -> VectorRows:
@@ -323,7 +301,19 @@ class Store:
             ).fetchall()
         finally:
             con.close()
-        return _vector_rows(rows)
+        return vector_rows(rows)
+
+    async def vectors_by_pk(self, pks: Sequence[int], model: str) -> VectorRows:
+        """The vectors (for `model`) and index fields of the given items, those that have one."""
+        q = (
+            select(ItemRow.pk, ItemRow.category, ItemRow.price, ItemRow.content_hash, EmbeddingRow.dim, EmbeddingRow.vector)
+            .join(EmbeddingRow, (EmbeddingRow.item_pk == ItemRow.pk) & (EmbeddingRow.model == model))
+            .where(ItemRow.pk.in_(list(pks)))
+            .order_by(ItemRow.pk)
+        )
+        async with self.session() as s:
+            rows = [tuple(r) for r in await s.execute(q)]
+        return vector_rows(rows)
 
     async def iter_export(self, guild_id: int, model: str, batch: int = 2000) -> AsyncIterator[list[tuple[Item, np.ndarray]]]:
         last = -1
@@ -339,7 +329,7 @@ class Store:
                 rows = (await s.execute(q)).all()
             if not rows:
                 return
-            yield [(_item(r[0]), decode_vectors([r.vector], r.dim)[0]) for r in rows]
+            yield [(item_from_row(r[0]), decode_vectors([r.vector], r.dim)[0]) for r in rows]
             last = rows[-1][0].pk
 
     async def fingerprint(self, guild_id: int, model: str) -> str:
@@ -360,6 +350,7 @@ class Store:
             await s.merge(
                 ClassifierRow(guild_id=guild_id, model=model, fingerprint=fingerprint, method=method, blob=blob, trained_at=now())
             )
+            await self._publish(s, Change("classifier", guild_id, model=model))
 
     async def load_classifier(self, guild_id: int, model: str) -> SavedClassifier | None:
         async with self.session() as s:
@@ -383,6 +374,7 @@ class Store:
                 setattr(row, k, v)
             row.updated_at = now()
             s.add(row)
+            await self._publish(s, Change("settings", guild_id))
 
     async def set_watched(self, guild_id: int, channel_id: int, watched: bool) -> bool:
         """Returns whether anything changed."""
@@ -390,15 +382,16 @@ class Store:
             row = await s.get(WatchedChannelRow, (guild_id, channel_id))
             if watched and row is None:
                 s.add(WatchedChannelRow(guild_id=guild_id, channel_id=channel_id))
-                return True
-            if not watched and row is not None:
+            elif not watched and row is not None:
                 await s.delete(row)
-                return True
-            return False
+            else:
+                return False
+            await self._publish(s, Change("settings", guild_id))
+            return True
 
     async def audit(self, guild_id: int, actor: str, action: str, item_id: str | None = None, **detail: Any) -> None:
         async with self.session() as s, s.begin():
-            s.add(_audit(guild_id, actor, action, item_id, **detail))
+            s.add(audit_row(guild_id, actor, action, item_id, **detail))
 
     async def audit_entries(self, guild_id: int, limit: int = 50) -> list[dict[str, Any]]:
         async with self.session() as s:
@@ -425,18 +418,6 @@ class Store:
         problems = [f"{orphans} embeddings without an item"] if orphans else []
         problems += [f"{ragged} embeddings whose size is not their dimension"] if ragged else []
         return "; ".join(problems) or "ok"
-
-
-def _vector_rows(rows: Sequence[Any]) -> VectorRows:
-    """(pk, category, price, hash, dim, vector) rows -> column-wise VectorRows."""
-    dim = rows[0][4] if rows else 0
-    return VectorRows(
-        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
-        decode_vectors([bytes(r[5]) for r in rows], dim),
-        [r[1] for r in rows],
-        np.fromiter((math.nan if r[2] is None else r[2] for r in rows), dtype=np.float64, count=len(rows)),
-        [r[3] for r in rows],
-    )
 
 
 __all__ = ["Store", "migrate"]

@@ -16,11 +16,12 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 
+from recommender.database import migrations_dir
 from recommender.errors import DatabaseError
 from recommender.images import load_image, make_thumbnail
+from recommender.rows import encode_vector
 from recommender.schema import Base
-from recommender.database import migrations_dir
-from recommender.store import Store, encode_vector, migrate
+from recommender.store import Store, migrate
 
 from helpers import backbone, demo_item_id, demo_photos, open_rec
 

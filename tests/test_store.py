@@ -18,7 +18,8 @@ from sqlalchemy.exc import IntegrityError
 from recommender.errors import DuplicateItem, ItemNotFound
 from recommender.images import load_image, make_thumbnail
 from recommender.records import ItemFields, NewItem
-from recommender.store import Store, decode_vectors, encode_vector
+from recommender.rows import decode_vectors, encode_vector
+from recommender.store import Store
 
 from databases import sql
 from helpers import demo_photos

@@ -1,0 +1,70 @@
+"""Between database rows and the recommender's records: vector encoding (little-endian float16),
+item and audit rows, and column-wise vector rows. Plain functions, no session."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from .records import Item, VectorRows
+from .schema import AuditRow, ItemRow
+
+
+def now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def encode_vector(vec: np.ndarray) -> bytes:
+    return np.asarray(vec, dtype="<f2").tobytes()
+
+
+def decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f2").reshape(len(blobs), dim).astype(np.float32)
+
+
+def audit_row(guild_id: int, actor: str, action: str, item_id: str | None, **detail: Any) -> AuditRow:
+    return AuditRow(
+        guild_id=guild_id,
+        actor=actor,
+        action=action,
+        item_id=item_id,
+        detail=json.dumps(detail, default=str) if detail else None,
+        at=now(),
+    )
+
+
+def item_from_row(row: ItemRow) -> Item:
+    return Item(
+        row.pk,
+        row.guild_id,
+        row.item_id,
+        row.name,
+        row.category,
+        row.price,
+        row.url,
+        row.description,
+        json.loads(row.attributes) if row.attributes else {},
+        row.content_hash,
+        row.added_by,
+        row.added_at,
+        row.updated_at,
+    )
+
+
+def vector_rows(rows: Sequence[Any]) -> VectorRows:
+    """(pk, category, price, hash, dim, vector) rows -> column-wise VectorRows."""
+    dim = rows[0][4] if rows else 0
+    return VectorRows(
+        np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows)),
+        decode_vectors([bytes(r[5]) for r in rows], dim),
+        [r[1] for r in rows],
+        np.fromiter((math.nan if r[2] is None else r[2] for r in rows), dtype=np.float64, count=len(rows)),
+        [r[3] for r in rows],
+    )
