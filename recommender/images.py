@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
 from . import decode_budget
 from .errors import BadImage, ImageTooLarge
@@ -215,8 +215,7 @@ def _looks_truncated(data: bytes, fmt: str) -> bool:
     if fmt == "GIF":
         return not data.rstrip(b"\x00").endswith(b";")
     if fmt == "TIFF" and len(data) >= 8:
-        order = "little" if data[:2] == b"II" else "big"
-        return int.from_bytes(data[4:8], order) >= len(data)
+        return int.from_bytes(data[4:8], "little" if data[:2] == b"II" else "big") >= len(data)
     return len(data) < 64
 
 
@@ -251,7 +250,7 @@ def _orientation(im: Image.Image) -> int:
 def _deep_range(im: Image.Image) -> tuple[float, float]:
     """(min, max) of a 16/32-bit greyscale image, NaN read as 0, computed band by band."""
     lo, hi = np.inf, -np.inf
-    for band in _bands(im, 0, 1):
+    for band in _bands(im, 1):
         a = np.nan_to_num(np.asarray(band, dtype=np.float64))
         if a.size:
             lo, hi = min(lo, float(a.min())), max(hi, float(a.max()))
@@ -285,9 +284,10 @@ def _to_rgb(im: Image.Image, deep: tuple[float, float] | None = None) -> Image.I
     return im.copy() if im.mode == "RGB" else im.convert("RGB")
 
 
-def _bands(im: Image.Image, rows: int, multiple: int) -> Iterator[Image.Image]:
-    """Copies of ``im``'s rows, ``rows`` at a time (0: as many as fit in _BAND_BYTES), a multiple of ``multiple``."""
-    rows = rows or max(multiple, _BAND_BYTES // (4 * im.width) // multiple * multiple)
+def _bands(im: Image.Image, multiple: int) -> Iterator[Image.Image]:
+    """``im``'s rows in bands of about _BAND_BYTES (a multiple of ``multiple`` rows): copies, or
+    ``im`` itself when it fits in one."""
+    rows = max(multiple, _BAND_BYTES // (4 * im.width) // multiple * multiple)
     for top in range(0, im.height, rows):
         yield im if rows >= im.height else im.crop((0, top, im.width, min(im.height, top + rows)))
 
@@ -306,7 +306,7 @@ def _shrunk_rgb(im: Image.Image, side: int) -> Image.Image:
     deep = _deep_range(im) if im.mode.startswith("I") or im.mode == "F" else None
     reduced = Image.new("RGB", (-(-im.width // fx), -(-im.height // fy)))
     top = 0
-    for band in _bands(im, 0, fy):
+    for band in _bands(im, fy):
         rgb = _to_rgb(band, deep)
         reduced.paste(rgb.reduce((fx, fy)) if fx > 1 or fy > 1 else rgb, (0, top // fy))
         top += band.height
@@ -315,13 +315,13 @@ def _shrunk_rgb(im: Image.Image, side: int) -> Image.Image:
     return reduced.resize(size, Image.Resampling.BICUBIC, box=(0, 0, im.width / fx, im.height / fy))
 
 
-def _open(data: bytes, fmt: str) -> Image.ImageFile.ImageFile:
+def _open(data: bytes, fmt: str) -> ImageFile.ImageFile:
     """The header of ``data`` read by the plugin of ``fmt`` alone: no other decoder is tried, and no
     process-wide warning filter is needed (Pillow's pixel-count warning is Image.open's; the limits
     are checked by the caller instead)."""
     Image.init()  # registers the plugins once
     factory = Image.OPEN[fmt][0]
-    return factory(io.BytesIO(data), "")  # type: ignore[return-value]
+    return factory(io.BytesIO(data), "")
 
 
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
