@@ -177,6 +177,10 @@ class SlowSettingsReader:
         self.reads = 0
         self.reading = asyncio.Event()
         self.release = asyncio.Event()
+        self.listeners: list = []
+
+    def on_settings_change(self, callback) -> None:
+        self.listeners.append(callback)
 
     async def guild_settings(self, guild_id: int) -> int:
         self.reads += 1
@@ -197,6 +201,13 @@ async def test_guild_settings_cache_never_keeps_a_read_older_than_a_write() -> N
     assert await first == 1  # that caller gets what it read
     assert await configs.get(7) == 2  # but the stale copy was not cached
     assert await configs.get(7) == 2 and reader.reads == 2  # the fresh one is
+    reader.k = 3
+    [changed] = reader.listeners  # another process wrote (the change feed): forgotten here too
+    changed(7)
+    assert await configs.get(7) == 3 and reader.reads == 3
+    reader.k = 4
+    changed(None)  # the feed reconnected: every guild is read again
+    assert await configs.get(7) == 4
 
 
 def test_item_ids_are_readable_and_unique() -> None:
