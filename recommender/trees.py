@@ -12,6 +12,7 @@ for reading: `LocalFile` opens with O_NONBLOCK and checks the kind before it rea
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -217,7 +218,7 @@ def zip_files(archive: Archive, members: Iterable[tuple[PathName, Member]]) -> I
             where,
             name,
             category,
-            (lambda m=m: archive.read(m)),
+            functools.partial(archive.read, m),
             f"it is {m.kind}" if m.kind else "the file is empty" if m.compressed <= 2 and m.size == 0 else None,
             stems[(*parts[:-1], _stem(parts[-1]))] > 1,
         )

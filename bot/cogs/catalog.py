@@ -250,7 +250,9 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         if not editor.expired:
             try:
                 await interaction.followup.send(
-                    _notes_line(notes), embed=render.import_summary(summary, source=file.filename), ephemeral=True
+                    _notes_line(notes) or discord.utils.MISSING,
+                    embed=render.import_summary(summary, source=file.filename),
+                    ephemeral=True,
                 )
                 return
             except discord.HTTPException as e:
