@@ -117,13 +117,22 @@ async def migrate(engine: AsyncEngine, database: Database, revision: str = "head
         ) from None
 
 
+_AWAY = ("connect", "closed", "locked", "busy", "shutting down", "starting up", "terminat", "timeout", "unable to open")
+
+
 def unavailable(error: BaseException) -> bool:
-    """An error that says the database is away or busy for now, not that the request is wrong."""
+    """An error that says the database is away or busy for now, not that the request (or the
+    schema) is wrong: a refused or dropped connection, a server shutting down, a locked file."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-    if isinstance(error, (OSError, ConnectionError, InterfaceError, OperationalError)):
+    if isinstance(error, (OSError, ConnectionError)):
         return True
-    return isinstance(error, DBAPIError) and error.connection_invalidated
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    said = f"{type(error.orig).__name__} {error.orig}".lower()
+    return isinstance(error, (InterfaceError, OperationalError)) and any(w in said for w in _AWAY)
 
 
 def guarded(cls: type[T]) -> type[T]:

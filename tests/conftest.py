@@ -4,7 +4,7 @@ Helpers are imported from tests/helpers.py and tests/harness.py, never from here
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,19 @@ def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_catalogue(tmp_path_factory.mktemp("bot-template") / "template.db", "tiny")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def bot_catalogue(request: pytest.FixtureRequest, tmp_path: Path, template_db: Path) -> Callable[[], str]:
+    """fresh() -> a private copy of the bot tests' catalogue: SQLite files, then PostgreSQL databases."""
+    if request.param == "sqlite":
+        copies = iter(range(1000))
+        return lambda: str(copy_db(template_db, tmp_path / f"bot-{next(copies)}.db"))
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    template = cluster.template("bot", lambda url: build_catalogue(url, "tiny"))  # type: ignore[arg-type]
+    return lambda: cluster.clone(template)
+
+
 @pytest.fixture
-async def make_harness(tmp_path: Path, template_db: Path) -> AsyncIterator[MakeHarness]:
+async def make_harness(bot_catalogue: Callable[[], str]) -> AsyncIterator[MakeHarness]:
     """`await make_harness(options={...}, settings={...}, heartbeat=0.5, watch=True, db=None)`."""
     made: list[tuple[DiscordSandbox, Harness]] = []
 
@@ -36,7 +47,7 @@ async def make_harness(tmp_path: Path, template_db: Path) -> AsyncIterator[MakeH
         watch: bool = True,
         db: Path | None = None,
     ) -> Harness:
-        path = db or copy_db(template_db, tmp_path / f"bot-{len(made)}.db")
+        path = db or bot_catalogue()
         s = bot_settings(path, **(settings or {}))
         o = bot_options(s, **(options or {}))
         sandbox = DiscordSandbox(heartbeat_interval=heartbeat)

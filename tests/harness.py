@@ -48,7 +48,7 @@ def catalogue_records() -> list[ImportRecord]:
     return [r for r in records_from_source(DEMO) if r.item_id in keep]
 
 
-def bot_settings(db: Path, **kw: Any) -> Settings:
+def bot_settings(db: str | Path, **kw: Any) -> Settings:
     kw.setdefault("model", "tiny")
     kw.setdefault("retrain_delay_s", 0.2)
     return load_settings(env={}, db=db, **kw)
@@ -79,7 +79,7 @@ def _in_thread(fn: Callable[[], Awaitable[Any]]) -> Any:
     return out.get("value")
 
 
-def build_catalogue(db: Path, model: str) -> Path:
+def build_catalogue(db: str | Path, model: str) -> str | Path:
     async def build() -> None:
         rec = await Recommender.open(bot_settings(db, model=model), backbone=backbone(model))
         try:

@@ -30,6 +30,7 @@ from recommender.engine import ImportSummary, Match, SimilarResult
 from recommender.errors import BadOption
 from recommender.records import Item
 
+from databases import sql
 from harness import BOT_COMMANDS, Harness, bot_options, bot_settings, copy_db, held_out, jpeg, listed, wait_for_typing
 
 pytestmark = pytest.mark.timeout(120)
@@ -58,18 +59,15 @@ async def test_unexpected_errors_get_an_apology_and_the_bot_keeps_going(harness:
     h = harness
     photo = [jpeg(held_out("skirt")[0])]
     assert (await h.ask(h.alice, photo)).embeds
-    db = sqlite3.connect(h.settings.db)
+    assert h.rec is not None
+    await sql(h.rec.store, "ALTER TABLE items RENAME TO items_away")  # a real fault under the running bot
     try:
-        db.execute("ALTER TABLE items RENAME TO items_away")  # a real fault under the running bot
-        db.commit()
         broken = await h.ask(h.alice, photo)
         assert broken.content == APOLOGY and broken.embeds == []
         inter = await h.slash(h.bob, "similar", attachments={"image": photo[0]})
         assert inter.messages[-1].content == APOLOGY and not inter.failed
     finally:
-        db.execute("ALTER TABLE items_away RENAME TO items")
-        db.commit()
-        db.close()
+        await sql(h.rec.store, "ALTER TABLE items_away RENAME TO items")
     assert (await h.ask(h.alice, photo)).embeds  # still alive and well
     h.assert_clean()
 
