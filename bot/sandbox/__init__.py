@@ -5,7 +5,7 @@ Typical use::
     async with DiscordSandbox(heartbeat_interval=1.0) as sandbox:
         sandbox.configure_discord()              # discord.py now talks to 127.0.0.1
         bot_user = sandbox.create_bot_user("lookalike")
-        guild = sandbox.create_guild("Shop A")   # existing bots are invited
+        guild = sandbox.create_guild("Shop A")   # existing bots are invited (shard=(1, 2): an id on shard 1 of 2)
         channel = sandbox.create_text_channel(guild, "photos")
         alice = sandbox.create_user("alice"); sandbox.add_member(guild, alice)
         task = asyncio.create_task(bot.start(bot_user.token))
@@ -28,6 +28,7 @@ from .limits import DEFAULT_REQUEST_LIMIT, DEFAULT_UPLOAD_LIMIT, ApiError, Viola
 from .permissions import DEFAULT_BOT_PERMISSIONS, DEFAULT_EVERYONE_PERMISSIONS, Intent, Perm
 from .router import RequestRecord
 from .server import DiscordConfig, DiscordSandbox
+from .shards import SessionStarts, shard_of
 from .state import BotUser, Channel, Guild, Member, Message, MessageFlag, Role, User
 
 __all__ = [
@@ -50,7 +51,9 @@ __all__ = [
     "Perm",
     "RequestRecord",
     "Role",
+    "SessionStarts",
     "StoredFile",
     "User",
+    "shard_of",
     "Violation",
 ]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from .permissions import Intent
+from .shards import SessionStarts, wanted_by
 from .state import BotUser, Guild, Message, Payload
 
 if TYPE_CHECKING:
@@ -66,12 +67,10 @@ class GatewaySession:
         self.ready = False
 
     def wants(self, guild_id: int | None, intent: int | None) -> bool:
+        """An event of this guild (None: a direct message) needing this intent, for this session's shard."""
         if intent is not None and not self.intents & intent:
             return False
-        if guild_id is not None and self.shard is not None:
-            shard_id, count = self.shard
-            return (guild_id >> 22) % count == shard_id
-        return True
+        return wanted_by(self.shard, guild_id)
 
     def dispatch(self, event: str, data: Payload) -> None:
         self.seq += 1
@@ -122,6 +121,11 @@ class Gateway:
         self.handshakes: list[dict[str, str]] = []
         #: ``(session_id, kind)`` per successful IDENTIFY (``"identify"``) or RESUME (``"resume"``).
         self.logins: list[tuple[str, str]] = []
+        #: Per bot id: its session start limit (spent by each IDENTIFY, reported by ``GET /gateway/bot``).
+        self.session_starts: dict[int, SessionStarts] = {}
+
+    def starts(self, bot: BotUser) -> SessionStarts:
+        return self.session_starts.setdefault(bot.id, SessionStarts())
 
     # -- dispatch ------------------------------------------------------------------------------
     def dispatch(
@@ -310,6 +314,9 @@ class Gateway:
         shard = data.get("shard")
         if shard is not None and not (isinstance(shard, list) and len(shard) == 2 and 0 <= shard[0] < shard[1]):
             return await self.close(conn, 4010, "Invalid shard.")
+        if not self.starts(bot).spend():  # Discord resets the token of a bot that runs out
+            self.sandbox.record_violation("session_start_limit", f"{bot.name} used up its {self.starts(bot).total} IDENTIFYs")
+            return await self.close(conn, 4004, "Authentication failed.")
         session = GatewaySession(bot, intents, tuple(shard) if shard else None)
         self.sessions[session.session_id] = session
         conn.session, session.connection = session, conn

@@ -19,6 +19,7 @@ from .limits import (
 from .messages import apply_edit, edit_leaves_empty
 from .permissions import Intent, Perm, channel_permissions
 from .router import Call, Router
+from .shards import recommended_shards
 from .state import Channel, ChannelType, Message, Payload
 
 if TYPE_CHECKING:
@@ -83,10 +84,11 @@ class RestApi:
         return {"url": self.sb.gateway_url}
 
     async def get_gateway_bot(self, call: Call) -> Any:
+        guilds = sum(call.me.id in g.members for g in self.sb.guilds.values())
         return {
             "url": self.sb.gateway_url,
-            "shards": 1,
-            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1},
+            "shards": self.sb.recommended_shards or recommended_shards(guilds),
+            "session_start_limit": self.sb.gateway.starts(call.me).payload(),
         }
 
     async def get_application(self, call: Call) -> Any:

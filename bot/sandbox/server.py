@@ -95,6 +95,8 @@ class DiscordSandbox(World):
         self.upload_limit = upload_limit  # per file
         self.request_limit = request_limit  # per request
         self.host = host
+        #: ``shards`` in ``GET /gateway/bot``; None: Discord's rule (about one shard per 1,000 guilds).
+        self.recommended_shards: int | None = None
         self.port = 0
         self.gateway = Gateway(self)
         self._runner: web.AppRunner | None = None
@@ -180,12 +182,18 @@ class DiscordSandbox(World):
     def violations_of(self, kind: str) -> list[Any]:
         return [v for v in self.violations if v.kind == kind]
 
-    async def wait_for_ready(self, bot: BotUser | None = None, *, timeout: float = 10.0) -> None:
-        """Wait until ``bot`` (or any bot) has an identified session that got its GUILD_CREATEs."""
+    async def wait_for_ready(
+        self, bot: BotUser | None = None, *, shard: tuple[int, int] | None = None, timeout: float = 10.0
+    ) -> None:
+        """Wait until ``bot`` (or any bot) has an identified session (on ``shard``: [shard_id, num_shards],
+        if given) that got its GUILD_CREATEs."""
         await self.wait_until(
-            lambda: any(s.connection and s.ready and (bot is None or s.bot.id == bot.id) for s in self.gateway.sessions.values()),
+            lambda: any(
+                s.connection and s.ready and (bot is None or s.bot.id == bot.id) and (shard is None or s.shard == shard)
+                for s in self.gateway.sessions.values()
+            ),
             timeout,
-            "a bot session to be READY",
+            f"a bot session{f' on shard {shard}' if shard else ''} to be READY",
         )
 
     async def wait_for_commands(

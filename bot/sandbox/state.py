@@ -51,6 +51,15 @@ class SnowflakeGenerator:
             self._last_ms, self._increment = now, 0
         return (self._last_ms << 22) | (1 << 17) | self._increment
 
+    def next_on_shard(self, shard_id: int, num_shards: int) -> int:
+        """The next snowflake whose guild would live on ``shard_id`` ((id >> 22) % num_shards): its
+        millisecond moves forward (at most num_shards - 1 ms ahead of the clock) to one that fits."""
+        ident = self.next()
+        while (ident >> 22) % num_shards != shard_id:
+            self._last_ms, self._increment = self._last_ms + 1, 0
+            ident = (self._last_ms << 22) | (1 << 17)
+        return ident
+
 
 def snowflake_time(snowflake: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000, dt.UTC)

@@ -155,11 +155,13 @@ class World:
         owner: User | None = None,
         everyone_permissions: int = DEFAULT_EVERYONE_PERMISSIONS,
         bots: Iterable[BotUser] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> Guild:
         """A guild with an @everyone role and its owner; every bot created so far (or ``bots``)
-        is invited with its invite permissions (a managed role, as Discord does)."""
+        is invited with its invite permissions (a managed role, as Discord does). ``shard``
+        ([shard_id, num_shards]): pick an id whose events go to that shard."""
         owner = owner or self.create_user(f"{name}-owner")
-        guild = Guild(self.ids.next(), name, owner.id)
+        guild = Guild(self.ids.next_on_shard(*shard) if shard else self.ids.next(), name, owner.id)
         guild.roles[guild.id] = Role(guild.id, guild.id, "@everyone", everyone_permissions)
         self.guilds[guild.id] = guild
         self.add_member(guild, owner)
