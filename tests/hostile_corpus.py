@@ -287,4 +287,23 @@ def write_corpus(dest: Path) -> list[Case]:
             ],
         )
     )
+    rows = [["ok", "hat", "Ok", "", ""], ["nul\x00", "hat", "Nul", "", ""], ["big", "hat", "Big", "", "x" * 200_000]]
+    rows += [["pad", "hat", "Pad", "", "pad " * 25_000], ["latin", "hat", "Caf\udce9", "", ""]]  # 100 KB in: past the UTF-8 check
+    rows += [["local", "hat", "Local", "/etc/passwd", ""]]
+    (dest / "upload-nul-huge-cell-bad-bytes.csv").write_bytes(_csv(rows, "id,category,name,image_url,description"))
+    cases.append(
+        Case(
+            "upload-nul-huge-cell-bad-bytes",
+            dest / "upload-nul-huge-cell-bad-bytes.csv",
+            set(),  # a CSV upload's pictures are web addresses: none here
+            ["contains a NUL byte", "a cell is longer than 131,072 characters", "the line is not valid UTF-8 text"],
+            upload=True,
+            bot_says=[
+                "contains a NUL byte",
+                "a cell is longer than 131,072 characters",
+                "the line is not valid UTF-8 text",
+                "is not a web address",
+            ],
+        )
+    )
     return cases
