@@ -127,3 +127,39 @@ async def sql(store: Any, statement: str, params: dict[str, Any] | list[dict[str
     async with store.engine.begin() as c:
         result = await c.execute(text(statement), params or {})
         return [tuple(r) for r in result] if result.returns_rows else []
+
+
+def query(db: str | Path, statement: str) -> list[tuple[Any, ...]]:
+    """Rows of one read-only query from another connection, whichever database `db` is; [] while the
+    schema is not there yet (a process that is still creating it)."""
+    if str(db).startswith("postgresql://"):
+        import asyncio
+
+        import asyncpg
+
+        async def run() -> list[tuple[Any, ...]]:
+            conn = await asyncpg.connect(str(db))
+            try:
+                return [tuple(r) for r in await conn.fetch(statement)]
+            except asyncpg.UndefinedTableError:
+                return []
+            finally:
+                await conn.close()
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1) as pool:  # a loop of its own: the caller may be inside one
+            return pool.submit(asyncio.run, run()).result()
+    import sqlite3
+
+    if not Path(db).exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    try:
+        return [tuple(r) for r in con.execute(statement)]
+    except sqlite3.OperationalError as e:
+        if "no such table" in str(e):
+            return []
+        raise
+    finally:
+        con.close()
