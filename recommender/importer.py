@@ -359,6 +359,8 @@ def count_records(source: Path) -> int | None:
         if source.suffix.lower() == ".csv":
             with open(source, "rb") as f:
                 return max(0, sum(1 for _ in Lines(text_stream(f, source.name), MAX_LINE_CHARS)) - 1)
+        if source.suffix.lower() == ".zip":  # reads the directory and a manifest, never an image
+            return sum(1 for _ in records_from_zip(Archive.from_path(source)))
         if source.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 

@@ -115,15 +115,15 @@ def _listing(folder: Path) -> list[os.DirEntry[str]]:
 
 def _is_dir(e: os.DirEntry[str]) -> bool:
     try:
-        return e.is_dir()  # a link to a folder counts (loops are cut in _walk)
+        return e.is_dir(follow_symlinks=False)  # a link to a folder is not walked (it may lead anywhere, or loop)
     except OSError:
         return False
 
 
 def folder_files(root: Path, max_bytes: int) -> Iterator[TreeFile]:
     """Image files under `root`, depth first in name order, streamed (one folder listed at a time).
-    Links are followed (a folder seen before is not walked again: no loops); a link must end at a
-    regular file to be read."""
+    Links to folders are not walked (as pathlib's rglob did); a link to a file is read only if it ends
+    at a regular file."""
 
     def at(parts: tuple[str, ...]) -> list[os.DirEntry[str]]:
         return _listing(root.joinpath(*parts))
@@ -132,19 +132,11 @@ def folder_files(root: Path, max_bytes: int) -> Iterator[TreeFile]:
         lambda parts: any(_is_image(e.name) and not _is_dir(e) for e in at(parts)),
         lambda parts: [e.name for e in at(parts) if _is_dir(e)],
     )
-    yield from _walk(root, (), depth, max_bytes, set())
+    yield from _walk(root, (), depth, max_bytes)
 
 
-def _walk(root: Path, parts: tuple[str, ...], depth: int, max_bytes: int, seen: set[tuple[int, int]]) -> Iterator[TreeFile]:
-    folder = root.joinpath(*parts)
-    try:
-        st = folder.stat()
-    except OSError:
-        return
-    if (st.st_dev, st.st_ino) in seen:
-        return
-    seen.add((st.st_dev, st.st_ino))
-    entries = _listing(folder)
+def _walk(root: Path, parts: tuple[str, ...], depth: int, max_bytes: int) -> Iterator[TreeFile]:
+    entries = _listing(root.joinpath(*parts))
     images = [e for e in entries if _is_image(e.name) and not _is_dir(e)]
     stems: dict[str, int] = {}
     for e in images:
@@ -152,7 +144,7 @@ def _walk(root: Path, parts: tuple[str, ...], depth: int, max_bytes: int, seen: 
     for e in entries:
         rel = (*parts, e.name)
         if _is_dir(e):
-            yield from _walk(root, rel, depth, max_bytes, seen)
+            yield from _walk(root, rel, depth, max_bytes)
             continue
         if not _is_image(e.name):
             continue

@@ -168,10 +168,11 @@ def test_manifest_ids_are_refused_per_row_and_must_be_unique(tmp_path: Path) -> 
     ]
 
 
-def test_a_folder_link_loop_is_walked_once(tmp_path: Path) -> None:
+def test_links_to_folders_are_not_walked_and_broken_links_are_reported(tmp_path: Path) -> None:
     (tmp_path / "hat").mkdir()
     shutil.copyfile(demo_photos("hat")[0], tmp_path / "hat" / "a.jpg")
-    (tmp_path / "hat" / "again").symlink_to(tmp_path / "hat")
+    (tmp_path / "hat" / "again").symlink_to(tmp_path / "hat")  # a loop
+    (tmp_path / "hat" / "everything").symlink_to("/")
     (tmp_path / "hat" / "nowhere.jpg").symlink_to(tmp_path / "missing.jpg")
     recs = list(records_from_folder(tmp_path))
     assert [(r.item_id, r.error) for r in recs] == [("hat/a", None), ("hat/nowhere", "it is a broken link; skipped")]

@@ -307,6 +307,7 @@ async def test_a_zip_imports_end_to_end_and_again_unchanged(tmp_path: Path) -> N
     files = {f"{c}/{p.name}": p.read_bytes() for c, ps in photos.items() for p in ps}
     files["hat/broken.jpg"] = photos["hat"][0].read_bytes()[:500]
     (tmp_path / "catalogue.zip").write_bytes(zip_of(files))
+    assert count_records(tmp_path / "catalogue.zip") == 7  # for the progress bar: the directory, no image read
     rec = await open_rec(tmp_path / "c.db")
     try:
         seen: list[int] = []
