@@ -397,6 +397,7 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Plugin] = ()) -> i
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    logging.captureWarnings(True)  # a decoder's warnings about a member's file go to the log, once each
     if not getattr(args, "verbose", False):
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:

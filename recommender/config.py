@@ -124,6 +124,7 @@ def _validate(s: Settings) -> None:
         "thumbnail_side",
         "max_image_bytes",
         "max_image_pixels",
+        "max_decode_bytes",
     ):
         if getattr(s, name) < 1:
             raise BadOption(f"{name} must be at least 1.")

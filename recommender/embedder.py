@@ -32,7 +32,9 @@ class Embedder:
         self.backbone = backbone
         self.model = backbone.name
         self.dim = backbone.dim
-        self.limits = images.ImageLimits(settings.max_image_bytes, settings.max_image_pixels, settings.decode_side)
+        self.limits = images.ImageLimits(
+            settings.max_image_bytes, settings.max_image_pixels, settings.decode_side, settings.max_decode_bytes
+        )
         self.thumbnail_side = settings.thumbnail_side
         self._bulk_slice = max(1, settings.queue_size // 2)
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="lookalike-cpu")
