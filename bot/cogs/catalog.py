@@ -266,7 +266,7 @@ def _notes_line(notes: ImportNotes) -> str | None:
     """Warnings about the file, and which item ids differ from their file names (None: nothing to say)."""
     if not notes.count and not notes.warnings:
         return None
-    text = " ".join(notes.warnings)
+    text = " ".join(render.plain(w, 400) for w in notes.warnings)
     if notes.count:
         shown = "; ".join(
             f"{render.plain(where, 60)} → `{item_id.replace('`', '')[:60]}` ({why})" for where, item_id, why in notes.renamed[:3]
