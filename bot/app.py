@@ -3,6 +3,11 @@
 bot = create_bot(recommender, settings)      # tests and the demo drive this directly
 await run(settings, token)                   # `lookalike run`: open, start, stop on SIGTERM/SIGINT
 await run_from_cli(args)                     # `lookalike run` (bot/cli.py): token from DISCORD_TOKEN
+
+Sharding is discord.py's own: `Sharding(count, ids)` makes the bot an AutoShardedBot running those
+shards of `count` (several shards in one process; several processes, each with its own ids, for
+one bot). Discord sends a process only its shards' guilds, and the recommender loads a catalogue
+on its first query, so a process holds the catalogues of its guilds plus the shared default one.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +31,7 @@ from discord.ext import commands
 
 from recommender.config import Settings, load_settings
 from recommender.engine import Recommender
-from recommender.errors import RecommenderError
+from recommender.errors import BadOption, RecommenderError
 
 from .cogs.utils.attachments import UrlFetcher, fetch_session
 from .cogs.utils.cooldown import UserCooldown
@@ -46,6 +53,50 @@ def intents() -> discord.Intents:
     i.guild_messages = True
     i.message_content = True
     return i
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """This process runs shards `ids` (None: all of them) of a bot with `count` shards in all."""
+
+    count: int
+    ids: tuple[int, ...] | None = None
+
+    @classmethod
+    def parse(cls, count: str | None, ids: str | None, env: Mapping[str, str] | None = None) -> Sharding | None:
+        """From --shard-count / --shard-ids, else LOOKALIKE_SHARD_COUNT / LOOKALIKE_SHARD_IDS; None: unsharded.
+        Raises BadOption, in words, for anything Discord would refuse."""
+        env = os.environ if env is None else env
+        count = count if count is not None else env.get("LOOKALIKE_SHARD_COUNT") or None
+        ids = ids if ids is not None else env.get("LOOKALIKE_SHARD_IDS") or None
+        if count is None:
+            if ids is not None:
+                raise BadOption("--shard-ids needs --shard-count: the number of shards the whole bot runs (all processes).")
+            return None
+        try:
+            total = int(count)
+        except ValueError:
+            raise BadOption(f"--shard-count must be a whole number of shards, not {count!r}.") from None
+        if total < 1:
+            raise BadOption(f"--shard-count must be at least 1, not {total}.")
+        if ids is None:
+            return cls(total)
+        try:
+            chosen = tuple(int(x) for x in ids.replace(",", " ").split())
+        except ValueError:
+            raise BadOption(f"--shard-ids takes shard numbers separated by commas (like 0,1), not {ids!r}.") from None
+        if not chosen:
+            raise BadOption("--shard-ids names no shard; give shard numbers like 0,1 (or leave it out for all).")
+        outside = [i for i in chosen if not 0 <= i < total]
+        if outside:
+            raise BadOption(f"shard {outside[0]} does not exist: with --shard-count {total} the shards are 0 to {total - 1}.")
+        if len(set(chosen)) != len(chosen):
+            raise BadOption(f"--shard-ids names a shard twice: {ids}.")
+        return cls(total, tuple(sorted(chosen)))
+
+    def describe(self) -> str:
+        ids = self.ids if self.ids is not None else tuple(range(self.count))
+        return f"shard{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} of {self.count}"
 
 
 class LookalikeTree(app_commands.CommandTree["LookalikeBot"]):
@@ -103,13 +154,17 @@ class LookalikeBot(commands.Bot):
         )
         for ext in EXTENSIONS:
             await self.load_extension(ext)
-        if self.options.sync_commands:
+        if self.options.sync_commands and self.syncs_commands():
             await self.sync_commands()
         if self.options.health_file:
             self._health = asyncio.create_task(self._stamp_health(Path(self.options.health_file)), name="health-stamp")
 
     async def on_message(self, message: discord.Message, /) -> None:
         """No prefix commands (a mention would raise CommandNotFound); cog listeners still run."""
+
+    def syncs_commands(self) -> bool:
+        """Whether this process syncs the slash commands (of several, only the one with shard 0)."""
+        return True
 
     def gateway_open(self) -> bool:
         """Connected right now. `is_ready()` stays True through a reconnect's backoff, so look at
@@ -153,11 +208,32 @@ class LookalikeBot(commands.Bot):
             await self.web.close()
 
 
+class ShardedLookalikeBot(LookalikeBot, commands.AutoShardedBot):
+    """The same bot on discord.py's AutoShardedBot: one gateway connection per shard it runs."""
+
+    def syncs_commands(self) -> bool:
+        return self.shard_ids is None or 0 in self.shard_ids
+
+    def gateway_open(self) -> bool:
+        """Every shard of this process is connected (and not rate limited)."""
+        shards = self.shards.values()
+        return bool(shards) and all(not s.is_closed() and not s.is_ws_ratelimited() for s in shards)
+
+
 def create_bot(
-    recommender: Recommender, settings: Settings, options: BotOptions | None = None, **client_kwargs: Any
+    recommender: Recommender,
+    settings: Settings,
+    options: BotOptions | None = None,
+    sharding: Sharding | None = None,
+    **client_kwargs: Any,
 ) -> LookalikeBot:
-    """A ready-to-start bot over an open recommender. Extra keyword arguments go to discord.py's Client."""
-    return LookalikeBot(recommender, settings, options or BotOptions.from_settings(settings), **client_kwargs)
+    """A ready-to-start bot over an open recommender (sharded when `sharding` is given). Extra keyword
+    arguments go to discord.py's Client."""
+    options = options or BotOptions.from_settings(settings)
+    if sharding is None:
+        return LookalikeBot(recommender, settings, options, **client_kwargs)
+    ids = list(sharding.ids) if sharding.ids is not None else None
+    return ShardedLookalikeBot(recommender, settings, options, shard_count=sharding.count, shard_ids=ids, **client_kwargs)
 
 
 def settle_heap() -> None:
@@ -168,8 +244,10 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-async def run(settings: Settings, token: str, options: BotOptions | None = None) -> None:
+async def run(settings: Settings, token: str, options: BotOptions | None = None, sharding: Sharding | None = None) -> None:
     """Open the recommender, run the bot until SIGTERM/SIGINT (or a fatal gateway error), close everything."""
+    if sharding is not None:
+        log.info("running %s", sharding.describe())
     rec = await Recommender.open(settings)
     settle_heap()
     loop = asyncio.get_running_loop()
@@ -178,7 +256,7 @@ async def run(settings: Settings, token: str, options: BotOptions | None = None)
     try:
         for sig in signals:
             loop.add_signal_handler(sig, stop.set)
-        async with create_bot(rec, settings, options) as bot:
+        async with create_bot(rec, settings, options, sharding) as bot:
             runner = asyncio.create_task(bot.start(token), name="discord-bot")
             stopper = asyncio.create_task(stop.wait(), name="stop-signal")
             done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -213,11 +291,12 @@ async def run_from_cli(args: argparse.Namespace) -> int:
             pooling=getattr(args, "pooling", None),
         )
         options = BotOptions.from_settings(settings)
+        sharding = Sharding.parse(getattr(args, "shard_count", None), getattr(args, "shard_ids", None))
     except RecommenderError as e:
         print(f"lookalike: {e}", file=sys.stderr)
         return 2
     try:
-        await run(settings, token, options)
+        await run(settings, token, options, sharding)
     except discord.LoginFailure:
         print(
             "Discord refused the token in DISCORD_TOKEN. Copy it again from the developer portal (Bot > Reset Token).",
@@ -234,4 +313,4 @@ async def run_from_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["LookalikeBot", "create_bot", "run", "run_from_cli", "settle_heap", "ShuttingDown"]
+__all__ = ["LookalikeBot", "ShardedLookalikeBot", "Sharding", "create_bot", "run", "run_from_cli", "settle_heap", "ShuttingDown"]

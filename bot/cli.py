@@ -61,6 +61,16 @@ def bot_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
     s.add_argument("--model", help="backbone (env LOOKALIKE_MODEL)")
     s.add_argument("--weights", help="local weights file (env LOOKALIKE_WEIGHTS)")
     s.add_argument("--pooling", choices=["gap", "flatten"])
+    s.add_argument(
+        "--shard-count",
+        metavar="N",
+        help="shard the bot: N shards in all, over every process (env LOOKALIKE_SHARD_COUNT; default: no sharding)",
+    )
+    s.add_argument(
+        "--shard-ids",
+        metavar="IDS",
+        help="the shards this process runs, like 0,1 (env LOOKALIKE_SHARD_IDS; default: all N)",
+    )
     s.add_argument("-v", "--verbose", action="store_true", help="debug logs")
     s.set_defaults(func=cmd_run)
 
