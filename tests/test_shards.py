@@ -12,6 +12,7 @@ import asyncio
 import io
 import os
 import re
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -151,6 +152,42 @@ def test_lookalike_run_refuses_wrong_shards_with_exit_code_2(tmp_path: Path) -> 
     out = run_cli("run", "--db", str(tmp_path / "x.db"), "--shard-count", "2", "--shard-ids", "0,2", env=env)
     assert out.returncode == 2
     assert "shard 2 does not exist" in out.stderr and "Traceback" not in out.stderr
+
+
+def compose_cli() -> list[str] | None:
+    """`docker compose` (v2) or `docker-compose` (v1): both validate a file without a Docker engine."""
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+def test_compose_file_is_valid_and_runs_every_shard_exactly_once() -> None:
+    cli = compose_cli()
+    if cli is None:
+        pytest.skip("no `docker compose` nor `docker-compose` here (apt-get install docker-compose)")
+    command = [*cli, "-f", str(ROOT / "compose.yaml"), "config"]
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    missing = subprocess.run(command, capture_output=True, text=True, env=env | {"POSTGRES_PASSWORD": "pw"}, cwd=ROOT, timeout=60)
+    assert missing.returncode != 0 and "DISCORD_TOKEN" in missing.stderr + missing.stdout
+    out = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        env=env | {"DISCORD_TOKEN": "t0ken", "POSTGRES_PASSWORD": "pw"},
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    value = r"""['"]?([^'"\n]+)['"]?"""
+    counts = set(re.findall(r"LOOKALIKE_SHARD_COUNT: " + value, text))
+    ids = [int(i) for v in re.findall(r"LOOKALIKE_SHARD_IDS: " + value, text) for i in v.split(",")]
+    [count] = counts
+    assert sorted(ids) == list(range(int(count)))  # every shard in exactly one process
+    urls = re.findall(r"LOOKALIKE_DB: " + value, text)
+    assert len(urls) == len(ids) and all(u == "postgresql://lookalike:pw@postgres:5432/lookalike" for u in urls)
+    assert text.count("pg_isready") == 1 and text.count("- health") == len(ids)  # a health check on every service
+    assert "pgdata:/var/lib/postgresql/data" in text
 
 
 async def test_two_bot_processes_share_one_postgresql_catalogue(pg_cluster: Cluster, tmp_path: Path) -> None:
