@@ -35,6 +35,8 @@ class Settings:
     pooling: str = "gap"  # vgg16 only: "gap" (512-d) or "flatten" (25,088-d)
     weights: str | None = None  # local weights file, or "random" (benchmarks only)
     workers: int = 2  # threads for decoding and search
+    runtime: str = "auto"  # "auto": ONNX Runtime where it exports and agrees with PyTorch (runtime.py); "torch"
+    model_threads: int = 0  # threads of the model's runtime; 0: one per core
     batch_size: int = 16  # images per forward pass
     batch_wait_ms: float = 10.0  # how long the batcher waits for more requests
     queue_size: int = 64  # pending embedding requests before callers get Busy
@@ -114,6 +116,10 @@ def check_k(k: int) -> int:
 
 
 def _validate(s: Settings) -> None:
+    if s.runtime not in ("auto", "torch"):
+        raise BadOption(f"runtime must be 'auto' or 'torch', not {s.runtime!r}.")
+    if s.model_threads < 0:
+        raise BadOption("model_threads must be 0 (one per core) or more.")
     if s.pooling not in ("gap", "flatten"):
         raise BadOption(f"pooling must be 'gap' or 'flatten', not {s.pooling!r}.")
     for name in (

@@ -31,6 +31,7 @@ from .errors import BadOption, CatalogEmpty, ItemNotFound
 from .importer import ImportRecord
 from .index import SearchFilter
 from .records import GuildSettings, ImportSummary, Item, ItemFields, Match, NewItem, SimilarResult
+from .runtime import accelerate
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class Recommender:
             if backbone is None:
                 name = settings.model or await store.model_in_use(DEFAULT_MODEL)
                 backbone = await asyncio.to_thread(load_backbone, name, weights=settings.weights, pooling=settings.pooling)
+                if settings.runtime == "auto":
+                    backbone = await asyncio.to_thread(accelerate, backbone, None, settings.model_threads)
         except BaseException:
             await store.close()
             raise

@@ -1,0 +1,180 @@
+"""The fast path for a backbone on a CPU: its PyTorch graph exported once to ONNX and run by ONNX
+Runtime, measured faster per backbone (docs/BENCHMARKS.md, bench/throughput.py).
+
+`accelerate(backbone, cache_dir, threads)` returns the same Backbone with its modules (`net`, and
+`trunk` where it has one) replaced by ONNX Runtime sessions behind the same call, so every method of
+the backbone keeps working. The export is cached per model, weights, input size and library
+versions; a cached file that is corrupt, stale or from another version is rebuilt, never trusted.
+The first real batch is also run through PyTorch and compared: a runtime that disagrees is dropped
+(with a warning) and PyTorch serves. Without onnxruntime installed, PyTorch serves from the start.
+
+Threads are set deliberately: the session runs on `threads` cores without spinning, so the image
+decoding threads beside it are not starved of the two cores this machine has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+    from .backbones import Backbone
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 1e-3  # largest difference between the two runtimes' outputs on the first real batch
+FORMAT = 1  # bump when the export itself changes
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("LOOKALIKE_CACHE_DIR") or Path.home() / ".cache" / "lookalike") / "onnx"
+
+
+def accelerate(backbone: Backbone, cache_dir: Path | None = None, threads: int = 0) -> Backbone:
+    """The backbone on ONNX Runtime where it can be (see the module docstring); else unchanged."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        log.info("onnxruntime is not installed: %s runs on PyTorch", backbone.name)
+        return backbone
+    cache = cache_dir or default_cache_dir()
+    replaced: dict[str, Any] = {}
+    for part in ("net", "trunk"):
+        module = getattr(backbone, part, None)
+        if module is None:
+            continue
+        try:
+            session = _session(module, f"{backbone.name}-{part}", backbone.input_size, cache, threads)
+        except Exception as e:  # an export or a runtime that fails: PyTorch serves
+            log.warning("ONNX Runtime unavailable for %s (%s): %s; PyTorch serves", backbone.name, part, e)
+            continue
+        replaced[part] = Checked(session, module, f"{backbone.name} {part}")
+    if not replaced:
+        return backbone
+    log.info("%s runs on ONNX Runtime (%s)", backbone.name, ", ".join(replaced))
+    return dataclasses.replace(backbone, **replaced)
+
+
+def fingerprint(module: torch.nn.Module, name: str, input_size: int) -> str:
+    """Names the export: model, its weights, input size, and the versions that made and run it."""
+    import onnxruntime
+    import torch
+
+    h = hashlib.sha256(f"{FORMAT}|{name}|{input_size}|{torch.__version__}|{onnxruntime.__version__}".encode())
+    for key, tensor in sorted(module.state_dict().items()):
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _session(module: torch.nn.Module, name: str, input_size: int, cache: Path, threads: int) -> Any:
+    import onnxruntime
+
+    key = fingerprint(module, name, input_size)
+    path = cache / f"{name}-{key}.onnx"
+    meta = path.with_suffix(".json")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if _trusted(path, meta, key):
+        try:
+            return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            log.warning("cached ONNX export %s unreadable (%s): exporting again", path, e)
+    _export(module, input_size, path, meta, key)
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _trusted(path: Path, meta: Path, key: str) -> bool:
+    """The cached file is the export for this key, whole (its recorded hash matches its bytes)."""
+    try:
+        recorded = json.loads(meta.read_text())
+        return bool(recorded.get("key") == key and recorded.get("sha256") == _sha256(path))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _export(module: torch.nn.Module, input_size: int, path: Path, meta: Path, key: str) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    example = torch.zeros(1, 3, input_size, input_size)
+    with torch.inference_mode(), warnings.catch_warnings():  # once, at start-up: the exporter's chatter
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module.eval(),
+            (example,),
+            str(tmp),
+            input_names=["images"],
+            output_names=["out"],
+            dynamic_axes={"images": {0: "n"}, "out": {0: "n"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    os.replace(tmp, path)  # whole or not at all: a crash never leaves half a file under the real name
+    meta.write_text(json.dumps({"key": key, "sha256": _sha256(path)}))
+    log.info("exported %s to ONNX (%s)", key, path)
+
+
+class Checked:
+    """An ONNX Runtime session behind a torch module's call: tensor in, tensor out. Its first batch is
+    also run through the module and compared; a disagreement hands every later call to the module."""
+
+    def __init__(self, session: Any, module: torch.nn.Module, what: str) -> None:
+        self.session = session
+        self.module = module
+        self.what = what
+        self.verified = False
+        self.failed = False
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        if self.failed:
+            return self.module(batch)
+        out = torch.from_numpy(self.session.run(None, {"images": batch.contiguous().numpy()})[0])
+        if not self.verified:
+            with self._lock:
+                if not self.verified:
+                    self._verify(batch, out)
+            if self.failed:
+                return self.module(batch)
+        return out
+
+    def _verify(self, batch: torch.Tensor, out: torch.Tensor) -> None:
+        import torch
+
+        with torch.inference_mode():
+            expected = self.module(batch).float()
+        scale = max(float(expected.abs().max()), 1.0)
+        worst = float((out.float() - expected).abs().max()) / scale
+        if not np.isfinite(worst) or worst > TOLERANCE:
+            self.failed = True
+            log.warning("ONNX Runtime disagrees with PyTorch on %s (%.2g); PyTorch serves", self.what, worst)
+        self.verified = True
+
+    def eval(self) -> Checked:  # what callers of a torch module may call
+        return self

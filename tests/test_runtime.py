@@ -1,0 +1,119 @@
+"""The fast path (ONNX Runtime) against its fallback (PyTorch) on real photos, and an export cache
+that is never trusted when it is corrupt, stale or from another version."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recommender.images import load_image
+from recommender.runtime import Checked, accelerate
+
+from helpers import PYTHON, ROOT, backbone, demo_photos
+
+PHOTOS = [load_image(p)[0] for p in demo_photos()[::10]]  # 12 real photos, one of each kind and more
+
+
+@pytest.mark.parametrize("name", ["tiny", pytest.param("efficientnet-lite0", marks=pytest.mark.slow)])
+def test_the_fast_path_gives_the_fallbacks_vectors_on_real_photos(name: str, tmp_path: Path) -> None:
+    slow = backbone(name)
+    fast = accelerate(slow, tmp_path, threads=1)
+    assert isinstance(fast.net, Checked) and fast.net is not slow.net
+    a, b = slow.embed(PHOTOS), fast.embed(PHOTOS)
+    assert a.shape == b.shape == (len(PHOTOS), slow.dim)
+    assert np.abs(a - b).max() < 1e-4
+    assert fast.net.verified and not fast.net.failed
+    if slow.trunk is not None:  # the activation maps the garment crop looks at come from the fast path too
+        assert np.allclose(slow.feature_maps(PHOTOS[:3]), fast.feature_maps(PHOTOS[:3]), atol=1e-3)
+
+
+def exports(cache: Path) -> list[Path]:
+    return sorted(cache.glob("*.onnx"))
+
+
+def test_a_corrupt_stale_or_foreign_export_is_rebuilt_not_trusted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="recommender.runtime")
+    tiny = backbone("tiny")
+    accelerate(tiny, tmp_path, threads=1)
+    net = next(p for p in exports(tmp_path) if "-net-" in p.name)
+    good = net.read_bytes()
+
+    def exported() -> int:
+        n = sum("exported" in r.getMessage() and "-net-" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        return n
+
+    assert exported() == 1
+    accelerate(tiny, tmp_path, threads=1)
+    assert exported() == 0  # a sound cache is used as it is
+
+    net.write_bytes(good[: len(good) // 2])  # cut short (a crash while copying, a full disk)
+    fast = accelerate(tiny, tmp_path, threads=1)
+    assert exported() == 1 and net.read_bytes() == good
+    assert np.abs(fast.embed(PHOTOS[:4]) - tiny.embed(PHOTOS[:4])).max() < 1e-4
+
+    net.write_bytes(good.replace(b"images", b"imagez"))  # same size, other content: the hash says so
+    accelerate(tiny, tmp_path, threads=1)
+    assert exported() == 1 and net.read_bytes() == good
+
+    meta = net.with_suffix(".json")
+    meta.write_text(json.dumps({"key": "written-by-another-version", "sha256": json.loads(meta.read_text())["sha256"]}))
+    accelerate(tiny, tmp_path, threads=1)
+    assert exported() == 1
+
+    meta.write_text("{not json")
+    accelerate(tiny, tmp_path, threads=1)
+    assert exported() == 1
+
+
+def test_other_weights_are_another_export(tmp_path: Path) -> None:
+    import torch
+
+    from recommender.backbones import load_backbone
+
+    a = load_backbone("tiny")
+    b = load_backbone("tiny")
+    with torch.no_grad():
+        next(b.net.parameters()).add_(1.0)  # fine-tuned, or another release of the weights
+    accelerate(a, tmp_path, threads=1)
+    accelerate(b, tmp_path, threads=1)
+    assert len([p for p in exports(tmp_path) if "-net-" in p.name]) == 2
+
+
+def test_a_runtime_that_disagrees_with_pytorch_is_dropped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import torch
+
+    from recommender.backbones import load_backbone
+
+    honest = load_backbone("tiny")
+    other = load_backbone("tiny")
+    with torch.no_grad():
+        for p in other.net.parameters():
+            p.mul_(-1.0)
+    wrong = accelerate(other, tmp_path, threads=1).net  # a session that computes something else
+    assert isinstance(wrong, Checked)
+    liar = Checked(wrong.session, honest.net, "tiny net")
+    batch = honest._batch(PHOTOS[:2])
+    with caplog.at_level(logging.WARNING, logger="recommender.runtime"):
+        out = liar(batch)
+    assert liar.failed and "disagrees" in caplog.text
+    with torch.inference_mode():
+        assert torch.allclose(out, honest.net(batch))  # PyTorch answered, and answers from now on
+
+
+def test_without_onnxruntime_pytorch_serves_and_importing_loads_nothing_heavy() -> None:
+    code = (
+        "import sys; sys.modules['onnxruntime'] = None\n"
+        "import recommender.runtime as r\n"
+        "assert 'torch' not in sys.modules and 'onnx' not in sys.modules\n"
+        "from recommender.backbones import load_backbone\n"
+        "b = load_backbone('tiny'); assert r.accelerate(b) is b\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
