@@ -1,7 +1,7 @@
 """Sharding in the sandbox, checked against discord.py's own AutoShardedClient: IDENTIFY's
 ``shard``, events routed by ``(guild_id >> 22) % num_shards`` (direct messages to shard 0 only),
 READY listing only the shard's guilds, ``GET /gateway/bot`` with ``shards`` and
-``session_start_limit``, as Discord documents them."""
+``session_start_limit`` and the pace of IDENTIFYs, as Discord documents them."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ async def running(bot: commands.AutoShardedBot, token: str, timeout: float = 20.
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[DiscordSandbox]:
-    sb = DiscordSandbox(heartbeat_interval=1.0)
+    sb = DiscordSandbox(heartbeat_interval=1.0, identify_interval=5.0)  # Discord's pace: one IDENTIFY per 5 s
     await sb.start()
     sb.configure_discord()
     try:
@@ -109,6 +109,7 @@ async def test_gateway_bot_recommends_shards_and_autosharding_follows(sandbox: D
         assert {g.id: g.shard_id for g in bot.guilds} == {g.id: shard_of(g.id, 2) for g in guilds}
         shards = sorted(s.shard for s in sb.gateway.sessions.values() if s.bot.id == bot_user.id)
         assert shards == [(0, 2), (1, 2)]
+        assert sb.gateway.starts(bot_user).refused == []  # discord.py paces its own shards' IDENTIFYs
     assert not sb.violations
 
 
@@ -124,6 +125,8 @@ async def test_two_processes_each_get_only_their_shards_events(sandbox: DiscordS
     sb.add_member(g1, alice)
     a, b = ShardBot(shard_count=2, shard_ids=[0]), ShardBot(shard_count=2, shard_ids=[1])
     async with running(a, bot_user.token), running(b, bot_user.token):
+        # b IDENTIFYed right after a: told to wait (op 9), discord.py IDENTIFYs again 5 s later
+        assert sb.gateway.starts(bot_user).refused == [1]
         # READY (and the GUILD_CREATEs after it) name only the shard's guilds
         assert [g.id for g in a.guilds] == [g0.id] and [g.id for g in b.guilds] == [g1.id]
         await sb.wait_for_commands(bot_user, "where")
@@ -173,6 +176,7 @@ async def identify(sb: DiscordSandbox, token: str, shard: list[int] | None) -> t
 
 async def test_invalid_shards_and_an_exhausted_session_start_limit_are_refused(sandbox: DiscordSandbox) -> None:
     sb = sandbox
+    sb.identify_interval = 0.0
     bot_user = sb.create_bot_user("sharded")
     for bad in ([2, 2], [0, 0], [-1, 2], [1]):
         assert (await identify(sb, bot_user.token, bad))[0] == 4010

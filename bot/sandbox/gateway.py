@@ -314,6 +314,9 @@ class Gateway:
         shard = data.get("shard")
         if shard is not None and not (isinstance(shard, list) and len(shard) == 2 and 0 <= shard[0] < shard[1]):
             return await self.close(conn, 4010, "Invalid shard.")
+        if not self.starts(bot).admit(shard[0] if shard else None, self.sandbox.identify_interval):
+            conn.enqueue({"op": INVALID_SESSION, "d": False, "s": None, "t": None})  # too soon: IDENTIFY later
+            return None
         if not self.starts(bot).spend():  # Discord resets the token of a bot that runs out
             self.sandbox.record_violation("session_start_limit", f"{bot.name} used up its {self.starts(bot).total} IDENTIFYs")
             return await self.close(conn, 4004, "Authentication failed.")

@@ -86,6 +86,7 @@ class DiscordSandbox(World):
         upload_limit: int = DEFAULT_UPLOAD_LIMIT,
         request_limit: int = DEFAULT_REQUEST_LIMIT,
         host: str = "127.0.0.1",
+        identify_interval: float = 0.0,
     ) -> None:
         super().__init__()
         self.heartbeat_interval = heartbeat_interval
@@ -95,6 +96,8 @@ class DiscordSandbox(World):
         self.upload_limit = upload_limit  # per file
         self.request_limit = request_limit  # per request
         self.host = host
+        #: Seconds between two IDENTIFYs of a bot (per ``max_concurrency`` bucket): 5.0 on Discord; 0 = no limit.
+        self.identify_interval = identify_interval
         #: ``shards`` in ``GET /gateway/bot``; None: Discord's rule (about one shard per 1,000 guilds).
         self.recommended_shards: int | None = None
         self.port = 0

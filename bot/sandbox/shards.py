@@ -4,8 +4,11 @@
 * A guild's events go to shard ``(guild_id >> 22) % num_shards``; direct messages only to shard 0.
 * ``shards``: Discord recommends about one shard per 1,000 guilds (it requires sharding from 2,500).
 * ``session_start_limit``: ``total`` IDENTIFYs per ``reset_after`` window (24 h), ``remaining``
-  decremented by each IDENTIFY (a RESUME is free), ``max_concurrency`` IDENTIFYs per 5 s. A bot
-  that runs out has its token reset by Discord: here the IDENTIFY fails with 4004 and a violation.
+  decremented by each IDENTIFY (a RESUME is free), ``max_concurrency`` IDENTIFYs per 5 s (per
+  rate-limit bucket ``shard_id % max_concurrency``). A bot that runs out has its token reset by
+  Discord: here the IDENTIFY fails with 4004 and a violation. One that IDENTIFYs again too soon gets
+  op 9 Invalid Session and must IDENTIFY again later; the sandbox enforces that only when its
+  ``identify_interval`` is set (5.0 as on Discord; 0, the default, lets tests restart bots at once).
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ class SessionStarts:
     max_concurrency: int = 1
     used: int = 0
     window_start: float = field(default_factory=time.monotonic)
+    last_identify: dict[int, float] = field(default_factory=dict)  # rate-limit bucket -> when
+    refused: list[int | None] = field(default_factory=list)  # shard ids told to IDENTIFY later (op 9)
 
     def _roll(self) -> None:
         if time.monotonic() - self.window_start >= self.window_s:
@@ -56,6 +61,15 @@ class SessionStarts:
     def remaining(self) -> int:
         self._roll()
         return max(0, self.total - self.used)
+
+    def admit(self, shard_id: int | None, interval: float) -> bool:
+        """Whether an IDENTIFY now respects ``max_concurrency`` per ``interval`` seconds (0: no limit)."""
+        bucket, now = (shard_id or 0) % self.max_concurrency, time.monotonic()
+        if interval and now - self.last_identify.get(bucket, -interval) < interval:
+            self.refused.append(shard_id)
+            return False
+        self.last_identify[bucket] = now
+        return True
 
     def spend(self) -> bool:
         """Count one IDENTIFY; False when none was left."""
