@@ -21,7 +21,6 @@ from typing import Any, TextIO
 import bot as bot_package
 from recommender.config import DEFAULT_GUILD, load_settings
 from recommender.engine import Recommender
-from recommender.importer import records_from_folder
 
 from .app import create_bot
 from .cogs.utils.options import BotOptions
@@ -154,7 +153,7 @@ async def run_demo(out_dir: Path, model: str = "efficientnet-lite0", quiet: bool
         t.say(f"Loading the {model} model and importing {len(keep)} catalogue photos ({PER_CLASS} per class)…")
         rec = await Recommender.open(settings)
         try:
-            records = [r for r in records_from_folder(images) if r.item_id in keep]
+            records = [r for r in rec.records(images) if r.item_id in keep]
             summary = await rec.import_items(records, guild_id=DEFAULT_GUILD, actor="demo", total=len(records))
             await rec.retrain(DEFAULT_GUILD)
             t.say(f"Shared default catalogue: {summary.added} items in {len(held)} categories ({summary.seconds:.1f}s).\n")

@@ -1,9 +1,13 @@
 """Micro-batching for the model: requests that arrive together share one forward pass.
 
-Callers `await batcher.submit(x)`; one worker task drains a bounded queue, waits up to `max_wait_s`
-for more requests (up to `max_batch`), runs `fn(batch)` on the model's executor (so the event loop
-never blocks) and hands each caller its own result. A full queue is back-pressure: `submit` waits up
-to `put_timeout_s`, then raises `Busy`.
+Callers `await batcher.submit(x)`; one worker task takes up to `max_batch` waiting requests (waiting
+up to `max_wait_s` for company), runs `fn(batch)` on the model's executor (so the event loop never
+blocks) and hands each caller its own result.
+
+Two queues, each bounded by `max_queue`: interactive requests (a member's photo) and bulk ones (an
+import, `wait=True`). A batch takes interactive requests first, so a photo never waits behind a
+5,000-row import: at most behind the one forward pass already running. A full interactive queue is
+back-pressure: `submit` waits up to `put_timeout_s`, then raises `Busy`; bulk callers wait for room.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Generic, TypeVar
@@ -39,7 +44,10 @@ class Batcher(Generic[T, R]):
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.put_timeout_s = put_timeout_s
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue(max_queue)
+        self.max_queue = max_queue
+        self._fast: deque[tuple[T, asyncio.Future[R]]] = deque()  # interactive
+        self._slow: deque[tuple[T, asyncio.Future[R]]] = deque()  # bulk
+        self._changed = asyncio.Condition()
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0  # counters for stats and tests
         self.items = 0
@@ -50,46 +58,47 @@ class Batcher(Generic[T, R]):
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        return len(self._fast) + len(self._slow)
 
     async def submit(self, item: T, *, wait: bool = False) -> R:
-        """Queue one item and await its result. Interactive callers get Busy when the queue stays
-        full; bulk callers (wait=True) wait for room instead."""
+        """Queue one item and await its result. Interactive callers go first and get Busy when their
+        queue stays full; bulk callers (wait=True) queue behind them and wait for room instead."""
         self._ensure_worker()
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        try:
-            self._queue.put_nowait((item, fut))
-        except asyncio.QueueFull:
-            try:
-                await asyncio.wait_for(self._queue.put((item, fut)), None if wait else self.put_timeout_s)
-            except TimeoutError:
-                raise Busy("The recommender is busy right now; please try again in a few seconds.") from None
+        queue = self._slow if wait else self._fast
+        async with self._changed:
+            if len(queue) >= self.max_queue:
+                try:
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: len(queue) < self.max_queue), None if wait else self.put_timeout_s
+                    )
+                except TimeoutError:
+                    raise Busy("The recommender is busy right now; please try again in a few seconds.") from None
+            queue.append((item, fut))
+            self._changed.notify_all()
         return await fut
 
     async def _take_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
-        batch = [await self._queue.get()]
+        batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
-            return await self._fill(batch)
+            async with self._changed:
+                await self._changed.wait_for(lambda: bool(self._fast or self._slow))
+                deadline = time.monotonic() + self.max_wait_s
+                while True:
+                    while len(batch) < self.max_batch and (self._fast or self._slow):
+                        batch.append((self._fast or self._slow).popleft())
+                    left = deadline - time.monotonic()
+                    if len(batch) >= self.max_batch or left <= 0:
+                        break
+                    try:
+                        await asyncio.wait_for(self._changed.wait_for(lambda: bool(self._fast or self._slow)), left)
+                    except TimeoutError:
+                        break
+                self._changed.notify_all()  # room in the queues
         except asyncio.CancelledError:  # closing: the callers already taken must not wait forever
             for _, f in batch:
                 f.cancel()
             raise
-
-    async def _fill(self, batch: list[tuple[T, asyncio.Future[R]]]) -> list[tuple[T, asyncio.Future[R]]]:
-        deadline = time.monotonic() + self.max_wait_s
-        while len(batch) < self.max_batch:
-            try:
-                batch.append(self._queue.get_nowait())
-                continue
-            except asyncio.QueueEmpty:
-                pass
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), left))
-            except TimeoutError:
-                break
         return batch
 
     async def _run(self) -> None:
@@ -126,6 +135,7 @@ class Batcher(Generic[T, R]):
                 await self._worker
             except (asyncio.CancelledError, Exception):
                 pass
-        while not self._queue.empty():
-            _, f = self._queue.get_nowait()
-            f.cancel()
+        for queue in (self._fast, self._slow):
+            while queue:
+                _, f = queue.popleft()
+                f.cancel()

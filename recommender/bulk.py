@@ -4,6 +4,12 @@ Idempotent and resumable: items whose image hash is already stored for the model
 decoded nor embedded again, and a crash loses at most the batch in flight. Composed of the embedder,
 the store and the catalogues, through their public methods only. It never retrains: the caller
 decides when (the CLI right away, the bot in the background).
+
+A pipeline that keeps both cores busy: each record is read, hashed and decoded in the pool and goes
+to the model as soon as it is ready, so decoding overlaps the forward passes, and a batch is written
+while the next one is being embedded. Memory stays flat whatever the batch size: at most
+`READERS_PER_WORKER` x workers source files are held undecoded at once (each within the byte limit),
+and decoded images are small (`decode_side`).
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
+import numpy as np
+
 from .catalogues import Catalogues
 from .embedder import Embedder
 from .errors import BadImage, BadOption, RecommenderError
-from .importer import ImportRecord
-from .records import ImportSummary, ItemFields, NewItem
+from .records import ImportRecord, ImportSummary, ItemFields, NewItem
 from .store import Store
 from .urls import is_web_url
 
@@ -26,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, "int | None", ImportSummary], None]
 FetchFn = Callable[[str], Awaitable[bytes]]
+READERS_PER_WORKER = 2
 
 
 class BulkImporter:
@@ -48,13 +56,23 @@ class BulkImporter:
         if batch < 1:
             raise BadOption("The import batch size must be at least 1.")
         summary = ImportSummary()
+        readers = asyncio.Semaphore(READERS_PER_WORKER * self.embedder.workers)
         t0 = time.perf_counter()
         it = iter(records)
-        while chunk := list(itertools.islice(it, batch)):
-            await self._chunk(chunk, guild_id, actor, fetch, summary)
-            summary.seconds = time.perf_counter() - t0
-            if progress:
-                progress(summary.done, total, summary)
+        writing: asyncio.Task[None] | None = None
+        try:
+            while chunk := list(itertools.islice(it, batch)):
+                ready = await self._embed(chunk, guild_id, fetch, summary, readers)
+                if writing is not None:
+                    await writing  # batches commit in order, one at a time
+                writing = asyncio.get_running_loop().create_task(self._write(ready, guild_id, actor, summary))
+                writing.add_done_callback(lambda _t: _report(progress, total, summary, t0))
+            if writing is not None:
+                await writing
+        finally:
+            if writing is not None and not writing.done():
+                await asyncio.gather(writing, return_exceptions=True)  # never leave a batch half-handled
+        summary.seconds = time.perf_counter() - t0
         await self.store.audit(
             guild_id,
             actor,
@@ -67,6 +85,37 @@ class BulkImporter:
         )
         return summary
 
+    async def _embed(
+        self, chunk: list[ImportRecord], cid: int, fetch: FetchFn | None, summary: ImportSummary, readers: asyncio.Semaphore
+    ) -> list[NewItem]:
+        """The chunk's items ready to write, in order; a record that fails is counted and left out."""
+        good = [(r, r.fields) for r in chunk if r.error is None and r.fields is not None]
+        summary.failed += [
+            (r.item_id, r.where, r.error or "no item fields") for r in chunk if r.error is not None or r.fields is None
+        ]
+        known = await self.store.known_hashes(cid, [r.item_id for r, _ in good], self.embedder.model)
+
+        async def one(rec: ImportRecord, fields: ItemFields) -> NewItem:
+            async with readers:
+                data, digest = await self._read(rec, fetch)
+                if known.get(rec.item_id) == digest:  # same picture: update fields only, no decode, no model
+                    return NewItem(fields, None, digest, None)
+                img, _, thumb = await self.embedder.cpu(self.embedder.prepare, data)
+                del data
+            vec: np.ndarray = await self.embedder.embed_bulk(img)
+            return NewItem(fields, thumb, digest, vec)
+
+        outcomes = await asyncio.gather(*(one(r, f) for r, f in good), return_exceptions=True)
+        ready = []
+        for (rec, _), got in zip(good, outcomes):
+            if isinstance(got, NewItem):
+                ready.append(got)
+            elif isinstance(got, asyncio.CancelledError):
+                raise got
+            else:
+                summary.failed.append((rec.item_id, rec.where, _reason(got)))
+        return ready
+
     async def _read(self, rec: ImportRecord, fetch: FetchFn | None) -> tuple[bytes, str]:
         """The record's image bytes and their hash (read and hashed in the pool)."""
         src = rec.image
@@ -76,45 +125,21 @@ class BulkImporter:
             src = await fetch(src)
         return await self.embedder.cpu(lambda: self.embedder.read(src() if callable(src) else src))
 
-    async def _chunk(
-        self, chunk: list[ImportRecord], cid: int, actor: str, fetch: FetchFn | None, summary: ImportSummary
-    ) -> None:
-        good = [(r, r.fields) for r in chunk if r.error is None and r.fields is not None]
-        summary.failed += [
-            (r.item_id, r.where, r.error or "no item fields") for r in chunk if r.error is not None or r.fields is None
-        ]
-        raw = await asyncio.gather(*(self._read(r, fetch) for r, _ in good), return_exceptions=True)
-        known = await self.store.known_hashes(cid, [r.item_id for r, _ in good], self.embedder.model)
-        todo: list[tuple[ImportRecord, ItemFields, bytes, str]] = []
-        new_items: list[NewItem] = []
-        for (rec, fields), got in zip(good, raw):
-            if isinstance(got, BaseException):
-                summary.failed.append((rec.item_id, rec.where, _reason(got)))
-                continue
-            data, digest = got
-            if known.get(rec.item_id) == digest:  # same picture: update fields only, no decode, no model
-                new_items.append(NewItem(fields, None, digest, None))
-            else:
-                todo.append((rec, fields, data, digest))
-        prepared = await asyncio.gather(
-            *(self.embedder.cpu(self.embedder.prepare, data) for _, _, data, _ in todo), return_exceptions=True
-        )
-        ok = []
-        for (rec, fields, _, digest), p in zip(todo, prepared):
-            if isinstance(p, BaseException):
-                summary.failed.append((rec.item_id, rec.where, _reason(p)))
-            else:
-                ok.append((fields, digest, p))
-        vecs = await self.embedder.embed_many([img for _, _, (img, _, _) in ok])
-        new_items += [NewItem(fields, thumb, digest, vec) for (fields, digest, (_, _, thumb)), vec in zip(ok, vecs)]
-        if not new_items:
+    async def _write(self, items: list[NewItem], cid: int, actor: str, summary: ImportSummary) -> None:
+        if not items:
             return
-        results = await self.store.upsert_items(cid, new_items, self.embedder.model, actor)
+        results = await self.store.upsert_items(cid, items, self.embedder.model, actor)
         for _, status in results:
             summary.count(status)
-        changed = [(item, new.vector) for (item, status), new in zip(results, new_items) if status != "unchanged"]
+        changed = [(item, new.vector) for (item, status), new in zip(results, items) if status != "unchanged"]
         if changed:
             await self.catalogues.written(cid, changed, retrain=False)
+
+
+def _report(progress: ProgressFn | None, total: int | None, summary: ImportSummary, t0: float) -> None:
+    summary.seconds = time.perf_counter() - t0
+    if progress:
+        progress(summary.done, total, summary)
 
 
 def _reason(e: BaseException) -> str:

@@ -74,8 +74,9 @@ async def _open(args: argparse.Namespace) -> Any:
 
 
 async def cmd_import(args: argparse.Namespace) -> int:
-    from .importer import Columns, ImportLimits, ImportNotes, batch_for, count_records, records_from_source
+    from .importer import Columns, ImportLimits, count_records, records_from_source
     from .progress import Progress
+    from .records import ImportNotes
 
     source = Path(args.source)
     cols = Columns(
@@ -101,7 +102,7 @@ async def cmd_import(args: argparse.Namespace) -> int:
                 actor=_actor(),
                 total=total,
                 progress=bar.update,
-                batch=args.batch or batch_for(max_bytes),
+                batch=args.batch,
             )
         finally:
             bar.close()
@@ -337,8 +338,8 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
     s.add_argument(
         "--batch",
         type=_positive,
-        default=None,
-        help="items per transaction (default: 64, fewer when max_image_bytes is large, to bound memory)",
+        default=64,
+        help="items per transaction (default 64; memory does not grow with it)",
     )
     s.add_argument("--no-train", action="store_true", help="skip training the category classifier at the end")
     s.add_argument("--show-failures", type=int, default=20, help="failures listed in the summary (default 20)")

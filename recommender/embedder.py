@@ -4,15 +4,15 @@ Owns the image limits, the bounded thread pool that decodes (and that the rest o
 borrows for search and other CPU work), and the single model thread behind the micro-batcher, so
 requests that arrive together share one forward pass. The event loop only awaits.
 
-Interactive queries (`embed`, `embed_image`) get `Busy` when the queue stays full; bulk work
-(`embed_many`) waits for room, in slices that leave head-room for interactive queries.
+Interactive queries (`embed`, `embed_image`) go first and get `Busy` when their queue stays full;
+bulk work (`embed_bulk`) queues behind them and waits for room.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -36,7 +36,7 @@ class Embedder:
             settings.max_image_bytes, settings.max_image_pixels, settings.decode_side, settings.max_decode_bytes
         )
         self.thumbnail_side = settings.thumbnail_side
-        self._bulk_slice = max(1, settings.queue_size // 2)
+        self.workers = settings.workers
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="lookalike-cpu")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-model")
         self._batcher: Batcher[Image.Image, np.ndarray] = Batcher(
@@ -92,9 +92,6 @@ class Embedder:
     async def embed_image(self, img: Image.Image) -> np.ndarray:
         return await self._batcher.submit(img)
 
-    async def embed_many(self, imgs: Sequence[Image.Image]) -> list[np.ndarray]:
-        """Bulk: waits for room in the queue instead of raising Busy, a slice at a time."""
-        vecs: list[np.ndarray] = []
-        for i in range(0, len(imgs), self._bulk_slice):
-            vecs += await asyncio.gather(*(self._batcher.submit(img, wait=True) for img in imgs[i : i + self._bulk_slice]))
-        return vecs
+    async def embed_bulk(self, img: Image.Image) -> np.ndarray:
+        """For imports: queued behind interactive queries, and waits for room instead of raising Busy."""
+        return await self._batcher.submit(img, wait=True)

@@ -13,8 +13,10 @@ or more, the default one until then. Changes always go to the guild's own catalo
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,9 +30,9 @@ from .classify import Classifier
 from .config import DEFAULT_GUILD, Settings, check_k
 from .embedder import Embedder
 from .errors import BadOption, CatalogEmpty, ItemNotFound
-from .importer import ImportRecord
+from .importer import ImportLimits, check_upload_name, records_from_source, records_from_upload
 from .index import SearchFilter
-from .records import GuildSettings, ImportSummary, Item, ItemFields, Match, NewItem, SimilarResult
+from .records import GuildSettings, ImportNotes, ImportRecord, ImportSummary, Item, ItemFields, Match, NewItem, SimilarResult
 from .runtime import accelerate
 from .store import Store
 
@@ -192,6 +194,24 @@ class Recommender:
         It does not retrain: call `retrain` (now) or `schedule_retrain` (in the background) after it."""
         return await self.importer.run(
             records, guild_id=guild_id, actor=actor, total=total, progress=progress, fetch=fetch, batch=batch
+        )
+
+    def records(self, source: Path, notes: ImportNotes | None = None) -> Iterator[ImportRecord]:
+        """What to import from a folder (sub-folder = category), a CSV/Parquet manifest or a ZIP on
+        disk, read lazily; each bad row is a record with its error, never an exception later."""
+        return records_from_source(source, limits=ImportLimits.for_images(self.settings.max_image_bytes), notes=notes)
+
+    @staticmethod
+    def check_upload(filename: str) -> str:
+        """The kind of an uploaded catalogue ('.csv' or '.zip') from its name, or BadManifest in words."""
+        return check_upload_name(filename)
+
+    async def upload_records(self, data: bytes, filename: str, *, max_rows: int, notes: ImportNotes) -> list[ImportRecord]:
+        """A moderator's upload (a CSV with image URLs, or a ZIP) parsed off the event loop: at most
+        max_rows + 1 records, so the caller can tell that there are too many."""
+        limits = ImportLimits.for_images(self.settings.max_image_bytes)
+        return await asyncio.to_thread(
+            lambda: list(itertools.islice(records_from_upload(data, filename, limits, notes), max_rows + 1))
         )
 
     async def add_item(self, image: Any, fields: ItemFields, *, guild_id: int, actor: str) -> Item:

@@ -13,35 +13,23 @@ from __future__ import annotations
 import io
 import math
 import re
-import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .archives import Archive, ArchiveLimits
-from .errors import BadImage, BadManifest, BadOption
+from .errors import BadImage, BadManifest
 from .manifests import MAX_LINE_CHARS, Lines, Row, rows_csv, rows_parquet, text_stream
 from .names import UniqueIds, clean_path, fit_id, manifest_id_problem, shown
-from .store import ItemFields
+from .records import ImageSource, ImportNotes, ImportRecord, ItemFields
 from .trees import LocalFile, TreeFile, folder_files, visible_members, zip_files
-from .urls import is_web_url
+from .urls import check_url, is_web_url  # noqa: F401  (check_url: the importers' link check)
 
 KAGGLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024  # a CSV inside a ZIP
-IMPORT_BYTES_IN_FLIGHT = 320 * 1024 * 1024  # image bytes one import batch may hold at once
 
-ImageSource = Path | bytes | str | Callable[[], bytes]
 """A file path, the bytes themselves, an http(s) URL (fetched by the caller's fetcher), or a zero-arg reader."""
-
-
-@dataclass(frozen=True)
-class ImportRecord:
-    item_id: str
-    where: str  # "styles.csv line 12", for messages
-    fields: ItemFields | None = None
-    image: ImageSource | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,28 +40,6 @@ class ImportLimits:
     @classmethod
     def for_images(cls, max_image_bytes: int, **archive: Any) -> ImportLimits:
         return cls(max_image_bytes, ArchiveLimits(max_member_bytes=max_image_bytes, **archive))
-
-
-def batch_for(max_image_bytes: int, wanted: int = 64) -> int:
-    """Records per import batch such that the batch's images, held together while it is embedded,
-    stay within IMPORT_BYTES_IN_FLIGHT even when each is at the byte limit."""
-    return max(1, min(wanted, IMPORT_BYTES_IN_FLIGHT // max(1, max_image_bytes)))
-
-
-@dataclass
-class ImportNotes:
-    """What an import noticed on the way in: ids that differ from the names they came from, and
-    warnings about the source as a whole (an archive cut short)."""
-
-    keep: int = 1000
-    count: int = 0
-    renamed: list[tuple[str, str, str]] = field(default_factory=list)  # (where, item id, why)
-    warnings: list[str] = field(default_factory=list)  # about the source as a whole
-
-    def rename(self, where: str, item_id: str, why: str) -> None:
-        self.count += 1
-        if len(self.renamed) < self.keep:
-            self.renamed.append((where, item_id, why))
 
 
 @dataclass(frozen=True)
@@ -92,22 +58,6 @@ class Columns:
 
     def mapped(self) -> set[str]:
         return {self.id, self.path, self.name, self.category, self.price, self.url, self.description, self.image_url}
-
-
-def check_url(url: str | None) -> str | None:
-    """An item's link as a moderator typed it: an http(s) address with a host, or BadOption."""
-    if url is None:
-        return None
-    url = url.strip()
-    if not is_web_url(url) or any(c.isspace() for c in url) or not url.isprintable():
-        raise BadOption("The link must be a web address starting with http:// or https://.")
-    try:
-        host = urllib.parse.urlsplit(url).hostname
-    except ValueError:
-        host = None
-    if not host:
-        raise BadOption("The link has no web site in it: write the whole address, like https://shop.example/item.")
-    return url
 
 
 _UUIDISH = re.compile(r"^[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$|^\d+$", re.I)

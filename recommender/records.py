@@ -5,8 +5,10 @@ database rows, no model objects. Every other module imports them from here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -117,3 +119,32 @@ class ImportSummary:
 
     def count(self, status: WriteStatus) -> None:
         setattr(self, status, getattr(self, status) + 1)
+
+
+ImageSource = Path | bytes | str | Callable[[], bytes]
+"""Where an imported item's picture comes from: a file, its bytes, an http(s) URL, or a reader."""
+
+
+@dataclass(frozen=True)
+class ImportRecord:
+    item_id: str
+    where: str  # "styles.csv line 12", for messages
+    fields: ItemFields | None = None
+    image: ImageSource | None = None
+    error: str | None = None
+
+
+@dataclass
+class ImportNotes:
+    """What an import noticed on the way in: ids that differ from the names they came from, and
+    warnings about the source as a whole (an archive cut short)."""
+
+    keep: int = 1000
+    count: int = 0
+    renamed: list[tuple[str, str, str]] = field(default_factory=list)  # (where, item id, why)
+    warnings: list[str] = field(default_factory=list)  # about the source as a whole
+
+    def rename(self, where: str, item_id: str, why: str) -> None:
+        self.count += 1
+        if len(self.renamed) < self.keep:
+            self.renamed.append((where, item_id, why))

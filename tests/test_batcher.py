@@ -164,3 +164,26 @@ async def test_a_cancelled_caller_is_skipped(executor) -> None:
     finally:
         gate.set()
         await b.close()
+
+
+async def test_an_interactive_request_goes_before_queued_bulk_work(executor) -> None:
+    """A photo posted during an import waits at most for the forward pass already running."""
+    order: list[str] = []
+    started = threading.Event()
+
+    def fn(batch: list[str]) -> list[str]:
+        started.set()
+        order.extend(batch)
+        time.sleep(0.05)
+        return batch
+
+    b: Batcher[str, str] = Batcher(fn, executor, max_batch=4, max_wait_s=0.0, max_queue=64)
+    try:
+        bulk = [asyncio.create_task(b.submit(f"bulk-{i}", wait=True)) for i in range(40)]
+        await asyncio.to_thread(started.wait, 5)
+        photo = await b.submit("photo")
+        assert photo == "photo"
+        assert order.index("photo") <= 8  # behind the running pass (and the one already taken), not 40
+        await asyncio.gather(*bulk)
+    finally:
+        await b.close()

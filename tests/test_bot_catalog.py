@@ -239,7 +239,7 @@ def manifest(rows: list[dict[str, Any]]) -> bytes:
 
 
 async def run_import(h: Harness, user: Any, file: tuple[str, bytes, str]) -> tuple[InteractionRecord, list[tuple[float, str]]]:
-    """/catalog import, recording every state of the progress message with its time."""
+    """/catalog import, recording every state of its one message (progress, then the summary) with its time."""
     inter = await h.sandbox.invoke_slash(h.guild, h.channel, user, "catalog import", attachments={"file": file})
     seen: list[tuple[float, str]] = []
 
@@ -256,7 +256,7 @@ async def run_import(h: Harness, user: Any, file: tuple[str, bytes, str]) -> tup
 
     watcher = asyncio.create_task(watch())
     try:
-        await inter.wait_for_followups(1, timeout=60)
+        await h.sandbox.wait_until(lambda: inter.original is not None and bool(inter.original.embeds), 60)  # the summary
     finally:
         watcher.cancel()
     return inter, seen
@@ -289,7 +289,8 @@ async def test_csv_import_with_image_urls(make_harness: MakeHarness, image_serve
     inter, progress = await run_import(h, h.owner, ("items.csv", manifest(rows), "text/csv"))
     assert inter.original is not None and inter.original.ephemeral
     assert progress and progress[-1][1].startswith(f"Imported: {len(rows)}/{len(rows)} (100%) — {good} added")
-    [summary] = inter.followups
+    summary = inter.original
+    assert summary is not None and inter.followups == []  # progress and summary: one message
     assert summary.ephemeral
     s = summary.embeds[0]
     assert field(summary, "Added") == str(good) and field(summary, "Failed") == "6"
@@ -313,7 +314,7 @@ async def test_csv_import_with_image_urls(make_harness: MakeHarness, image_serve
     assert {i.price for i in items} == {10.0 + i for i in range(good)}
     # importing the same file again changes nothing
     again, _ = await run_import(h, h.owner, ("items.csv", manifest(rows), "text/csv"))
-    assert field(again.followups[0], "Unchanged") == str(good) and field(again.followups[0], "Added") == "0"
+    assert field(again.original, "Unchanged") == str(good) and field(again.original, "Added") == "0"
     audit = [a for a in await h.audit() if a["action"] == "import"]  # type: ignore[union-attr]
     assert [a["detail"]["added"] for a in audit] == [0, good] and audit[0]["actor"] == f"user:{h.owner.id}"
     h.assert_clean()
@@ -328,8 +329,8 @@ async def test_csv_import_refuses_private_addresses_by_default(harness: Harness,
         dict(id="ftp", name="Ftp", category="hat", image_url=f"ftp://example.com/{photo}"),
     ]
     inter, _ = await run_import(h, h.owner, ("items.csv", manifest(rows), "text/csv"))
-    failures = inter.followups[0].embeds[0]["description"]
-    assert field(inter.followups[0], "Added") == "0" and field(inter.followups[0], "Failed") == "3"
+    failures = inter.original.embeds[0]["description"]
+    assert field(inter.original, "Added") == "0" and field(inter.original, "Failed") == "3"
     assert failures.count("points into a private network") == 2 and "`ftp`" in failures
     h.assert_clean()
 
@@ -355,7 +356,7 @@ async def test_zip_import_progress_is_throttled(make_harness: MakeHarness) -> No
         )
         zf.writestr("catalogue.csv", text.getvalue())
     inter, progress = await run_import(h, h.owner, ("catalogue.zip", buf.getvalue(), "application/zip"))
-    assert field(inter.followups[0], "Added") == "150" and field(inter.followups[0], "Failed") == "0"
+    assert field(inter.original, "Added") == "150" and field(inter.original, "Failed") == "0"
     assert progress[0][1].startswith("Importing… 0/150") and progress[-1][1].startswith("Imported: 150/150")
     times = [t for t, _ in progress]
     assert all(b - a >= 0.9 for a, b in zip(times, times[1:])), progress  # at most ~1 edit per second

@@ -123,7 +123,7 @@ async def test_hostile_uploads_through_catalog_import(corpus: list[Case], make_h
 
         def answered(inter: InteractionRecord = inter) -> bool:
             o = inter.original
-            return bool(inter.followups) or (o is not None and not o.loading and not (o.content or "").startswith("Import"))
+            return o is not None and not o.loading and (bool(o.embeds) or not (o.content or "").startswith("Import"))
 
         await h.sandbox.wait_until(answered, 60)
         text = "\n".join(embed_text(m) for m in inter.messages)

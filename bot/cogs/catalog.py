@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 from typing import TYPE_CHECKING
 
@@ -18,8 +17,8 @@ from discord.ext import commands
 
 from recommender.config import DEFAULT_GUILD
 from recommender.errors import BadManifest, DuplicateItem
-from recommender.importer import ImportLimits, ImportNotes, batch_for, check_upload_name, check_url, records_from_upload
-from recommender.records import ImportSummary, ItemFields
+from recommender.records import ImportNotes, ImportSummary, ItemFields
+from recommender.urls import check_url
 
 from .. import render
 from .utils.attachments import read_attachment
@@ -188,7 +187,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
     async def import_(self, interaction: discord.Interaction, file: discord.Attachment) -> None:
         gid = interaction.guild_id or 0
         limit = self.bot.options.import_max_bytes
-        check_upload_name(file.filename)
+        self.rec.check_upload(file.filename)
         if file.size > limit:
             raise BadManifest(
                 f"{render.plain(file.filename, 80)} is {file.size / 1e6:.1f} MB; imports are limited to {limit / 1e6:.0f} MB. "
@@ -211,16 +210,9 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
             data = await file.read()
         except discord.HTTPException:
             raise BadManifest(f"I couldn't download {render.plain(file.filename, 80)}; please upload it again.") from None
-        max_rows, max_bytes = self.bot.options.import_max_rows, self.bot.settings.max_image_bytes
+        max_rows = self.bot.options.import_max_rows
         notes = ImportNotes()
-        # parses the manifest or the archive's directory off the loop (images are read lazily), one row past the limit
-        records = await asyncio.to_thread(
-            lambda: list(
-                itertools.islice(
-                    records_from_upload(data, file.filename, ImportLimits.for_images(max_bytes), notes), max_rows + 1
-                )
-            )
-        )
+        records = await self.rec.upload_records(data, file.filename, max_rows=max_rows, notes=notes)
         if len(records) > max_rows:
             raise BadManifest(
                 f"{render.plain(file.filename, 80)} has more than {max_rows:,} rows; /catalog import takes at most "
@@ -229,8 +221,10 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
             )
         total = len(records)
         first = render.import_progress(0, total, ImportSummary())
-        message = await interaction.followup.send(first, ephemeral=True, wait=True)
-        editor = ThrottledEditor(lambda text: message.edit(content=text), self.bot.options.progress_interval_s, shown=first)
+        await interaction.edit_original_response(content=first)  # progress, then the summary: one message
+        editor = ThrottledEditor(
+            lambda text: interaction.edit_original_response(content=text), self.bot.options.progress_interval_s, shown=first
+        )
         try:
             summary = await self.rec.import_items(
                 records,
@@ -239,7 +233,6 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
                 total=total,
                 fetch=self.bot.fetcher,
                 progress=lambda done, n, s: editor.update(render.import_progress(done, n, s)),
-                batch=batch_for(max_bytes),
             )
             if summary.added or summary.updated:
                 self.rec.schedule_retrain(gid)  # once, in the background, after the whole import
@@ -249,11 +242,9 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
             await editor.close()
         if not editor.expired:
             try:
-                await interaction.followup.send(
-                    _notes_line(notes) or discord.utils.MISSING,
-                    embed=render.import_summary(summary, source=file.filename),
-                    ephemeral=True,
-                )
+                content = "\n".join(t for t in (done, _notes_line(notes)) if t)
+                embed = render.import_summary(summary, source=file.filename)
+                await respond(interaction, render.Reply(content=render.clip(content, render.MAX_CONTENT), embeds=[embed]))
                 return
             except discord.HTTPException as e:
                 if not token_expired(e):
