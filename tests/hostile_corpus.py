@@ -2,7 +2,7 @@
 a careless export would produce, each with good files beside the bad ones.
 
 `write_corpus(dest)` writes every case under `dest` and returns them; tests/test_hostile_imports.py
-runs them through `lookalike import` and `/catalog import`, and docs/SECURITY-imports.md measures
+runs them through `lookalike import` and `/catalog import`, and docs/SECURITY.md measures
 them one by one:
 
     .venv/bin/python -c "import sys; sys.path.insert(0, 'tests'); from pathlib import Path; \
