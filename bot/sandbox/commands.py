@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from .command_rules import MAX_OVERWRITE, check_counts, validate_command
@@ -47,7 +48,7 @@ class CommandStore:
             cmd["guild_id"] = str(guild_id)
         return cmd
 
-    def overwrite(self, app_id: int, guild_id: int | None, body: Any) -> list[Payload]:
+    def overwrite(self, app_id: int, guild_id: int | None, body: Any) -> builtins.list[Payload]:
         """PUT (bulk overwrite): validate everything, then replace the scope atomically."""
         if not isinstance(body, list):
             raise ApiError(
