@@ -56,9 +56,9 @@ def text_stream(binary: BinaryIO, label: str) -> io.TextIOWrapper:
     return io.TextIOWrapper(binary, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
-def rows_csv(binary: BinaryIO, label: str) -> Iterator[Row]:
+def rows_csv(binary: BinaryIO, label: str, delimiter: str = ",") -> Iterator[Row]:
     lines = Lines(text_stream(binary, label), MAX_LINE_CHARS)
-    reader = csv.reader(lines)
+    reader = csv.reader(lines, delimiter=delimiter)
     header: list[str] | None = None
     while True:
         try:
