@@ -7,7 +7,8 @@ from typing import Any
 
 from .command_rules import MAX_OVERWRITE, check_counts, validate_command
 from .limits import ApiError, FormErrors
-from .state import Payload, SnowflakeGenerator
+from .snowflakes import SnowflakeGenerator
+from .state import Payload
 
 
 class CommandStore:

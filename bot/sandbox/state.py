@@ -1,4 +1,4 @@
-"""World model of the sandbox: snowflakes, users, guilds, roles, channels, members and
+"""World model of the sandbox: users, guilds, roles, channels, members and
 messages, plus the Discord API v10 payloads built from them.
 
 Nothing here does I/O; :mod:`bot.sandbox.server` owns the objects and dispatches events.
@@ -7,66 +7,14 @@ Nothing here does I/O; :mod:`bot.sandbox.server` owns the objects and dispatches
 from __future__ import annotations
 
 import datetime as dt
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from .files import StoredFile
 from .permissions import DEFAULT_BOT_PERMISSIONS, Intent
+from .snowflakes import ChannelType, MessageFlag, iso, snowflake_time
 
-DISCORD_EPOCH_MS = 1420070400000
 Payload = dict[str, Any]
-
-
-class ChannelType:
-    GUILD_TEXT = 0
-    DM = 1
-    GUILD_VOICE = 2
-    GUILD_CATEGORY = 4
-
-
-class MessageFlag:
-    SUPPRESS_EMBEDS = 1 << 2
-    EPHEMERAL = 1 << 6
-    LOADING = 1 << 7
-    SUPPRESS_NOTIFICATIONS = 1 << 12
-    IS_COMPONENTS_V2 = 1 << 15
-
-
-class SnowflakeGenerator:
-    """Monotonic Discord snowflakes: ms since 2015 << 22 | worker << 17 | increment."""
-
-    def __init__(self) -> None:
-        self._last_ms = 0
-        self._increment = 0
-
-    def next(self) -> int:
-        now = int(time.time() * 1000) - DISCORD_EPOCH_MS
-        if now <= self._last_ms:
-            self._increment += 1
-            if self._increment >= 4096:
-                self._last_ms += 1
-                self._increment = 0
-        else:
-            self._last_ms, self._increment = now, 0
-        return (self._last_ms << 22) | (1 << 17) | self._increment
-
-    def next_on_shard(self, shard_id: int, num_shards: int) -> int:
-        """The next snowflake whose guild would live on ``shard_id`` ((id >> 22) % num_shards): its
-        millisecond moves forward (at most num_shards - 1 ms ahead of the clock) to one that fits."""
-        ident = self.next()
-        while (ident >> 22) % num_shards != shard_id:
-            self._last_ms, self._increment = self._last_ms + 1, 0
-            ident = (self._last_ms << 22) | (1 << 17)
-        return ident
-
-
-def snowflake_time(snowflake: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(((snowflake >> 22) + DISCORD_EPOCH_MS) / 1000, dt.UTC)
-
-
-def iso(when: dt.datetime | None) -> str | None:
-    return None if when is None else when.isoformat()
 
 
 @dataclass(eq=False)

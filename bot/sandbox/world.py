@@ -18,6 +18,7 @@ from .interactions import InteractionRecord
 from .limits import ApiError, Violation
 from .messages import Upload, attach_uploads, fill_message, read_body
 from .permissions import DEFAULT_BOT_PERMISSIONS, DEFAULT_EVERYONE_PERMISSIONS, Intent
+from .snowflakes import SnowflakeGenerator
 from .state import (
     BotUser,
     Channel,
@@ -28,7 +29,6 @@ from .state import (
     Overwrite,
     Payload,
     Role,
-    SnowflakeGenerator,
     User,
 )
 
