@@ -192,7 +192,7 @@ def test_compose_file_is_valid_and_runs_every_shard_exactly_once() -> None:
 
 async def test_two_bot_processes_share_one_postgresql_catalogue(pg_cluster: Cluster, tmp_path: Path) -> None:
     db = pg_cluster.clone(pg_cluster.template("demo", import_demo))
-    sb = DiscordSandbox()
+    sb = DiscordSandbox(identify_interval=5.0)  # Discord's pace: processes starting together take turns
     await sb.start()
     rec = await open_rec(db)  # this test's own view of the shared database (a third process, in effect)
     bot_user = sb.create_bot_user("lookalike")
