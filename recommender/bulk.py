@@ -25,14 +25,14 @@ import numpy as np
 from .catalogues import Catalogues
 from .embedder import Embedder
 from .errors import BadImage, BadOption, RecommenderError
-from .records import ImportRecord, ImportSummary, ItemFields, NewItem
+from .records import ImportRecord, ImportSummary, ItemFields, NewItem, NotModified
 from .store import Store
 from .urls import is_web_url
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, "int | None", ImportSummary], None]
-FetchFn = Callable[[str], Awaitable[bytes]]
+FetchFn = Callable[[str, "str | None"], Awaitable["bytes | NotModified"]]  # (url, hash the item has now)
 READERS_PER_WORKER = 2
 
 
@@ -97,8 +97,8 @@ class BulkImporter:
 
         async def one(rec: ImportRecord, fields: ItemFields) -> NewItem:
             async with readers:
-                data, digest = await self._read(rec, fetch)
-                if known.get(rec.item_id) == digest:  # same picture: update fields only, no decode, no model
+                data, digest = await self._read(rec, fetch, known.get(rec.item_id))
+                if data is None or known.get(rec.item_id) == digest:  # same picture: update fields only, no decode, no model
                     return NewItem(fields, None, digest, None)
                 img, _, thumb = await self.embedder.cpu(self.embedder.prepare, data)
                 del data
@@ -116,13 +116,17 @@ class BulkImporter:
                 summary.failed.append((rec.item_id, rec.where, _reason(got)))
         return ready
 
-    async def _read(self, rec: ImportRecord, fetch: FetchFn | None) -> tuple[bytes, str]:
-        """The record's image bytes and their hash (read and hashed in the pool)."""
+    async def _read(self, rec: ImportRecord, fetch: FetchFn | None, known: str | None) -> tuple[bytes | None, str]:
+        """The record's image bytes and their hash (read and hashed in the pool); (None, known) when
+        the fetcher says the web image is still the one the item has."""
         src = rec.image
         if isinstance(src, str) and is_web_url(src):
             if fetch is None:
                 raise BadImage("image URLs are not fetched here; give a local file path")
-            src = await fetch(src)
+            got = await fetch(src, known)
+            if isinstance(got, NotModified):
+                return None, got.digest
+            src = got
         return await self.embedder.cpu(lambda: self.embedder.read(src() if callable(src) else src))
 
     async def _write(self, items: list[NewItem], cid: int, actor: str, summary: ImportSummary) -> None:

@@ -148,3 +148,10 @@ class ImportNotes:
         self.count += 1
         if len(self.renamed) < self.keep:
             self.renamed.append((where, item_id, why))
+
+
+@dataclass(frozen=True)
+class NotModified:
+    """A fetcher's answer when the server says an image is still the one whose hash the caller knows."""
+
+    digest: str

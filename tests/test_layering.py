@@ -1,6 +1,6 @@
 """Import contracts: the layering README describes, checked on the source so it stays true.
 
-bot -> recommender's door (engine facade, records, errors, config, urls) -> its parts -> config/errors
+bot -> recommender's door (engine facade, records, errors, config, urls, webfetch) -> its parts -> config/errors
 nothing in recommender/ imports discord or bot; bot/sandbox/ imports neither bot nor recommender;
 no import circles among the project's modules.
 """
@@ -21,6 +21,7 @@ DOOR = {
     "recommender.errors",
     "recommender.config",
     "recommender.urls",
+    "recommender.webfetch",  # the http(s) fetcher the bot and `lookalike sync` share
 }
 EDGES = {"bot.cli": {"recommender.cli"}}  # the console script: the one place that knows both halves
 
