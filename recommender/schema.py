@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -99,3 +100,37 @@ class ClassifierRow(Base):
     method: Mapped[str] = mapped_column(String(20), nullable=False)
     blob: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # npz, no pickle
     trained_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class FeedRow(Base):
+    """A guild's shop feed, synced every `every_s` seconds (0: only by hand). `running_until` is the
+    lease of the sync in progress (one per catalogue, across processes); `error_reported` keeps a
+    failure from being reported to the moderators more than once."""
+
+    __tablename__ = "feeds"
+
+    guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    every_s: Mapped[int] = mapped_column(Integer, nullable=False)
+    options: Mapped[str | None] = mapped_column(Text)  # JSON: format, category level, currency, shop address
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)  # where failures are reported
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    running_until: Mapped[datetime | None] = mapped_column(DateTime)
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    error_reported: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class ImageValidatorRow(Base):
+    """What a web server said about an image URL (ETag, Last-Modified) and the hash of what it sent:
+    the next sync asks "changed since?" and a 304 costs no download and no embedding."""
+
+    __tablename__ = "image_validators"
+
+    url_key: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the URL
+    url: Mapped[str] = mapped_column(Text, nullable=False)
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    seen_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
