@@ -155,3 +155,29 @@ class NotModified:
     """A fetcher's answer when the server says an image is still the one whose hash the caller knows."""
 
     digest: str
+
+
+@dataclass(frozen=True)
+class FeedSchedule:
+    """A guild's shop feed as configured (`/config feed`): synced every `every_s` seconds (0: by hand)."""
+
+    guild_id: int
+    url: str
+    every_s: int
+    options: dict[str, str]  # format, category_level, currency, shop_url (what `lookalike sync` takes as flags)
+    channel_id: int | None = None  # where a failure is reported
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class SyncSummary:
+    """What a sync did: the import's counts, the items it took out (gone from the feed, or not for
+    sale), and what it noticed about the feed as a whole."""
+
+    format: str
+    imported: ImportSummary
+    removed: int = 0
+    unavailable: int = 0
+    warnings: list[str] = field(default_factory=list)

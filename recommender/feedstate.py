@@ -1,0 +1,137 @@
+"""What syncs remember between runs, in the catalogue database: each guild's scheduled feed (with
+the lease that keeps two syncs of one catalogue from running at once, across processes) and each
+image URL's ETag/Last-Modified. Built on the store's session factory; knows nothing of models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from .records import FeedSchedule
+from .rows import now
+from .schema import FeedRow, ImageValidatorRow, ItemRow
+from .webfetch import Validator
+
+_SLICE = 500
+
+
+def _key(url: str) -> str:
+    return hashlib.sha256(url.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _schedule(row: FeedRow) -> FeedSchedule:
+    return FeedSchedule(
+        row.guild_id,
+        row.url,
+        row.every_s,
+        json.loads(row.options) if row.options else {},
+        row.channel_id,
+        row.next_run_at,
+        row.last_run_at,
+        row.last_error,
+    )
+
+
+class FeedState:
+    def __init__(self, session: async_sessionmaker[AsyncSession]) -> None:
+        self.session = session
+
+    # -- image validators -------------------------------------------------------------------------
+
+    async def validators(self, urls: Iterable[str]) -> dict[str, Validator]:
+        keys = {_key(u): u for u in urls}
+        wanted = list(keys)
+        out: dict[str, Validator] = {}
+        async with self.session() as s:
+            for i in range(0, len(wanted), _SLICE):
+                q = select(ImageValidatorRow).where(ImageValidatorRow.url_key.in_(wanted[i : i + _SLICE]))
+                for r in (await s.execute(q)).scalars():
+                    out[r.url] = Validator(r.etag, r.last_modified, r.digest)
+        return out
+
+    async def save_validators(self, learned: dict[str, Validator]) -> None:
+        if not learned:
+            return
+        t = now()
+        async with self.session() as s, s.begin():
+            for url, v in learned.items():
+                await s.merge(
+                    ImageValidatorRow(
+                        url_key=_key(url), url=url, etag=v.etag, last_modified=v.last_modified, digest=v.digest, seen_at=t
+                    )
+                )
+
+    # -- the catalogue's ids ----------------------------------------------------------------------
+
+    async def item_ids(self, guild_id: int) -> set[str]:
+        async with self.session() as s:
+            return set((await s.execute(select(ItemRow.item_id).where(ItemRow.guild_id == guild_id))).scalars())
+
+    # -- scheduled feeds --------------------------------------------------------------------------
+
+    async def set_feed(self, guild_id: int, url: str, every_s: int, options: dict[str, str], channel_id: int | None) -> None:
+        """Configure (or reconfigure) a guild's feed; its first run is due now."""
+        async with self.session() as s, s.begin():
+            row = await s.get(FeedRow, guild_id) or FeedRow(guild_id=guild_id)
+            row.url, row.every_s, row.options, row.channel_id = url, every_s, json.dumps(options, sort_keys=True), channel_id
+            row.next_run_at, row.last_error, row.error_reported, row.updated_at = now(), None, False, now()
+            s.add(row)
+
+    async def drop_feed(self, guild_id: int) -> bool:
+        async with self.session() as s, s.begin():
+            result = cast(CursorResult[Any], await s.execute(delete(FeedRow).where(FeedRow.guild_id == guild_id)))
+            return bool(result.rowcount)
+
+    async def feed(self, guild_id: int) -> FeedSchedule | None:
+        async with self.session() as s:
+            row = await s.get(FeedRow, guild_id)
+            return None if row is None else _schedule(row)
+
+    async def due(self, guild_ids: Iterable[int] | None = None) -> list[FeedSchedule]:
+        """Scheduled feeds whose time has come and that no process is syncing (of these guilds only, if given)."""
+        t = now()
+        q = select(FeedRow).where(
+            FeedRow.every_s > 0,
+            FeedRow.next_run_at <= t,
+            or_(FeedRow.running_until.is_(None), FeedRow.running_until < t),
+        )
+        if guild_ids is not None:
+            q = q.where(FeedRow.guild_id.in_(list(guild_ids)))
+        async with self.session() as s:
+            return [_schedule(r) for r in (await s.execute(q.order_by(FeedRow.next_run_at))).scalars()]
+
+    async def claim(self, guild_id: int, lease_s: float) -> bool:
+        """Take the feed's lease (atomic: of several processes, one wins); False if another holds it."""
+        t = now()
+        async with self.session() as s, s.begin():
+            result = cast(
+                CursorResult[Any],
+                await s.execute(
+                    update(FeedRow)
+                    .where(FeedRow.guild_id == guild_id, or_(FeedRow.running_until.is_(None), FeedRow.running_until < t))
+                    .values(running_until=t + timedelta(seconds=lease_s))
+                ),
+            )
+            return bool(result.rowcount)
+
+    async def finish(self, guild_id: int, error: str | None, next_run_at: datetime) -> bool:
+        """Release the lease and record the outcome. True when this failure should be reported: the
+        first failure after a success (the same failure an hour later is not news)."""
+        async with self.session() as s, s.begin():
+            row = await s.get(FeedRow, guild_id)
+            if row is None:  # dropped while it ran
+                return False
+            report = error is not None and not row.error_reported
+            row.running_until, row.last_run_at, row.next_run_at = None, now(), next_run_at
+            row.last_error, row.error_reported = error, error is not None
+            return report
+
+
+def later(seconds: float) -> datetime:
+    return now() + timedelta(seconds=seconds)
