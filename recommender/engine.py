@@ -13,9 +13,10 @@ or more, the default one until then. Changes always go to the guild's own catalo
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,27 @@ from .classify import Classifier
 from .config import DEFAULT_GUILD, Settings, check_k
 from .embedder import Embedder
 from .errors import BadOption, CatalogEmpty, ItemNotFound
+from .feeds import FeedOptions
+from .feedstate import FeedState, later
 from .importer import ImportLimits, check_upload_name, records_from_source, records_from_upload
 from .index import SearchFilter
-from .records import GuildSettings, ImportNotes, ImportRecord, ImportSummary, Item, ItemFields, Match, NewItem, SimilarResult
+from .records import (
+    FeedSchedule,
+    GuildSettings,
+    ImportNotes,
+    ImportRecord,
+    ImportSummary,
+    Item,
+    ItemFields,
+    Match,
+    NewItem,
+    SimilarResult,
+    SyncSummary,
+)
 from .runtime import accelerate
 from .store import Store
+from .sync import FeedSync
+from .webfetch import UrlFetcher
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +305,72 @@ class Recommender:
         if changed:
             await self.store.audit(guild_id, actor, "watch" if watched else "unwatch", None, channel=channel_id)
         return changed
+
+    # -- shop feeds: `lookalike sync`, `/catalog sync`, `/config feed` (sync.py, feedstate.py) ------
+
+    @functools.cached_property
+    def feed_sync(self) -> FeedSync:
+        return FeedSync(self.importer, self.store, self.catalogues, FeedState(self.store.session))
+
+    async def sync_feed(
+        self,
+        source: str | Path,
+        *,
+        guild_id: int,
+        actor: str,
+        fetcher: UrlFetcher | None,
+        options: Mapping[str, str | None] | None = None,
+        keep_missing: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> SyncSummary:
+        """Make the catalogue equal to a shop's feed (a web address or a file). `options`: format
+        ("auto", "google", "shopify", "woocommerce"), category_level ("1", "2", "last"), currency,
+        shop_url. It does not retrain: call `schedule_retrain` after it, as after an import."""
+        return await self.feed_sync.run(
+            source,
+            guild_id=guild_id,
+            actor=actor,
+            fetcher=fetcher,
+            options=FeedOptions(**{k: v for k, v in (options or {}).items() if v is not None}),
+            keep_missing=keep_missing,
+            progress=progress,
+        )
+
+    async def set_feed(
+        self,
+        guild_id: int,
+        url: str,
+        every_s: int,
+        *,
+        options: Mapping[str, str] | None = None,
+        channel_id: int | None,
+        actor: str,
+    ) -> None:
+        """Sync `url` into the guild's catalogue every `every_s` seconds (the first run is due now)."""
+        opts = dict(options or {})
+        FeedOptions(**opts).check()
+        await self.feed_sync.state.set_feed(guild_id, url, every_s, opts, channel_id)
+        await self.store.audit(guild_id, actor, "feed", None, url=url, every_s=every_s)
+
+    async def drop_feed(self, guild_id: int, *, actor: str) -> bool:
+        dropped = await self.feed_sync.state.drop_feed(guild_id)
+        if dropped:
+            await self.store.audit(guild_id, actor, "feed", None, url=None)
+        return dropped
+
+    async def feed(self, guild_id: int) -> FeedSchedule | None:
+        return await self.feed_sync.state.feed(guild_id)
+
+    async def due_feeds(self, guild_ids: Iterable[int] | None = None) -> list[FeedSchedule]:
+        return await self.feed_sync.state.due(guild_ids)
+
+    async def claim_feed(self, guild_id: int, lease_s: float) -> bool:
+        """Take the feed's lease: of several processes, one runs its sync."""
+        return await self.feed_sync.state.claim(guild_id, lease_s)
+
+    async def finish_feed(self, guild_id: int, error: str | None, next_in_s: float) -> bool:
+        """Release the lease and record the outcome; True when this failure is news to report."""
+        return await self.feed_sync.state.finish(guild_id, error, later(next_in_s))
 
 
 __all__ = ["Recommender"]

@@ -81,6 +81,23 @@ class UrlFetcher:
         self.what = what
         self._slots = asyncio.Semaphore(concurrency)
 
+    def sibling(self, *, validators: dict[str, Validator] | None = None, **changes: object) -> UrlFetcher:
+        """A fetcher on the same session and the same slots (the bound holds across both), with its own
+        validators and `learned` (one per sync), and any settings changed (`max_bytes`, `what`, ...)."""
+        values: dict[str, object] = dict(
+            max_bytes=self.max_bytes,
+            timeout_s=self.timeout_s,
+            concurrency=1,
+            allow_private=self.allow_private,
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            what=self.what,
+        )
+        values.update(changes)
+        other = UrlFetcher(self.session, validators=validators, **values)  # type: ignore[arg-type]
+        other._slots = self._slots
+        return other
+
     async def __call__(self, url: str, known: str | None = None) -> bytes | NotModified:
         """The body, or NotModified(known) when the server says the content is still what had `known`."""
         for attempt in range(self.retries + 1):
