@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli_sync import add_sync
 from .config import DEFAULT_GUILD, load_settings
 from .errors import RecommenderError
 from .names import shown
@@ -386,6 +387,7 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
     s.add_argument("--examples", type=int, default=8, help="query rows in the picture")
     s.set_defaults(func=cmd_evaluate)
 
+    add_sync(sub, common, model)
     for plugin in plugins:
         plugin(sub, common)
     return p
