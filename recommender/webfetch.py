@@ -20,6 +20,7 @@ import ipaddress
 import logging
 import random
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -69,8 +70,10 @@ class UrlFetcher:
         backoff_s: float = 0.5,
         validators: dict[str, Validator] | None = None,
         what: str = "image",
+        allowed: Callable[[str], bool] | None = None,
     ) -> None:
         self.session = session
+        self.allowed = allowed or is_public  # which resolved addresses may be reached (unless allow_private)
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
         self.allow_private = allow_private
@@ -92,6 +95,7 @@ class UrlFetcher:
             retries=self.retries,
             backoff_s=self.backoff_s,
             what=self.what,
+            allowed=self.allowed,
         )
         values.update(changes)
         other = UrlFetcher(self.session, validators=validators, **values)  # type: ignore[arg-type]
@@ -172,7 +176,7 @@ class UrlFetcher:
             infos = await asyncio.get_running_loop().getaddrinfo(url.host, url.port or 80, type=socket.SOCK_STREAM)
         except OSError:
             raise BadImage(f"the {self.what} URL's host {url.host} could not be found") from None
-        if not any(is_public(str(info[4][0])) for info in infos):
+        if not any(self.allowed(str(info[4][0])) for info in infos):
             raise BadImage(f"the {self.what} URL points into a private network, which imports may not reach")
 
 
@@ -195,13 +199,14 @@ def is_public(address: str) -> bool:
 class PublicOnlyResolver(aiohttp.abc.AbstractResolver):
     """aiohttp resolver that keeps only public addresses: the connection can't reach a private one."""
 
-    def __init__(self) -> None:
+    def __init__(self, allowed: Callable[[str], bool] | None = None) -> None:
         self._inner = aiohttp.ThreadedResolver()
+        self.allowed = allowed or is_public
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[aiohttp.abc.ResolveResult]:
-        public = [r for r in await self._inner.resolve(host, port, family) if is_public(r["host"])]
+        public = [r for r in await self._inner.resolve(host, port, family) if self.allowed(r["host"])]
         if not public:
             raise OSError(f"{host} resolves only to private addresses")
         return public
@@ -210,10 +215,11 @@ class PublicOnlyResolver(aiohttp.abc.AbstractResolver):
         await self._inner.close()
 
 
-def fetch_session(allow_private: bool) -> aiohttp.ClientSession:
+def fetch_session(allow_private: bool, allowed: Callable[[str], bool] | None = None) -> aiohttp.ClientSession:
     """The HTTP session for catalogue imports; with allow_private=False it cannot connect to
-    loopback, private, link-local or reserved addresses, whatever DNS answers."""
-    connector = None if allow_private else aiohttp.TCPConnector(resolver=PublicOnlyResolver())
+    loopback, private, link-local or reserved addresses, whatever DNS answers (`allowed`: another
+    test of an address than `is_public`, for tests that play the public internet on loopback)."""
+    connector = None if allow_private else aiohttp.TCPConnector(resolver=PublicOnlyResolver(allowed))
     return aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT})
 
 
