@@ -36,6 +36,7 @@ DEFAULT_MODEL = "vgg16"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DOWNLOAD_TIMEOUT_S = 10.0
+GARMENT_POWER = 2.0  # embed_garments: activation ** 2 weights (bench/street2shop.py: p=1 0.381, p=2 0.392, p=4 0.392)
 
 
 @dataclass
@@ -51,16 +52,51 @@ class Backbone:
     input_size: int
     net: Any  # torch.nn.Module mapping (n, 3, s, s) -> (n, dim)
     pretrained: bool
+    # the last convolutional maps, (n, 3, s, s) -> (n, C, h, w), where `net` is their global average (else None)
+    trunk: Any = None
+
+    def _batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        import torch
+
+        return torch.stack([_to_tensor(img, self.input_size) for img in images])
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         import torch
 
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch = torch.stack([_to_tensor(img, self.input_size) for img in images])
+        batch = self._batch(images)
         with torch.inference_mode():
             out = self.net(batch).float()
             out = torch.nn.functional.normalize(out.flatten(1), dim=1)
+        return out.numpy().astype(np.float32, copy=False)
+
+    def feature_maps(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """The last convolutional maps, ``(n, C, h, w)`` float32, of the letterboxed images."""
+        import torch
+
+        if self.trunk is None:
+            raise BadOption(f"the {self.name} backbone has no convolutional trunk to look into")
+        if not images:
+            return np.zeros((0, 0, 0, 0), dtype=np.float32)
+        with torch.inference_mode():
+            return self.trunk(self._batch(images)).float().numpy()
+
+    def embed_garments(self, images: Sequence[Image.Image], power: float = GARMENT_POWER) -> np.ndarray:
+        """Like :meth:`embed`, but each spatial cell of the last convolutional maps is weighted by the
+        network's own activation there (``saliency.weighted_pool``, ``activation ** power``), so the garment
+        counts more than the bed or floor it lies on. One forward pass, the same vector space as :meth:`embed`
+        (whose average pooling is ``power = 0``). Backbones without a pooled trunk (``tiny``,
+        ``vgg16-flatten``) return :meth:`embed`'s vectors."""
+        import torch
+
+        from . import saliency
+
+        if not images or self.trunk is None:
+            return self.embed(images)
+        pooled = saliency.weighted_pool(self.feature_maps(images), power)
+        with torch.inference_mode():
+            out = torch.nn.functional.normalize(torch.from_numpy(pooled), dim=1)
         return out.numpy().astype(np.float32, copy=False)
 
 
@@ -174,7 +210,8 @@ def _vgg16(weights: str | None, pooling: str) -> Backbone:
     else:
         head = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
         dim, name = 512, "vgg16"
-    return Backbone(name, dim, 224, torch.nn.Sequential(features, head).eval(), pretrained)
+    trunk = features if pooling != "flatten" else None
+    return Backbone(name, dim, 224, torch.nn.Sequential(features, head).eval(), pretrained, trunk=trunk)
 
 
 def _resnet50(weights: str | None, pooling: str) -> Backbone:
@@ -186,7 +223,8 @@ def _resnet50(weights: str | None, pooling: str) -> Backbone:
     if pretrained:
         _load_into(net, _torchvision_state_dict(ResNet50_Weights.IMAGENET1K_V2, "resnet50", weights), "resnet50")
     net.fc = torch.nn.Identity()
-    return Backbone("resnet50", 2048, 224, net.eval(), pretrained)
+    trunk = torch.nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+    return Backbone("resnet50", 2048, 224, net.eval(), pretrained, trunk=trunk.eval())
 
 
 def _efficientnet_lite0(weights: str | None, pooling: str) -> Backbone:
@@ -219,7 +257,15 @@ def _efficientnet_lite0(weights: str | None, pooling: str) -> Backbone:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.model.extract_features(x).mean(dim=(2, 3))
 
-    return Backbone("efficientnet-lite0", 1280, 224, Features(net).eval(), pretrained)
+    class Maps(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.model.extract_features(x)
+
+    return Backbone("efficientnet-lite0", 1280, 224, Features(net).eval(), pretrained, trunk=Maps(net).eval())
 
 
 def _tiny(weights: str | None, pooling: str) -> Backbone:

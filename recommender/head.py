@@ -1,0 +1,275 @@
+"""The catalogue-tuned head: how a catalogue answers a member's photo, fitted on member-like views of itself.
+
+Fitted per catalogue over the frozen backbone vectors (the raw vectors stay stored and searched) and the
+vectors of augmented "member photo" views of its items (``augment.member_view``: product shots pasted on
+backgrounds, relit, blurred, cropped). It holds four things, all chosen on those views, never on real queries:
+
+* ``classifier`` -- ``classify.fit_classifier`` over items *and* views, so it has seen garments out of their
+  white studio (calibrated by temperature scaling on a held-out part of both).
+* ``rerank`` -- weight ``w`` of the category prior in the search order: a candidate scores
+  ``cosine + w * log P(its category | query)``. Chosen from :data:`RERANK_GRID` by the precision@10 of the
+  views searching the items (each view's own item left out), with classifiers fitted on the other half of the
+  items (2-fold cross-fitting), so the views it is chosen on were never trained on.
+* ``mix`` -- share of the neighbours' category vote in the predicted category:
+  ``P = (1 - mix) * P_classifier + mix * P_neighbours``, chosen from :data:`MIX_GRID` by the cross-fitted
+  views' log-likelihood, so "not sure" (``P < threshold``) keeps meaning what it says on member-like photos.
+* ``open_threshold`` -- "nothing like this in the catalogue": the query's closeness (mean cosine of its
+  :data:`OPEN_K` nearest items) is below the ``1 - answer_rate`` quantile of the views' closeness to the other
+  items. With ``answer_rate = 0.9`` nine member-like photos in ten get an answer; what lies further from the
+  catalogue than that is not in it.
+
+A catalogue too small for a linear classifier (see ``classify.fit_classifier``) gets a kNN classifier, no
+rerank, no mix, and a threshold from its items' leave-one-out closeness. :meth:`CatalogueHead.decide` is the
+one function the engine and bench/street2shop.py both call per query. Saved with ``np.savez`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import random
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from . import classify
+from .augment import member_view, view_plan
+from .errors import BadOption, CatalogEmpty, RecommenderError
+from .evaluate import stratified_split
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+FORMAT, VERSION = "lookalike-head", 1
+RERANK_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+MIX_GRID = (0.0, 0.25, 0.5, 0.75)
+OPEN_K = 10
+ANSWER_RATE = 0.9
+CANDIDATES = 100  # the engine searches this many raw neighbours and reorders them
+VOTE_K, VOTE_TEMPERATURE = 10, 0.1  # the neighbours' vote, as classify.KnnClassifier weighs it
+MAX_FIT_VIEWS = 3000  # views used to choose rerank and mix (a seeded sample; all views train the classifier)
+EPS = 1e-6
+
+
+class HeadDataError(RecommenderError, ValueError):
+    """Saved head bytes are corrupt, truncated, of another version, or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    order: list[int]  # indices into the candidates, best first, at most k
+    prediction: classify.Prediction  # .category is None when not sure (always None when nothing_like_this)
+    nothing_like_this: bool
+    closeness: float  # mean cosine of the OPEN_K nearest items
+
+
+@dataclass(frozen=True, eq=False)
+class CatalogueHead:
+    classifier: classify.Classifier
+    rerank: float
+    mix: float
+    open_threshold: float
+    open_k: int = OPEN_K
+    info: dict = field(default_factory=dict)  # how it was fitted: counts, chosen values, view figures, seconds
+
+    def _vote(self, scores: np.ndarray, categories: Sequence[str]) -> np.ndarray:
+        pos = {c: i for i, c in enumerate(self.classifier.labels)}
+        top = np.asarray(scores[:VOTE_K], dtype=np.float64)
+        P = np.zeros(len(pos))
+        for s, c in zip(top, categories[:VOTE_K]):
+            if c in pos:
+                P[pos[c]] += math.exp((s - top[0]) / VOTE_TEMPERATURE)
+        return P / P.sum() if P.sum() > 0 else np.full(len(pos), 1.0 / len(pos))
+
+    def decide(
+        self, query: np.ndarray, scores: np.ndarray, categories: Sequence[str], k: int, threshold: float = 0.5, top: int = 5
+    ) -> Decision:
+        """One member photo: ``query`` its vector, ``scores``/``categories`` the cosine similarities and
+        categories of its nearest items (best first, ideally :data:`CANDIDATES` of them). Returns the order in
+        which to show them (the first ``k``), the predicted category and whether the catalogue has nothing
+        like it."""
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.ndim != 1 or len(scores) != len(categories):
+            raise BadOption("scores and categories must be two sequences of the same length")
+        if len(scores) == 0:
+            raise CatalogEmpty("no catalogue items to answer with")
+        P_clf = self.classifier.predict_proba(np.asarray(query, np.float32)[None, :])[0]
+        P = (1 - self.mix) * P_clf + self.mix * self._vote(scores, categories)
+        closeness = float(scores[: self.open_k].mean())
+        nothing = closeness < self.open_threshold
+        ranked = sorted(zip(self.classifier.labels, P.tolist()), key=lambda kv: -kv[1])[:top]
+        sure = ranked[0][1] >= threshold and not nothing
+        prediction = classify.Prediction(ranked[0][0] if sure else None, ranked[0][1], ranked, self.classifier.method)
+        order = np.arange(len(scores))
+        if self.rerank > 0:
+            prob = dict(zip(self.classifier.labels, P_clf))
+            prior = np.log(np.array([prob.get(c, 0.0) for c in categories]) + EPS)
+            order = np.argsort(-(scores + self.rerank * prior), kind="stable")
+        return Decision([int(i) for i in order[:k]], prediction, nothing, closeness)
+
+    def to_bytes(self) -> bytes:
+        meta = {"format": FORMAT, "version": VERSION, "rerank": self.rerank, "mix": self.mix,
+                "open_threshold": self.open_threshold, "open_k": self.open_k, "info": self.info}  # fmt: skip
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
+                 classifier=np.frombuffer(self.classifier.to_bytes(), np.uint8))  # fmt: skip
+        return buf.getvalue()
+
+
+def head_from_bytes(data: bytes) -> CatalogueHead:
+    """Load what :meth:`CatalogueHead.to_bytes` wrote; never unpickles. Raises :class:`HeadDataError`."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode("utf-8"))
+            if not isinstance(meta, dict) or meta.get("format") != FORMAT or "classifier" not in z.files:
+                raise HeadDataError("these bytes are not a saved catalogue head")
+            clf_bytes = z["classifier"].tobytes()
+        if meta.get("version") != VERSION:
+            raise HeadDataError(f"saved head version {meta.get('version')!r} is not supported (expected {VERSION})")
+        values = [float(meta["rerank"]), float(meta["mix"]), float(meta["open_threshold"])]
+        if not all(math.isfinite(v) for v in values) or values[0] < 0 or not 0 <= values[1] <= 1 or int(meta["open_k"]) < 1:
+            raise HeadDataError("the saved head's values are out of range")
+        return CatalogueHead(classify.classifier_from_bytes(clf_bytes), *values, int(meta["open_k"]), dict(meta["info"]))
+    except HeadDataError:
+        raise
+    except classify.ClassifierDataError as e:
+        raise HeadDataError(f"the saved head's classifier cannot be read ({e})") from e
+    except (ValueError, OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+        raise HeadDataError(f"the saved head cannot be read ({type(e).__name__}: {e})") from e
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def _neighbours(Q: np.ndarray, G: np.ndarray, exclude: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``n`` items of each query by cosine, ``exclude[i]`` (an item index, or -1) left out."""
+    idx_all, sc_all = [], []
+    for s in range(0, len(Q), 512):
+        S = Q[s : s + 512] @ G.T
+        if exclude is not None:
+            ex = exclude[s : s + 512]
+            S[np.flatnonzero(ex >= 0), ex[ex >= 0]] = -np.inf
+        m = min(n, G.shape[0] - (exclude is not None))
+        idx = np.argpartition(-S, m - 1, axis=1)[:, :m]
+        sc = np.take_along_axis(S, idx, axis=1)
+        o = np.argsort(-sc, axis=1, kind="stable")
+        idx_all.append(np.take_along_axis(idx, o, 1))
+        sc_all.append(np.take_along_axis(sc, o, 1))
+    return np.concatenate(idx_all), np.concatenate(sc_all)
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, np.float32)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def _cross_fitted_proba(G, y, V, owner, labels, seed, num_threads) -> np.ndarray:
+    """P(category | view) from classifiers that never saw the view's item (2 folds over the items)."""
+    _, half = stratified_split(list(y), 0.5, seed)
+    in_b = np.zeros(len(G), bool)
+    in_b[half] = True
+    P = np.zeros((len(V), len(labels)))
+    pos = {c: i for i, c in enumerate(labels)}
+    for fold in (False, True):
+        train_items, test_views = in_b == fold, in_b[owner] != fold
+        Xtr = np.vstack([G[train_items], V[in_b[owner] == fold]])
+        ytr = list(y[train_items]) + list(y[owner[in_b[owner] == fold]])
+        clf = classify.fit_classifier(Xtr, ytr, seed=seed, l2=classify.DEFAULT_L2, calibrate=False, max_iter=100,
+                                      num_threads=num_threads)  # fmt: skip
+        cols = [pos[c] for c in clf.labels]
+        P[np.ix_(np.flatnonzero(test_views), cols)] = clf.predict_proba(V[test_views])
+    return P
+
+
+def fit_head(
+    vectors: np.ndarray, categories: Sequence[str], view_vectors: np.ndarray | None = None,
+    view_owner: Sequence[int] | None = None, *, answer_rate: float = ANSWER_RATE, seed: int = 0,
+    num_threads: int | None = None,
+) -> CatalogueHead:  # fmt: skip
+    """Fit a catalogue's head from its items' raw vectors and categories and the vectors of member-like views
+    (``view_owner[i]`` = the item view ``i`` was made from). Without views, or for a catalogue too small for a
+    linear classifier, the head is a kNN classifier with no rerank or mix (see the module docstring)."""
+    t0 = time.perf_counter()
+    G, y = _unit(vectors), np.asarray([str(c) for c in categories])
+    if len(G) == 0:
+        raise CatalogEmpty("the catalogue has no items to fit a head on")
+    if len(y) != len(G) or not 0 < answer_rate < 1:
+        raise BadOption("one category per vector, and 0 < answer_rate < 1")
+    V = _unit(view_vectors) if view_vectors is not None and len(view_vectors) else np.zeros((0, G.shape[1]), np.float32)
+    owner = np.asarray(view_owner if view_owner is not None else [], dtype=np.int64)
+    if len(owner) != len(V) or (len(owner) and (owner.min() < 0 or owner.max() >= len(G))):
+        raise BadOption("view_owner must give, for every view, the index of its item")
+    clf = classify.fit_classifier(np.vstack([G, V]), list(y) + list(y[owner]), seed=seed, num_threads=num_threads)
+    info: dict = {"items": len(G), "views": len(V), "classifier": clf.method, "answer_rate": answer_rate}
+    if len(G) < 2:
+        head = CatalogueHead(clf, 0.0, 0.0, -1.0, OPEN_K, info)
+        return head
+    if clf.method != "linear" or len(V) == 0:  # closeness of each item to the others stands in for members' photos
+        _, sc = _neighbours(G, G, np.arange(len(G)), OPEN_K)
+        threshold = float(np.quantile(sc[:, :OPEN_K].mean(axis=1), 1 - answer_rate))
+        info.update(seconds=round(time.perf_counter() - t0, 1), threshold_from="items")
+        return CatalogueHead(clf, 0.0, 0.0, threshold, OPEN_K, info)
+
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(V), size=min(MAX_FIT_VIEWS, len(V)), replace=False))
+    Vf, of = V[pick], owner[pick]
+    idx, sc = _neighbours(Vf, G, of, CANDIDATES)
+    threshold = float(np.quantile(sc[:, :OPEN_K].mean(axis=1), 1 - answer_rate))
+    labels = list(clf.labels)
+    P = _cross_fitted_proba(G, y, Vf, of, labels, seed, num_threads)
+    pos = {c: i for i, c in enumerate(labels)}
+    cand_codes = np.vectorize(lambda c: pos.get(c, -1))(y[idx])
+    prior = np.log(np.where(cand_codes >= 0, np.take_along_axis(P, np.maximum(cand_codes, 0), 1), 0.0) + EPS)
+    relevant = y[idx] == y[of][:, None]
+    p10 = {}
+    for w in RERANK_GRID:
+        order = np.argsort(-(sc + w * prior), axis=1, kind="stable")[:, :10]
+        p10[w] = float(np.take_along_axis(relevant, order, 1).mean())
+    rerank = max(RERANK_GRID, key=lambda w: (round(p10[w], 4), -w))
+    truth = np.array([pos.get(c, -1) for c in y[of]])
+    known = truth >= 0
+    vote = np.zeros_like(P)
+    w8 = np.exp((sc[:, :VOTE_K] - sc[:, :1]) / VOTE_TEMPERATURE)
+    np.add.at(vote, (np.repeat(np.arange(len(idx)), VOTE_K), np.maximum(cand_codes[:, :VOTE_K], 0).ravel()),
+              (w8 * (cand_codes[:, :VOTE_K] >= 0)).ravel())  # fmt: skip
+    vote /= np.maximum(vote.sum(1, keepdims=True), 1e-12)
+    nll = {m: float(-np.log(((1 - m) * P + m * vote)[known, truth[known]] + EPS).mean()) for m in MIX_GRID}
+    mix = min(MIX_GRID, key=lambda m: (round(nll[m], 4), m))
+    info.update(
+        rerank_p10={str(k): round(v, 4) for k, v in p10.items()},
+        mix_nll={str(k): round(v, 4) for k, v in nll.items()},
+        seconds=round(time.perf_counter() - t0, 1),
+        threshold_from="views",
+    )
+    log.info("head: rerank %g, mix %g, open threshold %.3f (%d items, %d views, %.0fs)", rerank, mix, threshold,
+             len(G), len(V), info["seconds"])  # fmt: skip
+    return CatalogueHead(clf, rerank, mix, threshold, OPEN_K, info)
+
+
+def train_head(
+    vectors: np.ndarray, categories: Sequence[str], images: Callable[[list[int]], list[Image.Image]],
+    embed: Callable[[list[Image.Image]], np.ndarray], *, max_views: int = 4000, per_item: int = 2, seed: int = 0,
+    batch: int = 64, num_threads: int | None = None,
+) -> CatalogueHead:  # fmt: skip
+    """The whole per-catalogue fit, as the engine runs it after catalogue changes: choose items
+    (``augment.view_plan``), fetch their pictures (``images(indices)``: stored thumbnails or source images),
+    make member-like views, embed them ``batch`` at a time with ``embed`` (the backbone's), and fit."""
+    cats = [str(c) for c in categories]
+    owners = view_plan(cats, max_views=max_views, per_item=per_item, seed=seed) if len(cats) else []
+    unique = sorted(set(owners))
+    pics = dict(zip(unique, images(unique)))
+    rng = random.Random(seed)  # one stream: the same views whatever the batch size
+    chunks = []
+    for s in range(0, len(owners), batch):
+        views_ = [member_view(pics[o], rng) for o in owners[s : s + batch]]
+        chunks.append(np.asarray(embed(views_), dtype=np.float32))
+    views = np.concatenate(chunks) if chunks else None
+    return fit_head(vectors, cats, views, owners, seed=seed, num_threads=num_threads)

@@ -1,0 +1,143 @@
+"""The catalogue-tuned head: fitted on member-like views, saved without pickle, and the per-photo decision."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from recommender import classify, images
+from recommender.errors import CatalogEmpty
+from recommender.head import CatalogueHead, HeadDataError, fit_head, head_from_bytes, train_head
+
+from helpers import FASHION, ROOT, backbone, demo_photos, needs_fashion, styles_rows
+
+NO_CLOTHING = sorted((ROOT / "tests" / "data" / "no-clothing").glob("*.jpg"))
+
+
+def load(paths) -> list[Image.Image]:
+    return [images.load_image(p)[0] for p in paths]
+
+
+def decide_all(head: CatalogueHead, Q: np.ndarray, G: np.ndarray, cats: list[str], k: int = 5):
+    out = []
+    for q in Q:
+        s = G @ q
+        idx = np.argsort(-s, kind="stable")[:100]
+        out.append((head.decide(q, s[idx], [cats[i] for i in idx], k), idx))
+    return out
+
+
+@pytest.fixture(scope="module")
+def demo_head() -> tuple[CatalogueHead, np.ndarray, list[str], np.ndarray]:
+    """A head over half the demo photos (tiny backbone), and the tiny vectors of the other half."""
+    net = backbone("tiny")
+    photos = demo_photos()
+    cat_paths, query_paths = photos[0::2], photos[1::2]
+    cats = [p.parent.name for p in cat_paths]
+    G = net.embed(load(cat_paths))
+    head = train_head(G, cats, lambda idx: load([cat_paths[i] for i in idx]), net.embed, max_views=120, batch=16)
+    return head, G, cats, net.embed(load(query_paths))
+
+
+def test_a_head_is_fitted_on_views_and_decides_every_photo(demo_head) -> None:
+    head, G, cats, Q = demo_head
+    assert head.info["views"] == 120 and head.info["items"] == 60 and head.info["classifier"] == "linear"
+    assert head.rerank in (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5) and 0 <= head.mix <= 0.75
+    assert -1.0 <= head.open_threshold <= 1.0
+    decisions = decide_all(head, Q, G, cats)
+    for d, _idx in decisions:
+        assert len(d.order) == 5 and len(set(d.order)) == 5 and all(0 <= i < 100 for i in d.order)
+        assert d.prediction.category is None or (d.prediction.probability >= 0.5 and not d.nothing_like_this)
+        assert [c for c, _ in d.prediction.ranked] and abs(d.closeness) <= 1.0
+    # the threshold answers most of these same-domain photos, as fitted (answer rate 0.9 on views)
+    assert np.mean([not d.nothing_like_this for d, _ in decisions]) >= 0.6
+
+
+def test_a_head_round_trips_through_bytes(demo_head) -> None:
+    head, G, cats, Q = demo_head
+    again = head_from_bytes(head.to_bytes())
+    assert (again.rerank, again.mix, again.open_threshold, again.info) == (head.rerank, head.mix, head.open_threshold, head.info)
+    for (a, _), (b, _) in zip(decide_all(head, Q, G, cats), decide_all(again, Q, G, cats)):
+        assert a == b
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda b: b[: len(b) // 2],  # truncated
+        lambda b: b"",  # empty
+        lambda b: b"\x00" * 64,  # not a zip
+        lambda b: b[:100] + bytes(x ^ 0xFF for x in b[100:400]) + b[400:],  # bytes flipped
+    ],
+)
+def test_corrupt_head_bytes_raise_a_typed_error(demo_head, corrupt) -> None:
+    with pytest.raises(HeadDataError):
+        head_from_bytes(corrupt(demo_head[0].to_bytes()))
+
+
+def test_foreign_or_other_version_bytes_are_refused(demo_head) -> None:
+    head = demo_head[0]
+    with pytest.raises(HeadDataError, match="not a saved catalogue head"):
+        head_from_bytes(head.classifier.to_bytes())
+    import io
+    import json
+
+    with np.load(io.BytesIO(head.to_bytes())) as z:
+        parts = {k: z[k] for k in z.files}
+    meta = json.loads(parts["meta"].tobytes())
+    for key, value, why in (("version", 99, "version 99"), ("mix", 2.0, "out of range")):
+        buf = io.BytesIO()
+        bad = {**meta, key: value}
+        np.savez(buf, meta=np.frombuffer(json.dumps(bad).encode(), np.uint8), classifier=parts["classifier"])
+        with pytest.raises(HeadDataError, match=why):
+            head_from_bytes(buf.getvalue())
+
+
+def test_a_small_catalogue_works_on_raw_features_with_knn() -> None:
+    net = backbone("tiny")
+    paths = demo_photos("shoes")[:6] + demo_photos("hat")[:6]
+    cats = [p.parent.name for p in paths]
+    G = net.embed(load(paths))
+    head = fit_head(G, cats)  # no views at all
+    assert head.classifier.method == "knn" and head.rerank == 0.0 and head.mix == 0.0
+    assert head.info["threshold_from"] == "items"
+    Q = net.embed(load([demo_photos("shoes")[7], demo_photos("hat")[7]]))
+    for (d, _idx), _kind in zip(decide_all(head, Q, G, cats, k=3), ("shoes", "hat")):
+        assert len(d.order) == 3 and d.prediction.ranked[0][0] in ("shoes", "hat")
+    assert head_from_bytes(head.to_bytes()).classifier.method == "knn"
+    one = fit_head(G[:1], cats[:1])
+    assert one.classifier.method == "knn" and one.decide(Q[0], np.array([0.5]), ["shoes"], 5).order == [0]
+
+
+def test_bad_inputs_are_typed_errors() -> None:
+    with pytest.raises(CatalogEmpty):
+        fit_head(np.zeros((0, 8), np.float32), [])
+    head = fit_head(np.eye(4, dtype=np.float32), list("aabb"))
+    with pytest.raises(CatalogEmpty):
+        head.decide(np.ones(4), np.zeros(0), [], 5)
+    assert isinstance(head.classifier, classify.KnnClassifier)
+
+
+@pytest.mark.slow
+@needs_fashion
+def test_lite0_head_answers_a_garment_photo_with_its_kind_and_a_cup_of_coffee_with_nothing() -> None:
+    """A 240-item fashion-products catalogue (8 articleTypes), efficientnet-lite0, the head as the engine fits it."""
+    net = backbone("efficientnet-lite0")
+    types = ["Tshirts", "Jeans", "Casual Shoes", "Caps", "Skirts", "Watches", "Handbags", "Sunglasses"]
+    rows = styles_rows(types, 30)
+    paths = [FASHION / "images" / f"{r['id']}.jpg" for r in rows]
+    cats = [r["articleType"] for r in rows]
+    G = net.embed(load(paths))
+    head = train_head(G, cats, lambda idx: load([paths[i] for i in idx]), net.embed, max_views=480)
+    accept = {"shoes": {"Casual Shoes"}, "pants": {"Jeans"}, "hat": {"Caps"}, "skirt": {"Skirts"}}
+    right = answered = 0
+    for kind, ok in accept.items():
+        photos = demo_photos(kind)
+        for d, _idx in decide_all(head, net.embed(load(photos)), G, cats):
+            answered += not d.nothing_like_this
+            right += d.prediction.category in ok
+    n = sum(len(demo_photos(k)) for k in accept)
+    assert answered >= 0.8 * n and right >= 0.6 * n, (answered, right, n)
+    nothing = [d for d, _ in decide_all(head, net.embed(load(NO_CLOTHING)), G, cats)]
+    assert all(d.nothing_like_this and d.prediction.category is None for d in nothing), [d.closeness for d in nothing]
