@@ -100,7 +100,7 @@ def _shopify_variant(handle: str, row: Cells, head: Cells, where: str, n: int, o
     except ValueError:
         qty = 1
     offer.availability = "in_stock" if not tracker or policy == "continue" or qty > 0 else OUT_OF_STOCK
-    offer.category_path = [head["Type"]] if head.get("Type") else category_path(head.get("Product Category"))
+    offer.category_path = category_path(head.get("Type")) or category_path(head.get("Product Category"))
     offer.brand = head.get("Vendor") or None
     for i in (1, 2, 3):
         if head.get(f"Option{i} Name", "").lower() in ("color", "colour"):
@@ -161,7 +161,7 @@ def woocommerce_offers(data: bytes, label: str, options: FeedOptions) -> list[Of
             offer.availability = OUT_OF_STOCK  # a variable product sells through its variations; a draft not at all
         cats = _list(parent.get("Categories", ""))
         offer.category_path = category_path(cats[0]) if cats else []
-        offer.brand = (_list(parent.get("Brands", "")) or [None])[0]
+        offer.brand = next(iter(_list(parent.get("Brands", ""))), None)
         for i in range(1, 6):
             name = (row.get(f"Attribute {i} name") or parent.get(f"Attribute {i} name") or "").lower()
             value = row.get(f"Attribute {i} value(s)") or ""

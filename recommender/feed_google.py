@@ -32,11 +32,12 @@ def offers(data: bytes, label: str) -> list[Offer]:
 
 def _xml_offers(data: bytes, label: str) -> list[Offer]:
     try:
-        root = safe_xml.fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
-    except EntitiesForbidden:
-        raise BadManifest(f"The {label} declares XML entities, which are refused (they can expand without end).") from None
-    except (ExternalReferenceForbidden, DTDForbidden):
-        raise BadManifest(f"The {label} refers to an external document, which is never fetched.") from None
+        root = safe_xml.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden):
+        raise BadManifest(
+            f"The {label} has a DTD (<!DOCTYPE ...>), which product feeds never need and which is refused: "
+            "its entities could expand without end or fetch external documents."
+        ) from None
     except DefusedXmlException as e:
         raise BadManifest(f"The {label} uses XML features that are refused: {type(e).__name__}.") from None
     except ParseError as e:

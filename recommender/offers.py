@@ -124,7 +124,7 @@ def plain_text(markup: str | None) -> str:
     parser.close()
     text = html.unescape("".join(parser.parts)).replace("\xa0", " ")
     lines = [re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in text.split("\n")]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()[:MAX_DESCRIPTION]
+    return "\n".join(line for line in lines if line)[:MAX_DESCRIPTION]
 
 
 _PRICE = re.compile(r"^\s*([A-Za-z]{3})?\s*([0-9][0-9.,\s]*?)\s*([A-Za-z]{3})?\s*$")

@@ -171,7 +171,8 @@ def google_atom(shop: Shop, products: Iterable[Product]) -> bytes:
         f'<entry><g:id>{escape(p.id)}</g:id><title>{escape(p.title)}</title><link href="https://shop.example/p/{escape(p.id)}"/>'
         f"<summary>{escape(p.description)}</summary><g:image_link>{escape(shop.url(p.image))}</g:image_link>"
         f"<g:price>{p.price}</g:price><g:availability>{p.availability}</g:availability>"
-        f"<g:product_type>{escape(p.product_type)}</g:product_type></entry>"
+        f"<g:product_type>{escape(p.product_type)}</g:product_type><g:item_group_id>{escape(p.group)}</g:item_group_id>"
+        "</entry>"
         for p in products
     )
     return (

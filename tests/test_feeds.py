@@ -1,0 +1,86 @@
+"""The shop-feed readers on feeds written from the formats' specifications (tests/shop_feeds.py):
+detection, folding of variants, categories at a level, prices with their currency, HTML to text,
+and XML that tries entity expansion or external entities."""
+
+from __future__ import annotations
+
+import pytest
+from shop_feeds import BILLION_LAUGHS, Product, Shop, google_atom, google_rss, google_tsv, shopify_csv, woocommerce_csv
+
+from recommender.errors import BadManifest
+from recommender.feeds import FeedOptions, detect, read_feed
+from recommender.offers import parse_price, plain_text
+
+SHOP = Shop()
+SHOP.base = "https://cdn.example"
+PRODUCTS = [
+    Product("DR-1", "Linen dress", "/img/d.jpg", product_type="Apparel > Women > Dresses"),
+    Product("TS-1-S", "Crew tee", "/img/t.jpg", group="TS-1", product_type="Apparel > Men > T-shirts"),
+    Product("TS-1-M", "Crew tee", "/img/t2.jpg", group="TS-1", color="Red", availability="out_of_stock"),
+    Product("PA-1", "Chinos", "/img/p.jpg", availability="out_of_stock"),
+]
+
+
+@pytest.mark.parametrize(
+    "writer, fmt", [(google_rss, "google"), (google_atom, "google"), (google_tsv, "google"), (shopify_csv, "shopify"),
+                    (woocommerce_csv, "woocommerce")],
+)  # fmt: skip
+def test_the_format_is_told_from_the_content_and_variants_fold(writer, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    data = writer(SHOP, PRODUCTS)
+    assert detect(data) == fmt
+    feed = read_feed(data, FeedOptions(category_level="1"))
+    assert feed.format == fmt and feed.ids == {"DR-1", "TS-1", "PA-1"} and feed.unavailable == {"PA-1"}
+    by_id = {r.item_id: r for r in feed.records}
+    assert set(by_id) == {"DR-1", "TS-1"} and all(r.error is None for r in by_id.values())
+    assert by_id["TS-1"].image == "https://cdn.example/img/t.jpg"  # the in-stock variant's own picture first
+    level_1 = "Dresses" if fmt == "shopify" else "Apparel"  # Shopify's Type is one level (the writer's last one)
+    assert by_id["DR-1"].fields is not None and by_id["DR-1"].fields.category == level_1
+
+
+def test_category_levels() -> None:
+    data = google_rss(SHOP, PRODUCTS[:1])
+    levels = {lv: read_feed(data, FeedOptions(category_level=lv)).records[0].fields.category for lv in ("1", "2", "last")}  # type: ignore[union-attr]
+    assert levels == {"1": "Apparel", "2": "Women", "last": "Dresses"}
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [("15.00 USD", (15.0, "USD")), ("USD 15", (15.0, "USD")), ("1,299.00 EUR", (1299.0, "EUR")), ("12,50 EUR", (12.5, "EUR")),
+     ("1.299,00 EUR", (1299.0, "EUR")), ("19.99", (19.99, None)), ("", (None, None))],
+)  # fmt: skip
+def test_prices_keep_their_currency(raw: str, expected: tuple[float | None, str | None]) -> None:
+    assert parse_price(raw) == expected
+
+
+def test_a_price_that_is_not_one_fails_its_product_only() -> None:
+    feed = read_feed(google_rss(SHOP, [PRODUCTS[0], PRODUCTS[3].but(price="call us", availability="in_stock")]))
+    errors = {r.item_id: r.error for r in feed.records}
+    assert errors["DR-1"] is None and "call us" in (errors["PA-1"] or "")
+
+
+def test_html_descriptions_become_plain_text() -> None:
+    html = "<p>Soft&nbsp;<b>organic</b> cotton.</p><ul><li>Machine wash</li><li>Made in Portugal</li></ul><script>x()</script>"
+    assert plain_text(html) == "Soft organic cotton.\n- Machine wash\n- Made in Portugal"
+
+
+def test_xml_entities_and_external_references_are_refused() -> None:
+    with pytest.raises(BadManifest, match="entities"):
+        read_feed(BILLION_LAUGHS)
+    external = b'<?xml version="1.0"?><!DOCTYPE rss SYSTEM "http://169.254.169.254/x.dtd"><rss><channel/></rss>'
+    with pytest.raises(BadManifest, match="DTD"):
+        read_feed(external)
+    with pytest.raises(BadManifest, match="well-formed"):
+        read_feed(b"<rss><channel><item>")
+
+
+def test_an_unknown_layout_says_what_it_expected() -> None:
+    with pytest.raises(BadManifest, match="--format"):
+        read_feed(b"sku,label\n1,x\n")
+
+
+def test_a_shopify_draft_is_not_for_sale_and_a_woocommerce_orphan_variation_fails() -> None:
+    draft = shopify_csv(SHOP, PRODUCTS[:1]).decode().replace(",active", ",draft").encode()
+    assert read_feed(draft).unavailable == {"DR-1"}
+    orphan = woocommerce_csv(SHOP, PRODUCTS[1:3]).decode().replace("id:101", "id:999").encode()
+    errors = [r.error for r in read_feed(orphan).records if r.error]
+    assert errors and all("parent" in e for e in errors)
