@@ -154,3 +154,37 @@ def test_vgg16_without_weights_or_network_fails_fast_and_says_what_to_do(tmp_pat
     assert "vgg16-397923af.pth" in msg and str(tmp_path / "torch-home") in msg
     assert "LOOKALIKE_WEIGHTS" in msg and "--weights" in msg and "efficientnet-lite0" in msg
     assert not list((tmp_path / "torch-home").rglob("*.part"))  # no half-written download left behind
+
+
+# -- feature maps and garment-weighted pooling ------------------------------------------------------
+
+
+def test_weighted_pool_at_power_zero_is_average_pooling_and_weights_follow_the_activation() -> None:
+    from recommender import saliency
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((2, 6, 4, 4)).astype(np.float32)
+    assert np.allclose(saliency.weighted_pool(maps, 0.0), maps.mean(axis=(2, 3)), atol=1e-6)
+    act = saliency.activation_map(maps)
+    assert act.shape == (2, 4, 4) and np.allclose(act.reshape(2, -1).max(axis=1), 1.0)
+    spot = np.zeros((1, 2, 3, 3), np.float32)
+    spot[0, :, 1, 1] = [1.0, 3.0]  # all activation in the middle cell
+    assert np.allclose(saliency.weighted_pool(spot, 2.0), [[1.0, 3.0]])
+    with pytest.raises(BadOption):
+        saliency.activation_map(maps[0])
+
+
+def test_embed_garments_lives_in_embeds_space() -> None:
+    net = backbone("efficientnet-lite0")
+    imgs = photos(3)
+    maps = net.feature_maps(imgs)
+    assert maps.shape == (3, 1280, 7, 7)
+    plain = net.embed(imgs)
+    assert np.allclose(net.embed_garments(imgs, power=0.0), plain, atol=1e-5)  # power 0 = average pooling
+    focused = net.embed_garments(imgs)
+    assert np.allclose(np.linalg.norm(focused, axis=1), 1.0, atol=1e-5)
+    assert ((focused * plain).sum(axis=1) > 0.8).all() and not np.allclose(focused, plain, atol=1e-3)
+    tiny = backbone("tiny")  # no pooled trunk: the plain vectors
+    assert tiny.trunk is None and np.array_equal(tiny.embed_garments(imgs), tiny.embed(imgs))
+    with pytest.raises(BadOption):
+        tiny.feature_maps(imgs)
