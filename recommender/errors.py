@@ -56,3 +56,7 @@ class DatabaseError(RecommenderError):
 
 class DatabaseUnavailable(DatabaseError):
     """The database server went away or is busy for now; the same request may work in a moment."""
+
+
+class SyncInProgress(RecommenderError):
+    """A sync of that catalogue is already running."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .bulk import BulkImporter, ProgressFn
 from .catalogues import Catalogues
-from .errors import BadManifest, Busy, ItemNotFound, RecommenderError
+from .errors import BadManifest, ItemNotFound, RecommenderError, SyncInProgress
 from .feeds import FeedOptions, read_feed
 from .feedstate import FeedState
 from .names import shown
@@ -54,7 +54,7 @@ class FeedSync:
         max_feed_bytes: int = MAX_FEED_BYTES,
     ) -> SyncSummary:
         if guild_id in self._running:
-            raise Busy("A sync of this catalogue is already running; its summary will say what it did.")
+            raise SyncInProgress("A sync of this catalogue is already running; wait for it to finish.")
         self._running.add(guild_id)
         try:
             return await self._run(source, guild_id, actor, fetcher, options.check(), keep_missing, progress, max_feed_bytes)
