@@ -98,6 +98,15 @@ def price(value: float | None, currency: str = "$") -> str | None:
     return f"{currency}{value:,.2f}"
 
 
+SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}
+
+
+def item_price(item: Item, default: str = "$") -> str | None:
+    """The item's price in its own currency (a shop feed names it), else in the bot's."""
+    code = str(item.attributes.get("currency") or "")[:3]
+    return price(item.price, SYMBOLS.get(code, f"{code} " if code else default))
+
+
 def percent(p: float) -> str:
     return f"{p:.0%}"
 
@@ -167,7 +176,7 @@ def match_line(n: int, match: Match, currency: str = "$") -> str:
     url = _link(item.url)
     head = f"**{n}.** [{name}]({url})" if url else f"**{n}.** **{name}**"
     parts = [plain(item.category, 40)]
-    if (p := price(item.price, currency)) is not None:
+    if (p := item_price(item, currency)) is not None:
         parts.append(p)
     parts.append(f"{percent(match.score)} similar")
     return f"{head} · {' · '.join(parts)} · `{clip(item.item_id, 60).replace('`', '')}`"
@@ -305,7 +314,7 @@ def item_embed(item: Item, *, currency: str = "$", thumbnail: bytes | None = Non
         embed.url = url
     embed.add_field(name="ID", value=f"`{clip(item.item_id, 200).replace('`', '')}`", inline=True)
     embed.add_field(name="Category", value=plain(item.category, 200), inline=True)
-    if (p := price(item.price, currency)) is not None:
+    if (p := item_price(item, currency)) is not None:
         embed.add_field(name="Price", value=p, inline=True)
     if url:
         embed.add_field(name="Link", value=clip(url, MAX_FIELD_VALUE), inline=False)
@@ -350,7 +359,7 @@ def list_embed(
         lines = []
         for it in items:
             bits = [plain(it.category, 40)]
-            if (p := price(it.price, currency)) is not None:
+            if (p := item_price(it, currency)) is not None:
                 bits.append(p)
             lines.append(f"`{clip(it.item_id, 60).replace('`', '')}` **{plain(it.name, 80)}** · {' · '.join(bits)}")
         embed.description = fit_lines(lines, MAX_DESCRIPTION)
