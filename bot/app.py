@@ -43,7 +43,7 @@ from .cogs.utils.work import ShuttingDown, WorkTracker
 log = logging.getLogger(__name__)
 
 HEALTH_STAMP_S = 30.0
-EXTENSIONS = ("bot.cogs.photos", "bot.cogs.similar", "bot.cogs.catalog", "bot.cogs.config")
+EXTENSIONS = ("bot.cogs.photos", "bot.cogs.similar", "bot.cogs.catalog", "bot.cogs.config", "bot.cogs.feeds")
 
 
 def intents() -> discord.Intents:

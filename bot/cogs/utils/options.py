@@ -32,6 +32,8 @@ class BotOptions:
     grid_cell: int = 160  # thumbnail cell size in reply grids (pixels)
     health_file: str = ""  # stamped every 30 s while connected; `lookalike health` reads it (Docker HEALTHCHECK)
     page_size: int = 10  # items per /catalog list page
+    feed_check_s: float = 60.0  # how often the scheduled shop feeds (/config feed) are checked for one due
+    feed_lease_s: float = 3600.0  # a sync's hold on its catalogue; a process that died mid-sync frees it after this
 
     @classmethod
     def from_settings(cls, settings: Settings, env: Mapping[str, str] | None = None, **overrides: Any) -> BotOptions:
@@ -62,6 +64,8 @@ class BotOptions:
             raise BadOption("grid_cell must be at least 32 (pixels).")
         if self.import_max_bytes < 1 or self.import_max_rows < 1:
             raise BadOption("import_max_bytes and import_max_rows must be at least 1.")
+        if self.feed_check_s <= 0 or self.feed_lease_s <= 0:
+            raise BadOption("feed_check_s and feed_lease_s must be positive.")
         if self.shutdown_grace_s < 0:
             raise BadOption("shutdown_grace_s must be at least 0.")
 
