@@ -20,7 +20,7 @@ from recommender.errors import BadManifest, DuplicateItem
 from recommender.records import ImportNotes, ImportSummary, ItemFields
 from recommender.urls import check_url
 
-from .. import render
+from .. import render, render_feeds
 from .utils.attachments import read_attachment
 from .utils.checks import actor, require_moderator
 from .utils.errors import token_expired
@@ -41,6 +41,11 @@ Price = app_commands.Range[float, 0.0, 1e9]
 Url = app_commands.Range[str, 1, 500]
 Description = app_commands.Range[str, 1, 1000]
 ItemId = app_commands.Range[str, 1, 200]
+FORMATS = [
+    app_commands.Choice(name=n, value=v)
+    for n, v in (("detect", "auto"), ("Google Merchant Center", "google"), ("Shopify", "shopify"), ("WooCommerce", "woocommerce"))
+]
+LEVELS = [app_commands.Choice(name=n, value=v) for n, v in (("first", "1"), ("second", "2"), ("last", "last"))]
 
 
 @app_commands.guild_only()
@@ -251,6 +256,70 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
                     raise
         # the interaction token lives 15 minutes: the import is saved, only its report can't be shown
         log.info("import of %r for guild %s outlived its interaction: %s", file.filename, gid, done)
+
+    @app_commands.command(name="sync", description="Make this server's catalogue equal to a shop's product feed.")
+    @app_commands.describe(
+        url="The feed's address: a Google Merchant Center feed, or a Shopify / WooCommerce product CSV export",
+        format="The feed's format (default: told from its content)",
+        category_level="Which level of 'Apparel > Women > Dresses' is the category (default: the last)",
+        currency="The prices' currency, for CSV exports that name none (e.g. EUR)",
+        shop_url="The shop's address, for product links in CSV exports (https://shop.example)",
+        keep_missing="Keep items the feed no longer names or sells",
+    )
+    @app_commands.choices(format=FORMATS, category_level=LEVELS)
+    async def sync_(
+        self,
+        interaction: discord.Interaction,
+        url: Url,
+        format: str = "auto",
+        category_level: str = "last",
+        currency: app_commands.Range[str, 3, 3] | None = None,
+        shop_url: Url | None = None,
+        keep_missing: bool = False,
+    ) -> None:
+        gid = interaction.guild_id or 0
+        check_url(url)
+        if gid in self._importing:
+            await interaction.response.send_message(
+                "An import or a sync is already running for this server; wait for it to finish.", ephemeral=True
+            )
+            return
+        self._importing.add(gid)
+        try:
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            options = {"format": format, "category_level": category_level, "currency": currency, "shop_url": shop_url}
+            await self._sync(interaction, gid, url, options, keep_missing)
+        finally:
+            self._importing.discard(gid)
+
+    async def _sync(
+        self, interaction: discord.Interaction, gid: int, url: str, options: dict[str, str | None], keep_missing: bool
+    ) -> None:
+        first = "Syncing… reading the feed"
+        await interaction.edit_original_response(content=first)  # progress, then the summary: one message
+        editor = ThrottledEditor(
+            lambda text: interaction.edit_original_response(content=text), self.bot.options.progress_interval_s, shown=first
+        )
+        try:
+            summary = await self.rec.sync_feed(
+                url,
+                guild_id=gid,
+                actor=actor(interaction.user),
+                fetcher=self.bot.fetcher,
+                options=options,
+                keep_missing=keep_missing,
+                progress=lambda done, n, s: editor.update(render_feeds.sync_progress(done, n, s)),
+            )
+            s = summary.imported
+            if s.added or s.updated or summary.removed:
+                self.rec.schedule_retrain(gid)
+            done = render_feeds.sync_progress(s.done, s.done, s).replace("Syncing…", "Synced:")
+            await editor.finish(done)
+        finally:
+            await editor.close()
+        if not editor.expired:
+            embed = render_feeds.sync_summary(summary, source=url)
+            await respond(interaction, render.Reply(content=done, embeds=[embed]))
 
 
 def _notes_line(notes: ImportNotes) -> str | None:
