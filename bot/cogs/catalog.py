@@ -24,6 +24,7 @@ from .. import render, render_feeds
 from .utils.attachments import read_attachment
 from .utils.checks import actor, require_moderator
 from .utils.errors import token_expired
+from .utils.feeds import FORMATS, LEVELS
 from .utils.items import make_item_id
 from .utils.progress import ThrottledEditor
 from .utils.respond import respond
@@ -41,11 +42,6 @@ Price = app_commands.Range[float, 0.0, 1e9]
 Url = app_commands.Range[str, 1, 500]
 Description = app_commands.Range[str, 1, 1000]
 ItemId = app_commands.Range[str, 1, 200]
-FORMATS = [
-    app_commands.Choice(name=n, value=v)
-    for n, v in (("detect", "auto"), ("Google Merchant Center", "google"), ("Shopify", "shopify"), ("WooCommerce", "woocommerce"))
-]
-LEVELS = [app_commands.Choice(name=n, value=v) for n, v in (("first", "1"), ("second", "2"), ("last", "last"))]
 
 
 @app_commands.guild_only()

@@ -10,9 +10,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from recommender.config import DEFAULT_GUILD, MAX_K
+from recommender.urls import check_url
 
-from .. import render
+from .. import render, render_feeds
 from .utils.checks import actor, require_admin
+from .utils.feeds import FORMATS, LEVELS
 from .utils.respond import respond
 
 if TYPE_CHECKING:
@@ -107,6 +109,39 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
         cid = await self.bot.rec.catalogue_for(gid)
         embed = render.settings_embed(gs, default_k=self.bot.settings.k, own_catalogue=cid != DEFAULT_GUILD)
         await respond(interaction, render.Reply(embeds=[embed]))
+
+    @app_commands.command(name="feed", description="Sync the catalogue from a shop's product feed on a schedule.")
+    @app_commands.describe(
+        url="The feed's address (Google Merchant Center, Shopify or WooCommerce export); 'off' stops the schedule",
+        every="Hours between syncs (default 24)",
+        format="The feed's format (default: told from its content)",
+        category_level="Which level of 'Apparel > Women > Dresses' is the category (default: the last)",
+        currency="The prices' currency, for CSV exports that name none (e.g. EUR)",
+        shop_url="The shop's address, for product links in CSV exports",
+    )
+    @app_commands.choices(format=FORMATS, category_level=LEVELS)
+    async def feed(
+        self,
+        interaction: discord.Interaction,
+        url: app_commands.Range[str, 1, 500],
+        every: app_commands.Range[int, 1, 168] = 24,
+        format: str = "auto",
+        category_level: str = "last",
+        currency: app_commands.Range[str, 3, 3] | None = None,
+        shop_url: app_commands.Range[str, 1, 500] | None = None,
+    ) -> None:
+        await self._defer(interaction)
+        gid, who = interaction.guild_id or 0, actor(interaction.user)
+        if url.strip().lower() == "off":
+            dropped = await self.bot.rec.drop_feed(gid, actor=who)
+            await respond(interaction, "The scheduled sync is off." if dropped else "No feed was scheduled.")
+            return
+        url = check_url(url) or url
+        options = {"format": format, "category_level": category_level}
+        options |= {k: v for k, v in (("currency", currency), ("shop_url", shop_url)) if v}
+        await self.bot.rec.set_feed(gid, url, every * 3600, options=options, channel_id=interaction.channel_id, actor=who)
+        text = render_feeds.feed_scheduled(url, every * 3600) + " If a sync fails, I'll say so in this channel, once."
+        await respond(interaction, text)
 
     @staticmethod
     def _missing_permissions(interaction: discord.Interaction, channel: discord.TextChannel) -> list[str]:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import discord
+from discord import app_commands
 
 from recommender.errors import RecommenderError, SyncInProgress
 from recommender.records import FeedSchedule
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCHEDULED_ACTOR = "feed:scheduled"
+FORMATS = [  # the choices of /catalog sync and /config feed
+    app_commands.Choice(name=n, value=v)
+    for n, v in (("detect", "auto"), ("Google Merchant Center", "google"), ("Shopify", "shopify"), ("WooCommerce", "woocommerce"))
+]
+LEVELS = [app_commands.Choice(name=n, value=v) for n, v in (("first", "1"), ("second", "2"), ("last", "last"))]
 
 
 class FeedScheduler:
