@@ -5,6 +5,8 @@ without losing anything."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from shop_feeds import BILLION_LAUGHS, Product, Shop, demo_photo, google_rss, go
 from recommender.errors import BadManifest
 from recommender.webfetch import UrlFetcher, fetch_session
 
-from helpers import open_rec
+from helpers import open_rec, run_cli
 
 GUILD = 4242
 
@@ -200,3 +202,15 @@ async def test_a_feed_file_and_keep_missing(tmp_path: Path, shop: Shop) -> None:
         assert kept.removed == 0 and (await rec.list_items(guild_id=GUILD))[1] == 2
         gone = await rec.sync_feed(feed, guild_id=GUILD, actor="test", fetcher=fetcher)
         assert gone.removed == 1 and (await rec.list_items(guild_id=GUILD))[1] == 1
+
+
+async def test_lookalike_sync_fetches_loopback_only_when_the_environment_says_so(tmp_path: Path, shop: Shop) -> None:
+    products = [p for p in stock(shop).values() if p.id in ("DR-1", "HAT-1", "PA-1")]
+    shop.feed = google_rss(shop, products)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOKALIKE_")}
+    args = ("sync", f"{shop.base}/feed", "--db", str(tmp_path / "c.db"), "--guild", "7", "--model", "tiny", "--no-train")
+    refused = await asyncio.to_thread(run_cli, *args, env=env)  # the shop keeps serving meanwhile
+    assert refused.returncode == 1 and "private network" in refused.stderr
+    done = await asyncio.to_thread(run_cli, *args, env=env | {"LOOKALIKE_FETCH_PRIVATE_URLS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("google feed: added 2, updated 0, unchanged 0, failed 0, removed 0 (1 not for sale)")
