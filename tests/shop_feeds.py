@@ -65,6 +65,7 @@ class Shop:
         self.full: Counter[str] = Counter()  # path -> 200 answers with a body
         self.not_modified: Counter[str] = Counter()  # path -> 304 answers
         self.streamed = 0  # bytes of the 2 GB picture actually sent
+        self.outages: Counter[str] = Counter()  # photo name -> how many more requests get a 503
         self.base = ""
         self._runner: web.AppRunner | None = None
 
@@ -82,6 +83,9 @@ class Shop:
         data = self.photos.get(name)
         if data is None:
             raise web.HTTPNotFound()
+        if self.outages[name] > 0:
+            self.outages[name] -= 1
+            raise web.HTTPServiceUnavailable()
         etag = '"' + hashlib.sha256(data).hexdigest()[:20] + '"'
         headers = {"ETag": etag, "Last-Modified": formatdate(self.modified[name], usegmt=True)}
         if request.headers.get("If-None-Match") == etag:

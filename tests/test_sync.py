@@ -214,3 +214,16 @@ async def test_lookalike_sync_fetches_loopback_only_when_the_environment_says_so
     done = await asyncio.to_thread(run_cli, *args, env=env | {"LOOKALIKE_FETCH_PRIVATE_URLS": "1"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("google feed: added 2, updated 0, unchanged 0, failed 0, removed 0 (1 not for sale)")
+
+
+async def test_a_server_error_is_retried_and_a_lasting_one_fails_its_item(tmp_path: Path, shop: Shop) -> None:
+    products = [p for p in stock(shop).values() if p.id in ("DR-1", "HAT-1")]
+    shop.outages.update({"dress-0.jpg": 2, "hat-0.jpg": 99})
+    shop.feed = google_rss(shop, products)
+    rec = await open_rec(tmp_path / "c.db")
+    async with rec, fetch_session(allow_private=True) as session:
+        fetcher = UrlFetcher(session, max_bytes=2_000_000, timeout_s=10, concurrency=2, allow_private=True, backoff_s=0.01)
+        summary = await sync(rec, shop, fetcher)
+    assert summary.imported.added == 1 and shop.hits["/img/dress-0.jpg"] == 3  # two 503s, then the picture
+    assert failures(summary) == {"HAT-1": "the image URL answered HTTP 503 (tried 3 times)"}
+    assert shop.hits["/img/hat-0.jpg"] == 3
