@@ -62,10 +62,10 @@ class BulkImporter:
         writing: asyncio.Task[None] | None = None
         try:
             while chunk := list(itertools.islice(it, batch)):
-                ready = await self._embed(chunk, guild_id, fetch, summary, readers)
+                ready, failed = await self._embed(chunk, guild_id, fetch, readers)
                 if writing is not None:
                     await writing  # batches commit in order, one at a time
-                writing = asyncio.get_running_loop().create_task(self._write(ready, guild_id, actor, summary))
+                writing = asyncio.get_running_loop().create_task(self._write(ready, failed, guild_id, actor, summary))
                 writing.add_done_callback(lambda _t: _report(progress, total, summary, t0))
             if writing is not None:
                 await writing
@@ -86,13 +86,11 @@ class BulkImporter:
         return summary
 
     async def _embed(
-        self, chunk: list[ImportRecord], cid: int, fetch: FetchFn | None, summary: ImportSummary, readers: asyncio.Semaphore
-    ) -> list[NewItem]:
-        """The chunk's items ready to write, in order; a record that fails is counted and left out."""
+        self, chunk: list[ImportRecord], cid: int, fetch: FetchFn | None, readers: asyncio.Semaphore
+    ) -> tuple[list[NewItem], list[tuple[str, str, str]]]:
+        """The chunk's items ready to write, in order, and its failures (item id, where, reason)."""
         good = [(r, r.fields) for r in chunk if r.error is None and r.fields is not None]
-        summary.failed += [
-            (r.item_id, r.where, r.error or "no item fields") for r in chunk if r.error is not None or r.fields is None
-        ]
+        failed = [(r.item_id, r.where, r.error or "no item fields") for r in chunk if r.error is not None or r.fields is None]
         known = await self.store.known_hashes(cid, [r.item_id for r, _ in good], self.embedder.model)
 
         async def one(rec: ImportRecord, fields: ItemFields) -> NewItem:
@@ -113,8 +111,8 @@ class BulkImporter:
             elif isinstance(got, asyncio.CancelledError):
                 raise got
             else:
-                summary.failed.append((rec.item_id, rec.where, _reason(got)))
-        return ready
+                failed.append((rec.item_id, rec.where, _reason(got)))
+        return ready, failed
 
     async def _read(self, rec: ImportRecord, fetch: FetchFn | None, known: str | None) -> tuple[bytes | None, str]:
         """The record's image bytes and their hash (read and hashed in the pool); (None, known) when
@@ -129,7 +127,10 @@ class BulkImporter:
             src = got
         return await self.embedder.cpu(lambda: self.embedder.read(src() if callable(src) else src))
 
-    async def _write(self, items: list[NewItem], cid: int, actor: str, summary: ImportSummary) -> None:
+    async def _write(
+        self, items: list[NewItem], failed: list[tuple[str, str, str]], cid: int, actor: str, summary: ImportSummary
+    ) -> None:
+        summary.failed += failed  # counted with their batch, so progress reports whole batches
         if not items:
             return
         results = await self.store.upsert_items(cid, items, self.embedder.model, actor)
