@@ -91,7 +91,7 @@ def add_sync(
         parents=[common, model],
         help="make a catalogue equal to a shop's feed (Google Merchant Center, Shopify, WooCommerce)",
         description="Import a shop's product feed: new products added, changed ones updated (re-embedded only when "
-        "their picture changed), products gone from the feed or out of stock removed (--keep-missing keeps them). "
+        "their picture changed), products out of stock removed, and those gone from the feed (--keep-missing keeps these). "
         "Re-running resumes; unchanged pictures are neither downloaded again nor embedded.",
     )
     s.add_argument("source", metavar="FEED_URL_OR_FILE", help="an http(s) address or a file")
@@ -104,7 +104,9 @@ def add_sync(
     )
     s.add_argument("--currency", help="the prices' currency, for CSV exports that carry none (e.g. EUR)")
     s.add_argument("--shop-url", help="the shop's address, for product links in CSV exports (https://shop.example)")
-    s.add_argument("--keep-missing", action="store_true", help="keep items the feed no longer names or sells")
+    s.add_argument(
+        "--keep-missing", action="store_true", help="keep items the feed no longer names (out-of-stock ones are still taken out)"
+    )
     s.add_argument("--no-train", action="store_true", help="skip training the category classifier at the end")
     s.add_argument("--show-failures", type=int, default=20, help="failures listed in the summary (default 20)")
     s.set_defaults(func=cmd_sync)

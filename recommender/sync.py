@@ -3,9 +3,9 @@
 Read the feed (a web address through the fetcher, or a file), parse it in a thread (feeds.py), import
 its available products through the bulk importer (an unchanged picture is neither downloaded, thanks
 to the remembered ETag/Last-Modified, nor embedded, thanks to its hash), then take out the items the
-feed no longer names or no longer sells, unless `keep_missing`. Nothing is taken out when the feed
-had rows that could not be read at all (their product might be among the "missing" ones), and an
-item whose row or picture failed keeps its current version. Resumable: each batch commits on its
+feed no longer sells (out of stock, a draft: never recommended) and those it no longer names, unless
+`keep_missing`. Those it does not name are kept when the feed had rows that could not be read at all
+(their product might be among them), and an item whose row or picture failed keeps its current version. Resumable: each batch commits on its
 own, and running the sync again skips what is already there. One sync per catalogue at a time in a
 process; the scheduler's lease (feedstate.py) keeps other processes out.
 """
@@ -85,10 +85,8 @@ class FeedSync:
         if images is not None:
             await self.state.save_validators(images.learned)
         summary = SyncSummary(feed.format, imported, unavailable=len(feed.unavailable))
-        if keep_missing:
-            return summary
         existing = await self.state.item_ids(guild_id)
-        gone = existing - feed.ids
+        gone = set() if keep_missing else existing - feed.ids
         unknown = sum(1 for r in feed.records if r.error is not None and r.item_id not in feed.ids)
         if gone and unknown:
             summary.warnings.append(

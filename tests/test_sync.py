@@ -200,6 +200,11 @@ async def test_a_feed_file_and_keep_missing(tmp_path: Path, shop: Shop) -> None:
         feed.write_bytes(google_rss(shop, products[:1]))
         kept = await rec.sync_feed(feed, guild_id=GUILD, actor="test", fetcher=fetcher, keep_missing=True)
         assert kept.removed == 0 and (await rec.list_items(guild_id=GUILD))[1] == 2
+        feed.write_bytes(google_rss(shop, [products[0].but(availability="out_of_stock")]))
+        sold_out = await rec.sync_feed(feed, guild_id=GUILD, actor="test", fetcher=fetcher, keep_missing=True)
+        assert sold_out.removed == 1  # out of stock: taken out even so, never recommended
+        assert {i.item_id for i in (await rec.list_items(guild_id=GUILD))[0]} == {products[1].id}
+        feed.write_bytes(google_rss(shop, products[:1]))
         gone = await rec.sync_feed(feed, guild_id=GUILD, actor="test", fetcher=fetcher)
         assert gone.removed == 1 and (await rec.list_items(guild_id=GUILD))[1] == 1
 

@@ -260,7 +260,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         category_level="Which level of 'Apparel > Women > Dresses' is the category (default: the last)",
         currency="The prices' currency, for CSV exports that name none (e.g. EUR)",
         shop_url="The shop's address, for product links in CSV exports (https://shop.example)",
-        keep_missing="Keep items the feed no longer names or sells",
+        keep_missing="Keep items the feed no longer names (out-of-stock ones are still taken out)",
     )
     @app_commands.choices(format=FORMATS, category_level=LEVELS)
     async def sync_(
