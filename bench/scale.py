@@ -139,7 +139,8 @@ async def bench_import(args: argparse.Namespace, dbs: Databases) -> None:
     manifest = kaggle_subset(dbs.tmp / "photos", args.n)
     backbone = await asyncio.to_thread(load_backbone, args.model)
     cols = Columns(category="articleType", name="productDisplayName")
-    for kind, db in dbs.both():
+    runs = [pair for r in range(args.rounds) for pair in (dbs.both() if r % 2 == 0 else dbs.both()[::-1])]
+    for kind, db in runs:  # alternating which goes first, as the machine's load drifts
         rec = await open_rec(db, args.model, backbone)
         try:
             t0 = time.perf_counter()
@@ -309,14 +310,15 @@ async def one_layout(args: argparse.Namespace, db: str, shard_sets: list[str | N
     await rec.close()
     procs = await run_bots(sb, bot_user.token, db, args.model, shard_sets, Path(args.log))
     try:
+        shards = sum(len(ids.split(",")) if ids else 1 for ids in shard_sets)
         await sb.wait_until(
-            lambda: sum(1 for s in sb.gateway.sessions.values() if s.connection and s.ready) == len(shard_sets), 180, "bots"
+            lambda: sum(1 for s in sb.gateway.sessions.values() if s.connection and s.ready) == shards, 180, "every shard"
         )
 
         async def ask(i: int, who: Any, photo: tuple[str, bytes]) -> float:
             t0 = time.perf_counter()
             msg = await sb.post_message(channels[i % 2], who, attachments=[photo])
-            await sb.wait_for_bot_message(lambda m: m.reference_id == msg.id, timeout=300)
+            await sb.wait_for_bot_message(lambda m: m.reference_id == msg.id, timeout=120)
             return (time.perf_counter() - t0) * 1000
 
         for i in range(4):  # warm-up: both guilds, the catalogue loaded in every process
@@ -331,11 +333,8 @@ async def one_layout(args: argparse.Namespace, db: str, shard_sets: list[str | N
             p.terminate()
         await asyncio.gather(*(p.wait() for p in procs))
         await sb.stop()
-    layout = (
-        "1 process, unsharded"
-        if shard_sets == [None]
-        else f"{len(shard_sets)} processes, shards {' + '.join(map(str, shard_sets))} of 2"
-    )
+    processes = f"{len(shard_sets)} process{'es' if len(shard_sets) > 1 else ''}"
+    layout = f"{processes}, " + ("unsharded" if shard_sets == [None] else f"shards {' + '.join(map(str, shard_sets))} of 2")
     return (
         f"| {layout} | {pct(single, 50):.0f} / {pct(single, 99):.0f} ms | {pct(burst, 50):.0f} / {pct(burst, 99):.0f} ms "
         f"| {wall:.2f} s |"
@@ -364,6 +363,7 @@ def main() -> None:
     s = sub.add_parser("import")
     s.add_argument("--n", type=int, default=2000)
     s.add_argument("--model", default="tiny")
+    s.add_argument("--rounds", type=int, default=2)
     s = sub.add_parser("load")
     s.add_argument("--n", type=int, default=100_000)
     s.add_argument("--dim", type=int, default=512)
