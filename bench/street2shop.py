@@ -34,8 +34,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from ooc_photos import ooc_photos  # noqa: E402
 
-from recommender import classify, head, images  # noqa: E402
+from recommender import augment, classify, head, images  # noqa: E402
 from recommender.backbones import load_backbone  # noqa: E402
+from recommender.evaluate import open_set_metrics, street_metrics  # noqa: E402
 
 DEMO = ROOT / "tests" / "data" / "clothing-demo" / "images"
 FASHION = ROOT.parent / "shared" / "data" / "fashion-products"
@@ -132,20 +133,14 @@ def answer(hd: head.CatalogueHead, Q: np.ndarray, G: np.ndarray, types: np.ndarr
 
 
 def figures(garments, ooc, kinds, types) -> dict[str, float]:
-    ok = np.array([[types[j] in ACCEPT[k] for j in shown] for (_, shown), k in zip(garments, kinds)])
-    cats = [d.prediction.category for d, _ in garments]
-    right = [c is not None and c in ACCEPT[k] for c, k in zip(cats, kinds)]
-    sure = [c is not None for c in cats]
-    return {
-        "precision@10": float(ok.mean()),
-        "first acceptable": float(ok[:, 0].mean()),
-        "category accuracy": float(np.mean(right)),
-        "coverage": float(np.mean(sure)),
-        "accuracy when sure": float(np.sum(right) / max(1, np.sum(sure))),
-        "garments answered": float(np.mean([not d.nothing_like_this for d, _ in garments])),
-        "ooc sure category": float(np.mean([d.prediction.category is not None for d, _ in ooc])),
-        "ooc nothing like this": float(np.mean([d.nothing_like_this for d, _ in ooc])),
-    }
+    """The figures of one step, computed by the same functions ``lookalike evaluate --queries`` uses."""
+    shown = [[str(types[j]) for j in idx] for _, idx in garments]
+    street = street_metrics(shown, [d.prediction.category for d, _ in garments], [d.nothing_like_this for d, _ in garments],
+                            kinds, ACCEPT)  # fmt: skip
+    away = open_set_metrics([d.prediction.category for d, _ in ooc], [d.nothing_like_this for d, _ in ooc])
+    garments_answered = street.pop("answered")
+    return {**street, "garments answered": garments_answered, "ooc sure category": away["sure category"],
+            "ooc nothing like this": away["nothing like this"]}  # fmt: skip
 
 
 def main() -> None:
@@ -155,6 +150,7 @@ def main() -> None:
     ap.add_argument("--max-views", type=int, default=7000, help="member-like views for the head (engine default 4000)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/s2s/bench"))
     ap.add_argument("--ablation", action="store_true", help="also score each step on its own")
+    ap.add_argument("--catalogue-check", action="store_true", help="category accuracy on held-out product shots")
     ap.add_argument("--json", type=Path, help="write the figures here")
     a = ap.parse_args()
     t0 = time.time()
@@ -196,6 +192,21 @@ def main() -> None:
             rows["all steps, query pooled by activation (embed_garments)"] = figures(
                 answer(hd, Qg, G, types), answer(hd, Og, G, types), kinds, types
             )
+    if a.catalogue_check:  # do member-like views cost accuracy on catalogue photos? stratified 75/25 split
+        from recommender.evaluate import stratified_split
+
+        train, test = stratified_split(list(types), 0.25, seed=0)
+        keep = np.isin(vcache_owner := np.asarray(augment.view_plan(list(types), max_views=a.max_views)), train)
+        remap = {int(o): i for i, o in enumerate(train)}
+        V = np.concatenate(vcache.done)[keep]
+        with_views = head.fit_head(G[train], list(types[train]), V, [remap[int(o)] for o in vcache_owner[keep]])
+        shots_only = classify.fit_classifier(G[train], list(types[train]))
+        for name, clf in (("classifier on product shots", shots_only), ("head's classifier (with views)", with_views.classifier)):
+            P = clf.predict_proba(G[test])
+            pred = np.asarray(clf.labels)[P.argmax(1)]
+            sure = P.max(1) >= 0.5
+            print(f"catalogue 75/25, {name}: accuracy {np.mean(pred == types[test]):.3f}, sure {sure.mean():.3f}, "
+                  f"accuracy when sure {np.mean((pred == types[test])[sure]):.3f}")  # fmt: skip
     meta = {"model": a.model, "gallery": len(gal), "queries": len(q), "ooc": len(oimgs), "head": hd.info,
             "seconds per photo (embed)": round(per_photo, 3), "seconds": round(time.time() - t0)}  # fmt: skip
     order = [n for n in rows if n != "catalogue-tuned head (all steps)"] + ["catalogue-tuned head (all steps)"]

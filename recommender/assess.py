@@ -7,19 +7,24 @@ every item, classifier quality on a stratified held-out split, plus query -> res
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import classify
-from .errors import CatalogEmpty
+from . import classify, images
+from .errors import BadOption, CatalogEmpty
 from .evaluate import (
     ClassificationReport,
     classification_metrics,
     expected_calibration_error,
     retrieval_metrics,
     stratified_split,
+    street_metrics,
 )
 from .report import QueryExample, write_report
 from .store import Store
@@ -117,3 +122,91 @@ async def evaluate_catalogue(
         examples=grid,
     )
     return Evaluation(metrics, report, files)
+
+
+# --------------------------------------------------------------------------- members' photos (--queries DIR)
+
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class PhotoAnswer:
+    """What the bot answered to one photo: the results it showed (best first) and its verdict."""
+
+    categories: list[str]
+    thumbnails: list[bytes]
+    scores: list[float]
+    category: str | None  # None: not sure
+    nothing_like_this: bool
+
+
+@dataclass
+class QueryEvaluation:
+    metrics: dict[str, float | str]
+    files: dict[str, Path]
+
+
+def query_photos(folder: Path) -> list[tuple[str, Path]]:
+    """``(kind, path)`` of every photo in ``folder/<kind>/`` (sub-folder name = kind), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadOption(f"{folder} is not a folder of photos (one sub-folder per kind).")
+    out = [(d.name, p) for d in sorted(folder.iterdir()) if d.is_dir() for p in sorted(d.iterdir())
+           if p.suffix.lower() in PHOTO_SUFFIXES]  # fmt: skip
+    if not out:
+        raise CatalogEmpty(f"No photos in the sub-folders of {folder}.")
+    return out
+
+
+def read_accept(path: Path | None, kinds: list[str]) -> dict[str, set[str]]:
+    """The categories accepted for each kind, lower-cased: a JSON object ``{"kind": ["Category", ...]}`` or CSV
+    rows ``kind,category`` (one pair a row). Without a file a kind accepts the category of the same name."""
+    accept: dict[str, set[str]] = {k.lower(): {k.lower()} for k in kinds} if path is None else {}
+    if path is not None:
+        text = Path(path).read_text(encoding="utf-8")
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+                raise BadOption(f"{path}: the JSON must map each kind to a list of categories.")
+            pairs = [(str(k), str(c)) for k, v in data.items() for c in v]
+        except json.JSONDecodeError:
+            pairs = [(r[0], r[1]) for r in csv.reader(io.StringIO(text)) if len(r) >= 2 and r[0].strip()]
+        for kind, cat in pairs:
+            accept.setdefault(kind.strip().lower(), set()).add(cat.strip().lower())
+    missing = sorted({k for k in kinds if k.lower() not in accept})
+    if missing:
+        raise BadOption(f"{path}: no accepted categories for {', '.join(missing)}.")
+    return accept
+
+
+async def evaluate_queries(
+    answer: Callable[[Path], Awaitable[PhotoAnswer]], folder: Path, *, out_dir: Path, accept_file: Path | None = None,
+    examples: int = 8, seed: int = 0,
+) -> QueryEvaluation:  # fmt: skip
+    """`lookalike evaluate --queries DIR [--accept FILE]`: ask ``answer`` (the bot's own path: the engine's
+    similar + verdict) about every photo in ``DIR/<kind>/`` and score it with ``evaluate.street_metrics``; the
+    report shows ``examples`` photos with the results they got."""
+    photos = query_photos(folder)
+    kinds = [k.lower() for k, _ in photos]
+    accept = read_accept(accept_file, [k for k, _ in photos])
+    answers = [await answer(p) for _, p in photos]
+    metrics: dict[str, float | str] = {"photos": len(photos), "kinds": len(set(kinds))}
+    metrics.update(street_metrics([[c.lower() for c in a.categories] for a in answers],
+                                  [None if a.category is None else a.category.lower() for a in answers],
+                                  [a.nothing_like_this for a in answers], kinds, accept))  # fmt: skip
+    rng = np.random.default_rng(seed)
+    picks = sorted(rng.choice(len(photos), size=min(examples, len(photos)), replace=False))
+
+    def thumb(path: Path) -> bytes:
+        img, _ = images.load_image(path)
+        return images.make_thumbnail(img, 256)
+
+    grid = []
+    for i in picks:
+        a, (kind, path) = answers[int(i)], photos[int(i)]
+        verdict = "nothing like this" if a.nothing_like_this else (a.category or "not sure")
+        label = f"{kind} -> {verdict}"
+        grid.append(QueryExample(await asyncio.to_thread(thumb, path), label, list(zip(a.thumbnails, a.categories, a.scores))))
+    files = await asyncio.to_thread(write_report, out_dir, title=f"lookalike: {len(photos)} members' photos",
+                                    metrics=metrics, classification=None, examples=grid)  # fmt: skip
+    return QueryEvaluation(metrics, files)

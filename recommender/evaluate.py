@@ -257,3 +257,46 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
         if sel.any():
             ece += sel.mean() * abs(conf[sel].mean() - ok[sel].mean())
     return float(ece)
+
+
+# --------------------------------------------------------------------------- street to shop
+
+
+def street_metrics(
+    shown: Sequence[Sequence[str]],
+    predicted: Sequence[str | None],
+    nothing: Sequence[bool],
+    kinds: Sequence[str],
+    accept: dict[str, set[str]],
+) -> dict[str, float]:
+    """Members' photos of known kinds against a catalogue: ``shown[i]`` the categories of the results shown for
+    photo ``i`` (best first), ``predicted[i]`` its category (None: not sure), ``nothing[i]`` whether it was judged
+    "nothing like this", ``kinds[i]`` what it shows and ``accept[kind]`` the categories a person accepts for it.
+
+    ``precision@10`` and ``first acceptable`` over the shown results (fewer than 10 shown count as missing),
+    ``category accuracy`` (not sure = wrong), ``coverage`` (share given a category), ``accuracy when sure`` and
+    ``answered`` (share not judged "nothing like this")."""
+    n = len(kinds)
+    if not (len(shown) == len(predicted) == len(nothing) == n) or n == 0:
+        raise BadOption("street_metrics needs one entry per photo in each sequence, and at least one photo")
+    missing = sorted({k for k in kinds if k not in accept})
+    if missing:
+        raise BadOption(f"no accepted categories for: {', '.join(missing)}")
+    ok = np.array([[i < len(s) and s[i] in accept[k] for i in range(10)] for s, k in zip(shown, kinds)])
+    right = np.array([p is not None and p in accept[k] for p, k in zip(predicted, kinds)])
+    sure = np.array([p is not None for p in predicted])
+    return {
+        "precision@10": float(ok.mean()),
+        "first acceptable": float(ok[:, 0].mean()),
+        "category accuracy": float(right.mean()),
+        "coverage": float(sure.mean()),
+        "accuracy when sure": float(right[sure].mean()) if sure.any() else 0.0,
+        "answered": float(1 - np.mean(nothing)),
+    }
+
+
+def open_set_metrics(predicted: Sequence[str | None], nothing: Sequence[bool]) -> dict[str, float]:
+    """Photos that show nothing the catalogue sells: share given a sure category, share judged "nothing like this"."""
+    if len(predicted) != len(nothing) or not len(nothing):
+        raise BadOption("open_set_metrics needs one entry per photo, and at least one photo")
+    return {"sure category": float(np.mean([p is not None for p in predicted])), "nothing like this": float(np.mean(nothing))}

@@ -260,3 +260,73 @@ def test_write_report_makes_png_and_html(tmp_path):
     )
     assert "confusion.png" not in without and without["report.png"].exists()
     assert "0.5000" in without["report.html"].read_text(encoding="utf-8")
+
+
+# -- street to shop: members' photos of known kinds -------------------------------------------------
+
+
+def test_street_metrics_count_acceptable_results_categories_and_verdicts() -> None:
+    from recommender.evaluate import open_set_metrics, street_metrics
+
+    accept = {"t-shirt": {"Tshirts", "Tops"}, "hat": {"Caps"}}
+    shown = [["Tshirts", "Tops", "Jeans"] + ["Tshirts"] * 7, ["Caps"] * 5]  # the second photo got only 5 results
+    m = street_metrics(shown, ["Tops", None], [False, True], ["t-shirt", "hat"], accept)
+    assert m["precision@10"] == pytest.approx((9 + 5) / 20)
+    assert m["first acceptable"] == 1.0
+    assert (m["category accuracy"], m["coverage"], m["accuracy when sure"], m["answered"]) == (0.5, 0.5, 1.0, 0.5)
+    m = street_metrics([["Jeans"] * 10], ["Jeans"], [False], ["hat"], accept)
+    assert (m["precision@10"], m["category accuracy"], m["accuracy when sure"]) == (0.0, 0.0, 0.0)
+    with pytest.raises(BadOption, match="no accepted categories for: dress"):
+        street_metrics([["Dresses"]], [None], [False], ["dress"], accept)
+    assert open_set_metrics(["Caps", None, None, None], [False, True, True, False]) == {
+        "sure category": 0.25,
+        "nothing like this": 0.5,
+    }
+
+
+async def test_evaluate_queries_scores_a_folder_of_photos_through_a_real_head(tmp_path) -> None:
+    import shutil
+
+    from recommender import images
+    from recommender.assess import PhotoAnswer, evaluate_queries, read_accept
+    from recommender.head import train_head
+
+    from helpers import DEMO, backbone, demo_photos
+
+    net = backbone("tiny")
+    catalogue = [p for p in demo_photos() if int(p.stem[0], 16) % 2 == 0]  # about half of each kind
+    cats = [p.parent.name.capitalize() for p in catalogue]
+    G = net.embed([images.load_image(p)[0] for p in catalogue])
+    head = train_head(G, cats, lambda idx: [images.load_image(catalogue[i])[0] for i in idx], net.embed, max_views=60)
+    thumbs = [images.make_thumbnail(images.load_image(p)[0], 64) for p in catalogue]
+
+    async def answer(path) -> PhotoAnswer:
+        q = net.embed([images.load_image(path)[0]])[0]
+        s = G @ q
+        idx = np.argsort(-s, kind="stable")[:100]
+        d = head.decide(q, s[idx], [cats[i] for i in idx], 10)
+        shown = idx[d.order]
+        return PhotoAnswer([cats[i] for i in shown], [thumbs[i] for i in shown], [float(s[i]) for i in shown],
+                           d.prediction.category, d.nothing_like_this)  # fmt: skip
+
+    queries = tmp_path / "queries"
+    for kind in ("shoes", "hat"):
+        (queries / kind).mkdir(parents=True)
+        for p in [p for p in demo_photos(kind) if p not in catalogue][:3]:
+            shutil.copy(p, queries / kind / p.name)
+    (queries / "notes.txt").write_text("not a kind")
+    result = await evaluate_queries(answer, queries, out_dir=tmp_path / "report", examples=4)
+    m = result.metrics
+    assert m["photos"] == 6 and m["kinds"] == 2
+    assert 0.0 <= m["precision@10"] <= 1.0 and 0.0 <= m["answered"] <= 1.0
+    assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "queries.png").is_file()
+    # the default mapping is "kind = category of the same name"; a file maps kinds to several categories
+    mapping = tmp_path / "accept.json"
+    mapping.write_text('{"shoes": ["Shoes", "Sandals"], "hat": ["Hat", "Caps"]}')
+    assert read_accept(mapping, ["shoes", "hat"]) == {"shoes": {"shoes", "sandals"}, "hat": {"hat", "caps"}}
+    csv_mapping = tmp_path / "accept.csv"
+    csv_mapping.write_text("shoes,Shoes\nhat,Caps\n")
+    assert read_accept(csv_mapping, ["shoes", "hat"]) == {"shoes": {"shoes"}, "hat": {"caps"}}
+    with pytest.raises(BadOption, match="no accepted categories for dress"):
+        read_accept(csv_mapping, ["dress"])
+    assert DEMO.is_dir()
