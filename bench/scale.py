@@ -349,7 +349,8 @@ async def bench_latency(args: argparse.Namespace, dbs: Databases) -> None:
     rc = await asyncio.to_thread(lookalike, ["import", str(demo), "--db", db, "--model", args.model])
     assert rc == 0
     photos = query_photos(max(args.posts, args.burst))
-    for layout in ([None], ["0", "1"], ["0,1"]):
+    layouts: list[list[str | None]] = [[None], ["0", "1"], ["0,1"]]
+    for layout in layouts:
         print(await one_layout(args, db, layout, photos), flush=True)
 
 
