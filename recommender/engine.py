@@ -368,6 +368,10 @@ class Recommender:
         """Take the feed's lease: of several processes, one runs its sync."""
         return await self.feed_sync.state.claim(guild_id, lease_s)
 
+    async def release_feed(self, guild_id: int) -> None:
+        """Give the lease back unfinished (shutting down): the feed stays due, for the next start."""
+        await self.feed_sync.state.release(guild_id)
+
     async def finish_feed(self, guild_id: int, error: str | None, next_in_s: float) -> bool:
         """Release the lease and record the outcome; True when this failure is news to report."""
         return await self.feed_sync.state.finish(guild_id, error, later(next_in_s))

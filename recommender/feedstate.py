@@ -120,6 +120,11 @@ class FeedState:
             )
             return bool(result.rowcount)
 
+    async def release(self, guild_id: int) -> None:
+        """Give the lease back without a result (the process is stopping): the feed stays due."""
+        async with self.session() as s, s.begin():
+            await s.execute(update(FeedRow).where(FeedRow.guild_id == guild_id).values(running_until=None))
+
     async def finish(self, guild_id: int, error: str | None, next_run_at: datetime) -> bool:
         """Release the lease and record the outcome. True when this failure should be reported: the
         first failure after a success (the same failure an hour later is not news)."""

@@ -66,6 +66,8 @@ class Shop:
         self.not_modified: Counter[str] = Counter()  # path -> 304 answers
         self.streamed = 0  # bytes of the 2 GB picture actually sent
         self.outages: Counter[str] = Counter()  # photo name -> how many more requests get a 503
+        self.feed_open = asyncio.Event()  # cleared: the feed does not answer until it is set again
+        self.feed_open.set()
         self.base = ""
         self._runner: web.AppRunner | None = None
 
@@ -96,6 +98,7 @@ class Shop:
 
     async def _feed(self, request: web.Request) -> web.Response:
         self.hits[request.path] += 1
+        await self.feed_open.wait()
         return web.Response(body=self.feed, content_type=self.feed_type)
 
     async def _huge(self, request: web.Request) -> web.StreamResponse:

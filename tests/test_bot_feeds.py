@@ -120,3 +120,16 @@ async def test_a_failing_feed_is_reported_once(make_harness: MakeHarness, shop: 
     await asyncio.sleep(0.3)
     assert len(reports()) == 1  # the same failure an hour later is not news
     h.assert_clean()
+
+
+async def test_a_sync_cut_short_by_a_restart_runs_after_it(make_harness: MakeHarness, shop: Shop) -> None:
+    h = await make_harness(options=OPTIONS)
+    shop.feed = google_rss(shop, products(shop)[:3])
+    shop.feed_open.clear()
+    await h.slash(h.owner, "config feed", {"url": f"{shop.base}/feed", "every": 24})
+    await eventually(lambda: shop.hits["/feed"] >= 1)  # the sync is under way, waiting for the feed
+    await h.restart()  # the schedule and the lease are in the database: the new process takes over
+    shop.feed_open.set()
+    await eventually(lambda: scheduler(h).runs >= 1)
+    assert h.rec is not None and (await h.rec.list_items(guild_id=h.guild.id))[1] == 3
+    h.assert_clean()

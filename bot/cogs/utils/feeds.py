@@ -11,6 +11,7 @@ to the channel `/config feed` was given in, once: the next report waits until a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -96,6 +97,10 @@ class FeedScheduler:
             )  # fmt: skip
             if s.added or s.updated or summary.removed:
                 rec.schedule_retrain(feed.guild_id)
+        except asyncio.CancelledError:  # the bot is stopping: the next start runs it again
+            with contextlib.suppress(Exception):
+                await asyncio.shield(rec.release_feed(feed.guild_id))
+            raise
         except SyncInProgress:  # a moderator's /catalog sync: this one comes back at the next check
             next_in = self.check_s
         except RecommenderError as e:
