@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from bot.app import Sharding
+from bot.app import ShardedLookalikeBot, Sharding, create_bot
 from bot.sandbox import BotUser, Channel, DiscordSandbox, Guild, Message, User
 from recommender.errors import BadOption
 from recommender.records import ItemFields
 
 from databases import Cluster
-from harness import embed_text, listed
+from harness import bot_options, bot_settings, embed_text, listed
 from helpers import PYTHON, ROOT, demo_photos, import_demo, open_rec, run_cli
 
 pytestmark = pytest.mark.timeout(150)
@@ -188,6 +188,48 @@ def test_compose_file_is_valid_and_runs_every_shard_exactly_once() -> None:
     assert len(urls) == len(ids) and all(u == "postgresql://lookalike:pw@postgres:5432/lookalike" for u in urls)
     assert text.count("pg_isready") == 1 and text.count("- health") == len(ids)  # a health check on every service
     assert "pgdata:/var/lib/postgresql/data" in text
+
+
+async def test_a_shard_never_loads_another_shards_guild_catalogue(pg_cluster: Cluster) -> None:
+    """In one process (shard 0 of 2): the guild of shard 1 has a catalogue of its own, written to by
+    another process while this one runs; it is never loaded here, and its photos never reach here."""
+    db = pg_cluster.clone(pg_cluster.template("demo", import_demo))
+    other = await open_rec(db)  # another process on the same database
+    sb = DiscordSandbox()
+    await sb.start()
+    sb.configure_discord()
+    settings = bot_settings(db)
+    rec = await open_rec(db)
+    bot = create_bot(rec, settings, bot_options(settings), Sharding(2, (0,)), guild_ready_timeout=0.1)
+    assert isinstance(bot, ShardedLookalikeBot)
+    bot_user, alice = sb.create_bot_user("lookalike"), sb.create_user("alice")
+    guilds = [sb.create_guild(f"Shop {s}", shard=(s, 2)) for s in (0, 1)]
+    channels = [sb.create_text_channel(g, "photos") for g in guilds]
+    for g, c in zip(guilds, channels):
+        sb.add_member(g, alice)
+        await other.add_item(photo(demo_photos("hat")[1])[1], ItemFields(f"own-{g.id}", "Own", "hat"), guild_id=g.id, actor="t")
+        await other.set_watched(g.id, c.id, True, actor="t")
+    task = asyncio.create_task(bot.start(bot_user.token))
+    try:
+        await sb.wait_for_ready(bot_user, shard=(0, 2), timeout=20)
+        await asyncio.wait_for(bot.wait_until_ready(), 20)
+        posted = [await sb.post_message(c, alice, attachments=[photo(demo_photos("hat")[0])]) for c in channels]
+        reply = await sb.wait_for_bot_message(lambda m: m.reference_id == posted[0].id, timeout=20)
+        assert top_ids(reply) == [f"own-{guilds[0].id}"]
+        await other.add_item(
+            photo(demo_photos("shoes")[1])[1], ItemFields("later", "Later", "shoes"), guild_id=guilds[1].id, actor="t"
+        )
+        await asyncio.sleep(1.0)  # time for the change to reach this process, which has nothing of it to update
+        assert rec.catalogues.state(guilds[0].id).index is not None
+        assert rec.catalogues.state(guilds[1].id).index is None and rec.catalogues.state(0).index is None
+        assert [m for m in sb.bot_messages if m.reference_id == posted[1].id] == []
+        assert bot.gateway_open() and bot.syncs_commands()
+    finally:
+        await bot.close()
+        await asyncio.wait_for(task, 15)
+        await rec.close()
+        await other.close()
+        await sb.stop()
 
 
 async def test_two_bot_processes_share_one_postgresql_catalogue(pg_cluster: Cluster, tmp_path: Path) -> None:
