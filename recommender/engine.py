@@ -322,10 +322,13 @@ class Recommender:
         options: Mapping[str, str | None] | None = None,
         keep_missing: bool = False,
         progress: ProgressFn | None = None,
+        leased: bool = False,
     ) -> SyncSummary:
         """Make the catalogue equal to a shop's feed (a web address or a file). `options`: format
         ("auto", "google", "shopify", "woocommerce"), category_level ("1", "2", "last"), currency,
-        shop_url. It does not retrain: call `schedule_retrain` after it, as after an import."""
+        shop_url. `leased`: the caller holds the feed's lease (claim_feed); otherwise a guild with a
+        scheduled feed has its lease taken for the run. It does not retrain: call `schedule_retrain`
+        after it, as after an import."""
         return await self.feed_sync.run(
             source,
             guild_id=guild_id,
@@ -334,6 +337,7 @@ class Recommender:
             options=FeedOptions(**{k: v for k, v in (options or {}).items() if v is not None}),
             keep_missing=keep_missing,
             progress=progress,
+            leased=leased,
         )
 
     async def set_feed(

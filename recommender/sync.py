@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_FEED_BYTES = 256 * 1024 * 1024
 FEED_TIMEOUT_S = 300.0
+LEASE_S = 3600.0  # a sync's hold on its catalogue, freed sooner when it ends
 
 
 class FeedSync:
@@ -52,14 +53,25 @@ class FeedSync:
         keep_missing: bool = False,
         progress: ProgressFn | None = None,
         max_feed_bytes: int = MAX_FEED_BYTES,
+        leased: bool = False,
+        lease_s: float = LEASE_S,
     ) -> SyncSummary:
+        """`leased`: the caller (the scheduler) holds the guild's feed lease. Otherwise, when the guild
+        has a scheduled feed, its lease is taken for the run, so no other process syncs meanwhile."""
         if guild_id in self._running:
             raise SyncInProgress("A sync of this catalogue is already running; wait for it to finish.")
         self._running.add(guild_id)
+        lease = False
         try:
+            if not leased and await self.state.feed(guild_id) is not None:
+                lease = await self.state.claim(guild_id, lease_s)
+                if not lease:
+                    raise SyncInProgress("A scheduled sync of this catalogue is running; wait for it to finish.")
             return await self._run(source, guild_id, actor, fetcher, options.check(), keep_missing, progress, max_feed_bytes)
         finally:
             self._running.discard(guild_id)
+            if lease:
+                await asyncio.shield(self.state.release(guild_id))
 
     async def _run(
         self,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from shop_feeds import BILLION_LAUGHS, Product, Shop, demo_photo, google_rss, google_tsv, shopify_csv, woocommerce_csv
 
-from recommender.errors import BadManifest
+from recommender.errors import BadManifest, SyncInProgress
 from recommender.webfetch import UrlFetcher, fetch_session
 
 from helpers import open_rec, run_cli
@@ -232,3 +232,25 @@ async def test_a_server_error_is_retried_and_a_lasting_one_fails_its_item(tmp_pa
     assert summary.imported.added == 1 and shop.hits["/img/dress-0.jpg"] == 3  # two 503s, then the picture
     assert failures(summary) == {"HAT-1": "the image URL answered HTTP 503 (tried 3 times)"}
     assert shop.hits["/img/hat-0.jpg"] == 3
+
+
+async def test_two_syncs_of_one_catalogue_never_run_at_once(tmp_path: Path, shop: Shop) -> None:
+    shop.feed = google_rss(shop, [stock(shop)["DR-1"]])
+    rec = await open_rec(tmp_path / "c.db")
+    async with rec, fetch_session(allow_private=True) as session:
+        fetcher = UrlFetcher(session, max_bytes=2_000_000, timeout_s=10, concurrency=2, allow_private=True)
+        await rec.set_feed(GUILD, f"{shop.base}/feed", 3600, channel_id=None, actor="test")
+        assert await rec.claim_feed(GUILD, 600)  # another process's scheduled sync holds the catalogue
+        with pytest.raises(SyncInProgress, match="scheduled sync"):
+            await sync(rec, shop, fetcher)
+        assert shop.hits["/feed"] == 0
+        await rec.release_feed(GUILD)
+        shop.feed_open.clear()  # this one waits for the feed ...
+        first = asyncio.create_task(sync(rec, shop, fetcher))
+        await asyncio.sleep(0.3)
+        with pytest.raises(SyncInProgress, match="already running"):  # ... so a second one here is refused
+            await sync(rec, shop, fetcher)
+        assert not await rec.claim_feed(GUILD, 600)  # and other processes are kept out
+        shop.feed_open.set()
+        assert (await first).imported.added == 1
+        assert await rec.claim_feed(GUILD, 600)  # given back at the end

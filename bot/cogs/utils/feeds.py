@@ -88,7 +88,12 @@ class FeedScheduler:
         rec, error, next_in = self.bot.rec, None, feed.every_s * self.rng.uniform(0.9, 1.1)
         try:
             summary = await rec.sync_feed(
-                feed.url, guild_id=feed.guild_id, actor=SCHEDULED_ACTOR, fetcher=self.bot.fetcher, options=feed.options
+                feed.url,
+                guild_id=feed.guild_id,
+                actor=SCHEDULED_ACTOR,
+                fetcher=self.bot.fetcher,
+                options=feed.options,
+                leased=True,
             )
             s = summary.imported
             log.info(
