@@ -6,6 +6,7 @@ without losing anything."""
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -53,6 +54,14 @@ def stock(shop: Shop) -> dict[str, Product]:
         Product("OW-1", "Parka", photo("outwear"), price="twelve dollars", product_type="Apparel > Outerwear"),
     ]
     return {p.id: p for p in products}
+
+
+def pixel_bomb() -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("1", (9000, 9000)).save(out, "PNG")
+    return out.getvalue()
 
 
 async def sync(rec, shop: Shop, fetcher: UrlFetcher, **kw):  # type: ignore[no-untyped-def]
@@ -159,6 +168,7 @@ async def test_hostile_feeds_and_pictures_fail_alone_with_a_reason(tmp_path: Pat
             Product("LO-1", "Loopback", f"/redirect?to=http://127.0.0.1:{shop.base.rsplit(':', 1)[1]}/img/dress-0.jpg"),
             Product("TEN-1", "Ten", "/redirect?to=http://10.0.0.1/x.jpg"),
             Product("NF-1", "Missing", "/img/nothing.jpg"),
+            Product("PX-1", "Pixels", shop.photo("pixels.png", pixel_bomb())),
         ]
         rec = await open_rec(tmp_path / "c.db")
         async with rec, fetch_session(allow_private=False, allowed=lambda ip: ip == "127.0.0.2") as session:
@@ -177,6 +187,7 @@ async def test_hostile_feeds_and_pictures_fail_alone_with_a_reason(tmp_path: Pat
             assert "larger than" in why["BIG-1"] and shop.streamed < 64 * 1024 * 1024  # never 2 GB
             assert "private network" in why["LO-1"] and "private network" in why["TEN-1"]
             assert "HTTP 404" in why["NF-1"]
+            assert "9000×9000 pixels" in why["PX-1"]  # small on the wire, 81 megapixels decoded: refused from its header
             assert "cells" in why[""]  # the malformed row, by its line
             assert any("could not be read" in w for w in summary.warnings)
             assert (await rec.list_items(guild_id=GUILD))[1] == 2  # HAT-1, not in this feed, was kept
