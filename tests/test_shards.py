@@ -25,7 +25,7 @@ from bot.sandbox import BotUser, Channel, DiscordSandbox, Guild, Message, User
 from recommender.errors import BadOption
 from recommender.records import ItemFields
 
-from databases import Cluster
+from databases import Cluster, find_bin
 from harness import bot_options, bot_settings, embed_text, listed
 from helpers import PYTHON, ROOT, demo_photos, import_demo, open_rec, run_cli
 
@@ -230,6 +230,48 @@ async def test_a_shard_never_loads_another_shards_guild_catalogue(pg_cluster: Cl
         await rec.close()
         await other.close()
         await sb.stop()
+
+
+async def test_the_database_going_away_makes_replies_polite_and_then_they_work_again() -> None:
+    bindir = find_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries here")
+    cluster = Cluster(bindir).start()  # one of its own: this test stops the server
+    sb = DiscordSandbox()
+    try:
+        db = cluster.new_database()
+        await asyncio.to_thread(import_demo, db)
+        await sb.start()
+        sb.configure_discord()
+        settings = bot_settings(db)
+        rec = await open_rec(db)
+        bot = create_bot(rec, settings, bot_options(settings), Sharding(2, (0,)), guild_ready_timeout=0.1)
+        bot_user, alice = sb.create_bot_user("lookalike"), sb.create_user("alice")
+        guild = sb.create_guild("Shop", shard=(0, 2))
+        channel = sb.create_text_channel(guild, "photos")
+        sb.add_member(guild, alice)
+        await rec.set_watched(guild.id, channel.id, True, actor="t")
+        task = asyncio.create_task(bot.start(bot_user.token))
+        try:
+            await asyncio.wait_for(bot.wait_until_ready(), 20)
+            hat = demo_photos("hat")[0]
+            assert "hat/" + hat.stem in top_ids(await ask(sb, channel, alice, [photo(hat)]))
+            await asyncio.to_thread(cluster.stop_server)
+            for _ in range(3):
+                away = await ask(sb, channel, alice, [photo(hat)])
+                assert away.content == "The catalogue database can't be reached right now; try again in a moment."
+                assert not away.embeds and bot.gateway_open() and not task.done()
+            await asyncio.to_thread(cluster.restart)
+            back = await ask(sb, channel, alice, [photo(hat)])
+            assert "hat/" + hat.stem in top_ids(back)
+            assert [str(v) for v in sb.violations] == []
+        finally:
+            await bot.close()
+            await asyncio.wait_for(task, 15)
+            await rec.close()
+    finally:
+        await sb.stop()
+        cluster.stop()
 
 
 async def test_two_bot_processes_share_one_postgresql_catalogue(pg_cluster: Cluster, tmp_path: Path) -> None:
