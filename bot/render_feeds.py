@@ -52,6 +52,16 @@ def feed_scheduled(url: str, every_s: int) -> str:
     return f"I'll sync this server's catalogue from <{plain(url, 300)}> {every(every_s)}, starting now."
 
 
+def feed_line(feed: FeedSchedule) -> str:
+    """A scheduled feed for /config show: where, how often, how the last sync went."""
+    parts = [f"<{plain(feed.url, 300)}>", every(feed.every_s)]
+    if feed.last_run_at is not None:
+        parts.append(f"last synced {feed.last_run_at:%Y-%m-%d %H:%M} UTC")
+    if feed.last_error:
+        parts.append(f"⚠️ last sync failed: {plain(feed.last_error, 300)}")
+    return clip(" · ".join(parts), 1000)
+
+
 def feed_failed(feed: FeedSchedule, error: str) -> str:
     return (
         f"⚠️ The scheduled sync of the shop feed <{plain(feed.url, 300)}> failed: {plain(error, 600)}\n"

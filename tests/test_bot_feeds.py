@@ -72,6 +72,10 @@ async def test_a_scheduled_feed_syncs_and_photos_are_answered_from_it(make_harne
     feed = await h.rec.feed(h.guild.id)
     assert feed is not None and feed.last_error is None and feed.next_run_at is not None
     assert 10.5 * 3600 < (feed.next_run_at - now()).total_seconds() < 13.5 * 3600  # 12 h, jittered
+    shown = await h.slash(h.owner, "config show")
+    assert shown.original is not None
+    [line] = [f["value"] for f in shown.original.embeds[0]["fields"] if f["name"] == "Shop feed"]
+    assert line.startswith(f"<{shop.base}/feed> · every 12 hours · last synced ") and "failed" not in line
 
     reply = await h.ask(h.alice, [jpeg(held_out("shoes")[0])])
     text = embed_text(reply)

@@ -108,6 +108,8 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
         gs = await self.bot.guild_configs.get(gid)
         cid = await self.bot.rec.catalogue_for(gid)
         embed = render.settings_embed(gs, default_k=self.bot.settings.k, own_catalogue=cid != DEFAULT_GUILD)
+        if (feed := await self.bot.rec.feed(gid)) is not None:
+            embed.add_field(name="Shop feed", value=render_feeds.feed_line(feed), inline=False)
         await respond(interaction, render.Reply(embeds=[embed]))
 
     @app_commands.command(name="feed", description="Sync the catalogue from a shop's product feed on a schedule.")
