@@ -10,7 +10,7 @@ import io
 from collections.abc import Iterator
 from xml.etree.ElementTree import Element, ParseError
 
-import defusedxml.ElementTree as safe_xml
+import defusedxml.ElementTree as safe_xml  # iterparse with entity, DTD and external guards
 from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 
 from .errors import BadManifest
@@ -31,8 +31,21 @@ def offers(data: bytes, label: str) -> list[Offer]:
 
 
 def _xml_offers(data: bytes, label: str) -> list[Offer]:
+    """Streamed: each <item>/<entry> is read, turned into an offer and cleared, so a large feed never
+    stands in memory as a tree."""
+    out: list[Offer] = []
+    root: str | None = None
     try:
-        root = safe_xml.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        for event, elem in safe_xml.iterparse(
+            io.BytesIO(data), events=("start", "end"), forbid_dtd=True, forbid_entities=True, forbid_external=True
+        ):
+            if root is None:
+                root = elem.tag
+                if root not in ("rss", f"{ATOM}feed"):
+                    raise BadManifest(f"The {label} is XML but neither RSS 2.0 nor Atom (its root is <{shown(root, 60)}>).")
+            elif event == "end" and elem.tag == ("item" if root == "rss" else f"{ATOM}entry"):
+                out.append(_offer(_xml_fields(elem), f"{label} item {len(out) + 1}"))
+                elem.clear()
     except (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden):
         raise BadManifest(
             f"The {label} has a DTD (<!DOCTYPE ...>), which product feeds never need and which is refused: "
@@ -42,13 +55,7 @@ def _xml_offers(data: bytes, label: str) -> list[Offer]:
         raise BadManifest(f"The {label} uses XML features that are refused: {type(e).__name__}.") from None
     except ParseError as e:
         raise BadManifest(f"The {label} is not well-formed XML: {e}.") from None
-    if root.tag == f"{ATOM}feed":
-        entries = root.findall(f"{ATOM}entry")
-    elif root.tag == "rss":
-        entries = root.findall("channel/item")
-    else:
-        raise BadManifest(f"The {label} is XML but neither RSS 2.0 nor Atom (its root is <{shown(root.tag, 60)}>).")
-    return [_offer(_xml_fields(e), f"{label} item {n}") for n, e in enumerate(entries, start=1)]
+    return out
 
 
 def _xml_fields(entry: Element) -> dict[str, list[str]]:
