@@ -19,6 +19,7 @@ from .schema import FeedRow, ImageValidatorRow, ItemRow
 from .webfetch import Validator
 
 _SLICE = 500
+VALIDATOR_TTL_S = 30 * 24 * 3600.0
 
 
 def _key(url: str) -> str:
@@ -66,6 +67,12 @@ class FeedState:
                         url_key=_key(url), url=url, etag=v.etag, last_modified=v.last_modified, digest=v.digest, seen_at=t
                     )
                 )
+
+    async def prune_validators(self, older_than_s: float = VALIDATOR_TTL_S) -> None:
+        """Forget validators learned long ago (URLs that left every feed): at worst a picture still in a
+        feed is downloaded once more, never embedded again (its hash is unchanged)."""
+        async with self.session() as s, s.begin():
+            await s.execute(delete(ImageValidatorRow).where(ImageValidatorRow.seen_at < now() - timedelta(seconds=older_than_s)))
 
     # -- the catalogue's ids ----------------------------------------------------------------------
 

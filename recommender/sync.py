@@ -95,6 +95,7 @@ class FeedSync:
             feed.records, guild_id=guild_id, actor=actor, total=len(feed.records), progress=progress, fetch=images
         )
         if images is not None:
+            await self.state.prune_validators()
             await self.state.save_validators(images.learned)
         summary = SyncSummary(feed.format, imported, unavailable=len(feed.unavailable))
         existing = await self.state.item_ids(guild_id)
