@@ -265,3 +265,27 @@ async def test_two_syncs_of_one_catalogue_never_run_at_once(tmp_path: Path, shop
         shop.feed_open.set()
         assert (await first).imported.added == 1
         assert await rec.claim_feed(GUILD, 600)  # given back at the end
+
+
+async def test_validators_of_urls_no_feed_names_any_more_are_forgotten(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from recommender.feedstate import FeedState
+    from recommender.rows import now
+    from recommender.schema import ImageValidatorRow
+    from recommender.webfetch import Validator
+
+    rec = await open_rec(tmp_path / "c.db")
+    async with rec:
+        state = FeedState(rec.store.session)
+        await state.save_validators({"https://cdn.example/old.jpg": Validator('"a"', None, "0" * 64)})
+        await state.save_validators({"https://cdn.example/new.jpg": Validator(None, "Tue, 01 Dec 2026 00:00:00 GMT", "1" * 64)})
+        async with rec.store.session() as s, s.begin():
+            old = ImageValidatorRow.url == "https://cdn.example/old.jpg"
+            await s.execute(update(ImageValidatorRow).where(old).values(seen_at=now() - timedelta(days=31)))
+        await state.prune_validators()
+        assert set(await state.validators(["https://cdn.example/old.jpg", "https://cdn.example/new.jpg"])) == {
+            "https://cdn.example/new.jpg"
+        }
