@@ -113,7 +113,7 @@ def backbone(name: str = "tiny"):
         return _BACKBONES[name]
 
 
-def settings(db: Path, **kw: Any):
+def settings(db: str | Path, **kw: Any):
     """Settings for a test: no environment, no config file, the tiny model unless told otherwise."""
     from recommender.config import load_settings
 
@@ -121,7 +121,7 @@ def settings(db: Path, **kw: Any):
     return load_settings(env={}, db=db, **kw)
 
 
-async def open_rec(db: Path, model: str = "tiny", **kw: Any):
+async def open_rec(db: str | Path, model: str = "tiny", **kw: Any):
     from recommender.engine import Recommender
 
     return await Recommender.open(settings(db, model=model, **kw), backbone=backbone(model))

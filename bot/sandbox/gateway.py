@@ -46,7 +46,7 @@ class _ZlibStream:
 
 class _ZstdStream:
     def __init__(self) -> None:
-        import zstandard  # type: ignore[import-not-found]  # only if discord.py asked for zstd
+        import zstandard  # only if discord.py asked for zstd
 
         self._flush = zstandard.COMPRESSOBJ_FLUSH_BLOCK
         self._ctx = zstandard.ZstdCompressor().compressobj()
