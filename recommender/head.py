@@ -111,7 +111,8 @@ class CatalogueHead:
         order = np.arange(len(scores))
         if self.rerank > 0:
             prob = dict(zip(self.classifier.labels, P_clf))
-            prior = np.log(np.array([prob.get(c, 0.0) for c in categories]) + EPS)
+            floor = float(P_clf.min())  # a category too rare for the classifier: as unlikely as its least likely one
+            prior = np.log(np.array([prob.get(c, floor) for c in categories]) + EPS)
             order = np.argsort(-(scores + self.rerank * prior), kind="stable")
         return Decision([int(i) for i in order[:k]], prediction, nothing, closeness)
 
@@ -227,7 +228,8 @@ def fit_head(
     P = _cross_fitted_proba(G, y, Vf, of, labels, seed, num_threads)
     pos = {c: i for i, c in enumerate(labels)}
     cand_codes = np.vectorize(lambda c: pos.get(c, -1))(y[idx])
-    prior = np.log(np.where(cand_codes >= 0, np.take_along_axis(P, np.maximum(cand_codes, 0), 1), 0.0) + EPS)
+    floor = P.min(axis=1, keepdims=True)  # as in decide: a category the classifier dropped
+    prior = np.log(np.where(cand_codes >= 0, np.take_along_axis(P, np.maximum(cand_codes, 0), 1), floor) + EPS)
     relevant = y[idx] == y[of][:, None]
     p10 = {}
     for w in RERANK_GRID:
