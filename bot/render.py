@@ -16,11 +16,12 @@ from typing import Any
 
 import discord
 import yarl
-from PIL import Image, ImageDraw, ImageFont
 
 from recommender.config import DEFAULT_GUILD
 from recommender.records import GuildSettings, ImportSummary, Item, Match, SimilarResult
 from recommender.urls import is_web_url
+
+from .grid import thumbnail_grid
 
 MAX_CONTENT = 2000
 MAX_EMBEDS = 10
@@ -153,7 +154,12 @@ def embed_size(embed: discord.Embed) -> int:
 # -- predictions and matches ---------------------------------------------------------------------
 
 
+NOTHING_LIKE_THIS = "Nothing like this in the catalogue"
+
+
 def prediction_title(result: SimilarResult) -> str:
+    if result.nothing_like_this:
+        return NOTHING_LIKE_THIS
     p = result.prediction
     if p is None:
         return "Closest matches"
@@ -221,7 +227,10 @@ def results_reply(
 
 
 def _result_lines(q: Query, currency: str) -> list[str]:
-    hint = prediction_hint(q.result)
+    if q.result.nothing_like_this and q.result.matches:
+        hint: str | None = "-# I don't think the shop has anything like this. The closest items, though none is close:"
+    else:
+        hint = prediction_hint(q.result)
     lines = [match_line(n, m, currency) for n, m in enumerate(q.result.matches, start=1)]
     if not lines:
         lines = ["No catalogue items match (try without the category or price filters)."]
@@ -253,53 +262,6 @@ def _text_reply(queries: list[Query], grids: list[bytes | None], notes: Iterable
 def _notes(notes: Iterable[str]) -> str | None:
     lines = [n for n in notes if n]
     return fit_lines(lines, MAX_CONTENT) if lines else None
-
-
-# -- the thumbnail grid --------------------------------------------------------------------------
-
-
-def thumbnail_grid(thumbs: Sequence[bytes | None], *, cell: int = 160, columns: int = 5, quality: int = 82) -> bytes | None:
-    """Numbered cells (1, 2, ...) in rows of `columns`; a grey cell where a thumbnail is missing."""
-    if not thumbs:
-        return None
-    cols = min(columns, len(thumbs))
-    rows = math.ceil(len(thumbs) / cols)
-    pad = 4
-    sheet = Image.new("RGB", (cols * (cell + pad) + pad, rows * (cell + pad) + pad), (47, 49, 54))
-    draw = ImageDraw.Draw(sheet)
-    font = _font(max(12, cell // 8))
-    for i, data in enumerate(thumbs):
-        x = pad + (i % cols) * (cell + pad)
-        y = pad + (i // cols) * (cell + pad)
-        tile = _tile(data, cell)
-        sheet.paste(tile, (x + (cell - tile.width) // 2, y + (cell - tile.height) // 2))
-        label = str(i + 1)
-        box = draw.textbbox((0, 0), label, font=font)
-        w, h = box[2] - box[0] + 10, box[3] - box[1] + 8
-        draw.rectangle((x, y, x + w, y + h), fill=(88, 101, 242))
-        draw.text((x + 5 - box[0], y + 4 - box[1]), label, fill=(255, 255, 255), font=font)
-    out = io.BytesIO()
-    sheet.save(out, "JPEG", quality=quality, optimize=True)
-    return out.getvalue()
-
-
-def _tile(data: bytes | None, cell: int) -> Image.Image:
-    if data:
-        try:
-            with Image.open(io.BytesIO(data)) as opened:
-                im = opened.convert("RGB")
-                im.thumbnail((cell, cell))
-                return im
-        except Exception:  # a damaged stored thumbnail must not cost the whole reply
-            pass
-    return Image.new("RGB", (cell, cell), (79, 84, 92))
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
 
 
 # -- catalogue items -----------------------------------------------------------------------------

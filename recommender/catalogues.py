@@ -6,14 +6,16 @@ or more, the default one until then. Writes go to the store first, then to a loa
 pool, under the index's lock); a write that lands while the index is loading is replayed on it.
 Another process writing to the same database is noticed within `refresh_check_s`.
 
-Classifiers are fitted in their own thread, saved with the catalogue state (fingerprint) they were
-fitted on, and retrained in the background after changes, debounced; a fit in progress is never
-cancelled midway.
+Each catalogue's head (head.py: its classifier, search order and "nothing like this" threshold, fitted
+on member-like views of its items) is fitted in its own thread, saved with the catalogue state
+(fingerprint) it was fitted on, and fitted again in the background after changes, debounced; a fit
+in progress is never cancelled midway.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import threading
 import time
@@ -22,13 +24,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
+from PIL import Image
 
-from . import classify
 from .changes import Change
 from .config import DEFAULT_GUILD, Settings
 from .embedder import Embedder
 from .errors import RecommenderError
-from .index import VectorIndex
+from .head import CatalogueHead, Decision, head_from_bytes, train_head
+from .index import Hit, VectorIndex
 from .records import Item
 from .store import Store
 
@@ -44,7 +47,7 @@ class CatalogueState:
         self.index_lock = threading.Lock()  # guards the index across pool threads
         self.load_lock = asyncio.Lock()
         self.train_lock = asyncio.Lock()
-        self.classifier: classify.Classifier | None = None
+        self.head: CatalogueHead | None = None
         self.retrain_timer: asyncio.Task[None] | None = None
         self.training: asyncio.Task[Any] | None = None  # a background fit in progress (never cancelled midway)
         self.pending: list[Callable[[VectorIndex], Any]] = []  # writes that landed while the index was loading
@@ -187,7 +190,7 @@ class Catalogues:
             self._own.clear()
             for known in list(self._states):
                 self.refresh(known)
-                self.state(known).classifier = None
+                self.state(known).head = None
         elif change.kind == "reload":
             self.refresh(cid)
         elif change.kind == "items":
@@ -213,63 +216,81 @@ class Catalogues:
 
             await self._write_index(cid, remove)
         elif change.kind == "classifier" and change.model == self.model and cid in self._states:
-            self._states[cid].classifier = None  # the saved one is loaded on next use
+            self._states[cid].head = None  # the saved one is loaded on next use
 
-    # -- the classifier ---------------------------------------------------------------------------
+    # -- the catalogue-tuned head (head.py: classifier, search order, "nothing like this") --------
 
-    async def predict(self, cid: int, vec: np.ndarray) -> classify.Prediction | None:
-        clf = await self.classifier(cid)
-        if clf is None:
+    async def decide(self, cid: int, vec: np.ndarray, hits: list[Hit], k: int) -> Decision | None:
+        """The head's answer for a member's photo: the order of its nearest items `hits` (best first,
+        ideally head.CANDIDATES of them), the category and whether the catalogue has nothing like it."""
+        model = await self.head(cid)
+        if model is None or not hits:
             return None
-        preds = await self.embedder.cpu(clf.predict, vec[None, :], self.settings.threshold)
-        return preds[0]
+        scores, categories = [h.score for h in hits], [h.category for h in hits]
+        return await self.embedder.cpu(model.decide, vec, scores, categories, k, self.settings.threshold)
 
-    async def classifier(self, cid: int) -> classify.Classifier | None:
+    async def head(self, cid: int) -> CatalogueHead | None:
+        """The catalogue's head: loaded from the store, else fitted now (a stale one answers while a
+        fresh one is fitted in the background; an unreadable one is fitted again, never trusted)."""
         cat = self.state(cid)
-        if cat.classifier is None:
+        if cat.head is None:
             saved = await self.store.load_classifier(cid, self.model)
             if saved is not None:
                 try:
-                    cat.classifier = await self.embedder.cpu(classify.classifier_from_bytes, saved.blob)
+                    cat.head = await self.embedder.cpu(head_from_bytes, saved.blob)
                 except RecommenderError as e:
-                    log.warning("saved classifier for catalogue %s unreadable (%s); retraining", cid, e)
+                    log.warning("saved head of catalogue %s unreadable (%s); fitting it again", cid, e)
                     await self.retrain(cid, force=True)
-                if cat.classifier is not None and saved.fingerprint != await self.store.fingerprint(cid, self.model):
+                if cat.head is not None and saved.fingerprint != await self.store.fingerprint(cid, self.model):
                     self.schedule_retrain(cid, delay=0.0)
-            if cat.classifier is None:
+            if cat.head is None:
                 await self.retrain(cid, force=False)  # concurrent first callers: one fit, the rest load it
-        return cat.classifier
+        return cat.head
 
-    async def retrain(self, cid: int, *, force: bool = True) -> classify.Classifier | None:
-        """Fit the catalogue's classifier now (in the training thread) and save it.
-        With force=False a saved classifier trained on the same catalogue state is reused."""
+    async def retrain(self, cid: int, *, force: bool = True) -> CatalogueHead | None:
+        """Fit the catalogue's head now (in the training thread; its member-like views go through the
+        model behind members' photos) and save it. With force=False a saved head fitted on the same
+        catalogue state is reused."""
         cat = self.state(cid)
         async with cat.train_lock:
             fingerprint = await self.store.fingerprint(cid, self.model)
             saved = None if force else await self.store.load_classifier(cid, self.model)
             if saved is not None and saved.fingerprint == fingerprint:
                 try:
-                    cat.classifier = await self.embedder.cpu(classify.classifier_from_bytes, saved.blob)
-                    return cat.classifier
+                    cat.head = await self.embedder.cpu(head_from_bytes, saved.blob)
+                    return cat.head
                 except RecommenderError as e:
-                    log.warning("saved classifier for catalogue %s unreadable (%s); retraining", cid, e)
+                    log.warning("saved head of catalogue %s unreadable (%s); fitting it again", cid, e)
             rows = await self.store.load_vectors(cid, self.model)
             if len(rows.pks) == 0:
-                cat.classifier = None
+                cat.head = None
                 return None
             t0 = time.perf_counter()
+            loop = asyncio.get_running_loop()
 
-            def fit() -> tuple[classify.Classifier, bytes]:
-                clf = classify.fit_classifier(rows.vectors, rows.categories)
-                return clf, clf.to_bytes()
+            def pictures(indices: list[int]) -> list[Image.Image]:  # the stored thumbnails, read via the loop
+                pks = [int(rows.pks[i]) for i in indices]
+                thumbs = asyncio.run_coroutine_threadsafe(self.store.thumbnails(pks), loop).result()
+                return [_picture(thumbs.get(pk)) for pk in pks]
 
-            clf, blob = await asyncio.get_running_loop().run_in_executor(self._train_pool, fit)
-            await self.store.save_classifier(cid, self.model, fingerprint, clf.method, blob)
-            cat.classifier = clf
+            def embed(views: list[Image.Image]) -> np.ndarray:  # behind members' photos in the model's queue
+                return np.stack(asyncio.run_coroutine_threadsafe(self.embedder.embed_views(views), loop).result())
+
+            def fit() -> tuple[CatalogueHead, bytes]:
+                model = train_head(rows.vectors, rows.categories, pictures, embed, max_views=self.settings.head_views)
+                return model, model.to_bytes()
+
+            model, blob = await loop.run_in_executor(self._train_pool, fit)
+            await self.store.save_classifier(cid, self.model, fingerprint, f"head-{model.classifier.method}", blob)
+            cat.head = model
             log.info(
-                "catalogue %s: %s classifier over %d items in %.1fs", cid, clf.method, len(rows.pks), time.perf_counter() - t0
+                "catalogue %s: head (%s classifier) over %d items in %.1fs",
+                cid,
+                model.classifier.method,
+                len(rows.pks),
+                time.perf_counter() - t0,
             )
-            return clf
+            return model
 
     def schedule_retrain(self, cid: int, delay: float | None = None) -> None:
         """Debounced: many changes in a row cause one retrain, `retrain_delay_s` after the last. A
@@ -294,3 +315,14 @@ class Catalogues:
             await self.retrain(cid)
         except Exception:
             log.exception("background retrain of catalogue %s failed", cid)
+
+
+def _picture(thumbnail: bytes | None) -> Image.Image:
+    """A stored thumbnail as an RGB image (a grey square where it cannot be read)."""
+    if thumbnail:
+        try:
+            with Image.open(io.BytesIO(thumbnail)) as im:
+                return im.convert("RGB")
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    return Image.new("RGB", (64, 64), (128, 128, 128))

@@ -124,10 +124,10 @@ async def cmd_import(args: argparse.Namespace) -> int:
             if notes.count > args.show_failures:
                 print(f"  ... and {notes.count - args.show_failures} more")
         if not args.no_train:
-            print("training the category classifier ...", file=sys.stderr)
-            clf = await rec.retrain(args.guild, force=False)
-            if clf is not None:
-                print(f"classifier: {clf.method} over {len(clf.labels)} categories")
+            print("fitting the catalogue's head (category classifier, search order, open set) ...", file=sys.stderr)
+            head = await rec.retrain(args.guild, force=False)
+            if head is not None:
+                print(f"classifier: {head.classifier.method} over {len(head.classifier.labels)} categories")
     return 0
 
 
@@ -161,7 +161,9 @@ async def cmd_similar(args: argparse.Namespace) -> int:
                 )
             )
         return 0
-    if p is not None:
+    if result.nothing_like_this:
+        print("# nothing like this in the catalogue; the closest items are not close:")
+    elif p is not None:
         print(
             f"# looks like: {shown(p.category or 'not sure')} ({p.probability:.0%}"
             + (f" {shown(p.ranked[0][0])}" if not p.sure else "")
@@ -175,9 +177,14 @@ async def cmd_similar(args: argparse.Namespace) -> int:
 
 async def cmd_classify(args: argparse.Namespace) -> int:
     async with await _open(args) as rec:
-        p = await rec.classify(Path(args.image), guild_id=args.guild)
+        answer = await rec.classify(Path(args.image), guild_id=args.guild)
+    p, nothing = answer.prediction, answer.nothing_like_this
     if args.json:
-        print(json.dumps({"category": p.category, "probability": p.probability, "ranked": p.ranked, "method": p.method}))
+        body = {"category": p.category, "probability": p.probability, "ranked": p.ranked, "method": p.method}
+        print(json.dumps({**body, "nothing_like_this": nothing}))
+        return 0
+    if nothing:
+        print(f"nothing like this in the catalogue\t{p.probability:.2f}")
         return 0
     print(f"{shown(p.category or 'not sure')}\t{p.probability:.2f}")
     for cat, prob in p.ranked[1:]:

@@ -47,6 +47,7 @@ class Settings:
     thumbnail_side: int = 256
     k: int = 5
     threshold: float = 0.5  # classifier probability below this is "not sure"
+    head_views: int = 4000  # member-like views a catalogue's head is fitted on (augment.view_plan)
     retrain_delay_s: float = 5.0  # debounce between catalogue changes and retraining
     refresh_check_s: float = 30.0  # how often a loaded catalogue is compared with the database (other writers)
     extra: Mapping[str, Any] = field(default_factory=dict)  # bot options ride along here
@@ -131,6 +132,7 @@ def _validate(s: Settings) -> None:
         "max_image_bytes",
         "max_image_pixels",
         "max_decode_bytes",
+        "head_views",
     ):
         if getattr(s, name) < 1:
             raise BadOption(f"{name} must be at least 1.")

@@ -92,6 +92,10 @@ class Embedder:
     async def embed_image(self, img: Image.Image) -> np.ndarray:
         return await self._batcher.submit(img)
 
+    async def embed_views(self, imgs: list[Image.Image]) -> list[np.ndarray]:
+        """Bulk, several at once (a head's member-like views): behind interactive queries."""
+        return list(await asyncio.gather(*(self.embed_bulk(img) for img in imgs)))
+
     async def embed_bulk(self, img: Image.Image) -> np.ndarray:
         """For imports: queued behind interactive queries, and waits for room instead of raising Busy."""
         return await self._batcher.submit(img, wait=True)

@@ -22,20 +22,20 @@ from typing import Any
 
 import numpy as np
 
-from . import classify
 from .backbones import DEFAULT_MODEL, Backbone, load_backbone
 from .bulk import BulkImporter, FetchFn, ProgressFn
 from .catalogues import Catalogues
 from .changes import Change, ChangeFeed
-from .classify import Classifier
 from .config import DEFAULT_GUILD, Settings, check_k
 from .embedder import Embedder
 from .errors import BadOption, CatalogEmpty, ItemNotFound
 from .feeds import FeedOptions
 from .feedstate import FeedState, later
+from .head import CANDIDATES, CatalogueHead
 from .importer import ImportLimits, check_upload_name, records_from_source, records_from_upload
 from .index import SearchFilter
 from .records import (
+    Classification,
     FeedSchedule,
     GuildSettings,
     ImportNotes,
@@ -165,24 +165,32 @@ class Recommender:
         else:
             raise BadOption("Give an image or an item id.")
         query = vec
-        hits = await self.catalogues.read_index(cid, lambda ix: ix.search(query, k, flt))
+        hits = await self.catalogues.read_index(cid, lambda ix: ix.search(query, max(k, CANDIDATES) if predict else k, flt))
+        decision = await self.catalogues.decide(cid, vec, hits, k) if predict else None
+        if decision is not None:  # the head's order: the category prior weighs in
+            hits = [hits[i] for i in decision.order]
+        hits = hits[:k]
         items = await self.store.items_by_pk([h.pk for h in hits])
         matches = [Match(items[h.pk], h.score) for h in hits if h.pk in items]
-        prediction = await self.catalogues.predict(cid, vec) if predict else None
-        return SimilarResult(matches, prediction, cid)
+        if decision is None:
+            return SimilarResult(matches, None, cid)
+        return SimilarResult(matches, decision.prediction, cid, decision.nothing_like_this)
 
-    async def classify(self, image: Any, *, guild_id: int = DEFAULT_GUILD) -> classify.Prediction:
+    async def classify(self, image: Any, *, guild_id: int = DEFAULT_GUILD) -> Classification:
+        """The photo's category, and whether the catalogue has anything like it."""
         cid = await self.catalogues.catalogue_for(guild_id)
         vec, _ = await self.embedder.embed(image)
-        prediction = await self.catalogues.predict(cid, vec)
-        if prediction is None:
+        hits = await self.catalogues.read_index(cid, lambda ix: ix.search(vec, CANDIDATES))
+        decision = await self.catalogues.decide(cid, vec, hits, 1)
+        if decision is None:
             raise CatalogEmpty("The catalogue is empty, so there are no categories to predict.")
-        return prediction
+        return Classification(decision.prediction, decision.nothing_like_this)
 
     # -- training ---------------------------------------------------------------------------------
 
-    async def retrain(self, cid: int, *, force: bool = True) -> Classifier | None:
-        """Fit the catalogue's classifier now and save it (force=False reuses a saved one that is current)."""
+    async def retrain(self, cid: int, *, force: bool = True) -> CatalogueHead | None:
+        """Fit the catalogue's head (its classifier, search order and "nothing like this") now and save
+        it (force=False reuses a saved one that is current)."""
         return await self.catalogues.retrain(cid, force=force)
 
     def schedule_retrain(self, cid: int, delay: float | None = None) -> None:

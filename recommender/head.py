@@ -239,9 +239,10 @@ def fit_head(
     truth = np.array([pos.get(c, -1) for c in y[of]])
     known = truth >= 0
     vote = np.zeros_like(P)
-    w8 = np.exp((sc[:, :VOTE_K] - sc[:, :1]) / VOTE_TEMPERATURE)
-    np.add.at(vote, (np.repeat(np.arange(len(idx)), VOTE_K), np.maximum(cand_codes[:, :VOTE_K], 0).ravel()),
-              (w8 * (cand_codes[:, :VOTE_K] >= 0)).ravel())  # fmt: skip
+    kv = min(VOTE_K, sc.shape[1])  # a catalogue smaller than VOTE_K + 1 items has fewer neighbours
+    w8 = np.exp((sc[:, :kv] - sc[:, :1]) / VOTE_TEMPERATURE)
+    np.add.at(vote, (np.repeat(np.arange(len(idx)), kv), np.maximum(cand_codes[:, :kv], 0).ravel()),
+              (w8 * (cand_codes[:, :kv] >= 0)).ravel())  # fmt: skip
     vote /= np.maximum(vote.sum(1, keepdims=True), 1e-12)
     nll = {m: float(-np.log(((1 - m) * P + m * vote)[known, truth[known]] + EPS).mean()) for m in MIX_GRID}
     mix = min(MIX_GRID, key=lambda m: (round(nll[m], 4), m))

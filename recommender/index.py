@@ -22,6 +22,7 @@ def _h64(content_hash: str) -> int:
 class Hit(NamedTuple):
     pk: int
     score: float
+    category: str = ""  # as first spelt in the catalogue (categories compare case-insensitively)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class VectorIndex:
         self._cats = np.zeros(len(self._vecs), dtype=np.int32)  # codes into self._cat_codes
         self._h64 = np.zeros(len(self._vecs), dtype=np.int64)  # first 64 bits of the content hash
         self._cat_codes: dict[str, int] = {}
+        self._cat_names: list[str] = []  # code -> the category's first spelling
         self._row: dict[int, int] = {}  # pk -> row
         self.n = 0
 
@@ -115,7 +117,10 @@ class VectorIndex:
         return None if row is None else self._vecs[row].copy()
 
     def _code(self, category: str) -> int:
-        return self._cat_codes.setdefault(category.lower(), len(self._cat_codes))
+        code = self._cat_codes.setdefault(category.lower(), len(self._cat_codes))
+        if code == len(self._cat_names):
+            self._cat_names.append(category)
+        return code
 
     def _mask(self, f: SearchFilter) -> np.ndarray | None:
         n = self.n
@@ -163,7 +168,7 @@ class VectorIndex:
                 if h in seen:
                     continue
                 seen.add(h)
-                hits.append(Hit(int(self._pks[i]), s))
+                hits.append(Hit(int(self._pks[i]), s, self._cat_names[self._cats[i]]))
                 if len(hits) == k:
                     return hits
             if want >= n or (len(top) and scores[top[-1]] == -np.inf):

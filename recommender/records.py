@@ -103,6 +103,16 @@ class SimilarResult:
     matches: list[Match]
     prediction: Prediction | None
     catalogue_id: int
+    nothing_like_this: bool = False  # the photo is far from everything in the catalogue: matches are only the closest
+
+
+@dataclass(frozen=True)
+class Classification:
+    """A photo's predicted category (prediction.category is None when not sure), and whether the
+    catalogue has anything like it at all."""
+
+    prediction: Prediction
+    nothing_like_this: bool = False
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import render
+from bot import grid, render
 from bot.app import run
 from bot.cli import main as lookalike
 from bot.cogs.utils.cooldown import UserCooldown
@@ -240,7 +240,7 @@ def _item(n: int, long: bool) -> Item:
 def test_rendered_replies_stay_within_discord_limits(long: bool) -> None:
     prediction = Prediction(None, 0.2, [("c" * 100, 0.2), ("b", 0.1)], "linear")
     result = SimilarResult([Match(_item(i, long), 0.9) for i in range(25)], prediction, DEFAULT_GUILD)
-    thumbs = {i: render.thumbnail_grid([None], cell=32) or b"" for i in range(25)}
+    thumbs = {i: grid.thumbnail_grid([None], cell=32) or b"" for i in range(25)}
     queries = [render.Query(f"Photo {i} · " + "n" * 300, result) for i in range(10)]
     notes = ["⚠️ **" + "f" * 100 + "**: " + "reason " * 40] * 20
     reply = render.results_reply(queries, thumbs, notes=notes, cell=48)

@@ -70,7 +70,7 @@ async def test_writes_in_one_process_reach_another_within_a_second_without_a_rel
         delays.append(await eventually(lambda: _lacks(b, added.pk)))
         assert b.catalogues.state(0).index is index and len(index) == 120
 
-        assert b.catalogues.state(0).classifier is not None
+        assert b.catalogues.state(0).head is not None
         await a.retrain(0)
         delays.append(await eventually(lambda: _classifier_dropped(b)))
         assert (await b.similar(query, k=1)).prediction is not None  # the saved one, loaded again
@@ -146,7 +146,7 @@ async def _categories(rec, category: str) -> bool:
 
 
 async def _classifier_dropped(rec) -> bool:
-    return rec.catalogues.state(0).classifier is None
+    return rec.catalogues.state(0).head is None
 
 
 async def _said(seen: list[int | None], guild: int) -> bool:

@@ -113,7 +113,7 @@ def test_import_a_folder_then_again(tmp_path: Path, capsys) -> None:
     assert rc == 0, err
     assert out.splitlines()[0].startswith("added 8, updated 0, unchanged 0, failed 1 in ")
     assert "  failed hat/broken (hat/broken.jpg): The image file is truncated or incomplete." in out.splitlines()
-    assert "classifier: knn over 2 categories" in out
+    assert "classifier: linear over 2 categories" in out  # 8 items and 16 member-like views of them
     assert "importing" in err and "with tiny" in err  # progress goes to stderr
     rc, out, _ = cli(capsys, "import", folder, "--db", db, "--no-train")  # the model the catalogue was built with
     assert rc == 0 and out.startswith("added 0, updated 0, unchanged 8, failed 1 in ")
@@ -164,7 +164,7 @@ def test_remove_then_stats(db: Path, capsys) -> None:
     info = json.loads(out)
     assert rc == 0 and info["items"] == 118 and info["embeddings"] == {"tiny": 118}
     assert info["categories"]["hat"] == 10 and info["categories"]["dress"] == 12
-    assert info["classifier"].startswith("linear (tiny), trained ")
+    assert info["classifier"].startswith("head-linear (tiny), trained ")
     rc, out, _ = cli(capsys, "stats", "--db", db, "--top", "3")
     assert rc == 0 and "items: 118" in out and "categories: 10" in out and "  ... 7 more" in out
     rc, _, err = cli(capsys, "remove", gone[0], "--db", db)

@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 from PIL import Image, ImageOps
 
-from recommender.classify import classifier_from_bytes
+from recommender.head import head_from_bytes
 from recommender.errors import BadImage, BadOption, CatalogEmpty, DuplicateItem, ImageTooLarge, ItemNotFound
 from recommender.importer import records_from_folder
 from recommender.records import ItemFields
@@ -34,7 +34,7 @@ from helpers import (
     settings,
 )
 
-TRAINED = "classifier over"  # what the engine logs once per classifier fit
+TRAINED = "head ("  # what the engine logs once per head fit
 
 
 @pytest_asyncio.fixture
@@ -235,7 +235,7 @@ async def debounced(rec, caplog: pytest.LogCaptureFixture) -> None:
     assert trainings(caplog) == 1
     saved = await rec.store.load_classifier(0, "tiny")
     assert saved.fingerprint == await rec.store.fingerprint(0, "tiny")
-    assert "mirrored" in classifier_from_bytes(saved.blob).labels
+    assert "mirrored" in head_from_bytes(saved.blob).classifier.labels
 
 
 async def test_the_classifier_is_reused_after_a_restart(demo_catalogue: str, caplog) -> None:
@@ -258,7 +258,7 @@ async def test_the_classifier_is_reused_after_a_restart(demo_catalogue: str, cap
     rec = await open_rec(db)  # the catalogue changed since the classifier was saved
     try:
         again = await rec.classify(query)
-        assert again.ranked == first.ranked  # the saved one answers at once ...
+        assert again.prediction.ranked == first.prediction.ranked  # the saved one answers at once ...
         await asyncio.wait_for(asyncio.shield(rec.catalogues.state(0).retrain_timer), 30)
         assert trainings(caplog) == 1  # ... and is refreshed in the background
         assert (await rec.store.load_classifier(0, "tiny")).fingerprint == await rec.store.fingerprint(0, "tiny")
@@ -368,7 +368,7 @@ async def test_stats_settings_and_listing(rec) -> None:
     stats = await rec.stats(guild_id=0)
     assert stats["items"] == 120 and stats["model"] == "tiny" and stats["embeddings"] == {"tiny": 120}
     assert stats["categories"] == {c: 12 for c in DEMO_CATEGORIES}
-    assert stats["classifier"]["method"] == "linear"
+    assert stats["classifier"]["method"] == "head-linear"  # the head, with a linear classifier inside
     items, total, cid = await rec.list_items(guild_id=77, category="hat", page=2, per_page=5)
     assert (total, cid, len(items)) == (12, 0, 5)
     with pytest.raises(BadOption):
@@ -485,7 +485,7 @@ async def test_an_unreadable_saved_classifier_is_retrained_not_repeated(rec, tmp
             result = await again.similar(mirrored(demo_photos("hat")[0]), k=3)
             assert result.prediction is not None
         saved = await again.store.load_classifier(0, "tiny")
-        assert classifier_from_bytes(saved.blob).labels  # replaced by a good one
+        assert head_from_bytes(saved.blob).classifier.labels  # replaced by a good one
     finally:
         await again.close()
 

@@ -177,8 +177,12 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
                 "This server has no items of its own yet (it uses the shared default catalogue), so there is nothing to retrain.",
             )
             return
-        clf = await self.rec.retrain(gid)
-        text = f"Retrained: a {clf.method} classifier over {len(clf.labels)} categories." if clf else "The catalogue is empty."
+        head = await self.rec.retrain(gid)
+        text = (
+            f"Retrained: a {head.classifier.method} classifier over {len(head.classifier.labels)} categories."
+            if head
+            else "The catalogue is empty."
+        )
         await respond(interaction, text)
 
     @app_commands.command(
