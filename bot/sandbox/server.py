@@ -244,10 +244,7 @@ class DiscordSandbox(World):
     ) -> Message:
         """A user posts a message (files are served by the CDN); dispatches MESSAGE_CREATE."""
         self._check_author(channel, author)
-        uploads = [
-            Upload(i, f[0], f[1], f[2] if len(f) == 3 else "application/octet-stream")
-            for i, f in enumerate(attachments)
-        ]
+        uploads = [Upload(i, f[0], f[1], f[2] if len(f) == 3 else "application/octet-stream") for i, f in enumerate(attachments)]
         payload: Payload = {"content": content, "embeds": list(embeds)}
         validate_message(payload, len(uploads))
         ref = {"message_id": str(reply_to.id)} if reply_to else None
