@@ -8,7 +8,7 @@ VENV   := .venv
 PIP    := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(VENV)/bin/pip
 TORCH  := torch==2.13.0 torchvision==0.28.0
 
-.PHONY: demo test install clean
+.PHONY: demo test lint install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/lookalike demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed lint
 	$(VENV)/bin/python -m pytest -q --durations=15
+
+# The checks that keep the house in order (tests/test_layering.py holds the import contracts).
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) demo-output report *.egg-info

@@ -15,8 +15,8 @@ import pytest
 import pytest_asyncio
 from PIL import Image, ImageOps
 
-from recommender.head import head_from_bytes
 from recommender.errors import BadImage, BadOption, CatalogEmpty, DuplicateItem, ImageTooLarge, ItemNotFound
+from recommender.head import head_from_bytes
 from recommender.importer import records_from_folder
 from recommender.records import ItemFields
 
