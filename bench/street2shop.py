@@ -97,7 +97,8 @@ class CachedEmbed:
     """The backbone's ``embed``, replayed from ``path`` when a previous run with the same key saved it."""
 
     def __init__(self, embed, path: Path, key: str) -> None:
-        self.embed, self.path, self.key, self.done = embed, path, key, []
+        self.embed, self.path, self.key = embed, path, key
+        self.done: list[np.ndarray] = []
         self.saved = None
         if path.is_file():
             with np.load(path) as z:

@@ -39,7 +39,7 @@ class Evaluation:
 
 def _score(
     X: np.ndarray, y: np.ndarray, test_fraction: float, seed: int, threshold: float
-) -> tuple[ClassificationReport, dict[str, float]]:
+) -> tuple[ClassificationReport, dict[str, float | str]]:
     train, test = stratified_split(list(y), test_fraction=test_fraction, seed=seed)
     clf = classify.fit_classifier(X[train], list(y[train]), seed=seed)
     proba = clf.predict_proba(X[test])
@@ -49,7 +49,7 @@ def _score(
     report = classification_metrics(list(y[test]), y_pred, sorted(set(y)))
     confidence = proba.max(axis=1)
     correct = np.asarray(y_pred) == y[test]
-    extra = {
+    extra: dict[str, float | str] = {
         "classifier": clf.method,
         "train items": int(len(train)),
         "test items": int(len(test)),

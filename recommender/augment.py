@@ -59,6 +59,7 @@ def background(rng: random.Random, side: int = SIDE) -> Image.Image:
     kind = rng.choice(("plain", "gradient", "planks", "fabric", "blotches"))
     c1, c2 = np.array(_colour(rng), np.float32), np.array(_colour(rng), np.float32)
     yy = np.linspace(0, 1, side, dtype=np.float32)[:, None, None]
+    arr: np.ndarray
     if kind == "plain":
         arr = c1 + np.zeros((side, side, 3), np.float32)
     elif kind == "gradient":

@@ -29,7 +29,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -66,8 +66,10 @@ class Prediction:
 
 
 class Classifier(Protocol):
-    labels: list[str]
-    method: str
+    @property
+    def labels(self) -> list[str]: ...
+    @property
+    def method(self) -> str: ...
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray: ...  # (n, C), rows sum to 1
     def predict(self, X: np.ndarray, threshold: float = 0.5, top: int = 5) -> list[Prediction]: ...
@@ -142,7 +144,8 @@ def _pack(meta: dict, arrays: dict[str, np.ndarray]) -> bytes:
     """``np.savez`` of the arrays plus ``meta``: the JSON metadata as a uint8 array (no pickle)."""
     blob = np.frombuffer(json.dumps({"format": FORMAT, "version": VERSION, **meta}).encode("utf-8"), np.uint8)
     buf = io.BytesIO()
-    np.savez(buf, meta=blob, **arrays)
+    savez: Any = np.savez  # numpy's stub types **arrays as its keyword options
+    savez(buf, meta=blob, **arrays)
     return buf.getvalue()
 
 
@@ -185,8 +188,9 @@ class LinearClassifier:
     @classmethod
     def _from_parts(cls, meta: dict, arrays: dict[str, np.ndarray]) -> LinearClassifier:
         f32 = {k: arrays[k].astype(np.float32) for k in ("weights", "bias", "mean", "scale")}
-        clf = cls(labels=[str(v) for v in meta["labels"]], temperature=float(meta["temperature"]),
-                  l2=float(meta.get("l2", 0.0)), dropped=[str(v) for v in meta.get("dropped", [])], **f32)  # fmt: skip
+        clf = cls(labels=[str(v) for v in meta["labels"]], weights=f32["weights"], bias=f32["bias"], mean=f32["mean"],
+                  scale=f32["scale"], temperature=float(meta["temperature"]), l2=float(meta.get("l2", 0.0)),
+                  dropped=[str(v) for v in meta.get("dropped", [])])  # fmt: skip
         d, C = int(meta["dims"]), len(clf.labels)
         shapes = (clf.weights.shape, clf.bias.shape, clf.mean.shape, clf.scale.shape)
         _require(shapes == ((d, C), (C,), (d,), (d,)) and C >= 2 and bool((clf.scale > 0).all()))
@@ -261,7 +265,7 @@ def fit_linear(
     chosen = DEFAULT_L2 if l2 is None else float(l2)
     va = np.empty(0, np.int64)
     if calibrate:
-        tr, va = stratified_split(labels[codes], HOLDOUT_FRACTION, seed, min_per_class=2)
+        tr, va = stratified_split([str(v) for v in labels[codes]], HOLDOUT_FRACTION, seed, min_per_class=2)
     if len(va) >= MIN_HOLDOUT:
         best, final_init, X_tr, X_va = math.inf, None, Xs[tr], Xs[va]
         for penalty in grid:

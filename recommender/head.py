@@ -138,7 +138,8 @@ def head_from_bytes(data: bytes) -> CatalogueHead:
         values = [float(meta["rerank"]), float(meta["mix"]), float(meta["open_threshold"])]
         if not all(math.isfinite(v) for v in values) or values[0] < 0 or not 0 <= values[1] <= 1 or int(meta["open_k"]) < 1:
             raise HeadDataError("the saved head's values are out of range")
-        return CatalogueHead(classify.classifier_from_bytes(clf_bytes), *values, int(meta["open_k"]), dict(meta["info"]))
+        return CatalogueHead(classify.classifier_from_bytes(clf_bytes), rerank=values[0], mix=values[1],
+                             open_threshold=values[2], open_k=int(meta["open_k"]), info=dict(meta["info"]))  # fmt: skip
     except HeadDataError:
         raise
     except classify.ClassifierDataError as e:
@@ -185,7 +186,7 @@ def _cross_fitted_proba(G, y, V, owner, labels, seed, num_threads) -> np.ndarray
         ytr = list(y[train_items]) + list(y[owner[in_b[owner] == fold]])
         clf = classify.fit_classifier(Xtr, ytr, seed=seed, l2=classify.DEFAULT_L2, calibrate=False, max_iter=100,
                                       num_threads=num_threads)  # fmt: skip
-        cols = [pos[c] for c in clf.labels]
+        cols = np.array([pos[c] for c in clf.labels], dtype=np.int64)
         P[np.ix_(np.flatnonzero(test_views), cols)] = clf.predict_proba(V[test_views])
     return P
 

@@ -74,9 +74,9 @@ def _thumbnail(data: bytes, size: int = THUMB) -> Image.Image:
     """Decode and fit into ``size x size`` (letterboxed); a grey box with '?' if unreadable."""
     canvas = Image.new("RGB", (size, size), (235, 235, 235))
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.draft("RGB", (size, size))
-            im = ImageOps.contain(im.convert("RGB"), (size, size))
+        with Image.open(io.BytesIO(data)) as src:
+            src.draft("RGB", (size, size))
+            im = ImageOps.contain(src.convert("RGB"), (size, size))
             canvas.paste(im, ((size - im.width) // 2, (size - im.height) // 2))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         log.warning("unreadable thumbnail in report: %s", e)
