@@ -60,12 +60,23 @@ class Backbone:
 
         return torch.stack([_to_tensor(img, self.input_size) for img in images])
 
-    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
-        import torch
+    def prepare(self, img: Image.Image) -> np.ndarray:
+        """The network's input for one image, (3, s, s) float32: letterboxed, resized, normalised. CPU
+        work of its own, so the engine does it in the decoding pool while the model runs other batches."""
+        return _to_tensor(img, self.input_size).numpy()
 
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch = self._batch(images)
+        return self.embed_prepared([self.prepare(img) for img in images])
+
+    def embed_prepared(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        """Vectors of inputs made by :meth:`prepare`: one forward pass."""
+        import torch
+
+        if not len(inputs):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = torch.from_numpy(np.stack(inputs))
         with torch.inference_mode():
             out = self.net(batch).float()
             out = torch.nn.functional.normalize(out.flatten(1), dim=1)

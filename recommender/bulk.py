@@ -98,9 +98,9 @@ class BulkImporter:
                 data, digest = await self._read(rec, fetch, known.get(rec.item_id))
                 if data is None or known.get(rec.item_id) == digest:  # same picture: update fields only, no decode, no model
                     return NewItem(fields, None, digest, None)
-                img, _, thumb = await self.embedder.cpu(self.embedder.prepare, data)
+                x, _, thumb = await self.embedder.cpu(self.embedder.prepare, data)
                 del data
-            vec: np.ndarray = await self.embedder.embed_bulk(img)
+            vec: np.ndarray = await self.embedder.embed_bulk(x)
             return NewItem(fields, thumb, digest, vec)
 
         outcomes = await asyncio.gather(*(one(r, f) for r, f in good), return_exceptions=True)

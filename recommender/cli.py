@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli_evaluate import add_evaluate
 from .cli_sync import add_sync
 from .config import DEFAULT_GUILD, load_settings
 from .errors import RecommenderError
@@ -274,30 +275,6 @@ async def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .assess import evaluate_catalogue
-
-    store, model = await _open_store(args)
-    try:
-        print(f"evaluating the {_where(args.guild)} catalogue ({model}) ...", file=sys.stderr)
-        ev = await evaluate_catalogue(
-            store,
-            model,
-            guild_id=args.guild,
-            out_dir=Path(args.out),
-            min_class_size=args.min_class_size,
-            test_fraction=args.test_fraction,
-            seed=args.seed,
-            examples=args.examples,
-        )
-    finally:
-        await store.close()
-    for key, value in ev.metrics.items():
-        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-    print(f"report: {ev.files['report.html']} and {ev.files['report.png']}")
-    return 0
-
-
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -380,20 +357,7 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="FILE.parquet")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser(
-        "evaluate",
-        parents=[common, model],
-        help="retrieval and classifier quality, with a PNG/HTML report",
-        description="precision@1/@10 and mAP@10 leave-one-out (same category = relevant); classifier "
-        "accuracy and macro-F1 on a stratified held-out split; categories smaller than --min-class-size are left out.",
-    )
-    s.add_argument("--out", default="report", help="report folder (default ./report)")
-    s.add_argument("--min-class-size", type=int, default=20)
-    s.add_argument("--test-fraction", type=float, default=0.25)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--examples", type=int, default=8, help="query rows in the picture")
-    s.set_defaults(func=cmd_evaluate)
-
+    add_evaluate(sub, common, model)
     add_sync(sub, common, model)
     for plugin in plugins:
         plugin(sub, common)

@@ -4,7 +4,7 @@ Owns the image limits, the bounded thread pool that decodes (and that the rest o
 borrows for search and other CPU work), and the single model thread behind the micro-batcher, so
 requests that arrive together share one forward pass. The event loop only awaits.
 
-Interactive queries (`embed`, `embed_image`) go first and get `Busy` when their queue stays full;
+Interactive queries (`embed`, `embed_input`) go first and get `Busy` when their queue stays full;
 bulk work (`embed_bulk`) queues behind them and waits for room.
 """
 
@@ -39,8 +39,8 @@ class Embedder:
         self.workers = settings.workers
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="lookalike-cpu")
         self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-model")
-        self._batcher: Batcher[Image.Image, np.ndarray] = Batcher(
-            lambda batch: list(backbone.embed(batch)),
+        self._batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
+            lambda batch: list(backbone.embed_prepared(batch)),
             self._model_pool,
             max_batch=settings.batch_size,
             max_wait_s=settings.batch_wait_ms / 1000,
@@ -72,10 +72,10 @@ class Embedder:
         """Image (bytes/path/file) -> (RGB image within the limits, content hash)."""
         return images.load_image(source, self.limits)
 
-    def prepare(self, source: Any) -> tuple[Image.Image, str, bytes]:
-        """decode() plus the thumbnail stored with a catalogue item."""
+    def prepare(self, source: Any) -> tuple[np.ndarray, str, bytes]:
+        """For a catalogue item, in one go: the network's input, the content hash, the stored thumbnail."""
         img, digest = self.decode(source)
-        return img, digest, images.make_thumbnail(img, self.thumbnail_side)
+        return self.backbone.prepare(img), digest, images.make_thumbnail(img, self.thumbnail_side)
 
     def read(self, source: Any) -> tuple[bytes, str]:
         """The raw bytes of an image source (within the byte limit) and their content hash."""
@@ -84,18 +84,25 @@ class Embedder:
 
     # -- async ------------------------------------------------------------------------------------
 
-    async def embed(self, source: Any) -> tuple[np.ndarray, str]:
-        """Image (bytes/path/file) -> (vector, content hash). Decoding in the pool, the model batched."""
-        img, digest = await self.cpu(self.decode, source)
-        return await self._batcher.submit(img), digest
+    def _decode_input(self, source: Any) -> tuple[np.ndarray, str]:
+        img, digest = self.decode(source)
+        return self.backbone.prepare(img), digest
 
-    async def embed_image(self, img: Image.Image) -> np.ndarray:
-        return await self._batcher.submit(img)
+    async def embed(self, source: Any) -> tuple[np.ndarray, str]:
+        """Image (bytes/path/file) -> (vector, content hash). Decoding and the network's input made in the
+        pool, the forward pass batched in the model's thread."""
+        x, digest = await self.cpu(self._decode_input, source)
+        return await self._batcher.submit(x), digest
+
+    async def embed_input(self, x: np.ndarray) -> np.ndarray:
+        """Interactive (a moderator adding an item), for an input made by prepare()."""
+        return await self._batcher.submit(x)
 
     async def embed_views(self, imgs: list[Image.Image]) -> list[np.ndarray]:
         """Bulk, several at once (a head's member-like views): behind interactive queries."""
-        return list(await asyncio.gather(*(self.embed_bulk(img) for img in imgs)))
+        inputs = await self.cpu(lambda: [self.backbone.prepare(img) for img in imgs])
+        return list(await asyncio.gather(*(self.embed_bulk(x) for x in inputs)))
 
-    async def embed_bulk(self, img: Image.Image) -> np.ndarray:
-        """For imports: queued behind interactive queries, and waits for room instead of raising Busy."""
-        return await self._batcher.submit(img, wait=True)
+    async def embed_bulk(self, x: np.ndarray) -> np.ndarray:
+        """For imports (x from prepare()): queued behind interactive queries; waits for room, never Busy."""
+        return await self._batcher.submit(x, wait=True)

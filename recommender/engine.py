@@ -165,8 +165,9 @@ class Recommender:
         else:
             raise BadOption("Give an image or an item id.")
         query = vec
-        hits = await self.catalogues.read_index(cid, lambda ix: ix.search(query, max(k, CANDIDATES) if predict else k, flt))
-        decision = await self.catalogues.decide(cid, vec, hits, k) if predict else None
+        answer = predict and item_id is None  # a member's photo: the head decides (an item is in the catalogue)
+        hits = await self.catalogues.read_index(cid, lambda ix: ix.search(query, max(k, CANDIDATES) if answer else k, flt))
+        decision = await self.catalogues.decide(cid, vec, hits, k) if answer else None
         if decision is not None:  # the head's order: the category prior weighs in
             hits = [hits[i] for i in decision.order]
         hits = hits[:k]
@@ -240,8 +241,8 @@ class Recommender:
         )
 
     async def add_item(self, image: Any, fields: ItemFields, *, guild_id: int, actor: str) -> Item:
-        img, digest, thumb = await self.embedder.cpu(self.embedder.prepare, image)
-        vec = await self.embedder.embed_image(img)
+        x, digest, thumb = await self.embedder.cpu(self.embedder.prepare, image)
+        vec = await self.embedder.embed_input(x)
         [(item, _)] = await self.store.upsert_items(
             guild_id, [NewItem(fields, thumb, digest, vec)], self.model, actor, replace=False, audit="add"
         )

@@ -210,6 +210,23 @@ def test_export_writes_items_and_vectors_to_parquet(db: Path, tmp_path: Path, ca
     assert rc == 1 and "nothing to export" in err
 
 
+def test_evaluate_queries_scores_members_photos_by_kind(db: Path, tmp_path: Path, capsys) -> None:
+    """`lookalike evaluate --queries DIR --accept FILE`: photos in DIR/<kind>/ through the bot's own path."""
+    queries = tmp_path / "queries"
+    for kind in ("hat", "shoes"):
+        (queries / kind).mkdir(parents=True)
+        for p in demo_photos(kind)[:3]:
+            shutil.copyfile(p, queries / kind / p.name)
+    accept = tmp_path / "accept.csv"
+    accept.write_text("kind,category\nhat,hat\nshoes,shoes\n")
+    rc, out, err = cli(capsys, "evaluate", "--db", db, "--queries", queries, "--accept", accept, "--out", tmp_path / "q")
+    assert rc == 0, err
+    metrics = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line and not line.startswith("report"))
+    assert metrics["photos"] == "6" and metrics["kinds"] == "2"
+    assert 0.0 <= float(metrics["precision@10"]) <= 1.0
+    assert (tmp_path / "q" / "report.html").is_file() and (tmp_path / "q" / "report.png").is_file()
+
+
 def test_evaluate_writes_an_html_and_png_report(db: Path, tmp_path: Path, capsys) -> None:
     rc, out, err = cli(capsys, "evaluate", "--db", db, "--out", tmp_path / "report", "--min-class-size", "5", "--examples", "3")
     assert rc == 0, err
