@@ -30,7 +30,7 @@ from .changes import Change
 from .config import DEFAULT_GUILD, Settings
 from .embedder import Embedder
 from .errors import RecommenderError
-from .head import CatalogueHead, Decision, head_from_bytes, train_head
+from .head import CatalogueHead, Decision, fit_head, head_from_bytes, train_head
 from .index import Hit, VectorIndex
 from .records import Item
 from .store import Store
@@ -243,14 +243,18 @@ class Catalogues:
                     await self.retrain(cid, force=True)
                 if cat.head is not None and saved.fingerprint != await self.store.fingerprint(cid, self.model):
                     self.schedule_retrain(cid, delay=0.0)
-            if cat.head is None:
-                await self.retrain(cid, force=False)  # concurrent first callers: one fit, the rest load it
+            if cat.head is None:  # never fitted: a quick head on the items answers now (concurrent first
+                await self.retrain(cid, force=False, views=False)  # callers: one fit, the rest load it) ...
+                idle = all(t is None or t.done() for t in (cat.retrain_timer, cat.training))
+                if cat.head is not None and not cat.head.info.get("views") and idle:
+                    self.schedule_retrain(cid, delay=0.0)  # ... and the one with member-like views follows
         return cat.head
 
-    async def retrain(self, cid: int, *, force: bool = True) -> CatalogueHead | None:
+    async def retrain(self, cid: int, *, force: bool = True, views: bool = True) -> CatalogueHead | None:
         """Fit the catalogue's head now (in the training thread; its member-like views go through the
         model behind members' photos) and save it. With force=False a saved head fitted on the same
-        catalogue state is reused."""
+        catalogue state is reused. views=False: from the items alone, in seconds (what a catalogue's
+        very first query waits for; embedding views takes minutes with a big model on a CPU)."""
         cat = self.state(cid)
         async with cat.train_lock:
             fingerprint = await self.store.fingerprint(cid, self.model)
@@ -277,7 +281,10 @@ class Catalogues:
                 return np.stack(asyncio.run_coroutine_threadsafe(self.embedder.embed_views(views), loop).result())
 
             def fit() -> tuple[CatalogueHead, bytes]:
-                model = train_head(rows.vectors, rows.categories, pictures, embed, max_views=self.settings.head_views)
+                if not views:
+                    model = fit_head(rows.vectors, rows.categories)
+                else:
+                    model = train_head(rows.vectors, rows.categories, pictures, embed, max_views=self.settings.head_views)
                 return model, model.to_bytes()
 
             model, blob = await loop.run_in_executor(self._train_pool, fit)

@@ -267,6 +267,8 @@ async def test_the_classifier_is_reused_after_a_restart(demo_catalogue: str, cap
 
 
 async def test_a_burst_of_queries_trains_the_classifier_once(demo_catalogue: str, caplog) -> None:
+    """A catalogue never fitted: the first queries wait for one quick head fitted on the items alone
+    (seconds, whatever the model), and the head with member-like views follows in the background."""
     caplog.set_level(logging.INFO, logger="recommender.catalogues")
     caplog.clear()
     rec = await open_rec(demo_catalogue)
@@ -276,6 +278,10 @@ async def test_a_burst_of_queries_trains_the_classifier_once(demo_catalogue: str
         results = await asyncio.gather(*(rec.similar(q, k=3) for q in queries))
         assert all(r.prediction is not None for r in results)
         assert trainings(caplog) == 1
+        quick = rec.catalogues.state(0).head
+        assert quick is not None and quick.info["views"] == 0
+        await asyncio.wait_for(asyncio.shield(rec.catalogues.state(0).retrain_timer), 60)
+        assert trainings(caplog) == 2 and rec.catalogues.state(0).head.info["views"] > 0
     finally:
         await rec.close()
 

@@ -1,5 +1,6 @@
 """Import sources: folders, CSV (any column names), the Kaggle styles.csv layout, Parquet and ZIPs,
-built in tmp_path from the real demo photos and fashion-products rows."""
+built in tmp_path from the real demo photos and fashion-products rows. The tests that import into a
+catalogue run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -302,13 +303,13 @@ def test_folder_and_zip_agree_on_categories(tmp_path: Path) -> None:
     )
 
 
-async def test_a_zip_imports_end_to_end_and_again_unchanged(tmp_path: Path) -> None:
+async def test_a_zip_imports_end_to_end_and_again_unchanged(tmp_path: Path, db: str) -> None:
     photos = {c: demo_photos(c)[:3] for c in ("hat", "shoes")}
     files = {f"{c}/{p.name}": p.read_bytes() for c, ps in photos.items() for p in ps}
     files["hat/broken.jpg"] = photos["hat"][0].read_bytes()[:500]
     (tmp_path / "catalogue.zip").write_bytes(zip_of(files))
     assert count_records(tmp_path / "catalogue.zip") == 7  # for the progress bar: the directory, no image read
-    rec = await open_rec(tmp_path / "c.db")
+    rec = await open_rec(db)  # a SQLite file, then a PostgreSQL database
     try:
         seen: list[int] = []
         summary = await rec.import_items(
@@ -336,13 +337,13 @@ async def test_a_zip_imports_end_to_end_and_again_unchanged(tmp_path: Path) -> N
         await rec.close()
 
 
-async def test_a_changed_manifest_row_updates_only_that_item(tmp_path: Path) -> None:
+async def test_a_changed_manifest_row_updates_only_that_item(tmp_path: Path, db: str) -> None:
     photos = demo_photos("dress")[:3]
     for p in photos:
         shutil.copyfile(p, tmp_path / p.name)
     rows = [[f"d{i}", "dress", f"Dress {i}", str(10 * i), p.name] for i, p in enumerate(photos)]
     write_csv(tmp_path / "m.csv", ["id", "category", "name", "price", "path"], rows)
-    rec = await open_rec(tmp_path / "c.db")
+    rec = await open_rec(db)  # a SQLite file, then a PostgreSQL database
     try:
         first = await rec.import_items(records_from_source(tmp_path / "m.csv"), guild_id=0, actor="t")
         assert first.added == 3
@@ -360,14 +361,14 @@ async def test_a_changed_manifest_row_updates_only_that_item(tmp_path: Path) -> 
 
 
 @needs_fashion
-async def test_a_row_with_extra_cells_does_not_stop_the_import(tmp_path: Path) -> None:
+async def test_a_row_with_extra_cells_does_not_stop_the_import(tmp_path: Path, db: str) -> None:
     rows = styles_rows(["Shirts"], 3)
     manifest = write_kaggle_subset(tmp_path, rows)
     text = manifest.read_text(encoding="utf-8").splitlines()
     r = rows[1]  # written as the Kaggle original does: the comma in the name not quoted
     text[2] = ",".join([r[k] for k in list(r)[:-1]] + [r["productDisplayName"].replace(" ", ", ", 1)])
     manifest.write_text("\n".join(text) + "\n", encoding="utf-8")
-    rec = await open_rec(tmp_path / "c.db")
+    rec = await open_rec(db)  # a SQLite file, then a PostgreSQL database
     try:
         summary = await rec.import_items(
             records_from_source(manifest, Columns(category="articleType", name="productDisplayName")),
@@ -380,7 +381,7 @@ async def test_a_row_with_extra_cells_does_not_stop_the_import(tmp_path: Path) -
         await rec.close()
 
 
-async def test_a_parquet_manifest_with_a_date_column_imports(tmp_path: Path) -> None:
+async def test_a_parquet_manifest_with_a_date_column_imports(tmp_path: Path, db: str) -> None:
     import datetime
 
     photos = demo_photos("hat")[:2]
@@ -397,7 +398,7 @@ async def test_a_parquet_manifest_with_a_date_column_imports(tmp_path: Path) -> 
         ),
         tmp_path / "hats.parquet",
     )
-    rec = await open_rec(tmp_path / "c.db")
+    rec = await open_rec(db)  # a SQLite file, then a PostgreSQL database
     try:
         summary = await rec.import_items(records_from_source(tmp_path / "hats.parquet"), guild_id=0, actor="t")
         assert summary.added == 2
@@ -406,11 +407,11 @@ async def test_a_parquet_manifest_with_a_date_column_imports(tmp_path: Path) -> 
         await rec.close()
 
 
-async def test_reimporting_a_row_with_price_nan_is_unchanged(tmp_path: Path) -> None:
+async def test_reimporting_a_row_with_price_nan_is_unchanged(tmp_path: Path, db: str) -> None:
     photo = demo_photos("hat")[0]
     shutil.copyfile(photo, tmp_path / "h.jpg")
     write_csv(tmp_path / "m.csv", ["id", "category", "price", "path"], [["h1", "hat", "nan", "h.jpg"]])
-    rec = await open_rec(tmp_path / "c.db")
+    rec = await open_rec(db)  # a SQLite file, then a PostgreSQL database
     try:
         first = await rec.import_items(records_from_source(tmp_path / "m.csv"), guild_id=0, actor="t")
         again = await rec.import_items(records_from_source(tmp_path / "m.csv"), guild_id=0, actor="t")
