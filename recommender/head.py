@@ -57,6 +57,7 @@ CANDIDATES = 100  # the engine searches this many raw neighbours and reorders th
 VOTE_K, VOTE_TEMPERATURE = 10, 0.1  # the neighbours' vote, as classify.KnnClassifier weighs it
 MAX_FIT_VIEWS = 3000  # views used to choose rerank and mix (a seeded sample; all views train the classifier)
 EPS = 1e-6
+NEAR_COPY = 0.98  # cosine of a re-encoded, mirrored or resized copy of a catalogue picture: never reordered below others
 
 
 class HeadDataError(RecommenderError, ValueError):
@@ -114,6 +115,9 @@ class CatalogueHead:
             floor = float(P_clf.min())  # a category too rare for the classifier: as unlikely as its least likely one
             prior = np.log(np.array([prob.get(c, floor) for c in categories]) + EPS)
             order = np.argsort(-(scores + self.rerank * prior), kind="stable")
+            copies = [int(i) for i in np.flatnonzero(scores >= NEAR_COPY)]  # sorted: scores come best first
+            if copies:  # a near-copy of the photo (the product's own picture, re-encoded) stays first
+                order = np.concatenate([copies, [i for i in order if scores[i] < NEAR_COPY]])
         return Decision([int(i) for i in order[:k]], prediction, nothing, closeness)
 
     def to_bytes(self) -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -52,6 +54,17 @@ def test_a_head_is_fitted_on_views_and_decides_every_photo(demo_head) -> None:
         assert [c for c, _ in d.prediction.ranked] and abs(d.closeness) <= 1.0
     # the threshold answers most of these same-domain photos, as fitted (answer rate 0.9 on views)
     assert np.mean([not d.nothing_like_this for d, _ in decisions]) >= 0.6
+
+
+def test_a_near_copy_of_a_catalogue_picture_stays_first_whatever_the_category_prior(demo_head) -> None:
+    head, G, cats, Q = demo_head
+    strong = dataclasses.replace(head, rerank=10.0)  # a prior that would reorder everything
+    scores = np.array([0.99, 0.95, 0.94, 0.93, 0.92])
+    likely = max(head.classifier.labels, key=lambda c: cats.count(c))
+    unlikely = [c for c in head.classifier.labels if c != likely][0]
+    order = strong.decide(G[0], scores, [unlikely] + [likely] * 4, k=5).order
+    assert order[0] == 0  # the product's own picture, re-encoded, is what the member is looking for
+    assert strong.decide(G[0], scores - 0.05, [unlikely] + [likely] * 4, k=5).order[0] != 0  # not a copy: the prior weighs in
 
 
 def test_a_head_round_trips_through_bytes(demo_head) -> None:
