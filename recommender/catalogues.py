@@ -37,6 +37,7 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+FIT_GRACE_S = 10.0  # how long closing waits for a head fit in progress
 
 
 class CatalogueState:
@@ -67,12 +68,22 @@ class Catalogues:
         self.polling = True  # compare with the store every refresh_check_s; off while a change feed runs
 
     async def close(self) -> None:
+        """Stop scheduling fits; a fit in progress gets FIT_GRACE_S to finish and be saved. One still
+        embedding its views then (minutes with a big model) stops when the embedder closes, and the head
+        saved before stays: call join() after closing the embedder."""
         timers = [c.retrain_timer for c in self._states.values() if c.retrain_timer and not c.retrain_timer.done()]
         for t in timers:
             t.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
         fits = [c.training for c in self._states.values() if c.training and not c.training.done()]
-        await asyncio.gather(*timers, *fits, return_exceptions=True)  # a fit in progress finishes and is saved
+        if fits:
+            await asyncio.wait(fits, timeout=FIT_GRACE_S)
+
+    async def join(self) -> None:
+        """Wait for the training thread to end (after the embedder closed, so an unfinished fit stops)."""
         await asyncio.to_thread(self._train_pool.shutdown, wait=True, cancel_futures=True)
+        fits = [c.training for c in self._states.values() if c.training and not c.training.done()]
+        await asyncio.gather(*fits, return_exceptions=True)
 
     def state(self, cid: int) -> CatalogueState:
         return self._states.setdefault(cid, CatalogueState())

@@ -113,8 +113,9 @@ class Recommender:
     async def close(self) -> None:
         if self._feed is not None:
             await self._feed.close()
-        await self.catalogues.close()  # a fit in progress finishes and is saved
-        await self.embedder.close()
+        await self.catalogues.close()  # a fit in progress gets a few seconds to finish and be saved
+        await self.embedder.close()  # ... else its remaining views are cancelled, and it stops
+        await self.catalogues.join()
         await self.store.close()
 
     async def __aenter__(self) -> Recommender:

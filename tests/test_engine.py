@@ -326,6 +326,38 @@ async def test_a_bulk_import_larger_than_the_queue_waits_instead_of_failing(tmp_
         await rec.close()
 
 
+async def test_closing_does_not_wait_for_a_long_head_fit_and_keeps_the_saved_head(tmp_path: Path, monkeypatch) -> None:
+    """A head still embedding its views at shutdown (minutes with vgg16 on a CPU) is given a few seconds,
+    then stops; the head saved before stays, and the next start uses it."""
+    from recommender import catalogues
+    from recommender.engine import Recommender
+    from recommender.store import Store
+
+    monkeypatch.setattr(catalogues, "FIT_GRACE_S", 0.5)
+    folder = tmp_path / "photos"
+    for c in ("hat", "shoes"):
+        (folder / c).mkdir(parents=True)
+        for p in demo_photos(c)[:6]:
+            shutil.copyfile(p, folder / c / p.name)
+    db = tmp_path / "c.db"
+    rec = Recommender(await Store.open(db), slow_tiny(0.2), settings(db, batch_size=2))
+    await rec.import_items(records_from_folder(folder), guild_id=0, actor="t")
+    quick = await rec.catalogues.retrain(0, views=False)  # the head a first query gets, saved
+    assert quick is not None
+    saved = await rec.store.load_classifier(0, "slow-tiny")
+    rec.schedule_retrain(0, delay=0.0)  # 24 views at 0.1 s each: still running at close
+    await asyncio.sleep(0.3)
+    t0 = time.monotonic()
+    await rec.close()
+    assert time.monotonic() - t0 < 5.0
+    again = await open_rec(db)
+    try:
+        kept = await again.store.load_classifier(0, "slow-tiny")
+        assert kept is not None and kept.blob == saved.blob  # the fit that was cut short saved nothing
+    finally:
+        await again.close()
+
+
 def bad_images() -> list[tuple[str, bytes, type, str]]:
     photo = demo_photos("hat")[0]
     with Image.open(photo) as im:
