@@ -112,10 +112,7 @@ async def cmd_import(args: argparse.Namespace) -> int:
             f"added {summary.added}, updated {summary.updated}, unchanged {summary.unchanged}, "
             f"failed {len(summary.failed)} in {summary.seconds:.1f}s ({summary.done / max(summary.seconds, 1e-9):.1f} items/s)"
         )
-        for item_id, where, reason in summary.failed[: args.show_failures]:
-            print(f"  failed {shown(item_id or '?', 100)} ({shown(where, 200)}): {shown(reason, 300)}")
-        if len(summary.failed) > args.show_failures:
-            print(f"  ... and {len(summary.failed) - args.show_failures} more")
+        print_failures(summary.failed, args.show_failures)
         for warning in notes.warnings:
             print(f"warning: {shown(warning)}")
         if notes.count:
@@ -130,6 +127,14 @@ async def cmd_import(args: argparse.Namespace) -> int:
             if head is not None:
                 print(f"classifier: {head.classifier.method} over {len(head.classifier.labels)} categories")
     return 0
+
+
+def print_failures(failed: list[tuple[str, str, str]], limit: int) -> None:
+    """The first `limit` failures of an import or a sync, escaped for the terminal, then how many more."""
+    for item_id, where, reason in failed[:limit]:
+        print(f"  failed {shown(item_id or '?', 100)} ({shown(where, 200)}): {shown(reason, 300)}")
+    if len(failed) > limit:
+        print(f"  ... and {len(failed) - limit} more")
 
 
 def _where(guild: int) -> str:
@@ -326,7 +331,11 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
         default=64,
         help="items per transaction (default 64; memory does not grow with it)",
     )
-    s.add_argument("--no-train", action="store_true", help="skip training the category classifier at the end")
+    s.add_argument(
+        "--no-train",
+        action="store_true",
+        help="skip fitting the catalogue's head (category classifier, search order, open set) at the end",
+    )
     s.add_argument("--show-failures", type=int, default=20, help="failures listed in the summary (default 20)")
     s.set_defaults(func=cmd_import)
 

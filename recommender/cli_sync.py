@@ -32,7 +32,7 @@ def fetch_options(extra: Mapping[str, Any], env: Mapping[str, str] | None = None
 
 
 async def cmd_sync(args: argparse.Namespace) -> int:
-    from .cli import _actor, _open, _settings, _where
+    from .cli import _actor, _open, _settings, _where, print_failures
     from .names import shown
     from .progress import Progress
     from .webfetch import UrlFetcher, fetch_session
@@ -71,14 +71,11 @@ async def cmd_sync(args: argparse.Namespace) -> int:
             f"{summary.format} feed: added {s.added}, updated {s.updated}, unchanged {s.unchanged}, failed {len(s.failed)}, "
             f"removed {summary.removed} ({summary.unavailable} not for sale) in {s.seconds:.1f}s"
         )
-        for item_id, where, reason in s.failed[: args.show_failures]:
-            print(f"  failed {shown(item_id or '?', 100)} ({shown(where, 200)}): {shown(reason, 300)}")
-        if len(s.failed) > args.show_failures:
-            print(f"  ... and {len(s.failed) - args.show_failures} more")
+        print_failures(s.failed, args.show_failures)
         for warning in summary.warnings:
             print(f"warning: {shown(warning)}")
         if not args.no_train and (s.added or s.updated or summary.removed):
-            print("training the category classifier ...", file=sys.stderr)
+            print("fitting the catalogue's head (category classifier, search order, open set) ...", file=sys.stderr)
             await rec.retrain(args.guild, force=False)
     return 0
 
@@ -107,6 +104,10 @@ def add_sync(
     s.add_argument(
         "--keep-missing", action="store_true", help="keep items the feed no longer names (out-of-stock ones are still taken out)"
     )
-    s.add_argument("--no-train", action="store_true", help="skip training the category classifier at the end")
+    s.add_argument(
+        "--no-train",
+        action="store_true",
+        help="skip fitting the catalogue's head (category classifier, search order, open set) at the end",
+    )
     s.add_argument("--show-failures", type=int, default=20, help="failures listed in the summary (default 20)")
     s.set_defaults(func=cmd_sync)
