@@ -58,6 +58,12 @@ VOTE_K, VOTE_TEMPERATURE = 10, 0.1  # the neighbours' vote, as classify.KnnClass
 MAX_FIT_VIEWS = 3000  # views used to choose rerank and mix (a seeded sample; all views train the classifier)
 EPS = 1e-6
 NEAR_COPY = 0.98  # cosine of a re-encoded, mirrored or resized copy of a catalogue picture: never reordered below others
+# Labelled member photos of the asking guild (see decide): the MEMBER_K nearest vote, each weighing
+# exp((cosine - best catalogue cosine) / MEMBER_TEMPERATURE); their share of P is total / (total + MEMBER_PRIOR).
+MEMBER_K, MEMBER_TEMPERATURE, MEMBER_PRIOR = 10, 0.05, 1.0
+MEMBER_REPEAT = 5  # a labelled member photo counts as this many training examples in the head's classifier
+
+Members = tuple[np.ndarray, Sequence[str]]  # labelled member photos: their vectors (n, dim) and labels
 
 
 class HeadDataError(RecommenderError, ValueError):
@@ -90,20 +96,49 @@ class CatalogueHead:
                 P[pos[c]] += math.exp((s - top[0]) / VOTE_TEMPERATURE)
         return P / P.sum() if P.sum() > 0 else np.full(len(pos), 1.0 / len(pos))
 
+    def member_vote(self, query: np.ndarray, members: Members | None, best: float) -> tuple[np.ndarray, float]:
+        """The labelled member photos' kNN vote over the classifier's labels and its share of the category
+        (0 without any): the :data:`MEMBER_K` nearest whose label the classifier knows vote with weight
+        ``exp((cosine - best) / MEMBER_TEMPERATURE)``, ``best`` being the nearest catalogue item's cosine, so a
+        labelled photo counts when it is as close to the query as the catalogue is; the share is
+        ``total / (total + MEMBER_PRIOR)``: it grows with how many there are and how close they are."""
+        pos = {c: i for i, c in enumerate(self.classifier.labels)}
+        vote = np.zeros(len(pos))
+        if members is None or len(members[0]) == 0:
+            return vote, 0.0
+        M, labels = np.asarray(members[0], np.float32), [str(c) for c in members[1]]
+        if M.ndim != 2 or len(M) != len(labels) or M.shape[1] != len(query):
+            raise BadOption("members must be (vectors (n, dim), n labels) of the query's dimension")
+        known = np.array([c in pos for c in labels], bool)
+        if not known.any():
+            return vote, 0.0
+        codes = np.array([pos[c] for c, ok in zip(labels, known) if ok], dtype=np.int64)
+        sims = _unit(M[known]) @ (np.asarray(query, np.float32) / max(float(np.linalg.norm(query)), 1e-12))
+        near = np.argsort(-sims, kind="stable")[:MEMBER_K]
+        np.add.at(vote, codes[near], np.exp((sims[near].astype(np.float64) - best) / MEMBER_TEMPERATURE))
+        total = float(vote.sum())
+        return (vote / total, total / (total + MEMBER_PRIOR)) if total > 0 else (vote, 0.0)
+
     def decide(
-        self, query: np.ndarray, scores: np.ndarray, categories: Sequence[str], k: int, threshold: float = 0.5, top: int = 5
-    ) -> Decision:
+        self, query: np.ndarray, scores: np.ndarray, categories: Sequence[str], k: int, threshold: float = 0.5, top: int = 5,
+        members: Members | None = None,
+    ) -> Decision:  # fmt: skip
         """One member photo: ``query`` its vector, ``scores``/``categories`` the cosine similarities and
         categories of its nearest items (best first, ideally :data:`CANDIDATES` of them). Returns the order in
         which to show them (the first ``k``), the predicted category and whether the catalogue has nothing
-        like it."""
+        like it. ``members``: the asking guild's labelled member photos, whose vote (:meth:`member_vote`)
+        joins the predicted category and the category prior of the order; labels the catalogue lacks are
+        ignored."""
         scores = np.asarray(scores, dtype=np.float64)
         if scores.ndim != 1 or len(scores) != len(categories):
             raise BadOption("scores and categories must be two sequences of the same length")
         if len(scores) == 0:
             raise CatalogEmpty("no catalogue items to answer with")
         P_clf = self.classifier.predict_proba(np.asarray(query, np.float32)[None, :])[0]
+        m_vote, m_share = self.member_vote(query, members, float(scores[0]))
         P = (1 - self.mix) * P_clf + self.mix * self._vote(scores, categories)
+        P = (1 - m_share) * P + m_share * m_vote
+        P_clf = (1 - m_share) * P_clf + m_share * m_vote  # the category prior of the order hears them too
         closeness = float(scores[: self.open_k].mean())
         nothing = closeness < self.open_threshold
         ranked = sorted(zip(self.classifier.labels, P.tolist()), key=lambda kv: -kv[1])[:top]
@@ -177,6 +212,17 @@ def _unit(X: np.ndarray) -> np.ndarray:
     return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
 
 
+def _known_members(members: Members | None, known: set[str], dim: int) -> tuple[np.ndarray, list[str]]:
+    """The labelled member photos whose label is one of the catalogue's, as unit vectors and labels."""
+    if members is None or len(members[0]) == 0:
+        return np.zeros((0, dim), np.float32), []
+    M, labels = np.asarray(members[0], np.float32), [str(c) for c in members[1]]
+    if M.ndim != 2 or len(M) != len(labels) or M.shape[1] != dim:
+        raise BadOption("members must be (vectors (n, dim), n labels) of the catalogue's dimension")
+    keep = [i for i, c in enumerate(labels) if c in known]
+    return _unit(M[keep]) if keep else np.zeros((0, dim), np.float32), [labels[i] for i in keep]
+
+
 def _cross_fitted_proba(G, y, V, owner, labels, seed, num_threads) -> np.ndarray:
     """P(category | view) from classifiers that never saw the view's item (2 folds over the items)."""
     _, half = stratified_split(list(y), 0.5, seed)
@@ -198,11 +244,13 @@ def _cross_fitted_proba(G, y, V, owner, labels, seed, num_threads) -> np.ndarray
 def fit_head(
     vectors: np.ndarray, categories: Sequence[str], view_vectors: np.ndarray | None = None,
     view_owner: Sequence[int] | None = None, *, answer_rate: float = ANSWER_RATE, seed: int = 0,
-    num_threads: int | None = None,
+    num_threads: int | None = None, members: Members | None = None,
 ) -> CatalogueHead:  # fmt: skip
     """Fit a catalogue's head from its items' raw vectors and categories and the vectors of member-like views
     (``view_owner[i]`` = the item view ``i`` was made from). Without views, or for a catalogue too small for a
-    linear classifier, the head is a kNN classifier with no rerank or mix (see the module docstring)."""
+    linear classifier, the head is a kNN classifier with no rerank or mix (see the module docstring).
+    ``members``: labelled member photos (vectors, labels), extra training examples of the classifier, each
+    counted :data:`MEMBER_REPEAT` times; labels that are not among ``categories`` are ignored."""
     t0 = time.perf_counter()
     G, y = _unit(vectors), np.asarray([str(c) for c in categories])
     if len(G) == 0:
@@ -213,8 +261,12 @@ def fit_head(
     owner = np.asarray(view_owner if view_owner is not None else [], dtype=np.int64)
     if len(owner) != len(V) or (len(owner) and (owner.min() < 0 or owner.max() >= len(G))):
         raise BadOption("view_owner must give, for every view, the index of its item")
-    clf = classify.fit_classifier(np.vstack([G, V]), list(y) + list(y[owner]), seed=seed, num_threads=num_threads)
-    info: dict = {"items": len(G), "views": len(V), "classifier": clf.method, "answer_rate": answer_rate}
+    M, m_labels = _known_members(members, set(y.tolist()), G.shape[1])
+    X = np.vstack([G, V] + [M] * MEMBER_REPEAT)
+    clf = classify.fit_classifier(X, list(y) + list(y[owner]) + m_labels * MEMBER_REPEAT, seed=seed, num_threads=num_threads)
+    if clf.method != "linear" and len(M):  # a kNN classifier: each member photo is one neighbour, not MEMBER_REPEAT
+        clf = classify.fit_knn(np.vstack([G, V, M]), list(y) + list(y[owner]) + m_labels)
+    info: dict = {"items": len(G), "views": len(V), "members": len(M), "classifier": clf.method, "answer_rate": answer_rate}
     if len(G) < 2:
         head = CatalogueHead(clf, 0.0, 0.0, -1.0, OPEN_K, info)
         return head
@@ -265,11 +317,12 @@ def fit_head(
 def train_head(
     vectors: np.ndarray, categories: Sequence[str], images: Callable[[list[int]], list[Image.Image]],
     embed: Callable[[list[Image.Image]], np.ndarray], *, max_views: int = 4000, per_item: int = 2, seed: int = 0,
-    batch: int = 64, num_threads: int | None = None,
+    batch: int = 64, num_threads: int | None = None, members: Members | None = None,
 ) -> CatalogueHead:  # fmt: skip
     """The whole per-catalogue fit, as the engine runs it after catalogue changes: choose items
     (``augment.view_plan``), fetch their pictures (``images(indices)``: stored thumbnails or source images),
-    make member-like views, embed them ``batch`` at a time with ``embed`` (the backbone's), and fit."""
+    make member-like views, embed them ``batch`` at a time with ``embed`` (the backbone's), and fit
+    (``members``: labelled member photos, see :func:`fit_head`)."""
     cats = [str(c) for c in categories]
     owners = view_plan(cats, max_views=max_views, per_item=per_item, seed=seed) if len(cats) else []
     unique = sorted(set(owners))
@@ -280,4 +333,4 @@ def train_head(
         views_ = [member_view(pics[o], rng) for o in owners[s : s + batch]]
         chunks.append(np.asarray(embed(views_), dtype=np.float32))
     views = np.concatenate(chunks) if chunks else None
-    return fit_head(vectors, cats, views, owners, seed=seed, num_threads=num_threads)
+    return fit_head(vectors, cats, views, owners, seed=seed, num_threads=num_threads, members=members)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from recommender import classify, images
-from recommender.errors import CatalogEmpty
+from recommender.errors import BadOption, CatalogEmpty
 from recommender.head import CatalogueHead, HeadDataError, fit_head, head_from_bytes, train_head
 
 from helpers import FASHION, ROOT, backbone, demo_photos, needs_fashion, styles_rows
@@ -154,3 +154,50 @@ def test_lite0_head_answers_a_garment_photo_with_its_kind_and_a_cup_of_coffee_wi
     assert answered >= 0.8 * n and right >= 0.6 * n, (answered, right, n)
     nothing = [d for d, _ in decide_all(head, net.embed(load(NO_CLOTHING)), G, cats)]
     assert all(d.nothing_like_this and d.prediction.category is None for d in nothing), [d.closeness for d in nothing]
+
+
+def test_labelled_member_photos_vote_in_the_category_and_the_order(demo_head) -> None:
+    head, G, cats, Q = demo_head
+    q = Q[0]
+    s = G @ q
+    idx = np.argsort(-s, kind="stable")[:100]
+    scores, near = s[idx], [cats[i] for i in idx]
+    plain = head.decide(q, scores, near, 5)
+    wanted = min(head.classifier.labels, key=lambda c: dict(plain.prediction.ranked).get(c, 0.0))  # its least likely
+    # no members, empty members and members whose labels the catalogue lacks change nothing
+    for none in (None, (np.zeros((0, len(q)), np.float32), []), (np.stack([q, q]), ["spaceship", "teapot"])):
+        assert head.decide(q, scores, near, 5, members=none) == plain
+    # one labelled photo of the query itself outweighs the classifier; the share grows with how many and how close
+    one = head.decide(q, scores, near, 5, members=(q[None, :], [wanted]))
+    assert one.prediction.category == wanted and one.prediction.probability > 0.5
+    _, share_close = head.member_vote(q, (q[None, :], [wanted]), float(scores[0]))
+    far = np.roll(q, 7)
+    _, share_far = head.member_vote(q, (far[None, :], [wanted]), float(scores[0]))
+    _, share_many = head.member_vote(q, (np.stack([far] * 5), [wanted] * 5), float(scores[0]))
+    assert 0.0 <= share_far < share_many and share_far < share_close < 1.0
+    # the member vote joins the category prior of the search order: items of that category move up
+    ranked = dataclasses.replace(head, rerank=0.5).decide(q, scores, near, 10, members=(q[None, :], [wanted]))
+    before = dataclasses.replace(head, rerank=0.5).decide(q, scores, near, 10)
+    assert sum(near[i] == wanted for i in ranked.order) >= sum(near[i] == wanted for i in before.order)
+    with pytest.raises(BadOption):
+        head.decide(q, scores, near, 5, members=(np.ones((2, 3), np.float32), ["a", "b"]))
+
+
+def test_labelled_member_photos_train_the_head_and_unknown_labels_are_ignored() -> None:
+    rng = np.random.default_rng(0)
+    dim = 16
+    centres = {c: rng.normal(size=dim) * 3 for c in "abc"}
+    X = np.vstack([centres[c] + rng.normal(size=(30, dim)) for c in "abc"]).astype(np.float32)
+    cats = [c for c in "abc" for _ in range(30)]
+    elsewhere = rng.normal(size=dim) * 3  # members' photos of "c" look like nothing in the catalogue
+    M = (elsewhere + 0.3 * rng.normal(size=(12, dim))).astype(np.float32)
+    query = (elsewhere + 0.3 * rng.normal(size=(20, dim))).astype(np.float32)
+    before = fit_head(X, cats, X, np.arange(len(X)))
+    after = fit_head(X, cats, X, np.arange(len(X)), members=(np.vstack([M, M[:3]]), ["c"] * 12 + ["zebra"] * 3))
+    assert before.info["members"] == 0 and after.info["members"] == 12  # the 3 "zebra" photos are not a category here
+    assert "zebra" not in after.classifier.labels
+    p_before = before.classifier.predict_proba(query)[:, before.classifier.labels.index("c")]
+    p_after = after.classifier.predict_proba(query)[:, after.classifier.labels.index("c")]
+    assert p_after.mean() > 0.8 and p_after.mean() > p_before.mean() + 0.2
+    small = fit_head(X[:12], cats[:12], members=(M[:2], ["a", "a"]))  # kNN: each member photo is one neighbour
+    assert small.classifier.method == "knn" and small.info["members"] == 2
