@@ -179,6 +179,13 @@ class Harness:
         """Post a photo message and wait for the bot's reply to it."""
         return await self.reply_to(await self.post(user, files, **kw))
 
+    async def react(self, user: User, message: Message, emoji: str = "👍", *, remove: bool = False) -> bool:
+        """A member adds (or, with remove, takes back) a reaction on a message: the bot gets
+        MESSAGE_REACTION_ADD / _REMOVE. False when nothing changed (already there / not there)."""
+        if remove:
+            return await self.sandbox.unreact(message, user, emoji)
+        return await self.sandbox.react(message, user, emoji)
+
     def sent(self) -> list[Message]:
         """Every message the bot under test sent (interaction responses included)."""
         return [m for m in self.sandbox.bot_messages if m.author.id == self.bot_user.id and not m.deleted]

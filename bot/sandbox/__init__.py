@@ -12,6 +12,7 @@ Typical use::
         ...
         await sandbox.post_message(channel, alice, attachments=[("a.jpg", data, "image/jpeg")])
         reply = await sandbox.wait_for_bot_message(lambda m: m.reference_id == msg.id)
+        await sandbox.react(reply, alice, "👍")  # MESSAGE_REACTION_ADD (unreact: _REMOVE), Discord's permission rules
         inter = await sandbox.invoke_slash(guild, channel, alice, "similar", {"image": ("a.jpg", data)})
         await inter.wait_done()
         assert [r.endpoint for r in inter.requests][-1] == "PATCH /webhooks/{app_id}/{token}/messages/@original"

@@ -159,7 +159,7 @@ class Gateway:
         dm_bots = None if guild else {u.id for u in channel.recipients}
 
         def build(session: GatewaySession) -> Payload:
-            data = message.payload(member=member, gateway=True)
+            data = message.payload(member=member, gateway=True, viewer=session.bot.id)
             sees_content = (
                 session.intents & Intent.MESSAGE_CONTENT
                 or guild is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from . import reactions
 from .limits import (
     ApiError,
     empty_message,
@@ -228,7 +229,7 @@ class RestApi:
             msgs = older + [m for m in msgs if m.id > pivot][: limit - len(older)]
         else:
             msgs = msgs[-limit:]
-        return [m.payload() for m in reversed(msgs)]
+        return [m.payload(viewer=call.me.id) for m in reversed(msgs)]
 
     def _can(self, call: Call, channel: Channel, perm: int) -> bool:
         guild = self.sb.guilds[channel.guild_id]  # type: ignore[index]
@@ -260,11 +261,11 @@ class RestApi:
         self.sb.publish(msg)
         if dropped:
             self.sb.record_violation("embeds_dropped", f"{dropped} (message {msg.id} sent without them)", call.route)
-        return msg.payload()
+        return msg.payload(viewer=call.me.id)
 
     async def get_message(self, call: Call) -> Any:
         channel = self.channel_for(call, Perm.READ_MESSAGE_HISTORY)
-        return self.message_for(call, channel).payload()
+        return self.message_for(call, channel).payload(viewer=call.me.id)
 
     async def edit_message(self, call: Call) -> Any:
         channel = self.channel_for(call)
@@ -280,7 +281,7 @@ class RestApi:
         self.sb.edited(msg)
         if dropped:
             self.sb.record_violation("embeds_dropped", f"{dropped} (edit of message {msg.id})", call.route)
-        return msg.payload()
+        return msg.payload(viewer=call.me.id)
 
     async def delete_message(self, call: Call) -> Any:
         channel = self.channel_for(call)
@@ -294,15 +295,9 @@ class RestApi:
         self.sb.typing.append((channel.id, call.me.id, time.monotonic()))
 
     async def add_reaction(self, call: Call) -> Any:
-        channel = self.channel_for(call, Perm.READ_MESSAGE_HISTORY)
-        msg = self.message_for(call, channel)
-        if channel.guild_id and not msg.reactions and not self._can(call, channel, Perm.ADD_REACTIONS):
-            raise missing_permissions(f"{call.me.name} lacks ADD_REACTIONS in #{channel.name}")
-        msg.reactions.setdefault(call.params["emoji"], set()).add(call.me.id)
-        self.sb.notify()
+        channel = self.channel_for(call)
+        reactions.add(self.sb, self.message_for(call, channel), call.me, reactions.emoji_key(call.params["emoji"]))
 
     async def remove_reaction(self, call: Call) -> Any:
         channel = self.channel_for(call)
-        msg = self.message_for(call, channel)
-        msg.reactions.get(call.params["emoji"], set()).discard(call.me.id)
-        self.sb.notify()
+        reactions.remove(self.sb, self.message_for(call, channel), call.me, reactions.emoji_key(call.params["emoji"]))

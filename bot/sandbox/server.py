@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import reactions
 from .gateway import Gateway
 from .interactions import (
     APPLICATION_COMMAND,
@@ -24,7 +25,7 @@ from .interactions import (
     interaction_payload,
     new_token,
 )
-from .limits import DEFAULT_REQUEST_LIMIT, DEFAULT_UPLOAD_LIMIT, validate_message
+from .limits import DEFAULT_REQUEST_LIMIT, DEFAULT_UPLOAD_LIMIT, ApiError, validate_message
 from .messages import Upload, find_component
 from .permissions import channel_permissions
 from .rest import RestApi
@@ -265,6 +266,23 @@ class DiscordSandbox(World):
     async def delete_message(self, message: Message) -> None:
         self.deleted(message)
         await asyncio.sleep(0)
+
+    async def react(self, message: Message, user: User, emoji: str) -> bool:
+        """``user`` adds ``emoji`` (``"👍"``, or ``"name:id"``) to ``message``, with Discord's permission
+        rules (see :mod:`.reactions`): PermissionError when Discord would refuse. Dispatches
+        MESSAGE_REACTION_ADD; False (and no event) when the user had already reacted so."""
+        try:
+            added = reactions.add(self, message, user, emoji)
+        except ApiError as e:
+            raise PermissionError(e.detail) from None
+        await asyncio.sleep(0)
+        return added
+
+    async def unreact(self, message: Message, user: User, emoji: str) -> bool:
+        """``user`` removes their ``emoji`` reaction; dispatches MESSAGE_REACTION_REMOVE (False: there was none)."""
+        removed = reactions.remove(self, message, user, emoji)
+        await asyncio.sleep(0)
+        return removed
 
     def commands_for(self, bot: BotUser, guild: Guild | None = None) -> list[Payload]:
         return self.commands.list(bot.application_id, guild.id if guild else None)

@@ -345,7 +345,10 @@ class Message:
         """Uploaded attachments by file name."""
         return {a.filename: a.data for a in self.attachments}
 
-    def payload(self, *, member: Member | None = None, gateway: bool = False, nested: bool = True) -> Payload:
+    def payload(
+        self, *, member: Member | None = None, gateway: bool = False, nested: bool = True, viewer: int | None = None
+    ) -> Payload:
+        """The message as ``viewer`` (a bot's user id) gets it: its reactions' ``me`` say whether it reacted."""
         data: Payload = {
             "id": str(self.id),
             "channel_id": str(self.channel_id),
@@ -371,7 +374,7 @@ class Message:
                     "emoji": {"id": None, "name": e},
                     "count": len(u),
                     "count_details": {"burst": 0, "normal": len(u)},
-                    "me": False,
+                    "me": viewer in u,
                     "me_burst": False,
                     "burst_colors": [],
                 }
