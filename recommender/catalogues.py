@@ -26,11 +26,13 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
+from .adapt import MIN_COUNT, DomainState
 from .changes import Change
+from .community import MemberPhotos
 from .config import DEFAULT_GUILD, Settings
 from .embedder import Embedder
 from .errors import RecommenderError
-from .head import CatalogueHead, Decision, fit_head, head_from_bytes, train_head
+from .head import CatalogueHead, Decision, Members, fit_head, head_from_bytes, train_head
 from .index import Hit, VectorIndex
 from .records import Item
 from .store import Store
@@ -54,11 +56,15 @@ class CatalogueState:
         self.pending: list[Callable[[VectorIndex], Any]] = []  # writes that landed while the index was loading
         self.fingerprint: str | None = None  # store state the in-memory index reflects
         self.checked_at = 0.0  # when the store was last compared with it
+        self.reference: tuple[str | None, np.ndarray] | None = None  # (fingerprint, mean item vector) for adapt.align
+        self.domain: tuple[float, DomainState] | None = None  # (when loaded, members' domain state)
+        self.members: dict[int, tuple[float, Members | None]] = {}  # guild -> (when loaded, its labelled photos)
 
 
 class Catalogues:
-    def __init__(self, store: Store, embedder: Embedder, settings: Settings) -> None:
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings, photos: MemberPhotos | None = None) -> None:
         self.store = store
+        self.photos = MemberPhotos(store) if photos is None else photos
         self.embedder = embedder
         self.model = embedder.model
         self.settings = settings
@@ -202,6 +208,7 @@ class Catalogues:
             for known in list(self._states):
                 self.refresh(known)
                 self.state(known).head = None
+                self.forget_lessons(known)
         elif change.kind == "reload":
             self.refresh(cid)
         elif change.kind == "items":
@@ -228,17 +235,83 @@ class Catalogues:
             await self._write_index(cid, remove)
         elif change.kind == "classifier" and change.model == self.model and cid in self._states:
             self._states[cid].head = None  # the saved one is loaded on next use
+        elif change.kind == "labels":  # the labelling process refits the head itself
+            self.forget_lessons(cid)
 
     # -- the catalogue-tuned head (head.py: classifier, search order, "nothing like this") --------
 
-    async def decide(self, cid: int, vec: np.ndarray, hits: list[Hit], k: int) -> Decision | None:
+    async def decide(self, cid: int, vec: np.ndarray, hits: list[Hit], k: int, guild_id: int | None = None) -> Decision | None:
         """The head's answer for a member's photo: the order of its nearest items `hits` (best first,
-        ideally head.CANDIDATES of them), the category and whether the catalogue has nothing like it."""
+        ideally head.CANDIDATES of them), the category and whether the catalogue has nothing like it.
+        The asking guild's labelled member photos vote on the category (head.decide's members)."""
         model = await self.head(cid)
         if model is None or not hits:
             return None
-        scores, categories = [h.score for h in hits], [h.category for h in hits]
-        return await self.embedder.cpu(model.decide, vec, scores, categories, k, self.settings.threshold)
+        members = None if guild_id is None else await self.members(cid, guild_id)
+        scores, categories = np.array([h.score for h in hits]), [h.category for h in hits]
+        threshold = self.settings.threshold
+        return await self.embedder.cpu(lambda: model.decide(vec, scores, categories, k, threshold, members=members))
+
+    # -- what members' photos teach (community.py): labels for decide and the head, adaptation ----
+
+    async def members(self, cid: int, guild_id: int, *, fresh: bool = False) -> Members | None:
+        """The guild's labelled member photos in the catalogue (aligned like queries when adaptation is
+        on), cached until labels change (here, or in another process: a "labels" change; on SQLite, at
+        most refresh_check_s later). fresh: read them from the store now."""
+        cat = self.state(cid)
+        known = cat.members.get(guild_id)
+        if fresh or known is None or time.monotonic() - known[0] > self.settings.refresh_check_s:
+            loaded = time.monotonic()
+            found = await self.photos.labelled(cid, guild_id, self.model)
+            if found is not None and self.settings.adaptation:
+                found = (await self.align(cid, found[0]), found[1])
+            known = cat.members[guild_id] = (loaded, found)
+        return known[1]
+
+    async def domain(self, cid: int) -> DomainState:
+        """The catalogue's members' domain state (as saved; reread every refresh_check_s: other processes add to it)."""
+        cat = self.state(cid)
+        if cat.domain is None or time.monotonic() - cat.domain[0] > self.settings.refresh_check_s:
+            cat.domain = (time.monotonic(), await self.photos.domain(cid, self.model, self.embedder.dim))
+        return cat.domain[1]
+
+    def remembered(self, cid: int, state: DomainState | None) -> None:
+        """A photo was remembered; `state` is the domain state it committed with."""
+        if state is not None:
+            self.state(cid).domain = (time.monotonic(), state)
+
+    async def align(self, cid: int, vectors: np.ndarray) -> np.ndarray:
+        """Members' photo vectors moved into the catalogue's domain (adapt.DomainState.align), when adaptation is on."""
+        if not self.settings.adaptation:
+            return vectors
+        state = await self.domain(cid)
+        index = await self.index(cid)
+        if state.count < MIN_COUNT or len(index) == 0:
+            return vectors
+        cat = self.state(cid)
+        if cat.reference is None or cat.reference[0] != cat.fingerprint:
+            fingerprint = cat.fingerprint
+            cat.reference = (fingerprint, await self.read_index(cid, lambda ix: ix.mean()))
+        return await self.embedder.cpu(state.align, vectors, cat.reference[1])
+
+    def forget_lessons(self, cid: int) -> None:
+        """Labels or remembered photos of the catalogue changed: reload them (and its domain state) on next use."""
+        cat = self.state(cid)
+        cat.members.clear()
+        cat.domain = None
+
+    def labels_changed(self, cid: int, guild_id: int) -> None:
+        """The guild's labels in the catalogue changed: its category vote follows at once, and when the
+        catalogue is the guild's own its head is fitted again (debounced)."""
+        self.forget_lessons(cid)
+        if guild_id == cid:
+            self.schedule_retrain(cid)
+
+    async def _head_fingerprint(self, cid: int) -> str:
+        """The catalogue state a head is fitted on: its items and, for a guild's own catalogue, its labels."""
+        fingerprint = await self.store.fingerprint(cid, self.model)
+        labels = await self.photos.label_fingerprint(cid, cid, self.model)
+        return f"{fingerprint}|{labels}" if labels else fingerprint
 
     async def head(self, cid: int) -> CatalogueHead | None:
         """The catalogue's head: loaded from the store, else fitted now (a stale one answers while a
@@ -252,7 +325,7 @@ class Catalogues:
                 except RecommenderError as e:
                     log.warning("saved head of catalogue %s unreadable (%s); fitting it again", cid, e)
                     await self.retrain(cid, force=True)
-                if cat.head is not None and saved.fingerprint != await self.store.fingerprint(cid, self.model):
+                if cat.head is not None and saved.fingerprint != await self._head_fingerprint(cid):
                     self.schedule_retrain(cid, delay=0.0)
             if cat.head is None:  # never fitted: a quick head on the items answers now (concurrent first
                 await self.retrain(cid, force=False, views=False)  # callers: one fit, the rest load it) ...
@@ -268,7 +341,7 @@ class Catalogues:
         very first query waits for; embedding views takes minutes with a big model on a CPU)."""
         cat = self.state(cid)
         async with cat.train_lock:
-            fingerprint = await self.store.fingerprint(cid, self.model)
+            fingerprint = await self._head_fingerprint(cid)
             saved = None if force else await self.store.load_classifier(cid, self.model)
             if saved is not None and saved.fingerprint == fingerprint:
                 try:
@@ -280,6 +353,7 @@ class Catalogues:
             if len(rows.pks) == 0:
                 cat.head = None
                 return None
+            members = await self.members(cid, cid, fresh=True)  # the guild's labelled photos teach its own catalogue's head
             t0 = time.perf_counter()
             loop = asyncio.get_running_loop()
 
@@ -293,9 +367,11 @@ class Catalogues:
 
             def fit() -> tuple[CatalogueHead, bytes]:
                 if not views:
-                    model = fit_head(rows.vectors, rows.categories)
+                    model = fit_head(rows.vectors, rows.categories, members=members)
                 else:
-                    model = train_head(rows.vectors, rows.categories, pictures, embed, max_views=self.settings.head_views)
+                    model = train_head(
+                        rows.vectors, rows.categories, pictures, embed, max_views=self.settings.head_views, members=members
+                    )
                 return model, model.to_bytes()
 
             model, blob = await loop.run_in_executor(self._train_pool, fit)

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "lookalike_changes"
 MAX_PKS = 400  # more items than this in one change: "reload" instead (a NOTIFY payload is < 8,000 bytes)
 
-Kind = Literal["items", "edited", "removed", "reload", "classifier", "settings", "resync"]
+Kind = Literal["items", "edited", "removed", "reload", "classifier", "settings", "resync", "labels"]
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,9 @@ class Settings:
     head_views: int = 4000  # member-like views a catalogue's head is fitted on (augment.view_plan)
     retrain_delay_s: float = 5.0  # debounce between catalogue changes and retraining
     refresh_check_s: float = 30.0  # how often a loaded catalogue is compared with the database (other writers)
+    member_photos_kept: int = 2000  # unlabelled member photos (features only) remembered per catalogue, newest first
+    member_labels_kept: int = 5000  # labelled member photos kept per catalogue (the oldest dropped first)
+    adaptation: bool = False  # align members' photos with the catalogue's domain (adapt.py) before search
     extra: Mapping[str, Any] = field(default_factory=dict)  # bot options ride along here
 
     def replace(self, **changes: Any) -> Settings:
@@ -64,6 +67,8 @@ def _coerce(name: str, value: Any) -> Any:
     kind: type[Any] = type(getattr(Settings, name, None)) if name != "db" else Path
     if name in ("model", "weights"):
         return None if value in (None, "") else str(value)
+    if kind is bool:
+        return _boolean(name, value)
     if name == "db" and str(value).startswith(POSTGRES_SCHEMES):
         return str(value)  # a server URL, not a path
     try:
@@ -72,6 +77,17 @@ def _coerce(name: str, value: Any) -> Any:
         return kind(value)
     except (TypeError, ValueError) as e:
         raise BadOption(f"Setting {name!r} has an invalid value {value!r}: {e}") from None
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    said = str(value).strip().lower()
+    if said in ("1", "true", "yes", "on"):
+        return True
+    if said in ("0", "false", "no", "off"):
+        return False
+    raise BadOption(f"Setting {name!r} must be true or false, not {value!r}.")
 
 
 def load_settings(
@@ -133,6 +149,8 @@ def _validate(s: Settings) -> None:
         "max_image_pixels",
         "max_decode_bytes",
         "head_views",
+        "member_photos_kept",
+        "member_labels_kept",
     ):
         if getattr(s, name) < 1:
             raise BadOption(f"{name} must be at least 1.")

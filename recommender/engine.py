@@ -16,7 +16,7 @@ import asyncio
 import functools
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from .backbones import DEFAULT_MODEL, Backbone, load_backbone
 from .bulk import BulkImporter, FetchFn, ProgressFn
 from .catalogues import Catalogues
 from .changes import Change, ChangeFeed
+from .community import MemberPhotos
 from .config import DEFAULT_GUILD, Settings, check_k
 from .embedder import Embedder
 from .errors import BadOption, CatalogEmpty, ItemNotFound
@@ -34,8 +35,11 @@ from .feedstate import FeedState, later
 from .head import CANDIDATES, CatalogueHead
 from .importer import ImportLimits, check_upload_name, records_from_source, records_from_upload
 from .index import SearchFilter
+from .learning import Community
 from .records import (
     Classification,
+    CommunityStats,
+    Feedback,
     FeedSchedule,
     GuildSettings,
     ImportNotes,
@@ -63,7 +67,9 @@ class Recommender:
         self.settings = settings
         self.model = backbone.name
         self.embedder = Embedder(backbone, settings)
-        self.catalogues = Catalogues(store, self.embedder, settings)
+        self.photos = MemberPhotos(store)  # members' photos as features, their votes and labels (community.py)
+        self.catalogues = Catalogues(store, self.embedder, settings, self.photos)
+        self.learning = Community(self.photos, self.catalogues, store, settings)
         self.importer = BulkImporter(self.embedder, store, self.catalogues)
         self._feed: ChangeFeed | None = None
         self._settings_listeners: list[Callable[[int | None], None]] = []
@@ -145,8 +151,10 @@ class Recommender:
         min_price: float | None = None,
         max_price: float | None = None,
         predict: bool = True,
+        remember: bool = False,
     ) -> SimilarResult:
-        """The k catalogue items most like an image (or like a catalogue item), and the predicted category."""
+        """The k catalogue items most like an image (or like a catalogue item), and the predicted category.
+        remember: keep a member's photo as its vector (never the picture) for votes and labels (link_reply)."""
         k = check_k(self.settings.k if k is None else k)
         if min_price is not None and max_price is not None and min_price > max_price:
             raise BadOption("The minimum price is above the maximum price.")
@@ -165,28 +173,62 @@ class Recommender:
             flt = SearchFilter(category, min_price, max_price, frozenset(), digest)
         else:
             raise BadOption("Give an image or an item id.")
-        query = vec
+        query = vec if item_id is not None else await self.catalogues.align(cid, vec)  # a member's photo: adapted
         answer = predict and item_id is None  # a member's photo: the head decides (an item is in the catalogue)
         hits = await self.catalogues.read_index(cid, lambda ix: ix.search(query, max(k, CANDIDATES) if answer else k, flt))
-        decision = await self.catalogues.decide(cid, vec, hits, k) if answer else None
+        decision = await self.catalogues.decide(cid, query, hits, k, guild_id) if answer else None
         if decision is not None:  # the head's order: the category prior weighs in
             hits = [hits[i] for i in decision.order]
         hits = hits[:k]
         items = await self.store.items_by_pk([h.pk for h in hits])
         matches = [Match(items[h.pk], h.score) for h in hits if h.pk in items]
-        if decision is None:
-            return SimilarResult(matches, None, cid)
-        return SimilarResult(matches, decision.prediction, cid, decision.nothing_like_this)
+        nothing = decision is not None and decision.nothing_like_this
+        photo_id = None
+        if remember and item_id is None:  # no product at all ("nothing like this") leaves the domain state alone
+            predicted = None if decision is None else decision.prediction.category
+            photo_id = await self.learning.remember(cid, guild_id, vec, predicted, adapt=not nothing)
+        return SimilarResult(matches, None if decision is None else decision.prediction, cid, nothing, photo_id)
 
     async def classify(self, image: Any, *, guild_id: int = DEFAULT_GUILD) -> Classification:
         """The photo's category, and whether the catalogue has anything like it."""
         cid = await self.catalogues.catalogue_for(guild_id)
         vec, _ = await self.embedder.embed(image)
+        vec = await self.catalogues.align(cid, vec)
         hits = await self.catalogues.read_index(cid, lambda ix: ix.search(vec, CANDIDATES))
-        decision = await self.catalogues.decide(cid, vec, hits, 1)
+        decision = await self.catalogues.decide(cid, vec, hits, 1, guild_id)
         if decision is None:
             raise CatalogEmpty("The catalogue is empty, so there are no categories to predict.")
         return Classification(decision.prediction, decision.nothing_like_this)
+
+    # -- learning from the community (learning.py, community.py) ----------------------------------
+
+    async def link_reply(
+        self, photo_ids: Sequence[int], *, guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
+    ) -> None:
+        """Where remembered photos live: the member's message (photo n = photo_ids[n - 1]) and the bot's reply."""
+        await self.learning.link_reply(photo_ids, guild_id, channel_id, photo_message_id, reply_message_id)
+
+    async def react(
+        self, *, guild_id: int, message_id: int, user_id: int, verdict: int, moderator: bool = False
+    ) -> Feedback | None:
+        """A member's 👍 (+1), 👎 (-1) or its removal (0) on a reply or photo message; None: not a remembered one."""
+        return await self.learning.react(guild_id, message_id, user_id, verdict, moderator)
+
+    async def label_photo(self, *, guild_id: int, message_id: int, category: str, actor: str, photo: int = 1) -> Feedback:
+        """A moderator's category for photo n of a message (PhotoNotFound, BadOption naming close categories)."""
+        return await self.learning.label_photo(guild_id, message_id, category, actor, photo)
+
+    async def community(self, *, guild_id: int) -> CommunityStats:
+        """The guild's remembered member photos, labels and votes, and the photos its catalogue adapted to."""
+        return await self.learning.stats(guild_id)
+
+    async def forget_photos(self, *, guild_id: int, actor: str) -> int:
+        """Delete every remembered photo of the guild (audit-logged); returns how many."""
+        return await self.learning.forget(guild_id, actor)
+
+    async def categories(self, *, guild_id: int) -> list[str]:
+        """The categories of the catalogue the guild searches (for autocomplete)."""
+        return await self.learning.categories(guild_id)
 
     # -- training ---------------------------------------------------------------------------------
 

@@ -42,6 +42,10 @@ class Busy(RecommenderError):
     """The work queue is full; try again in a moment."""
 
 
+class PhotoNotFound(RecommenderError):
+    """The message is not one whose photo the bot remembers (never answered, forgotten, or pruned)."""
+
+
 class BadManifest(RecommenderError):
     """An import source (folder, CSV, Parquet, ZIP) cannot be read as a catalogue."""
 

@@ -112,6 +112,10 @@ class VectorIndex:
         self.n = last
         return True
 
+    def mean(self) -> np.ndarray:
+        """The mean of the catalogue's vectors (zeros when it is empty)."""
+        return self._vecs[: self.n].mean(axis=0) if self.n else np.zeros(self.dim, np.float32)
+
     def vector(self, pk: int) -> np.ndarray | None:
         row = self._row.get(pk)
         return None if row is None else self._vecs[row].copy()

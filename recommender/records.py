@@ -104,6 +104,28 @@ class SimilarResult:
     prediction: Prediction | None
     catalogue_id: int
     nothing_like_this: bool = False  # the photo is far from everything in the catalogue: matches are only the closest
+    photo_id: int | None = None  # set when similar(..., remember=True) remembered the photo (for link_reply)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What a reaction or a moderator's label did to the remembered photos of one message."""
+
+    photos: int  # remembered member photos it touched
+    label: str | None  # the category they now carry (None: none yet, e.g. only 👎 votes)
+    labelled: int  # labelled member photos the guild now has in this catalogue
+
+
+@dataclass(frozen=True)
+class CommunityStats:
+    """A guild's remembered member photos (features only) and what the community said about them."""
+
+    remembered: int
+    labelled: int
+    by_moderators: int
+    thumbs_up: int
+    thumbs_down: int
+    adapted_on: int  # member photos in the catalogue's domain state (adaptation)
 
 
 @dataclass(frozen=True)

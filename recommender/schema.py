@@ -134,3 +134,59 @@ class ImageValidatorRow(Base):
     last_modified: Mapped[str | None] = mapped_column(String(100))
     digest: Mapped[str] = mapped_column(String(64), nullable=False)
     seen_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class MemberPhotoRow(Base):
+    """A photo a member posted and the bot answered, remembered as its feature vector only (never the
+    picture): the catalogue it searched, the messages it lives in, what the bot predicted and the label
+    the community gave it (a moderator's, or the predicted category once 👍 outnumber 👎)."""
+
+    __tablename__ = "member_photos"
+    __table_args__ = (
+        Index("ix_member_photos_catalogue", "catalogue_id", "model", "id"),
+        Index("ix_member_photos_guild", "guild_id", "catalogue_id"),
+        Index("ix_member_photos_photo_message", "guild_id", "photo_message_id"),
+        Index("ix_member_photos_reply_message", "guild_id", "reply_message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    catalogue_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    guild_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    model: Mapped[str] = mapped_column(String(64), nullable=False)
+    dim: Mapped[int] = mapped_column(Integer, nullable=False)
+    vector: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # little-endian float32
+    predicted: Mapped[str | None] = mapped_column(String(100))  # None: the bot was not sure
+    channel_id: Mapped[int | None] = mapped_column(BigInteger)
+    photo_message_id: Mapped[int | None] = mapped_column(BigInteger)  # the member's message
+    reply_message_id: Mapped[int | None] = mapped_column(BigInteger)  # the bot's answer
+    position: Mapped[int] = mapped_column(Integer, nullable=False)  # photo n (from 1) of the member's message
+    label: Mapped[str | None] = mapped_column(String(100))
+    label_source: Mapped[str | None] = mapped_column(String(20))  # "moderator" | "votes" | None
+    labelled_by: Mapped[str | None] = mapped_column(String(100))
+    labelled_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class MemberVoteRow(Base):
+    """One member's 👍 (+1) or 👎 (-1) on a remembered photo's predicted category; removing the
+    reaction removes the row."""
+
+    __tablename__ = "member_votes"
+
+    photo_id: Mapped[int] = mapped_column(ForeignKey("member_photos.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    verdict: Mapped[int] = mapped_column(Integer, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class DomainStateRow(Base):
+    """Per catalogue and model, the running statistics of members' photos (adapt.DomainState, bytes
+    without pickle) that align a query with the catalogue's domain."""
+
+    __tablename__ = "domain_states"
+
+    catalogue_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
