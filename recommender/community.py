@@ -129,14 +129,14 @@ class MemberPhotos:
         async with self.session() as s, s.begin():
             row = MemberPhotoRow(
                 catalogue_id=cid, guild_id=guild_id, model=model, dim=len(vec), vector=encode(vec),
-                predicted=predicted, position=1, created_at=now(),
+                predicted=predicted, position=1, adapted=adapt, created_at=now(),
             )  # fmt: skip
             s.add(row)
             await s.flush()
             await self._prune(s, cid, labelled=False, keep=kept)
             state = None
             if adapt:
-                state = await self._domain(s, cid, model, len(vec), lock=True)
+                state = await self._domain(s, cid, model, len(vec), lock=True, below=row.id)
                 state = state.update(vec)
                 await self._save_domain(s, cid, model, state)
             return row.id, state
@@ -371,7 +371,9 @@ class MemberPhotos:
         async with self.session() as s:
             return await self._domain(s, cid, model, dim, lock=False)
 
-    async def _domain(self, s: AsyncSession, cid: int, model: str, dim: int, *, lock: bool) -> DomainState:
+    async def _domain(
+        self, s: AsyncSession, cid: int, model: str, dim: int, *, lock: bool, below: int | None = None
+    ) -> DomainState:
         q = select(DomainStateRow).where(DomainStateRow.catalogue_id == cid, DomainStateRow.model == model)
         row = (await s.execute(q.with_for_update() if lock else q)).scalar_one_or_none()
         if row is not None:
@@ -382,16 +384,19 @@ class MemberPhotos:
                 log.warning("catalogue %s: saved domain state has dimension %d, not %d; rebuilding it", cid, state.dim, dim)
             except AdaptDataError as e:
                 log.warning("catalogue %s: saved domain state unreadable (%s); rebuilding it from remembered photos", cid, e)
-        return await self._rebuild(s, cid, model, dim) or DomainState.empty(dim)
+        return await self._rebuild(s, cid, model, dim, below) or DomainState.empty(dim)
 
-    async def _rebuild(self, s: AsyncSession, cid: int, model: str, dim: int) -> DomainState | None:
-        """The domain state of the catalogue's newest WINDOW remembered photos (None when there are none)."""
+    async def _rebuild(self, s: AsyncSession, cid: int, model: str, dim: int, below: int | None = None) -> DomainState | None:
+        """The domain state of the catalogue's newest WINDOW remembered photos that adapted it (those with
+        an id under `below`, when given), None when there are none."""
         q = (
             select(MemberPhotoRow.dim, MemberPhotoRow.vector)
-            .where(MemberPhotoRow.catalogue_id == cid, MemberPhotoRow.model == model)
+            .where(MemberPhotoRow.catalogue_id == cid, MemberPhotoRow.model == model, MemberPhotoRow.adapted.is_(True))
             .order_by(MemberPhotoRow.id.desc())
             .limit(WINDOW)
         )
+        if below is not None:
+            q = q.where(MemberPhotoRow.id < below)
         rows = [r for r in (await s.execute(q)).all() if dim == 0 or r.dim == dim]
         if not rows:
             return None

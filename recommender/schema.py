@@ -160,6 +160,7 @@ class MemberPhotoRow(Base):
     photo_message_id: Mapped[int | None] = mapped_column(BigInteger)  # the member's message
     reply_message_id: Mapped[int | None] = mapped_column(BigInteger)  # the bot's answer
     position: Mapped[int] = mapped_column(Integer, nullable=False)  # photo n (from 1) of the member's message
+    adapted: Mapped[bool] = mapped_column(Boolean, nullable=False)  # counted in the domain state (not "nothing like this")
     label: Mapped[str | None] = mapped_column(String(100))
     label_source: Mapped[str | None] = mapped_column(String(20))  # "moderator" | "votes" | None
     labelled_by: Mapped[str | None] = mapped_column(String(100))

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("photo_message_id", sa.BigInteger),
         sa.Column("reply_message_id", sa.BigInteger),
         sa.Column("position", sa.Integer, nullable=False),
+        sa.Column("adapted", sa.Boolean, nullable=False),
         sa.Column("label", sa.String(100)),
         sa.Column("label_source", sa.String(20)),
         sa.Column("labelled_by", sa.String(100)),

@@ -1,0 +1,235 @@
+"""Learning from the community (#10 items 4 and 5) through the facade, on the real demo catalogue (tiny
+backbone) in SQLite and PostgreSQL: members' photos remembered as features, 👍/👎 votes and moderators'
+labels, the guild's category vote and its own catalogue's head, the bounds, forgetting, the domain state,
+restarts, and the schema's migration both ways."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytest_asyncio
+from PIL import Image, ImageOps
+from sqlalchemy import text
+
+from recommender.adapt import MIN_COUNT
+from recommender.errors import BadOption, PhotoNotFound
+
+from helpers import DEMO, demo_photos, open_rec
+
+GUILD, OTHER = 111, 222  # two servers that search the shared default catalogue
+MOD, ALICE, BOB, CAROL = 1, 2, 3, 4
+
+
+def mirrored(path: Path) -> bytes:
+    """A member's photo made from a demo picture (mirrored): not in the catalogue."""
+    with Image.open(path) as im:
+        out = io.BytesIO()
+        ImageOps.mirror(im.convert("RGB")).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest_asyncio.fixture
+async def rec(demo_catalogue: str):
+    """Threshold 0.1: the tiny backbone is rarely sure, and votes need a predicted category."""
+    r = await open_rec(demo_catalogue, retrain_delay_s=0.1, threshold=0.1)
+    yield r
+    await r.close()
+
+
+async def answer(rec, path: Path, *, guild: int = GUILD, message: int, reply: int, **kw):
+    """The bot's path: answer and remember the photo, then link it to the two messages."""
+    res = await rec.similar(mirrored(path), guild_id=guild, remember=True, **kw)
+    assert res.photo_id is not None
+    await rec.link_reply([res.photo_id], guild_id=guild, channel_id=7, photo_message_id=message, reply_message_id=reply)
+    return res
+
+
+async def sure_answer(rec, *, message: int, reply: int, guild: int = GUILD):
+    for p in demo_photos()[3::11]:
+        res = await answer(rec, p, guild=guild, message=message, reply=reply)
+        if res.prediction is not None and res.prediction.category is not None:
+            return res
+    raise AssertionError("no demo photo got a sure category")
+
+
+async def test_votes_label_a_photo_with_its_predicted_category_and_removing_one_takes_it_back(rec) -> None:
+    res = await sure_answer(rec, message=1000, reply=1001)
+    predicted = res.prediction.category
+    first = await rec.react(guild_id=GUILD, message_id=1001, user_id=ALICE, verdict=1)
+    assert (first.photos, first.label, first.labelled) == (1, predicted, 1)
+    both = await rec.react(guild_id=GUILD, message_id=1000, user_id=BOB, verdict=1)  # on the photo message too
+    assert (both.label, both.labelled) == (predicted, 1)
+    again = await rec.react(guild_id=GUILD, message_id=1001, user_id=BOB, verdict=1)  # one vote per member
+    stats = await rec.community(guild_id=GUILD)
+    assert (stats.thumbs_up, stats.thumbs_down, stats.labelled, stats.by_moderators) == (2, 0, 1, 0)
+    assert again.label == predicted
+    await rec.react(guild_id=GUILD, message_id=1001, user_id=CAROL, verdict=-1)
+    await rec.react(guild_id=GUILD, message_id=1001, user_id=ALICE, verdict=-1)  # changed their mind: 1 up, 2 down
+    assert (await rec.react(guild_id=GUILD, message_id=1001, user_id=ALICE, verdict=-1)).label is None
+    gone = await rec.react(guild_id=GUILD, message_id=1001, user_id=CAROL, verdict=0)  # reaction removed: 1 up, 1 down
+    assert (gone.label, gone.labelled) == (None, 0)
+    assert (await rec.react(guild_id=GUILD, message_id=1001, user_id=ALICE, verdict=0)).label == predicted  # 1 up, 0 down
+    stats = await rec.community(guild_id=GUILD)
+    assert (stats.remembered, stats.thumbs_up, stats.thumbs_down, stats.labelled) == (stats.remembered, 1, 0, 1)
+    assert await rec.react(guild_id=GUILD, message_id=424242, user_id=ALICE, verdict=1) is None  # not remembered
+    assert await rec.react(guild_id=OTHER, message_id=1001, user_id=ALICE, verdict=1) is None  # another server's
+    with pytest.raises(BadOption):
+        await rec.react(guild_id=GUILD, message_id=1001, user_id=ALICE, verdict=2)
+
+
+async def test_a_moderator_label_wins_and_survives_reactions(rec) -> None:
+    res = await sure_answer(rec, message=2000, reply=2001)
+    categories = await rec.categories(guild_id=GUILD)
+    other = next(c for c in categories if c != res.prediction.category)
+    fb = await rec.label_photo(guild_id=GUILD, message_id=2001, category=other.upper(), actor="mod#1")
+    assert (fb.photos, fb.label, fb.labelled) == (1, other, 1)  # the catalogue's spelling
+    for user in (ALICE, BOB, CAROL):
+        assert (await rec.react(guild_id=GUILD, message_id=2001, user_id=user, verdict=-1)).label == other
+        assert (await rec.react(guild_id=GUILD, message_id=2001, user_id=user, verdict=1)).label == other
+    assert (await rec.react(guild_id=GUILD, message_id=2001, user_id=MOD, verdict=1, moderator=True)).label == other
+    stats = await rec.community(guild_id=GUILD)
+    assert (stats.by_moderators, stats.labelled) == (1, 1)
+    entries = await rec.store.audit_entries(GUILD)
+    assert entries[0]["action"] == "label" and entries[0]["detail"]["category"] == other
+
+    # a moderator's 👍 is a moderator's label of the predicted category; taking it back leaves it to the votes
+    res2 = await sure_answer(rec, message=2100, reply=2101)
+    await rec.react(guild_id=GUILD, message_id=2101, user_id=ALICE, verdict=-1)
+    mod = await rec.react(guild_id=GUILD, message_id=2101, user_id=MOD, verdict=1, moderator=True)
+    assert mod.label == res2.prediction.category
+    assert (await rec.community(guild_id=GUILD)).by_moderators == 2
+    back = await rec.react(guild_id=GUILD, message_id=2101, user_id=MOD, verdict=0, moderator=True)
+    assert back.label is None  # 0 up, 1 down
+
+
+async def test_labelling_mistakes_are_sentences(rec) -> None:
+    await sure_answer(rec, message=3000, reply=3001)
+    with pytest.raises(BadOption, match=r"'shirtz' is not one of this catalogue's categories.*'shirt'"):
+        await rec.label_photo(guild_id=GUILD, message_id=3001, category="shirtz", actor="mod")
+    with pytest.raises(BadOption, match="1 photo"):
+        await rec.label_photo(guild_id=GUILD, message_id=3001, category="shirt", actor="mod", photo=2)
+    with pytest.raises(PhotoNotFound, match="I don't remember that photo"):
+        await rec.label_photo(guild_id=GUILD, message_id=99, category="shirt", actor="mod")
+    with pytest.raises(PhotoNotFound):  # another server cannot label this one's photos
+        await rec.label_photo(guild_id=OTHER, message_id=3001, category="shirt", actor="mod")
+
+
+async def test_a_label_changes_the_category_for_that_guild_only(rec) -> None:
+    photo = demo_photos("dress")[2]
+    before = await rec.similar(mirrored(photo), guild_id=GUILD)
+    wrong = "hat" if before.prediction.category != "hat" else "shoes"
+    await answer(rec, photo, message=4000, reply=4001)
+    await rec.label_photo(guild_id=GUILD, message_id=4000, category=wrong, actor="mod")
+    assert (await rec.similar(mirrored(photo), guild_id=GUILD)).prediction.category == wrong
+    assert (await rec.classify(mirrored(photo), guild_id=GUILD)).prediction.category == wrong
+    assert (await rec.similar(mirrored(photo), guild_id=OTHER)).prediction.category != wrong
+    assert (await rec.classify(mirrored(photo), guild_id=OTHER)).prediction.category == before.prediction.category
+    assert await rec.forget_photos(guild_id=GUILD, actor="mod") == 1
+    assert (await rec.similar(mirrored(photo), guild_id=GUILD)).prediction.category == before.prediction.category
+
+
+async def test_the_bounds_keep_the_newest_photos(demo_catalogue: str) -> None:
+    rec = await open_rec(demo_catalogue, threshold=0.0, member_photos_kept=4, member_labels_kept=2)
+    try:
+        photos = demo_photos()[::10][:9]
+        for i, p in enumerate(photos):
+            await answer(rec, p, message=5000 + 2 * i, reply=5001 + 2 * i)
+        assert (await rec.community(guild_id=GUILD)).remembered == 4
+        with pytest.raises(PhotoNotFound):  # the oldest were pruned
+            await rec.label_photo(guild_id=GUILD, message_id=5000, category="hat", actor="mod")
+        for i in (5, 6, 7, 8):  # label the four kept: only the newest two labelled stay
+            await rec.label_photo(guild_id=GUILD, message_id=5000 + 2 * i, category="hat", actor="mod")
+        stats = await rec.community(guild_id=GUILD)
+        assert (stats.remembered, stats.labelled) == (2, 2)
+        with pytest.raises(PhotoNotFound):
+            await rec.label_photo(guild_id=GUILD, message_id=5010, category="hat", actor="mod")
+        assert (await rec.label_photo(guild_id=GUILD, message_id=5016, category="shoes", actor="mod")).labelled == 2
+    finally:
+        await rec.close()
+
+
+async def test_forgetting_deletes_the_guilds_photos_votes_and_their_trace_in_the_domain_state(rec) -> None:
+    for i, p in enumerate(demo_photos()[::13][:5]):
+        await answer(rec, p, message=6000 + 2 * i, reply=6001 + 2 * i)
+    await answer(rec, demo_photos()[1], guild=OTHER, message=6100, reply=6101)
+    await rec.react(guild_id=GUILD, message_id=6001, user_id=ALICE, verdict=1)
+    assert (await rec.community(guild_id=GUILD)).adapted_on == 6
+    assert await rec.forget_photos(guild_id=GUILD, actor="mod#1") == 5
+    stats = await rec.community(guild_id=GUILD)
+    assert (stats.remembered, stats.labelled, stats.thumbs_up, stats.adapted_on) == (0, 0, 0, 1)  # OTHER's photo stays
+    assert (await rec.community(guild_id=OTHER)).remembered == 1
+    assert await rec.react(guild_id=GUILD, message_id=6001, user_id=ALICE, verdict=1) is None
+    async with rec.store.session() as s:
+        assert (await s.execute(text("SELECT count(*) FROM member_votes"))).scalar_one() == 0
+    assert (await rec.store.audit_entries(GUILD))[0]["action"] == "forget-photos"
+
+
+async def test_the_head_learns_the_guilds_labels_and_survives_a_restart(db: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "recommender.catalogues")
+    guild = 333  # a server with a catalogue of its own: its labels teach its head
+    rec = await open_rec(db, retrain_delay_s=0.05, head_views=60)
+    try:
+        await rec.import_items(rec.records(DEMO), guild_id=guild, actor="mod")
+        await rec.retrain(guild)
+        assert (await rec.catalogues.head(guild)).info.get("members") == 0
+        res = await answer(rec, demo_photos("pants")[1], guild=guild, message=7000, reply=7001)
+        await rec.label_photo(guild_id=guild, message_id=7001, category="pants", actor="mod")
+        fitted = rec.catalogues.state(guild).retrain_timer
+        assert fitted is not None
+        await fitted  # the debounced fit after the label
+        head = await rec.catalogues.head(guild)
+        assert head.info.get("members") == 1
+        saved = await rec.store.load_classifier(guild, "tiny")
+        assert saved.fingerprint != await rec.store.fingerprint(guild, "tiny")  # the labels are part of it
+        adapted = (await rec.community(guild_id=guild)).adapted_on
+        assert adapted == 1 and res.photo_id is not None
+    finally:
+        await rec.close()
+    caplog.clear()
+    rec = await open_rec(db, retrain_delay_s=0.05, head_views=60)
+    try:
+        head = await rec.catalogues.head(guild)
+        assert head.info.get("members") == 1
+        assert not any("head (" in r.getMessage() for r in caplog.records)  # loaded, not fitted again
+        assert rec.catalogues.state(guild).retrain_timer is None
+        assert (await rec.community(guild_id=guild)).adapted_on == adapted
+    finally:
+        await rec.close()
+
+
+async def test_a_corrupt_domain_state_is_rebuilt_with_a_warning(rec, caplog: pytest.LogCaptureFixture) -> None:
+    for i, p in enumerate(demo_photos()[::17][:3]):
+        await answer(rec, p, message=8000 + 2 * i, reply=8001 + 2 * i)
+    async with rec.store.session() as s, s.begin():
+        await s.execute(text("UPDATE domain_states SET state = :b"), {"b": b"not a domain state"})
+    rec.catalogues.forget_lessons(0)
+    with caplog.at_level(logging.WARNING, "recommender.community"):
+        assert (await rec.community(guild_id=GUILD)).adapted_on == 3  # rebuilt from the remembered photos
+        await answer(rec, demo_photos()[5], message=8100, reply=8101)  # and the next photo moves it on
+    assert any("domain state unreadable" in r.getMessage() for r in caplog.records)
+    rec.catalogues.forget_lessons(0)
+    assert (await rec.community(guild_id=GUILD)).adapted_on == 4
+
+
+async def test_adaptation_moves_queries_once_enough_photos_are_remembered(demo_catalogue: str) -> None:
+    rec = await open_rec(demo_catalogue, adaptation=True)
+    try:
+        photo = mirrored(demo_photos("shirt")[0])
+        vec, _ = await rec.embed(photo)
+        assert np.allclose(await rec.catalogues.align(0, vec), vec)  # no photos yet: identity
+        for p in demo_photos()[: MIN_COUNT + 2]:
+            await rec.similar(mirrored(p), guild_id=GUILD, remember=True)
+        moved = await rec.catalogues.align(0, vec)
+        assert not np.allclose(moved, vec) and abs(float(np.linalg.norm(moved)) - 1) < 1e-4
+        state = await rec.catalogues.domain(0)
+        index = await rec.catalogues.index(0)
+        expected = state.align(vec, index.mean())
+        assert np.allclose(moved, expected, atol=1e-5)
+        res = await rec.similar(photo, guild_id=GUILD, k=5)
+        assert len(res.matches) == 5
+    finally:
+        await rec.close()
