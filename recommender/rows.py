@@ -29,8 +29,9 @@ def decode_vectors(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype="<f2").reshape(len(blobs), dim).astype(np.float32)
 
 
-def audit_row(guild_id: int, actor: str, action: str, item_id: str | None, **detail: Any) -> AuditRow:
-    return AuditRow(
+def audit_values(guild_id: int, actor: str, action: str, item_id: str | None, **detail: Any) -> dict[str, Any]:
+    """An audit entry's column values (for executemany)."""
+    return dict(
         guild_id=guild_id,
         actor=actor,
         action=action,
@@ -38,6 +39,10 @@ def audit_row(guild_id: int, actor: str, action: str, item_id: str | None, **det
         detail=json.dumps(detail, default=str) if detail else None,
         at=now(),
     )
+
+
+def audit_row(guild_id: int, actor: str, action: str, item_id: str | None, **detail: Any) -> AuditRow:
+    return AuditRow(**audit_values(guild_id, actor, action, item_id, **detail))
 
 
 def item_from_row(row: ItemRow) -> Item:

@@ -22,12 +22,13 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from . import item_writes
 from .changes import CHANNEL, Change, ChangeFeed, Handler
 from .database import Database, create_engine, guarded, locate
 from .database import migrate as migrate_async
 from .errors import DuplicateItem, ItemNotFound
 from .records import GuildSettings, Item, ItemFields, NewItem, SavedClassifier, VectorRows, WriteStatus  # noqa: F401  (ItemFields: importer.py, until it imports records)
-from .rows import audit_row, decode_vectors, encode_vector, item_from_row, now, vector_rows
+from .rows import audit_row, decode_vectors, item_from_row, now, vector_rows
 from .schema import AuditRow, ClassifierRow, EmbeddingRow, GuildSettingsRow, ItemRow, WatchedChannelRow
 
 log = logging.getLogger(__name__)
@@ -143,52 +144,10 @@ class Store:
     async def _upsert(
         self, guild_id: int, items: Sequence[NewItem], model: str, actor: str, replace: bool, audit: str | None
     ) -> list[tuple[Item, WriteStatus]]:
-        results: list[tuple[Item, WriteStatus]] = []
-        t = now()
         async with self.session() as s, s.begin():
-            for new in items:
-                f = new.fields
-                row = (
-                    await s.execute(select(ItemRow).where(ItemRow.guild_id == guild_id, ItemRow.item_id == f.item_id))
-                ).scalar_one_or_none()
-                if row is not None and not replace:
-                    raise DuplicateItem(f"An item with id {f.item_id!r} already exists in this catalogue.")
-                attrs = json.dumps(f.attributes, sort_keys=True) if f.attributes else None
-                values: dict[str, Any] = dict(
-                    name=f.name,
-                    category=f.category,
-                    price=f.price,
-                    url=f.url,
-                    description=f.description,
-                    attributes=attrs,
-                    content_hash=new.content_hash,
-                )
-                if new.thumbnail is not None:
-                    values["thumbnail"] = new.thumbnail
-                if row is None and new.thumbnail is None:
-                    raise ItemNotFound(f"Item {f.item_id!r} was removed while it was being imported; run the import again.")
-                if row is not None and row.content_hash != new.content_hash:
-                    # a new picture: vectors other models made of the old one are stale
-                    await s.execute(delete(EmbeddingRow).where(EmbeddingRow.item_pk == row.pk, EmbeddingRow.model != model))
-                if row is None:
-                    row = ItemRow(guild_id=guild_id, item_id=f.item_id, added_by=actor, added_at=t, updated_at=t, **values)
-                    s.add(row)
-                    status: WriteStatus = "added"
-                else:
-                    same = new.vector is None and all(getattr(row, k) == v for k, v in values.items())
-                    status = "unchanged" if same else "updated"
-                    for k, v in values.items():
-                        setattr(row, k, v)
-                    if not same:
-                        row.updated_at = t
-                await s.flush()
-                if new.vector is not None:
-                    await s.merge(
-                        EmbeddingRow(item_pk=row.pk, model=model, dim=int(new.vector.shape[-1]), vector=encode_vector(new.vector))
-                    )
-                if audit:
-                    s.add(audit_row(guild_id, actor, audit, f.item_id, name=f.name, category=f.category))
-                results.append((item_from_row(row), status))
+            results = await item_writes.upsert(
+                s, self.database.kind, guild_id, items, model, actor, replace=replace, audit=audit, t=now()
+            )
             changed = tuple(item.pk for item, status in results if status != "unchanged")
             if changed:
                 await self._publish(s, Change("items", guild_id, changed))
