@@ -32,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import community  # noqa: E402
 from ooc_photos import ooc_photos  # noqa: E402
 
 from recommender import augment, classify, head, images  # noqa: E402
@@ -121,14 +122,17 @@ class CachedEmbed:
             np.savez(self.path, key=self.key, vectors=np.concatenate(self.done))
 
 
-def answer(hd: head.CatalogueHead, Q: np.ndarray, G: np.ndarray, types: np.ndarray) -> list[tuple[head.Decision, np.ndarray]]:
-    """What the engine does per photo: the CANDIDATES nearest raw vectors, then the head decides."""
+def answer(
+    hd: head.CatalogueHead, Q: np.ndarray, G: np.ndarray, types: np.ndarray, members: head.Members | None = None
+) -> list[tuple[head.Decision, np.ndarray]]:
+    """What the engine does per photo: the CANDIDATES nearest raw vectors, then the head decides (``members``: the
+    guild's labelled member photos)."""
     out = []
     for q in Q:
         s = G @ q
         idx = np.argpartition(-s, head.CANDIDATES - 1)[: head.CANDIDATES]
         idx = idx[np.argsort(-s[idx], kind="stable")]
-        d = hd.decide(q, s[idx], list(types[idx]), K)
+        d = hd.decide(q, s[idx], list(types[idx]), K, members=members)
         out.append((d, idx[d.order]))
     return out
 
@@ -152,6 +156,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/s2s/bench"))
     ap.add_argument("--ablation", action="store_true", help="also score each step on its own")
     ap.add_argument("--catalogue-check", action="store_true", help="category accuracy on held-out product shots")
+    ap.add_argument("--community", action="store_true", help="simulate labelled member photos and adaptation")
+    ap.add_argument("--seeds", type=int, default=3, help="samples / arrival orders the community figures average")
+    ap.add_argument("--no-refit", action="store_true", help="community: the instant vote only, no head refits")
     ap.add_argument("--json", type=Path, help="write the figures here")
     a = ap.parse_args()
     t0 = time.time()
@@ -193,6 +200,13 @@ def main() -> None:
             rows["all steps, query pooled by activation (embed_garments)"] = figures(
                 answer(hd, Qg, G, types), answer(hd, Og, G, types), kinds, types
             )
+    if a.community:
+        V = np.concatenate(vcache.done)
+        owner = np.asarray(augment.view_plan(list(types), max_views=a.max_views))
+        log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+        rows.update(community.adaptation_rows(hd, G, types, Q, Oo, kinds, answer, figures, seeds=a.seeds))
+        rows.update(community.labels_rows(hd, G, types, V, owner, Q, Oo, kinds, answer, figures, seeds=a.seeds,
+                                          refit=not a.no_refit, log=log))  # fmt: skip
     if a.catalogue_check:  # do member-like views cost accuracy on catalogue photos? stratified 75/25 split
         from recommender.evaluate import stratified_split
 

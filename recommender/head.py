@@ -243,7 +243,7 @@ def _cross_fitted_proba(G, y, V, owner, labels, seed, num_threads) -> np.ndarray
 
 def fit_head(
     vectors: np.ndarray, categories: Sequence[str], view_vectors: np.ndarray | None = None,
-    view_owner: Sequence[int] | None = None, *, answer_rate: float = ANSWER_RATE, seed: int = 0,
+    view_owner: Sequence[int] | np.ndarray | None = None, *, answer_rate: float = ANSWER_RATE, seed: int = 0,
     num_threads: int | None = None, members: Members | None = None,
 ) -> CatalogueHead:  # fmt: skip
     """Fit a catalogue's head from its items' raw vectors and categories and the vectors of member-like views
