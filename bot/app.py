@@ -43,14 +43,23 @@ from .cogs.utils.work import ShuttingDown, WorkTracker
 log = logging.getLogger(__name__)
 
 HEALTH_STAMP_S = 30.0
-EXTENSIONS = ("bot.cogs.photos", "bot.cogs.similar", "bot.cogs.catalog", "bot.cogs.config", "bot.cogs.feeds")
+EXTENSIONS = (
+    "bot.cogs.photos",
+    "bot.cogs.similar",
+    "bot.cogs.catalog",
+    "bot.cogs.config",
+    "bot.cogs.feeds",
+    "bot.cogs.feedback",
+)
 
 
 def intents() -> discord.Intents:
-    """Guilds and guild messages, plus the privileged Message Content intent (to see attachments)."""
+    """Guilds, guild messages and their reactions (members' 👍/👎 votes; not privileged), plus the
+    privileged Message Content intent (to see attachments)."""
     i = discord.Intents.none()
     i.guilds = True
     i.guild_messages = True
+    i.guild_reactions = True
     i.message_content = True
     return i
 

@@ -186,6 +186,20 @@ class Harness:
             return await self.sandbox.unreact(message, user, emoji)
         return await self.sandbox.react(message, user, emoji)
 
+    async def settled(self, timeout: float = 10.0) -> None:
+        """Wait until the bot has no reply or command in flight (a reply's follow-up work, such as
+        linking it to its photos and adding its reactions, is done)."""
+        assert self.bot is not None
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.bot.work.in_flight:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"the bot still had {self.bot.work.in_flight} replies in flight")
+            await asyncio.sleep(0.01)
+
+    def link(self, message: Message) -> str:
+        """The message's link, as Discord's Copy Message Link gives it."""
+        return f"https://discord.com/channels/{message.guild_id}/{message.channel_id}/{message.id}"
+
     def sent(self) -> list[Message]:
         """Every message the bot under test sent (interaction responses included)."""
         return [m for m in self.sandbox.bot_messages if m.author.id == self.bot_user.id and not m.deleted]

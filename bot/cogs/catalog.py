@@ -16,11 +16,11 @@ from discord import app_commands
 from discord.ext import commands
 
 from recommender.config import DEFAULT_GUILD
-from recommender.errors import BadManifest, DuplicateItem
+from recommender.errors import BadManifest, DuplicateItem, RecommenderError
 from recommender.records import ImportNotes, ImportSummary, ItemFields
 from recommender.urls import check_url
 
-from .. import render, render_feeds
+from .. import render, render_community, render_feeds
 from .utils.attachments import read_attachment
 from .utils.checks import actor, require_moderator
 from .utils.errors import token_expired
@@ -28,6 +28,7 @@ from .utils.feeds import FORMATS, LEVELS
 from .utils.items import make_item_id
 from .utils.progress import ThrottledEditor
 from .utils.respond import respond
+from .utils.votes import message_id_from
 
 if TYPE_CHECKING:
     from bot.app import LookalikeBot
@@ -163,8 +164,43 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
     @app_commands.command(name="stats", description="Catalogue statistics.")
     async def stats(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        stats = await self.rec.stats(guild_id=interaction.guild_id or 0)
-        await respond(interaction, render.Reply(embeds=[render.stats_embed(stats)]))
+        gid = interaction.guild_id or 0
+        stats = await self.rec.stats(guild_id=gid)
+        embed = render_community.add_community_field(render.stats_embed(stats), await self.rec.community(guild_id=gid))
+        await respond(interaction, render.Reply(embeds=[embed]))
+
+    @app_commands.command(name="label", description="Tell me the right category of a photo I answered.")
+    @app_commands.describe(
+        message="The photo's message or my reply to it: its link (Copy Message Link) or id",
+        category="The right category (one of the catalogue's)",
+        photo="Which photo of that message (1 = the first)",
+    )
+    async def label(
+        self,
+        interaction: discord.Interaction,
+        message: app_commands.Range[str, 1, 200],
+        category: Category,
+        photo: app_commands.Range[int, 1, 10] = 1,
+    ) -> None:
+        gid = interaction.guild_id or 0
+        message_id = message_id_from(message, gid)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        feedback = await self.rec.label_photo(
+            guild_id=gid, message_id=message_id, category=category.strip(), actor=actor(interaction.user), photo=photo
+        )
+        await respond(interaction, render_community.label_done(feedback))
+
+    @label.autocomplete("category")
+    async def _label_categories(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        """The catalogue's categories containing what was typed (those starting with it first), 25 at most."""
+        try:
+            names = await self.rec.categories(guild_id=interaction.guild_id or 0)
+        except RecommenderError as e:
+            log.warning("category autocomplete for guild %s: %s", interaction.guild_id, e)
+            return []
+        typed = current.strip().casefold()
+        hits = sorted((c for c in names if typed in c.casefold()), key=lambda c: (not c.casefold().startswith(typed), c))
+        return [app_commands.Choice(name=c[:100], value=c[:100]) for c in hits[:25]]
 
     @app_commands.command(name="retrain", description="Retrain the category classifier of this server's catalogue now.")
     async def retrain(self, interaction: discord.Interaction) -> None:

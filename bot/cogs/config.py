@@ -1,4 +1,5 @@
-"""/config: server admins (Manage Server) choose watched channels, k and the moderator role."""
+"""/config: server admins (Manage Server) choose watched channels, k and the moderator role, and
+may delete what the bot remembers of members' photos (/config forget-photos)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from discord.ext import commands
 from recommender.config import DEFAULT_GUILD, MAX_K
 from recommender.urls import check_url
 
-from .. import render, render_feeds
+from .. import render, render_community, render_feeds
 from .utils.checks import actor, require_admin
 from .utils.feeds import FORMATS, LEVELS
 from .utils.respond import respond
@@ -144,6 +145,20 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
         await self.bot.rec.set_feed(gid, url, every * 3600, options=options, channel_id=interaction.channel_id, actor=who)
         text = render_feeds.feed_scheduled(url, every * 3600) + " If a sync fails, I'll say so in this channel, once."
         await respond(interaction, text)
+
+    @app_commands.command(
+        name="forget-photos", description="Delete everything I remember of members' photos here (features, votes, labels)."
+    )
+    @app_commands.describe(confirm="True to delete them; without it I only say how many there are")
+    async def forget_photos(self, interaction: discord.Interaction, confirm: bool = False) -> None:
+        await self._defer(interaction)
+        gid = interaction.guild_id or 0
+        if not confirm:
+            stats = await self.bot.rec.community(guild_id=gid)
+            await respond(interaction, render_community.forget_confirm(stats.remembered))
+            return
+        deleted = await self.bot.rec.forget_photos(guild_id=gid, actor=actor(interaction.user))
+        await respond(interaction, render_community.forget_done(deleted))
 
     @staticmethod
     def _missing_permissions(interaction: discord.Interaction, channel: discord.TextChannel) -> list[str]:

@@ -1,5 +1,10 @@
 """Photo replies: a member posts a photo in a watched channel; the bot answers with the catalogue
-items that look most like it and the predicted category."""
+items that look most like it and the predicted category.
+
+Each answered photo is remembered by the recommender (its feature vector, never the photo) and
+linked to the reply, so 👍/👎 on the reply (bot/cogs/feedback.py) and /catalog label can teach the
+server's category prediction. A reply that predicted a category invites those votes and carries
+the two reactions to click, where the bot may add reactions."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from recommender.records import SimilarResult
 from .utils.answers import resolve_k, similar_reply
 from .utils.attachments import looks_like_image, read_attachment
 from .utils.errors import describe
+from .utils.votes import add_vote_buttons
 from .utils.work import ShuttingDown
 
 if TYPE_CHECKING:
@@ -71,12 +77,28 @@ class Photos(commands.Cog):
         ]
         notes = [f"-# I only look at the first {limit} photos of a message."] if skipped > 0 else []
         embed, attach = self._may(message)
-        reply = await similar_reply(self.bot, searches, notes=notes, rich=embed)
-        await self._reply(message, **(reply if attach else reply.without_files()).send_kwargs())
+        answer = await similar_reply(self.bot, searches, notes=notes, rich=embed, votes=True)
+        reply = answer.reply if attach else answer.reply.without_files()
+        sent = await self._reply(message, **reply.send_kwargs())
+        if sent is None or not answer.photo_ids:
+            return
+        try:
+            await self.bot.rec.link_reply(
+                answer.photo_ids,
+                guild_id=guild_id,
+                channel_id=message.channel.id,
+                photo_message_id=message.id,
+                reply_message_id=sent.id,
+            )
+        except Exception:  # the member has the answer; only the votes on it would be lost
+            log.exception("could not link reply %s to the photos of message %s", sent.id, message.id)
+            return
+        if answer.asks_for_votes:
+            await add_vote_buttons(sent)
 
     async def _similar(self, attachment: discord.Attachment, guild_id: int, k: int) -> SimilarResult:
         data = await read_attachment(attachment, self.bot.settings.max_image_bytes)
-        return await self.bot.rec.similar(data, guild_id=guild_id, k=k)
+        return await self.bot.rec.similar(data, guild_id=guild_id, k=k, remember=True)
 
     @staticmethod
     def _may(message: discord.Message) -> tuple[bool, bool]:
@@ -95,15 +117,18 @@ class Photos(commands.Cog):
         except discord.HTTPException:
             pass
 
-    async def _reply(self, message: discord.Message, **kwargs: Any) -> None:
+    async def _reply(self, message: discord.Message, **kwargs: Any) -> discord.Message | None:
         try:
-            await message.channel.send(reference=message.to_reference(fail_if_not_exists=False), mention_author=False, **kwargs)
+            return await message.channel.send(
+                reference=message.to_reference(fail_if_not_exists=False), mention_author=False, **kwargs
+            )
         except discord.Forbidden:
             log.warning(
                 "no permission to reply in channel %s of guild %s",
                 message.channel.id,
                 message.guild.id if message.guild else None,
             )
+            return None
 
 
 async def setup(bot: LookalikeBot) -> None:

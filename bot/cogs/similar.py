@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -14,9 +15,12 @@ from .utils.answers import resolve_k, similar_reply
 from .utils.attachments import read_attachment
 from .utils.checks import query_cooldown
 from .utils.respond import respond
+from .utils.votes import add_vote_buttons
 
 if TYPE_CHECKING:
     from bot.app import LookalikeBot
+
+log = logging.getLogger(__name__)
 
 K = app_commands.Range[int, 1, MAX_K]
 Price = app_commands.Range[float, 0.0, 1e9]
@@ -28,13 +32,29 @@ class Similar(commands.Cog):
         self.bot = bot
 
     async def _answer(self, interaction: discord.Interaction, label: str, *, k: int | None, **query: Any) -> None:
-        """Search with `query` (image or item_id, plus filters), then answer publicly in the deferred response."""
+        """Search with `query` (image or item_id, plus filters), then answer publicly in the deferred response.
+        A photo is remembered (its features) and its answer invites 👍/👎 like a photo reply's."""
         gid = interaction.guild_id or 0
-        search = self.bot.rec.similar(guild_id=gid, k=await resolve_k(self.bot, gid, k), **query)
-        reply = await similar_reply(
-            self.bot, [(label, label, search)], rich=interaction.app_permissions.embed_links, raise_errors=True
-        )
-        await respond(interaction, reply)
+        photo = query.get("image") is not None
+        search = self.bot.rec.similar(guild_id=gid, k=await resolve_k(self.bot, gid, k), remember=photo, **query)
+        perms = interaction.app_permissions
+        answer = await similar_reply(self.bot, [(label, label, search)], rich=perms.embed_links, raise_errors=True, votes=photo)
+        sent = await respond(interaction, answer.reply)
+        if sent is None or not answer.photo_ids:
+            return
+        try:  # the answer is both the "photo message" and the reply: votes go on it
+            await self.bot.rec.link_reply(
+                answer.photo_ids,
+                guild_id=gid,
+                channel_id=interaction.channel_id or 0,
+                photo_message_id=sent.id,
+                reply_message_id=sent.id,
+            )
+        except Exception:
+            log.exception("could not link /similar answer %s to its photo", sent.id)
+            return
+        if answer.asks_for_votes:
+            await add_vote_buttons(sent, perms)
 
     @app_commands.command(name="similar", description="Find the catalogue items that look most like a photo.")
     @app_commands.describe(

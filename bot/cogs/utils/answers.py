@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from recommender.errors import RecommenderError
@@ -16,6 +17,7 @@ from recommender.records import SimilarResult
 
 from ... import render
 from .errors import describe
+from .votes import INVITE, asks_for_votes
 
 if TYPE_CHECKING:
     from bot.app import LookalikeBot
@@ -28,6 +30,23 @@ async def resolve_k(bot: LookalikeBot, guild_id: int, k: int | None = None) -> i
     return k or (await bot.guild_configs.get(guild_id)).k or bot.settings.k
 
 
+@dataclass(frozen=True)
+class Answer:
+    """The rendered reply and the searches' results (the photos it answered)."""
+
+    reply: render.Reply
+    results: list[SimilarResult]
+
+    @property
+    def photo_ids(self) -> list[int]:
+        """The remembered member photos this reply answers (searches made with remember=True)."""
+        return [r.photo_id for r in self.results if r.photo_id is not None]
+
+    @property
+    def asks_for_votes(self) -> bool:
+        return asks_for_votes(self.results)
+
+
 async def similar_reply(
     bot: LookalikeBot,
     searches: Sequence[tuple[str, str, Awaitable[SimilarResult]]],
@@ -35,11 +54,13 @@ async def similar_reply(
     notes: Sequence[str] = (),
     rich: bool = True,
     raise_errors: bool = False,
-) -> render.Reply:
+    votes: bool = False,
+) -> Answer:
     """Run the searches (label, name for error notes, the search) side by side and render the reply.
 
     A search that fails becomes a note naming it, or, with raise_errors, is raised (for a command
-    with one search, whose error handler words it). `rich`: embeds allowed (Embed Links) or not."""
+    with one search, whose error handler words it). `rich`: embeds allowed (Embed Links) or not.
+    `votes`: a reply that predicted a category invites 👍/👎 in one quiet line."""
     outcomes = await asyncio.gather(*(s for _, _, s in searches), return_exceptions=True)
     queries: list[render.Query] = []
     problems: list[str] = []
@@ -54,8 +75,11 @@ async def similar_reply(
         else:
             log.error("unexpected error for %s", name, exc_info=outcome)
             problems.append(f"⚠️ **{render.plain(name, 60)}**: sorry, something went wrong with this one.")
+    results = [q.result for q in queries]
+    if votes and asks_for_votes(results):
+        notes = [*notes, INVITE]
     thumbs = await bot.rec.thumbnails([m.item.pk for q in queries for m in q.result.matches])
-    return await asyncio.to_thread(
+    reply = await asyncio.to_thread(
         render.results_reply,
         queries,
         thumbs,
@@ -64,3 +88,4 @@ async def similar_reply(
         cell=bot.options.grid_cell,
         rich=rich,
     )
+    return Answer(reply, results)

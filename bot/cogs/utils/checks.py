@@ -43,10 +43,17 @@ async def is_moderator(interaction: discord.Interaction) -> bool:
     member = interaction.user
     if interaction.guild is None or not isinstance(member, discord.Member):
         return False
-    if member.guild_permissions.manage_guild or interaction.permissions.manage_guild:
+    if interaction.permissions.manage_guild:
         return True
     bot: LookalikeBot = interaction.client  # type: ignore[assignment]
-    config = await bot.guild_configs.get(interaction.guild.id)
+    return await member_is_moderator(bot, member)
+
+
+async def member_is_moderator(bot: LookalikeBot, member: discord.Member) -> bool:
+    """The same test for a member outside a command (one who reacted): Manage Server or the role."""
+    if member.guild_permissions.manage_guild:
+        return True
+    config = await bot.guild_configs.get(member.guild.id)
     return config.moderator_role_id is not None and any(r.id == config.moderator_role_id for r in member.roles)
 
 

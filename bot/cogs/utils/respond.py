@@ -12,10 +12,14 @@ import discord
 from ... import render
 
 
-async def respond(interaction: discord.Interaction, reply: render.Reply | str, *, ephemeral: bool = True) -> None:
+async def respond(
+    interaction: discord.Interaction, reply: render.Reply | str, *, ephemeral: bool = True
+) -> discord.InteractionMessage | None:
+    """Send or finish the answer; returns the message when it edited the deferred response (None
+    after a first response, whose message discord.py does not return)."""
     if isinstance(reply, str):
         reply = render.Reply(content=reply)
     if interaction.response.is_done():
-        await interaction.edit_original_response(**reply.edit_kwargs())
-    else:
-        await interaction.response.send_message(ephemeral=ephemeral, **reply.send_kwargs())
+        return await interaction.edit_original_response(**reply.edit_kwargs())
+    await interaction.response.send_message(ephemeral=ephemeral, **reply.send_kwargs())
+    return None

@@ -19,6 +19,11 @@ class WorkTracker:
         self.accepting = True
         self._tasks: set[asyncio.Task[object]] = set()
 
+    @property
+    def in_flight(self) -> int:
+        """Replies and commands running now."""
+        return sum(1 for t in self._tasks if not t.done())
+
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wrap one unit of work (a photo reply, a command). Raises ShuttingDown once closing."""

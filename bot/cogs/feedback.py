@@ -1,0 +1,85 @@
+"""Members' 👍/👎 on the bot's answers are votes on the category it predicted.
+
+A reaction on a reply (or on the member's photo message it answers) goes to the recommender as a
+vote: +1, -1, or 0 when the member takes the reaction back; a moderator's 👍 confirms the category
+as a label. Nothing is said back for a vote, other emojis and bots (the bot itself included) are
+ignored, and a message the recommender does not remember is ignored silently. A failure is logged,
+never shown and never stops the listener. /catalog label (bot/cogs/catalog.py) is the other way in.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+from recommender.errors import RecommenderError
+
+from .utils.checks import member_is_moderator
+from .utils.votes import verdict
+
+if TYPE_CHECKING:
+    from bot.app import LookalikeBot
+
+log = logging.getLogger(__name__)
+
+
+class Feedback(commands.Cog):
+    def __init__(self, bot: LookalikeBot) -> None:
+        self.bot = bot
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_add(self, event: discord.RawReactionActionEvent) -> None:
+        vote = verdict(event.emoji)
+        if vote is None or event.guild_id is None or self._from_a_bot(event):
+            return
+        member = event.member
+        moderator = member is not None and await self._moderator(member)
+        await self._vote(event, event.guild_id, vote, moderator)
+
+    @commands.Cog.listener()
+    async def on_raw_reaction_remove(self, event: discord.RawReactionActionEvent) -> None:
+        if verdict(event.emoji) is None or event.guild_id is None or self._from_a_bot(event):
+            return
+        await self._vote(event, event.guild_id, 0, False)
+
+    def _from_a_bot(self, event: discord.RawReactionActionEvent) -> bool:
+        """The bot's own 👍/👎 under its replies, and other bots' reactions (a removal names no member:
+        only the bot itself is known then; another bot's removal finds no vote of its to undo)."""
+        me = self.bot.user
+        return (me is not None and event.user_id == me.id) or (event.member is not None and event.member.bot)
+
+    async def _moderator(self, member: discord.Member) -> bool:
+        try:
+            return await member_is_moderator(self.bot, member)
+        except RecommenderError as e:  # the settings could not be read: count a plain vote
+            log.warning("moderator check for %s in guild %s failed: %s", member.id, member.guild.id, e)
+            return False
+
+    async def _vote(self, event: discord.RawReactionActionEvent, guild_id: int, vote: int, moderator: bool) -> None:
+        try:
+            feedback = await self.bot.rec.react(
+                guild_id=guild_id, message_id=event.message_id, user_id=event.user_id, verdict=vote, moderator=moderator
+            )
+        except Exception as e:  # a vote must never take the listener down, nor be answered
+            if isinstance(e, RecommenderError):
+                log.warning("vote %+d by %s on message %s not recorded: %s", vote, event.user_id, event.message_id, e)
+            else:
+                log.exception("vote %+d by %s on message %s failed", vote, event.user_id, event.message_id)
+            return
+        if feedback is not None:
+            log.debug(
+                "vote %+d by %s%s on message %s: %d photo(s) now %s",
+                vote,
+                event.user_id,
+                " (moderator)" if moderator else "",
+                event.message_id,
+                feedback.photos,
+                feedback.label or "unlabelled",
+            )
+
+
+async def setup(bot: LookalikeBot) -> None:
+    await bot.add_cog(Feedback(bot))

@@ -1,0 +1,192 @@
+"""Learning from members, end to end: sandbox -> real discord.py bot -> real recommender (SQLite and
+PostgreSQL). A photo reply that predicts a category invites 👍/👎 and carries them; members' votes and
+a moderator's /catalog label make labelled member photos of that server only; removing a reaction
+takes the vote back; /catalog stats counts them; /config forget-photos deletes them.
+
+The tiny test backbone is never sure of a category at the default threshold (0.5), so the tests that
+need a predicted category lower it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bot.cogs.utils.votes import INVITE
+from bot.sandbox import CommandNotAvailable, Message, Perm
+from recommender.records import CommunityStats
+
+from harness import CATEGORIES, Harness, MakeHarness, held_out, jpeg
+
+pytestmark = pytest.mark.timeout(120)
+
+UP, DOWN = "👍", "👎"
+SURE = {"threshold": 0.15}  # the tiny backbone's probabilities are 0.17-0.36: every photo gets a category
+
+
+async def community(
+    h: Harness, check: Callable[[CommunityStats], bool], *, guild: Any = None, timeout: float = 10.0
+) -> CommunityStats:
+    """The guild's counts once `check` holds (votes arrive through the gateway, a moment later)."""
+    assert h.rec is not None
+    gid = (guild or h.guild).id
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        stats = await h.rec.community(guild_id=gid)
+        if check(stats):
+            return stats
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"community counts never matched: {stats}")
+        await asyncio.sleep(0.02)
+
+
+def predicted(reply: Message) -> str | None:
+    title = reply.embeds[0]["title"]
+    return title.removeprefix("Looks like: ").rsplit(" (", 1)[0] if title.startswith("Looks like: ") else None
+
+
+async def answered(h: Harness, user: Any, photo: Any, **kw: Any) -> tuple[Message, Message]:
+    """(the member's photo message, the bot's reply), once the reply's follow-up work is done."""
+    msg = await h.post(user, [jpeg(photo)], **kw)
+    reply = await h.reply_to(msg)
+    await h.settled()
+    return msg, reply
+
+
+async def test_votes_label_a_photo_and_removing_a_reaction_takes_the_vote_back(make_harness: MakeHarness) -> None:
+    h = await make_harness(settings=SURE)
+    bot_id = h.bot_user.id
+    msg, reply = await answered(h, h.alice, held_out("shoes")[0])
+    kind = predicted(reply)
+    assert kind in CATEGORIES and INVITE in reply.content
+    assert reply.reactions == {UP: {bot_id}, DOWN: {bot_id}}  # one click to vote
+    await community(h, lambda s: s.remembered == 1 and s.thumbs_up == s.thumbs_down == s.labelled == 0)  # its own don't count
+
+    await h.react(h.alice, reply, UP)
+    await h.react(h.bob, msg, UP)  # a vote on the member's photo message counts the same
+    await h.react(h.bob, reply, "🔥")  # other emojis are no votes
+    stats = await community(h, lambda s: s.thumbs_up == 2)
+    assert (stats.labelled, stats.by_moderators, stats.thumbs_down) == (1, 0, 0)
+
+    await h.react(h.bob, msg, UP, remove=True)
+    await community(h, lambda s: s.thumbs_up == 1 and s.labelled == 1)
+    await h.react(h.alice, reply, UP, remove=True)
+    await community(h, lambda s: s.thumbs_up == 0 and s.labelled == 0)
+    await h.react(h.bob, reply, DOWN)
+    await community(h, lambda s: s.thumbs_down == 1 and s.labelled == 0)  # 👎 alone says "wrong", not what is right
+
+    await h.react(h.owner, reply, UP)  # a moderator's 👍 is a label, whatever the other votes
+    stats = await community(h, lambda s: s.by_moderators == 1)
+    assert stats.labelled == 1
+    empty = await community(h, lambda s: True, guild=h.guild_b)  # another server learnt nothing
+    assert (empty.remembered, empty.labelled, empty.thumbs_up) == (0, 0, 0)
+    assert [r.bot_id for r in h.sandbox.requests if r.method == "PUT" and "/reactions/" in r.route] == [bot_id, bot_id]
+    h.assert_clean()
+
+
+async def test_a_moderator_label_fixes_the_category_for_this_server_only(make_harness: MakeHarness) -> None:
+    h = await make_harness(settings=SURE)
+    photo = held_out("pants")[1]
+    msg, reply = await answered(h, h.alice, photo)
+    wrong = predicted(reply)
+    right = next(c for c in ("hat", "dress") if c != wrong)
+
+    refused = await h.slash(h.bob, "catalog label", {"message": h.link(reply), "category": right})
+    assert refused.original is not None and refused.original.ephemeral
+    assert "only moderators" in refused.original.content
+    done = await h.slash(h.owner, "catalog label", {"message": h.link(reply), "category": right})
+    assert done.original is not None and done.original.ephemeral
+    assert done.original.content == (
+        f"Thanks: that photo is now labelled **{right}**; I'll use it for this server's answers (1 labelled so far)."
+    )
+    again = await h.ask(h.bob, [jpeg(photo)])
+    assert predicted(again) == right  # the next answer in this server has learnt it
+    elsewhere = await h.ask(h.carol, [jpeg(photo)], channel=h.channel_b)
+    assert predicted(elsewhere) != right  # another server's answers have not
+
+    stats = await h.slash(h.owner, "catalog stats")
+    fields = {f["name"]: f["value"] for f in stats.embeds[0]["fields"]}
+    assert "1 labelled (1 by moderators)" in fields["Members' photos"] and "2 remembered" in fields["Members' photos"]
+    assert [e["action"] for e in await h.audit()][:1] != []  # the label is audit-logged with the member
+    h.assert_clean()
+
+
+async def test_label_mistakes_are_answered_in_words(make_harness: MakeHarness) -> None:
+    h = await make_harness()  # default threshold: "not sure", so no invitation and no reactions
+    msg, reply = await answered(h, h.alice, held_out("hat")[0])
+    assert reply.embeds[0]["title"] == "Looks like: not sure"
+    assert INVITE not in (reply.content or "") and reply.reactions == {}
+
+    async def label(options: dict[str, Any], user: Any = None) -> str:
+        inter = await h.slash(user or h.owner, "catalog label", options)
+        assert inter.original is not None and inter.original.ephemeral
+        return inter.original.content
+
+    assert "don't remember that photo" in await label({"message": str(msg.id + 12345), "category": "hat"})
+    assert "Copy Message Link" in await label({"message": "yesterday's hat", "category": "hat"})
+    other = f"https://discord.com/channels/{h.guild_b.id}/{h.channel_b.id}/{msg.id}"
+    assert "not in this server" in await label({"message": other, "category": "hat"})
+    assert "'hatt' is not one of this catalogue's categories. Did you mean 'hat'" in await label(
+        {"message": str(msg.id), "category": "hatt"}
+    )
+    assert "photo must be 1 to 1" in await label({"message": str(msg.id), "category": "hat", "photo": 2})
+    # the moderator role set with /config moderator-role may label too, by the photo message's id
+    assert "only moderators" in await label({"message": str(msg.id), "category": "hat"}, h.mod)
+    await h.slash(h.owner, "config moderator-role", {"role": h.mods})
+    assert "labelled **hat**" in await label({"message": str(msg.id), "category": "HAT"}, h.mod)
+
+    typed = await h.sandbox.autocomplete(
+        h.guild, h.channel, h.owner, "catalog label", {"message": str(msg.id), "category": "sh"}, focused="category"
+    )
+    await typed.wait_done()
+    names = [c["name"] for c in typed.choices or []]
+    assert names[:3] == ["shirt", "shoes", "shorts"] and names[3:] == ["t-shirt"]  # those starting with it first
+    h.assert_clean()
+
+
+async def test_replies_without_add_reactions_and_slash_similar(make_harness: MakeHarness) -> None:
+    h = await make_harness(settings=SURE)
+    h.sandbox.revoke_permissions(h.guild, h.bot_user, Perm.ADD_REACTIONS, channel=h.channel)
+    msg, reply = await answered(h, h.alice, held_out("skirt")[0])
+    assert reply.embeds and INVITE in reply.content and reply.reactions == {}  # answered all the same
+    await h.react(h.bob, reply, UP)  # members may still vote
+    await community(h, lambda s: s.labelled == 1)
+
+    inter = await h.slash(h.bob, "similar", attachments={"image": jpeg(held_out("dress")[0])}, channel=h.chat)
+    await h.settled()
+    answer = inter.original
+    assert answer is not None and not answer.ephemeral and INVITE in answer.content
+    assert answer.reactions == {UP: {h.bot_user.id}, DOWN: {h.bot_user.id}}
+    await h.react(h.alice, answer, UP)
+    await community(h, lambda s: s.remembered == 2 and s.labelled == 2)
+    item = await h.slash(h.bob, "similar-item", {"item": "dress/" + held_out("dress")[0].stem})  # no photo: nothing remembered
+    assert item.original is not None and INVITE not in (item.original.content or "")
+    await community(h, lambda s: s.remembered == 2)
+    h.assert_clean()
+
+
+async def test_forget_photos_deletes_what_the_server_taught(make_harness: MakeHarness) -> None:
+    h = await make_harness(settings=SURE)
+    _, reply = await answered(h, h.alice, held_out("shorts")[0])
+    await answered(h, h.bob, held_out("hat")[1])
+    await answered(h, h.carol, held_out("hat")[1], channel=h.channel_b)
+    await h.react(h.bob, reply, UP)
+    await community(h, lambda s: s.remembered == 2 and s.labelled == 1)
+
+    with pytest.raises(CommandNotAvailable):  # Discord hides /config from members without Manage Server
+        await h.slash(h.alice, "config forget-photos", {"confirm": True})
+    asked = await h.slash(h.owner, "config forget-photos")
+    assert asked.original is not None and "I remember 2 member photos" in asked.original.content
+    await community(h, lambda s: s.remembered == 2)  # nothing deleted without confirm
+    done = await h.slash(h.owner, "config forget-photos", {"confirm": True})
+    assert done.original is not None and done.original.content.startswith("Done: I forgot 2 member photos")
+    stats = await community(h, lambda s: s.remembered == 0)
+    assert (stats.labelled, stats.thumbs_up) == (0, 0)
+    assert (await community(h, lambda s: True, guild=h.guild_b)).remembered == 1  # the other server's stay
+    assert any(e["actor"] == f"user:{h.owner.id}" for e in await h.audit())
+    await h.react(h.alice, reply, UP)  # a vote on a forgotten photo is ignored
+    await asyncio.sleep(0.3)
+    assert (await community(h, lambda s: True)).thumbs_up == 0
+    h.assert_clean()
