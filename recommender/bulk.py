@@ -5,9 +5,10 @@ decoded nor embedded again, and a crash loses at most the batch in flight. Compo
 the store and the catalogues, through their public methods only. It never retrains: the caller
 decides when (the CLI right away, the bot in the background).
 
-A pipeline that keeps both cores busy: each record is read, hashed and decoded in the pool and goes
-to the model as soon as it is ready, so decoding overlaps the forward passes, and a batch is written
-while the next one is being embedded. Memory stays flat whatever the batch size: at most
+A pipeline that keeps both cores busy: each record is read, hashed, decoded and made into the network's
+input and a thumbnail in one trip to the pool (`Embedder.prepare_new`), and goes to the model as soon
+as it is ready, so decoding overlaps the forward passes, and a batch is written while the next one is
+being embedded. Memory stays flat whatever the batch size: at most
 `READERS_PER_WORKER` x workers source files are held undecoded at once (each within the byte limit),
 and decoded images are small (`decode_side`).
 """
@@ -19,6 +20,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -95,11 +97,14 @@ class BulkImporter:
 
         async def one(rec: ImportRecord, fields: ItemFields) -> NewItem:
             async with readers:
-                data, digest = await self._read(rec, fetch, known.get(rec.item_id))
-                if data is None or known.get(rec.item_id) == digest:  # same picture: update fields only, no decode, no model
-                    return NewItem(fields, None, digest, None)
-                x, _, thumb = await self.embedder.cpu(self.embedder.prepare, data)
-                del data
+                have = known.get(rec.item_id)
+                src = await self._source(rec, fetch, have)
+                if isinstance(src, NotModified):  # the web image is still the one the item has
+                    return NewItem(fields, None, src.digest, None)
+                digest, prepared = await self.embedder.cpu(self.embedder.prepare_new, src, have)
+            if prepared is None:  # same picture: update fields only, no decode, no model
+                return NewItem(fields, None, digest, None)
+            x, thumb = prepared
             vec: np.ndarray = await self.embedder.embed_bulk(x)
             return NewItem(fields, thumb, digest, vec)
 
@@ -114,18 +119,15 @@ class BulkImporter:
                 failed.append((rec.item_id, rec.where, _reason(got)))
         return ready, failed
 
-    async def _read(self, rec: ImportRecord, fetch: FetchFn | None, known: str | None) -> tuple[bytes | None, str]:
-        """The record's image bytes and their hash (read and hashed in the pool); (None, known) when
-        the fetcher says the web image is still the one the item has."""
+    async def _source(self, rec: ImportRecord, fetch: FetchFn | None, known: str | None) -> Any:
+        """What the pool reads the record's image from: its path, bytes or opener; the fetched bytes of a
+        web image, or NotModified when the fetcher says it is still the one the item has."""
         src = rec.image
         if isinstance(src, str) and is_web_url(src):
             if fetch is None:
                 raise BadImage("image URLs are not fetched here; give a local file path")
-            got = await fetch(src, known)
-            if isinstance(got, NotModified):
-                return None, got.digest
-            src = got
-        return await self.embedder.cpu(lambda: self.embedder.read(src() if callable(src) else src))
+            return await fetch(src, known)
+        return src
 
     async def _write(
         self, items: list[NewItem], failed: list[tuple[str, str, str]], cid: int, actor: str, summary: ImportSummary

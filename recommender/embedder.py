@@ -77,10 +77,16 @@ class Embedder:
         img, digest = self.decode(source)
         return self.backbone.prepare(img), digest, images.make_thumbnail(img, self.thumbnail_side)
 
-    def read(self, source: Any) -> tuple[bytes, str]:
-        """The raw bytes of an image source (within the byte limit) and their content hash."""
-        data = images.read_source(source, self.limits)
-        return data, images.content_hash(data)
+    def prepare_new(self, source: Any, known: str | None) -> tuple[str, tuple[np.ndarray, bytes] | None]:
+        """An import's one trip to the pool: (content hash, (network input, thumbnail)), the image read,
+        hashed and decoded once; (content hash, None) when the hash is `known` (nothing decoded)."""
+        data = images.read_source(source() if callable(source) else source, self.limits)
+        digest = images.content_hash(data)
+        if digest == known:
+            return digest, None
+        img = images.decode_image(data, self.limits)
+        del data
+        return digest, (self.backbone.prepare(img), images.make_thumbnail(img, self.thumbnail_side))
 
     # -- async ------------------------------------------------------------------------------------
 
