@@ -143,7 +143,7 @@ class MemberPhotoRow(Base):
 
     __tablename__ = "member_photos"
     __table_args__ = (
-        Index("ix_member_photos_catalogue", "catalogue_id", "model", "id"),
+        Index("ix_member_photos_catalogue", "catalogue_id", "id"),
         Index("ix_member_photos_guild", "guild_id", "catalogue_id"),
         Index("ix_member_photos_photo_message", "guild_id", "photo_message_id"),
         Index("ix_member_photos_reply_message", "guild_id", "reply_message_id"),

@@ -5,20 +5,24 @@ restarts, and the schema's migration both ways."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import signal
+import subprocess
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pytest_asyncio
 from PIL import Image, ImageOps
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from recommender.adapt import MIN_COUNT
 from recommender.errors import BadOption, PhotoNotFound
 
-from helpers import DEMO, demo_photos, open_rec
+from helpers import DEMO, PYTHON, ROOT, demo_db, demo_photos, open_rec
 
 GUILD, OTHER = 111, 222  # two servers that search the shared default catalogue
 MOD, ALICE, BOB, CAROL = 1, 2, 3, 4
@@ -171,7 +175,7 @@ async def test_forgetting_deletes_the_guilds_photos_votes_and_their_trace_in_the
 async def test_the_head_learns_the_guilds_labels_and_survives_a_restart(db: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "recommender.catalogues")
     guild = 333  # a server with a catalogue of its own: its labels teach its head
-    rec = await open_rec(db, retrain_delay_s=0.05, head_views=60)
+    rec = await open_rec(db, retrain_delay_s=0.05, head_views=16)
     try:
         await rec.import_items(rec.records(DEMO), guild_id=guild, actor="mod")
         await rec.retrain(guild)
@@ -190,7 +194,7 @@ async def test_the_head_learns_the_guilds_labels_and_survives_a_restart(db: str,
     finally:
         await rec.close()
     caplog.clear()
-    rec = await open_rec(db, retrain_delay_s=0.05, head_views=60)
+    rec = await open_rec(db, retrain_delay_s=0.05, head_views=16)
     try:
         head = await rec.catalogues.head(guild)
         assert head.info.get("members") == 1
@@ -233,3 +237,95 @@ async def test_adaptation_moves_queries_once_enough_photos_are_remembered(demo_c
         assert len(res.matches) == 5
     finally:
         await rec.close()
+
+
+REMEMBER_FOREVER = """
+import asyncio, sys
+sys.path.insert(0, "tests")
+from helpers import demo_photos, open_rec
+
+async def main():
+    rec = await open_rec(sys.argv[1])
+    photos = [p.read_bytes() for p in demo_photos()[:40]]
+    n = 0
+    while True:
+        res = await rec.similar(photos[n % len(photos)], guild_id=111, remember=True, predict=False)
+        print(res.photo_id, flush=True)  # committed
+        n += 1
+
+asyncio.run(main())
+"""
+
+
+def killed_after(db: str, photos: int) -> list[int]:
+    """Run REMEMBER_FOREVER on `db` and SIGKILL it once `photos` photos were remembered; their ids."""
+    proc = subprocess.Popen([PYTHON, "-c", REMEMBER_FOREVER, db], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        committed = [int(proc.stdout.readline()) for _ in range(photos)]
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    return committed
+
+
+@pytest.mark.timeout(120)
+async def test_a_kill_9_keeps_each_remembered_photo_and_the_domain_state_together(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """SQLite here; the same transactions on PostgreSQL are what test_crash.py kills there."""
+    db = str(demo_db(tmp_path_factory, tmp_path / "catalogue.db"))
+    committed = await asyncio.to_thread(killed_after, db, MIN_COUNT + 5)
+    rec = await open_rec(db)
+    try:
+        async with rec.store.session() as s:
+            ids = [i for (i,) in await s.execute(text("SELECT id FROM member_photos ORDER BY id"))]
+        assert set(committed) <= set(ids) and len(ids) <= len(committed) + 1  # at most the one in flight too
+        saved = await rec.catalogues.domain(0)
+        assert saved.count == len(ids)  # each photo counted once, in the transaction that remembered it
+        async with rec.store.session() as s, s.begin():
+            await s.execute(text("DELETE FROM domain_states"))
+        rec.catalogues.forget_lessons(0)
+        rebuilt = await rec.catalogues.domain(0)  # from the remembered photos: the same state
+        assert rebuilt.count == saved.count and np.allclose(rebuilt.mean, saved.mean, atol=1e-5)
+        assert await rec.store.integrity_check() == "ok"
+    finally:
+        await rec.close()
+
+
+async def test_migration_0004_goes_down_and_up_again(db: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from recommender.database import create_engine, locate, migrate, migrations_dir
+
+    database = locate(db)
+    engine = create_engine(database)
+
+    def downgrade(connection, revision: str) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(migrations_dir()))
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, revision)
+
+    try:
+        await migrate(engine, database)
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO member_photos (catalogue_id, guild_id, model, dim, vector, position, adapted, created_at) "
+                    "VALUES (0, 1, 'tiny', 1, :v, 1, :a, :t)"
+                ),
+                {"v": b"\0\0\0\0", "a": True, "t": datetime(2026, 11, 27)},
+            )
+        async with engine.begin() as conn:
+            await conn.run_sync(downgrade, "0003")
+        async with engine.connect() as conn:
+            names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert "member_photos" not in names and "domain_states" not in names and "items" in names
+        await migrate(engine, database)
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM member_photos"))).scalar_one() == 0
+    finally:
+        await engine.dispose()

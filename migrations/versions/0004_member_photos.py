@@ -36,7 +36,7 @@ def upgrade() -> None:
         sa.Column("labelled_at", sa.DateTime),
         sa.Column("created_at", sa.DateTime, nullable=False),
     )
-    op.create_index("ix_member_photos_catalogue", "member_photos", ["catalogue_id", "model", "id"])
+    op.create_index("ix_member_photos_catalogue", "member_photos", ["catalogue_id", "id"])
     op.create_index("ix_member_photos_guild", "member_photos", ["guild_id", "catalogue_id"])
     op.create_index("ix_member_photos_photo_message", "member_photos", ["guild_id", "photo_message_id"])
     op.create_index("ix_member_photos_reply_message", "member_photos", ["guild_id", "reply_message_id"])
