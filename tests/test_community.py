@@ -329,3 +329,24 @@ async def test_migration_0004_goes_down_and_up_again(db: str) -> None:
             assert (await conn.execute(text("SELECT count(*) FROM member_photos"))).scalar_one() == 0
     finally:
         await engine.dispose()
+
+
+async def test_a_label_in_one_process_reaches_another_within_a_second(pg_cluster) -> None:
+    """PostgreSQL, two processes: the labelling one publishes a "labels" change; the other's vote follows."""
+    from helpers import import_demo
+
+    db = pg_cluster.clone(pg_cluster.template("demo", import_demo))
+    a, b = await open_rec(db, threshold=0.1), await open_rec(db, threshold=0.1)
+    try:
+        photo = demo_photos("dress")[2]
+        before = (await b.similar(mirrored(photo), guild_id=GUILD)).prediction.category  # b caches "no labels"
+        wrong = "hat" if before != "hat" else "shoes"
+        await answer(a, photo, message=9000, reply=9001)
+        await a.label_photo(guild_id=GUILD, message_id=9001, category=wrong, actor="mod")
+        t0 = asyncio.get_running_loop().time()
+        while (await b.similar(mirrored(photo), guild_id=GUILD)).prediction.category != wrong:
+            assert asyncio.get_running_loop().time() - t0 < 1.0, "b did not hear of the label within a second"
+            await asyncio.sleep(0.02)
+    finally:
+        await a.close()
+        await b.close()
