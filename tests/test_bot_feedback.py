@@ -80,6 +80,11 @@ async def test_votes_label_a_photo_and_removing_a_reaction_takes_the_vote_back(m
     await h.react(h.owner, reply, UP)  # a moderator's 👍 is a label, whatever the other votes
     stats = await community(h, lambda s: s.by_moderators == 1)
     assert stats.labelled == 1
+    dave = h.member("dave")
+    await h.react(dave, reply, UP)  # clicked in a hurry: the votes reach the recommender in order, the last counts
+    await h.react(dave, reply, DOWN)
+    stats = await community(h, lambda s: s.thumbs_down == 2)
+    assert (stats.thumbs_up, stats.labelled) == (1, 1)
     empty = await community(h, lambda s: True, guild=h.guild_b)  # another server learnt nothing
     assert (empty.remembered, empty.labelled, empty.thumbs_up) == (0, 0, 0)
     assert [r.bot_id for r in h.sandbox.requests if r.method == "PUT" and "/reactions/" in r.route] == [bot_id, bot_id]

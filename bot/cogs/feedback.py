@@ -9,7 +9,10 @@ never shown and never stops the listener. /catalog label (bot/cogs/catalog.py) i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import discord
@@ -29,21 +32,22 @@ log = logging.getLogger(__name__)
 class Feedback(commands.Cog):
     def __init__(self, bot: LookalikeBot) -> None:
         self.bot = bot
+        # one member's votes on one message reach the recommender one at a time, in the order they came
+        # (discord.py runs each event in its own task; 👍 then 👎 at once must not arrive as 👎 then 👍)
+        self._queues: dict[tuple[int, int], tuple[asyncio.Lock, int]] = {}
 
     @commands.Cog.listener()
     async def on_raw_reaction_add(self, event: discord.RawReactionActionEvent) -> None:
         vote = verdict(event.emoji)
         if vote is None or event.guild_id is None or self._from_a_bot(event):
             return
-        member = event.member
-        moderator = member is not None and await self._moderator(member)
-        await self._vote(event, event.guild_id, vote, moderator)
+        await self._vote(event, event.guild_id, vote)
 
     @commands.Cog.listener()
     async def on_raw_reaction_remove(self, event: discord.RawReactionActionEvent) -> None:
         if verdict(event.emoji) is None or event.guild_id is None or self._from_a_bot(event):
             return
-        await self._vote(event, event.guild_id, 0, False)
+        await self._vote(event, event.guild_id, 0)
 
     def _from_a_bot(self, event: discord.RawReactionActionEvent) -> bool:
         """The bot's own 👍/👎 under its replies, and other bots' reactions (a removal names no member:
@@ -58,11 +62,31 @@ class Feedback(commands.Cog):
             log.warning("moderator check for %s in guild %s failed: %s", member.id, member.guild.id, e)
             return False
 
-    async def _vote(self, event: discord.RawReactionActionEvent, guild_id: int, vote: int, moderator: bool) -> None:
+    @contextlib.asynccontextmanager
+    async def _in_turn(self, key: tuple[int, int]) -> AsyncIterator[None]:
+        """Wait for the earlier votes of this member on this message; the entry goes with its last user."""
+        lock, users = self._queues.get(key, (asyncio.Lock(), 0))
+        self._queues[key] = (lock, users + 1)
         try:
-            feedback = await self.bot.rec.react(
-                guild_id=guild_id, message_id=event.message_id, user_id=event.user_id, verdict=vote, moderator=moderator
-            )
+            async with lock:
+                yield
+        finally:
+            lock, users = self._queues[key]
+            if users == 1:
+                del self._queues[key]
+            else:
+                self._queues[key] = (lock, users - 1)
+
+    async def _vote(self, event: discord.RawReactionActionEvent, guild_id: int, vote: int) -> None:
+        """Pass the vote on (a removal names no member: it takes back whatever that member's vote was)."""
+        moderator = False
+        try:
+            async with self._in_turn((event.message_id, event.user_id)):
+                if vote and event.member is not None:
+                    moderator = await self._moderator(event.member)
+                feedback = await self.bot.rec.react(
+                    guild_id=guild_id, message_id=event.message_id, user_id=event.user_id, verdict=vote, moderator=moderator
+                )
         except Exception as e:  # a vote must never take the listener down, nor be answered
             if isinstance(e, RecommenderError):
                 log.warning("vote %+d by %s on message %s not recorded: %s", vote, event.user_id, event.message_id, e)
