@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import case, delete, func, select, text, update
+from sqlalchemy import case, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -126,38 +126,48 @@ class MemberPhotos:
     async def _remember(
         self, cid: int, guild_id: int, model: str, vec: np.ndarray, predicted: str | None, kept: int, adapt: bool
     ) -> tuple[int, DomainState | None]:
-        async with self.session() as s, s.begin():
-            row = MemberPhotoRow(
-                catalogue_id=cid, guild_id=guild_id, model=model, dim=len(vec), vector=encode(vec),
-                predicted=predicted, position=1, adapted=adapt, created_at=now(),
-            )  # fmt: skip
-            s.add(row)
-            await s.flush()
+        async with self.session() as s, s.begin():  # five statements: on the path of every answered photo
+            pid = (
+                await s.execute(
+                    insert(MemberPhotoRow)
+                    .values(
+                        catalogue_id=cid,
+                        guild_id=guild_id,
+                        model=model,
+                        dim=len(vec),
+                        vector=encode(vec),
+                        predicted=predicted,
+                        position=1,
+                        adapted=adapt,
+                        created_at=now(),
+                    )  # fmt: skip
+                    .returning(MemberPhotoRow.id)
+                )
+            ).scalar_one()
             await self._prune(s, cid, labelled=False, keep=kept)
-            state = None
-            if adapt:
-                state = await self._domain(s, cid, model, len(vec), lock=True, below=row.id)
-                state = state.update(vec)
-                await self._save_domain(s, cid, model, state)
-            return row.id, state
+            if not adapt:
+                return pid, None
+            row, state = await self._domain(s, cid, model, len(vec), lock=True, below=pid)
+            state = state.update(vec)
+            if row is None:
+                s.add(DomainStateRow(catalogue_id=cid, model=model, count=state.count, state=state.to_bytes(), updated_at=now()))
+            else:
+                row.count, row.state, row.updated_at = state.count, state.to_bytes(), now()
+            return pid, state
 
-    async def _prune(self, s: AsyncSession, cid: int, *, labelled: bool, keep: int) -> int:
+    @staticmethod
+    async def _prune(s: AsyncSession, cid: int, *, labelled: bool, keep: int) -> None:
+        """Keep the catalogue's newest `keep` labelled (or unlabelled) photos; their votes go with them (cascade)."""
         which = MemberPhotoRow.label.is_not(None) if labelled else MemberPhotoRow.label.is_(None)
         edge = (
-            await s.execute(
-                select(MemberPhotoRow.id)
-                .where(MemberPhotoRow.catalogue_id == cid, which)
-                .order_by(MemberPhotoRow.id.desc())
-                .offset(keep)
-                .limit(1)
-            )
-        ).scalar_one_or_none()
-        if edge is None:
-            return 0
-        old = select(MemberPhotoRow.id).where(MemberPhotoRow.catalogue_id == cid, which, MemberPhotoRow.id <= edge)
-        await s.execute(delete(MemberVoteRow).where(MemberVoteRow.photo_id.in_(old)))
-        gone = await s.execute(delete(MemberPhotoRow).where(MemberPhotoRow.catalogue_id == cid, which, MemberPhotoRow.id <= edge))
-        return int(gone.rowcount or 0)  # type: ignore[attr-defined]
+            select(MemberPhotoRow.id)
+            .where(MemberPhotoRow.catalogue_id == cid, which)
+            .order_by(MemberPhotoRow.id.desc())
+            .offset(keep)
+            .limit(1)
+            .scalar_subquery()
+        )
+        await s.execute(delete(MemberPhotoRow).where(MemberPhotoRow.catalogue_id == cid, which, MemberPhotoRow.id <= edge))
 
     async def link(
         self, photo_ids: Sequence[int], *, guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
@@ -369,22 +379,23 @@ class MemberPhotos:
         """The catalogue's domain state for `model`; rebuilt from its remembered photos when missing or
         unreadable (with a warning), never a crash."""
         async with self.session() as s:
-            return await self._domain(s, cid, model, dim, lock=False)
+            return (await self._domain(s, cid, model, dim, lock=False))[1]
 
     async def _domain(
         self, s: AsyncSession, cid: int, model: str, dim: int, *, lock: bool, below: int | None = None
-    ) -> DomainState:
+    ) -> tuple[DomainStateRow | None, DomainState]:
+        """(the saved row, the state it holds, or else rebuilt from the photos with an id under `below`)."""
         q = select(DomainStateRow).where(DomainStateRow.catalogue_id == cid, DomainStateRow.model == model)
         row = (await s.execute(q.with_for_update() if lock else q)).scalar_one_or_none()
         if row is not None:
             try:
                 state = domain_from_bytes(row.state)
                 if state.dim == dim:
-                    return state
+                    return row, state
                 log.warning("catalogue %s: saved domain state has dimension %d, not %d; rebuilding it", cid, state.dim, dim)
             except AdaptDataError as e:
                 log.warning("catalogue %s: saved domain state unreadable (%s); rebuilding it from remembered photos", cid, e)
-        return await self._rebuild(s, cid, model, dim, below) or DomainState.empty(dim)
+        return row, await self._rebuild(s, cid, model, dim, below) or DomainState.empty(dim)
 
     async def _rebuild(self, s: AsyncSession, cid: int, model: str, dim: int, below: int | None = None) -> DomainState | None:
         """The domain state of the catalogue's newest WINDOW remembered photos that adapted it (those with

@@ -142,7 +142,10 @@ async def test_the_bounds_keep_the_newest_photos(demo_catalogue: str) -> None:
         photos = demo_photos()[::10][:9]
         for i, p in enumerate(photos):
             await answer(rec, p, message=5000 + 2 * i, reply=5001 + 2 * i)
+            await rec.react(guild_id=GUILD, message_id=5001 + 2 * i, user_id=ALICE, verdict=-1)
         assert (await rec.community(guild_id=GUILD)).remembered == 4
+        async with rec.store.session() as s:  # the pruned photos' votes went with them
+            assert (await s.execute(text("SELECT count(*) FROM member_votes"))).scalar_one() == 4
         with pytest.raises(PhotoNotFound):  # the oldest were pruned
             await rec.label_photo(guild_id=GUILD, message_id=5000, category="hat", actor="mod")
         for i in (5, 6, 7, 8):  # label the four kept: only the newest two labelled stay
