@@ -37,6 +37,7 @@ class Settings:
     workers: int = 2  # threads for decoding and search
     runtime: str = "auto"  # "auto": ONNX Runtime where it exports and agrees with PyTorch (runtime.py); "torch"
     model_threads: int = 0  # threads of the model's runtime; 0: one per core
+    precision: str = "fp32"  # "int8" (ONNX Runtime, quantized) or "bf16" (PyTorch, AVX512-BF16): faster, vectors move a little
     batch_size: int = 16  # images per forward pass
     batch_wait_ms: float = 10.0  # how long the batcher waits for more requests
     queue_size: int = 64  # pending embedding requests before callers get Busy
@@ -135,6 +136,8 @@ def check_k(k: int) -> int:
 def _validate(s: Settings) -> None:
     if s.runtime not in ("auto", "torch"):
         raise BadOption(f"runtime must be 'auto' or 'torch', not {s.runtime!r}.")
+    if s.precision not in ("fp32", "int8", "bf16"):
+        raise BadOption(f"precision must be 'fp32', 'int8' or 'bf16', not {s.precision!r}.")
     if s.model_threads < 0:
         raise BadOption("model_threads must be 0 (one per core) or more.")
     if s.pooling not in ("gap", "flatten"):

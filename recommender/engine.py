@@ -83,7 +83,7 @@ class Recommender:
                 name = settings.model or await store.model_in_use(DEFAULT_MODEL)
                 backbone = await asyncio.to_thread(load_backbone, name, weights=settings.weights, pooling=settings.pooling)
                 if settings.runtime == "auto":
-                    backbone = await asyncio.to_thread(accelerate, backbone, None, settings.model_threads)
+                    backbone = await asyncio.to_thread(accelerate, backbone, None, settings.model_threads, settings.precision)
         except BaseException:
             await store.close()
             raise

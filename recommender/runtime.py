@@ -1,12 +1,17 @@
 """The fast path for a backbone on a CPU: its PyTorch graph exported once to ONNX and run by ONNX
 Runtime, measured faster per backbone (docs/BENCHMARKS.md, bench/throughput.py).
 
-`accelerate(backbone, cache_dir, threads)` returns the same Backbone with its modules (`net`, and
-`trunk` where it has one) replaced by ONNX Runtime sessions behind the same call, so every method of
+`accelerate(backbone, cache_dir, threads, precision)` returns the same Backbone with its modules (`net`,
+and `trunk` where it has one) replaced by faster callables behind the same call, so every method of
 the backbone keeps working. The export is cached per model, weights, input size and library
 versions; a cached file that is corrupt, stale or from another version is rebuilt, never trusted.
 The first real batch is also run through PyTorch and compared: a runtime that disagrees is dropped
 (with a warning) and PyTorch serves. Without onnxruntime installed, PyTorch serves from the start.
+
+Precision (`Settings.precision`, `LOOKALIKE_PRECISION`): "fp32" (the default), "int8" (ONNX Runtime on
+a statically quantized export, quantize.py: checked by the cosine of its vectors to PyTorch's), or
+"bf16" (PyTorch, channels-last, bfloat16 autocast on oneDNN: only on a CPU with AVX512-BF16 or AMX).
+Each one's speed and its effect on quality are in docs/BENCHMARKS.md.
 
 Threads are set deliberately: the session runs on `threads` cores without spinning, so the image
 decoding threads beside it are not starved of the two cores this machine has.
@@ -26,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .errors import BadOption
+
 if TYPE_CHECKING:
     import torch
 
@@ -33,16 +40,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TOLERANCE = 1e-3  # largest difference between the two runtimes' outputs on the first real batch
+TOLERANCE = 1e-3  # largest difference between the two runtimes' outputs on the first real batch (float32)
 FORMAT = 1  # bump when the export itself changes
+PRECISIONS = ("fp32", "int8", "bf16")
+# reduced precision: the least mean cosine between its outputs and float32 PyTorch's on the first real batch
+# (measured on fashion-products photos with efficientnet-lite0: int8 0.989, bf16 0.9997)
+AGREEMENT = {"int8": 0.97, "bf16": 0.995}
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("LOOKALIKE_CACHE_DIR") or Path.home() / ".cache" / "lookalike") / "onnx"
 
 
-def accelerate(backbone: Backbone, cache_dir: Path | None = None, threads: int = 0) -> Backbone:
-    """The backbone on ONNX Runtime where it can be (see the module docstring); else unchanged."""
+def accelerate(backbone: Backbone, cache_dir: Path | None = None, threads: int = 0, precision: str = "fp32") -> Backbone:
+    """The backbone on its fast path where it can be (see the module docstring); else unchanged."""
+    if precision not in PRECISIONS:
+        raise BadOption(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
+    if precision == "bf16":
+        return _bfloat16(backbone)
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
@@ -55,14 +70,29 @@ def accelerate(backbone: Backbone, cache_dir: Path | None = None, threads: int =
         if module is None:
             continue
         try:
-            session = _session(module, f"{backbone.name}-{part}", backbone.input_size, cache, threads)
+            session = _session(module, f"{backbone.name}-{part}", backbone, cache, threads, precision)
         except Exception as e:  # an export or a runtime that fails: PyTorch serves
             log.warning("ONNX Runtime unavailable for %s (%s): %s; PyTorch serves", backbone.name, part, e)
             continue
-        replaced[part] = Checked(session, module, f"{backbone.name} {part}")
+        replaced[part] = Checked(session, module, f"{backbone.name} {part}", AGREEMENT.get(precision))
     if not replaced:
         return backbone
-    log.info("%s runs on ONNX Runtime (%s)", backbone.name, ", ".join(replaced))
+    log.info("%s runs on ONNX Runtime (%s, %s)", backbone.name, ", ".join(replaced), precision)
+    return dataclasses.replace(backbone, **replaced)
+
+
+def _bfloat16(backbone: Backbone) -> Backbone:
+    import torch
+
+    if not (torch.backends.mkldnn.is_available() and torch.cpu._is_avx512_bf16_supported()):
+        log.warning("this CPU has no bfloat16 instructions (AVX512-BF16, AMX): %s runs in float32", backbone.name)
+        return backbone
+    replaced: dict[str, Any] = {
+        part: Checked(BFloat16(module), module, f"{backbone.name} {part}", AGREEMENT["bf16"])
+        for part in ("net", "trunk")
+        if (module := getattr(backbone, part, None)) is not None
+    }
+    log.info("%s runs on PyTorch in bfloat16 (%s)", backbone.name, ", ".join(replaced))
     return dataclasses.replace(backbone, **replaced)
 
 
@@ -78,10 +108,10 @@ def fingerprint(module: torch.nn.Module, name: str, input_size: int) -> str:
     return h.hexdigest()[:32]
 
 
-def _session(module: torch.nn.Module, name: str, input_size: int, cache: Path, threads: int) -> Any:
+def _session(module: torch.nn.Module, name: str, backbone: Backbone, cache: Path, threads: int, precision: str) -> Any:
     import onnxruntime
 
-    key = fingerprint(module, name, input_size)
+    key = fingerprint(module, name, backbone.input_size)
     path = cache / f"{name}-{key}.onnx"
     meta = path.with_suffix(".json")
     options = onnxruntime.SessionOptions()
@@ -89,13 +119,33 @@ def _session(module: torch.nn.Module, name: str, input_size: int, cache: Path, t
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if _trusted(path, meta, key):
-        try:
-            return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            log.warning("cached ONNX export %s unreadable (%s): exporting again", path, e)
-    _export(module, input_size, path, meta, key)
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    fresh = not _trusted(path, meta, key)
+    if fresh:
+        _export(module, backbone.input_size, path, meta, key)
+    if precision == "int8":
+        path, fresh = _int8(path, key, backbone, fresh), False
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        if fresh:
+            raise
+        log.warning("cached ONNX export %s unreadable (%s): exporting again", path, e)
+        path.unlink(missing_ok=True)
+        return _session(module, name, backbone, cache, threads, precision)
+
+
+def _int8(fp32: Path, key: str, backbone: Backbone, fresh: bool) -> Path:
+    """The int8 export made from the float32 one (quantize.py), cached beside it under its own key."""
+    from . import images, quantize
+
+    photos = quantize.calibration_photos()
+    qkey = f"{key}-int8-{quantize.calibration_key(photos)}"
+    path = fp32.with_name(fp32.name.replace(key, qkey))
+    meta = path.with_suffix(".json")
+    if fresh or not _trusted(path, meta, qkey):
+        quantize.quantize(fp32, path, lambda p: backbone.prepare(images.load_image(p)[0]), photos)
+        quantize.record(meta, qkey, _sha256(path))
+    return path
 
 
 def _trusted(path: Path, meta: Path, key: str) -> bool:
@@ -138,14 +188,32 @@ def _export(module: torch.nn.Module, input_size: int, path: Path, meta: Path, ke
     log.info("exported %s to ONNX (%s)", key, path)
 
 
-class Checked:
-    """An ONNX Runtime session behind a torch module's call: tensor in, tensor out. Its first batch is
-    also run through the module and compared; a disagreement hands every later call to the module."""
+class BFloat16:
+    """A torch module run channels-last (oneDNN's layout for convolutions) under bfloat16 autocast;
+    float32 out."""
 
-    def __init__(self, session: Any, module: torch.nn.Module, what: str) -> None:
-        self.session = session
+    def __init__(self, module: torch.nn.Module) -> None:
+        import torch
+
+        self.module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.module(batch.contiguous(memory_format=torch.channels_last)).float()
+
+
+class Checked:
+    """A fast runtime behind a torch module's call: tensor in, tensor out. Its first batch is also run
+    through the module and compared (float32: elementwise within TOLERANCE; reduced precision: mean
+    cosine per image of at least `min_cosine`); a disagreement hands every later call to the module."""
+
+    def __init__(self, fast: Any, module: torch.nn.Module, what: str, min_cosine: float | None = None) -> None:
+        self.session = fast  # an onnxruntime.InferenceSession, or a callable on tensors (BFloat16)
         self.module = module
         self.what = what
+        self.min_cosine = min_cosine
         self.verified = False
         self.failed = False
         self._lock = threading.Lock()
@@ -155,7 +223,10 @@ class Checked:
 
         if self.failed:
             return self.module(batch)
-        out = torch.from_numpy(self.session.run(None, {"images": batch.contiguous().numpy()})[0])
+        if callable(self.session):
+            out = self.session(batch)
+        else:
+            out = torch.from_numpy(self.session.run(None, {"images": batch.contiguous().numpy()})[0])
         if not self.verified:
             with self._lock:
                 if not self.verified:
@@ -169,11 +240,18 @@ class Checked:
 
         with torch.inference_mode():
             expected = self.module(batch).float()
-        scale = max(float(expected.abs().max()), 1.0)
-        worst = float((out.float() - expected).abs().max()) / scale
-        if not np.isfinite(worst) or worst > TOLERANCE:
+        if self.min_cosine is None:
+            scale = max(float(expected.abs().max()), 1.0)
+            worst = float((out.float() - expected).abs().max()) / scale
+            bad = not np.isfinite(worst) or worst > TOLERANCE
+        else:
+            worst = float(
+                torch.nn.functional.cosine_similarity(out.detach().float().flatten(1), expected.flatten(1), dim=1).mean()
+            )
+            bad = not np.isfinite(worst) or worst < self.min_cosine
+        if bad:
             self.failed = True
-            log.warning("ONNX Runtime disagrees with PyTorch on %s (%.2g); PyTorch serves", self.what, worst)
+            log.warning("the fast runtime disagrees with PyTorch on %s (%.3g); PyTorch serves", self.what, worst)
         self.verified = True
 
     def eval(self) -> Checked:  # what callers of a torch module may call

@@ -188,3 +188,27 @@ def test_embed_garments_lives_in_embeds_space() -> None:
     assert tiny.trunk is None and np.array_equal(tiny.embed_garments(imgs), tiny.embed(imgs))
     with pytest.raises(BadOption):
         tiny.feature_maps(imgs)
+
+
+def test_the_network_input_is_the_letterboxed_normalised_photo() -> None:
+    """prepare() (Pillow + numpy, no torch in the decoding threads) gives what the torch formula gives:
+    the photo letterboxed on white, resized bilinearly, ImageNet-normalised, channels first."""
+    import torch
+
+    from recommender.backbones import IMAGENET_MEAN, IMAGENET_STD
+    from recommender.images import load_image
+
+    net = backbone("tiny")
+    for path in demo_photos()[::20]:
+        img = load_image(path)[0]
+        w, h = img.size
+        side = max(w, h)
+        canvas = Image.new("RGB", (side, side), (255, 255, 255))
+        canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+        canvas = canvas.resize((net.input_size, net.input_size), Image.Resampling.BILINEAR)
+        x = torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        want = (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        got = net.prepare(img)
+        assert got.dtype == np.float32 and got.shape == (3, net.input_size, net.input_size)
+        assert np.abs(got - want.numpy()).max() < 1e-5
+        assert got[:, 0, 0] == pytest.approx(want[:, 0, 0].numpy(), abs=1e-5)  # a white corner of the letterbox

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recommender.errors import BadOption
 from recommender.images import load_image
-from recommender.runtime import Checked, accelerate
+from recommender.runtime import AGREEMENT, Checked, accelerate
 
 from helpers import PYTHON, ROOT, backbone, demo_photos
 
@@ -117,3 +118,63 @@ def test_without_onnxruntime_pytorch_serves_and_importing_loads_nothing_heavy() 
     )
     out = subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+@pytest.mark.parametrize("name", ["tiny", pytest.param("efficientnet-lite0", marks=pytest.mark.slow)])
+def test_int8_vectors_stay_close_to_the_fallbacks_on_real_photos(name: str, tmp_path: Path) -> None:
+    slow = backbone(name)
+    fast = accelerate(slow, tmp_path, threads=1, precision="int8")
+    assert isinstance(fast.net, Checked) and fast.net.min_cosine == AGREEMENT["int8"]
+    assert any("-int8-" in p.name for p in exports(tmp_path))
+    got, want = fast.embed(PHOTOS), slow.embed(PHOTOS)
+    assert fast.net.verified and not fast.net.failed  # ONNX Runtime int8 served, PyTorch did not
+    assert 0 < np.abs(got - want).max()  # it is another computation...
+    assert cosines(got, want).mean() > 0.97 and cosines(got, want).min() > 0.9  # ... with the same answers
+
+
+def test_a_corrupt_int8_export_is_rebuilt_and_a_bad_precision_is_refused(tmp_path: Path) -> None:
+    tiny = backbone("tiny")
+    first = accelerate(tiny, tmp_path, threads=1, precision="int8").embed(PHOTOS[:4])
+    int8 = next(p for p in exports(tmp_path) if "-net-" in p.name and "-int8-" in p.name)
+    good = int8.read_bytes()
+    int8.write_bytes(good[: len(good) // 3])
+    again = accelerate(tiny, tmp_path, threads=1, precision="int8")
+    assert int8.read_bytes() == good  # quantized again, to the same file: the calibration photos are fixed
+    assert np.array_equal(again.embed(PHOTOS[:4]), first) and not again.net.failed
+    with pytest.raises(BadOption, match="precision"):
+        accelerate(tiny, tmp_path, precision="fp16")
+
+
+def test_reduced_precision_that_disagrees_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
+    import torch
+
+    honest = backbone("tiny")
+    checked = Checked(lambda batch: -honest.net(batch), honest.net, "tiny net", AGREEMENT["int8"])
+    batch = honest._batch(PHOTOS[:2])
+    with caplog.at_level(logging.WARNING, logger="recommender.runtime"):
+        out = checked(batch)
+    assert checked.failed and "disagrees" in caplog.text
+    with torch.inference_mode():
+        assert torch.allclose(out, honest.net(batch))
+
+
+def test_bfloat16_where_the_cpu_has_it(tmp_path: Path) -> None:
+    import torch
+
+    from recommender.backbones import load_backbone
+
+    slow = load_backbone("tiny")  # its own copy: bf16 turns the modules channels-last
+    want = slow.embed(PHOTOS)
+    fast = accelerate(slow, tmp_path, precision="bf16")
+    if not torch.cpu._is_avx512_bf16_supported():
+        assert fast is slow  # float32 serves, with a warning
+        return
+    assert isinstance(fast.net, Checked)
+    got = fast.embed(PHOTOS)
+    assert fast.net.verified and not fast.net.failed
+    assert cosines(got, want).min() > AGREEMENT["bf16"]
+    assert not list(tmp_path.iterdir())  # PyTorch itself: no export
