@@ -192,7 +192,7 @@ class MemberPhotos:
     # -- votes and labels ---------------------------------------------------------------------------
 
     @staticmethod
-    async def _of_message(s: AsyncSession, guild_id: int, message_id: int) -> list[MemberPhotoRow]:
+    async def _of_message(s: AsyncSession, guild_id: int, message_id: int, *, lock: bool = False) -> list[MemberPhotoRow]:
         q = (
             select(MemberPhotoRow)
             .where(
@@ -201,7 +201,7 @@ class MemberPhotos:
             )
             .order_by(MemberPhotoRow.position, MemberPhotoRow.id)
         )
-        return list((await s.execute(q)).scalars())
+        return list((await s.execute(q.with_for_update() if lock else q)).scalars())
 
     async def photos(self, guild_id: int, message_id: int) -> list[Photo]:
         """The remembered photos of a member's message or of the bot's reply to it, photo 1 first."""
@@ -219,8 +219,19 @@ class MemberPhotos:
     ) -> Touched | None:
         """A member's 👍 (+1), 👎 (-1) or its removal (0) on every remembered photo of the message; a
         moderator's 👍 labels them with their predicted category. None: no remembered photo there."""
+        for attempt in range(3):
+            try:
+                return await self._vote(guild_id, message_id, user_id, verdict, moderator, labels_kept)
+            except IntegrityError:  # the same member's other reaction inserted their vote first: read it again
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _vote(
+        self, guild_id: int, message_id: int, user_id: int, verdict: int, moderator: bool, labels_kept: int
+    ) -> Touched | None:
         async with self.session() as s, s.begin():
-            rows = await self._of_message(s, guild_id, message_id)
+            rows = await self._of_message(s, guild_id, message_id, lock=True)  # PostgreSQL: votes on a photo in turn
             if not rows:
                 return None
             changed = False
@@ -234,7 +245,9 @@ class MemberPhotos:
                     s.add(MemberVoteRow(photo_id=row.id, user_id=user_id, verdict=verdict, at=t))
                 else:
                     old.verdict, old.at = verdict, t
-                await s.flush()
+            await s.flush()  # SQLite: the first write takes the database's write lock ...
+            for row in rows:
+                await s.refresh(row)  # ... so the labels read now are not older than another vote's commit
                 by_reaction = f"{REACTION}{user_id}"
                 if moderator and verdict > 0 and row.predicted is not None and row.label_source != MODERATOR:
                     row.label, row.label_source, row.labelled_by, row.labelled_at = row.predicted, MODERATOR, by_reaction, t
@@ -274,7 +287,7 @@ class MemberPhotos:
     async def set_label(self, photo_id: int, guild_id: int, category: str, actor: str, *, labels_kept: int) -> Touched:
         """A moderator's label for one remembered photo; audit-logged in the same transaction."""
         async with self.session() as s, s.begin():
-            row = await s.get(MemberPhotoRow, photo_id)
+            row = await s.get(MemberPhotoRow, photo_id, with_for_update=True)
             if row is None or row.guild_id != guild_id:
                 raise PhotoNotFound("I don't remember that photo any more: it was just forgotten or pruned.")
             t = now()

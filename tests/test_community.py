@@ -85,6 +85,20 @@ async def test_votes_label_a_photo_with_its_predicted_category_and_removing_one_
         await rec.react(guild_id=GUILD, message_id=1001, user_id=ALICE, verdict=2)
 
 
+async def test_votes_cast_at_once_are_all_counted(rec) -> None:
+    res = await sure_answer(rec, message=1500, reply=1501)
+    votes = {10: 1, 11: 1, 12: 1, 13: 1, 14: -1, 15: -1}
+    await asyncio.gather(*(rec.react(guild_id=GUILD, message_id=1501, user_id=u, verdict=v) for u, v in votes.items()))
+    stats = await rec.community(guild_id=GUILD)
+    assert (stats.thumbs_up, stats.thumbs_down, stats.labelled) == (4, 2, 1)
+    assert (await rec.react(guild_id=GUILD, message_id=1501, user_id=14, verdict=-1)).label == res.prediction.category
+    await asyncio.gather(*(rec.react(guild_id=GUILD, message_id=1501, user_id=u, verdict=0) for u in (10, 11, 12)))
+    assert (await rec.community(guild_id=GUILD)).labelled == 0  # 1 up, 2 down
+    same = [rec.react(guild_id=GUILD, message_id=1501, user_id=20, verdict=v) for v in (1, -1, 1)]  # one member, at once
+    await asyncio.gather(*same)
+    assert (await rec.community(guild_id=GUILD)).thumbs_up + (await rec.community(guild_id=GUILD)).thumbs_down == 4
+
+
 async def test_a_moderator_label_wins_and_survives_reactions(rec) -> None:
     res = await sure_answer(rec, message=2000, reply=2001)
     categories = await rec.categories(guild_id=GUILD)
