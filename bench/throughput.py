@@ -1,16 +1,19 @@
 """Import throughput against its peers, measured in one run on the same files.
 
-    .venv/bin/python bench/throughput.py --model efficientnet-lite0 --items 2000
-    .venv/bin/python bench/throughput.py --model vgg16 --weights random --items 300
+    .venv/bin/python bench/throughput.py --model efficientnet-lite0 --items 1500 --precision fp32,int8
+    .venv/bin/python bench/throughput.py --model vgg16 --weights random --items 200 --precision fp32,bf16
+    .venv/bin/python bench/throughput.py --model efficientnet-lite0 --items 0 --only-import   # all 21,215: memory
 
 For the same N fashion-products photos (a seeded sample, or the bundled CC0 photos without
-../shared/data), one after another in this process:
-  1. model only, ONNX Runtime (the fast path) on pre-decoded batches: the runtime's ceiling;
-  2. model only, PyTorch eager on the same batches;
+../shared/data; --items 0: all of them), one after another in this process:
+  1. model only, on pre-decoded batches, for each --precision: the fast path's ceiling (fp32 and int8:
+     ONNX Runtime; bf16: PyTorch channels-last under bfloat16 autocast, runtime.py);
+  2. model only, PyTorch eager (float32) on the same batches;
   3. a plain PyTorch-eager loop over the files (decode, letterbox, one forward pass per batch);
-  4. `lookalike import` end to end into a fresh SQLite file (a subprocess: its own peak memory);
-and, for vgg16, the machine's float32 matrix-multiply rate, so its arithmetic limit is
-GFLOP/s / 15.5 GFLOP per 224x224 image. Prints a Markdown table with the ratios.
+  4. `lookalike import` end to end into a fresh SQLite file, for each --precision (a subprocess: its
+     own peak memory, from getrusage);
+and, for vgg16, the machine's float32 and bfloat16 matrix-multiply rates, so its arithmetic limit is
+GFLOP/s / 15.5 GFLOP per 224x224 image. Prints a Markdown table with the ratios of the same run.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import datetime
 import os
 import platform
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -36,11 +38,12 @@ VGG16_GFLOP = 15.5
 
 
 def sample(n: int, seed: int = 0) -> list[Path]:
+    """n photos (0: all of them)."""
     if (FASHION / "styles.csv").is_file():
         with (FASHION / "styles.csv").open(newline="", encoding="utf-8", errors="replace") as f:
             ids = [row["id"] for row in csv.DictReader(f) if (FASHION / "images" / f"{row['id']}.jpg").is_file()]
         random.Random(seed).shuffle(ids)
-        return [FASHION / "images" / f"{i}.jpg" for i in ids[:n]]
+        return [FASHION / "images" / f"{i}.jpg" for i in ids[: n or None]]
     demo = sorted((ROOT / "tests" / "data" / "clothing-demo" / "images").rglob("*.jpg"))
     return (demo * (n // len(demo) + 1))[:n]
 
@@ -54,22 +57,58 @@ def rate(fn, items: int, min_s: float = 3.0) -> float:
     return done / (time.perf_counter() - t0)
 
 
-def matmul_gflops() -> float:
+def matmul_gflops(dtype: str = "float32") -> float:
     import torch
 
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a, b = torch.randn(2048, 2048).to(getattr(torch, dtype)), torch.randn(2048, 2048).to(getattr(torch, dtype))
     seconds = 1 / rate(lambda: a @ b, 1, 3.0)
     return 2 * 2048**3 / seconds / 1e9
+
+
+def model_only(fast, batch) -> float:
+    import torch
+
+    with torch.inference_mode():
+        return rate(lambda: fast.net(batch), len(batch))
+
+
+def run_import(paths: list[Path], args: argparse.Namespace, precision: str, tmp: Path, cache: Path) -> tuple[float, float]:
+    """`lookalike import` of the files into a fresh SQLite file: (items/s from its summary, peak MB)."""
+    folder = tmp / "catalogue" / "items"
+    if not folder.is_dir():
+        folder.mkdir(parents=True)
+        for i, p in enumerate(paths):
+            shutil.copyfile(p, folder / f"{i}-{p.name}")
+    db = tmp / f"bench-{precision}.db"
+    cmd = [sys.executable, "-m", "bot.cli", "import", str(folder.parent), "--model", args.model, "--db", str(db)]
+    cmd += ["--no-train"] + (["--weights", args.weights] if args.weights else [])
+    env = {**os.environ, "LOOKALIKE_CACHE_DIR": str(cache), "LOOKALIKE_PRECISION": precision}
+    subprocess.run([*cmd[:3], "import", "--help"], capture_output=True, env=env)  # imports warmed on disk
+    # GNU time forks from a small process: a child forked from this one (torch and the models loaded)
+    # would report this process's resident memory as its own peak
+    with tempfile.NamedTemporaryFile("r") as peak:
+        out = subprocess.run(
+            ["/usr/bin/time", "-f", "%M", "-o", peak.name, *cmd], cwd=ROOT, capture_output=True, text=True, env=env
+        )
+        if out.returncode != 0:
+            sys.exit(out.stderr)
+        peak_mb = int(Path(peak.name).read_text().split()[-1]) / 1024
+    stdout = out.stdout
+    summary = stdout.splitlines()[0]  # "added N, ... in S s (R items/s)"
+    return float(summary.rsplit("(", 1)[1].split()[0]), peak_mb
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--weights", default=None, help="'random' for vgg16/resnet50 timing without their weights file")
-    ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--items", type=int, default=2000, help="photos (0: all)")
     ap.add_argument("--batch", type=int, default=16, help="images per forward pass in 1-3")
+    ap.add_argument("--precision", default="fp32", help="comma-separated: fp32, int8, bf16")
     ap.add_argument("--skip-import", action="store_true")
+    ap.add_argument("--only-import", action="store_true", help="only 4 (a memory run)")
     args = ap.parse_args()
+    precisions = args.precision.split(",")
 
     import torch
 
@@ -78,43 +117,31 @@ def main() -> None:
     from recommender.runtime import accelerate
 
     paths = sample(args.items)
-    eager = load_backbone(args.model, weights=args.weights)
-    with tempfile.TemporaryDirectory() as cache:
-        fast = accelerate(eager, Path(cache))
-        imgs = [load_image(p)[0] for p in paths[: args.batch]]
-        batch = eager._batch(imgs)
-        rows: list[tuple[str, float]] = []
-        with torch.inference_mode():
-            rows.append(("model only, ONNX Runtime", rate(lambda: fast.net(batch), len(imgs))))
-            rows.append(("model only, PyTorch eager", rate(lambda: eager.net(batch), len(imgs))))
+    rows: list[tuple[str, float]] = []
+    peaks: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp) / "cache"  # one export (and int8 file) per model, shared by 1 and 4
+        if not args.only_import:
+            imgs = [load_image(p)[0] for p in paths[: args.batch]]
+            for precision in precisions:
+                fast = accelerate(load_backbone(args.model, weights=args.weights), cache / "onnx", 0, precision)
+                rows.append((f"model only, {RUNTIME[precision]}", model_only(fast, fast._batch(imgs))))
+                del fast
+            eager = load_backbone(args.model, weights=args.weights)
+            rows.append(("model only, PyTorch eager", model_only(eager, eager._batch(imgs))))
 
-        def eager_loop() -> None:
-            for i in range(0, len(paths), args.batch):
-                eager.embed([load_image(p)[0] for p in paths[i : i + args.batch]])
+            def eager_loop() -> None:
+                for i in range(0, len(paths), args.batch):
+                    eager.embed([load_image(p)[0] for p in paths[i : i + args.batch]])
 
-        t0 = time.perf_counter()
-        eager_loop()
-        rows.append(("plain PyTorch-eager loop over the files", len(paths) / (time.perf_counter() - t0)))
-
-    peak_mb = None
-    if not args.skip_import:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / "catalogue" / "items"
-            folder.mkdir(parents=True)
-            for i, p in enumerate(paths):
-                shutil.copyfile(p, folder / f"{i}-{p.name}")
-            db = Path(tmp) / "bench.db"
-            cmd = [sys.executable, "-m", "bot.cli", "import", str(folder.parent), "--model", args.model, "--db", str(db)]
-            cmd += ["--no-train"] + (["--weights", args.weights] if args.weights else [])
-            env = {**os.environ, "LOOKALIKE_CACHE_DIR": str(Path(tmp) / "cache")}
-            subprocess.run([*cmd[:3], "import", "--help"], capture_output=True, env=env)  # imports warmed on disk
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
-            if out.returncode != 0:
-                sys.exit(out.stderr)
-            peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-            summary = out.stdout.splitlines()[0]  # "added N, ... in S s (R items/s)"
-            rows.append(("`lookalike import` end to end (SQLite)", float(summary.rsplit("(", 1)[1].split()[0])))
+            t0 = time.perf_counter()
+            eager_loop()
+            rows.append((EAGER_LOOP, len(paths) / (time.perf_counter() - t0)))
+            del eager
+        if not args.skip_import:
+            for precision in precisions:
+                got, peaks[precision] = run_import(paths, args, precision, Path(tmp), cache)
+                rows.append((f"`lookalike import` end to end (SQLite), {precision}", got))
 
     print(
         f"\n{args.model}, {len(paths)} photos, batch {args.batch}; {platform.node()} ({os.cpu_count()} cores), "
@@ -125,19 +152,27 @@ def main() -> None:
     for name, r in rows:
         print(f"| {name} | {r:.1f} |")
     by = dict(rows)
-    if "`lookalike import` end to end (SQLite)" in by:
-        imp = by["`lookalike import` end to end (SQLite)"]
-        print(
-            f"\nimport / ONNX model-only: {imp / by['model only, ONNX Runtime']:.0%}; "
-            f"import / plain eager loop: {imp / by['plain PyTorch-eager loop over the files']:.1f}x; "
-            f"peak memory of the import: {peak_mb:.0f} MB"
-        )
+    for precision in precisions:
+        imp = by.get(f"`lookalike import` end to end (SQLite), {precision}")
+        if imp is None:
+            continue
+        line = f"\n{precision}: peak memory of the import {peaks[precision]:.0f} MB"
+        if f"model only, {RUNTIME[precision]}" in by:
+            line += f"; import / its model-only rate: {imp / by[f'model only, {RUNTIME[precision]}']:.0%}"
+        if EAGER_LOOP in by:
+            line += f"; import / plain eager loop: {imp / by[EAGER_LOOP]:.1f}x"
+        print(line)
     if args.model.startswith("vgg16"):
-        gflops = matmul_gflops()
-        limit = gflops / VGG16_GFLOP
-        print(f"\nfloat32 matmul {gflops:.0f} GFLOP/s -> vgg16 arithmetic limit {limit:.2f} images/s")
-        for name, r in rows:
-            print(f"  {name}: {r / limit:.0%} of the limit")
+        for dtype in ("float32", "bfloat16"):
+            gflops = matmul_gflops(dtype)
+            limit = gflops / VGG16_GFLOP
+            print(f"\n{dtype} matmul {gflops:.0f} GFLOP/s -> vgg16 arithmetic limit {limit:.2f} images/s")
+            for name, r in rows:
+                print(f"  {name}: {r / limit:.0%} of the limit")
+
+
+RUNTIME = {"fp32": "ONNX Runtime fp32", "int8": "ONNX Runtime int8", "bf16": "PyTorch bf16 (channels-last)"}
+EAGER_LOOP = "plain PyTorch-eager loop over the files"
 
 
 if __name__ == "__main__":
