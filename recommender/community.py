@@ -170,12 +170,15 @@ class MemberPhotos:
         await s.execute(delete(MemberPhotoRow).where(MemberPhotoRow.catalogue_id == cid, which, MemberPhotoRow.id <= edge))
 
     async def link(
-        self, photo_ids: Sequence[int], *, guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
+        self, photo_ids: Sequence[int | None], *, guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
     ) -> int:
-        """The messages of remembered photos: photo n of the member's message is photo_ids[n - 1]."""
+        """The messages of remembered photos: photo n of the member's message is photo_ids[n - 1] (None: a
+        photo of the message that was not remembered, e.g. unreadable; it keeps its place in the count)."""
         done = 0
         async with self.session() as s, s.begin():
             for position, pid in enumerate(photo_ids, start=1):
+                if pid is None:
+                    continue
                 result = await s.execute(
                     update(MemberPhotoRow)
                     .where(MemberPhotoRow.id == pid, MemberPhotoRow.guild_id == guild_id)

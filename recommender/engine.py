@@ -203,9 +203,9 @@ class Recommender:
     # -- learning from the community (learning.py, community.py) ----------------------------------
 
     async def link_reply(
-        self, photo_ids: Sequence[int], *, guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
+        self, photo_ids: Sequence[int | None], *, guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
     ) -> None:
-        """Where remembered photos live: the member's message (photo n = photo_ids[n - 1]) and the bot's reply."""
+        """Where remembered photos live: the member's message (photo n = photo_ids[n - 1]; None: not remembered) and the reply."""
         await self.learning.link_reply(photo_ids, guild_id, channel_id, photo_message_id, reply_message_id)
 
     async def react(

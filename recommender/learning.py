@@ -46,7 +46,7 @@ class Community:
         return pid
 
     async def link_reply(
-        self, photo_ids: Sequence[int], guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
+        self, photo_ids: Sequence[int | None], guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
     ) -> None:
         await self.photos.link(
             photo_ids,
@@ -75,11 +75,12 @@ class Community:
                 "I don't remember that photo: I only remember photos I answered in this server (features, never the "
                 f"picture), the last {self.settings.member_photos_kept} of them, and none was forgotten since."
             )
-        if not 1 <= photo <= len(photos):
-            raise BadOption(
-                f"That message has {len(photos)} photo{'s' if len(photos) != 1 else ''}: photo must be 1 to {len(photos)}."
-            )
-        target = photos[photo - 1]
+        count = max(p.position for p in photos)
+        if not 1 <= photo <= count:
+            raise BadOption(f"That message has {count} photo{'s' if count != 1 else ''}: photo must be 1 to {count}.")
+        target = next((p for p in photos if p.position == photo), None)
+        if target is None:
+            raise PhotoNotFound(f"I don't remember photo {photo} of that message (I could not read it, so I did not answer it).")
         name = await self._category(target.catalogue_id, category)
         touched = await self.photos.set_label(target.id, guild_id, name, actor, labels_kept=self.settings.member_labels_kept)
         self.catalogues.labels_changed(target.catalogue_id, guild_id)

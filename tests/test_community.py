@@ -124,6 +124,27 @@ async def test_a_moderator_label_wins_and_survives_reactions(rec) -> None:
     assert back.label is None  # 0 up, 1 down
 
 
+async def test_a_message_with_several_photos_is_labelled_photo_by_photo(rec) -> None:
+    hat, shoe = demo_photos("hat")[4], demo_photos("shoes")[4]
+    first = await rec.similar(mirrored(hat), guild_id=GUILD, remember=True)
+    third = await rec.similar(mirrored(shoe), guild_id=GUILD, remember=True)
+    ids = [first.photo_id, None, third.photo_id]  # the second photo of the message was not remembered
+    await rec.link_reply(ids, guild_id=GUILD, channel_id=7, photo_message_id=1700, reply_message_id=1701)
+    assert (await rec.label_photo(guild_id=GUILD, message_id=1701, category="shoes", actor="mod", photo=3)).label == "shoes"
+    with pytest.raises(BadOption, match="photo must be 1 to 3"):
+        await rec.label_photo(guild_id=GUILD, message_id=1701, category="hat", actor="mod", photo=4)
+    with pytest.raises(PhotoNotFound, match="photo 2"):
+        await rec.label_photo(guild_id=GUILD, message_id=1701, category="hat", actor="mod", photo=2)
+    await rec.label_photo(guild_id=GUILD, message_id=1700, category="hat", actor="mod")
+    async with rec.store.session() as s:
+        rows = (
+            await s.execute(text("SELECT position, label FROM member_photos WHERE photo_message_id = 1700 ORDER BY position"))
+        ).all()
+    assert [tuple(r) for r in rows] == [(1, "hat"), (3, "shoes")]
+    fb = await rec.react(guild_id=GUILD, message_id=1701, user_id=ALICE, verdict=1)  # a vote on the reply: every photo
+    assert (fb.photos, fb.label) == (2, "hat")
+
+
 async def test_labelling_mistakes_are_sentences(rec) -> None:
     await sure_answer(rec, message=3000, reply=3001)
     with pytest.raises(BadOption, match=r"'shirtz' is not one of this catalogue's categories.*'shirt'"):
