@@ -180,13 +180,13 @@ class Recommender:
         if decision is not None:  # the head's order: the category prior weighs in
             hits = [hits[i] for i in decision.order]
         hits = hits[:k]
-        items = await self.store.items_by_pk([h.pk for h in hits])
-        matches = [Match(items[h.pk], h.score) for h in hits if h.pk in items]
         nothing = decision is not None and decision.nothing_like_this
-        photo_id = None
-        if remember and item_id is None:  # no product at all ("nothing like this") leaves the domain state alone
-            predicted = None if decision is None else decision.prediction.category
-            photo_id = await self.learning.remember(cid, guild_id, vec, predicted, adapt=not nothing)
+        predicted = None if decision is None else decision.prediction.category
+        remembering = (  # while the items are read; no product at all ("nothing like this") leaves the domain state alone
+            self.learning.remember(cid, guild_id, vec, predicted, adapt=not nothing) if remember and item_id is None else None
+        )
+        items, photo_id = await asyncio.gather(self.store.items_by_pk([h.pk for h in hits]), remembering or asyncio.sleep(0))
+        matches = [Match(items[h.pk], h.score) for h in hits if h.pk in items]
         return SimilarResult(matches, None if decision is None else decision.prediction, cid, nothing, photo_id)
 
     async def classify(self, image: Any, *, guild_id: int = DEFAULT_GUILD) -> Classification:
