@@ -31,6 +31,7 @@ class Community:
         self.store = store
         self.settings = settings
         self.model = catalogues.model
+        self._categories: dict[int, tuple[str | None, list[str]]] = {}  # catalogue -> (its index fingerprint, names)
 
     async def remember(self, cid: int, guild_id: int, vector: np.ndarray, predicted: str | None, *, adapt: bool) -> int | None:
         """Remember an answered photo (its vector only); adapt: it also moves the catalogue's domain state.
@@ -97,8 +98,14 @@ class Community:
         raise BadOption(f"{category.strip()!r} is not one of this catalogue's categories.{hint}")
 
     async def categories(self, guild_id: int) -> list[str]:
+        """The catalogue's categories, read again only when the catalogue changed (autocomplete asks per keystroke)."""
         cid = await self.catalogues.catalogue_for(guild_id)
-        return sorted(await self.store.category_counts(cid), key=str.lower)
+        await self.catalogues.index(cid)
+        fingerprint = self.catalogues.state(cid).fingerprint
+        known = self._categories.get(cid)
+        if known is None or known[0] != fingerprint:
+            known = self._categories[cid] = (fingerprint, sorted(await self.store.category_counts(cid), key=str.lower))
+        return list(known[1])
 
     async def stats(self, guild_id: int) -> CommunityStats:
         counts = await self.photos.counts(guild_id)

@@ -22,7 +22,7 @@ from sqlalchemy import inspect, text
 from recommender.adapt import MIN_COUNT
 from recommender.errors import BadOption, PhotoNotFound
 
-from helpers import DEMO, PYTHON, ROOT, demo_db, demo_photos, open_rec
+from helpers import DEMO, DEMO_CATEGORIES, PYTHON, ROOT, demo_db, demo_photos, open_rec
 
 GUILD, OTHER = 111, 222  # two servers that search the shared default catalogue
 MOD, ALICE, BOB, CAROL = 1, 2, 3, 4
@@ -136,6 +136,9 @@ async def test_a_message_with_several_photos_is_labelled_photo_by_photo(rec) -> 
     with pytest.raises(PhotoNotFound, match="photo 2"):
         await rec.label_photo(guild_id=GUILD, message_id=1701, category="hat", actor="mod", photo=2)
     await rec.label_photo(guild_id=GUILD, message_id=1700, category="hat", actor="mod")
+    assert await rec.categories(guild_id=GUILD) == sorted(DEMO_CATEGORIES, key=str.lower)
+    await rec.edit_item(f"hat/{hat.stem}", {"category": "Caps"}, guild_id=0, actor="mod")  # seen at once
+    assert "Caps" in await rec.categories(guild_id=GUILD)
     async with rec.store.session() as s:
         rows = (
             await s.execute(text("SELECT position, label FROM member_photos WHERE photo_message_id = 1700 ORDER BY position"))
