@@ -78,6 +78,27 @@ class Batcher(Generic[T, R]):
             self._changed.notify_all()
         return await fut
 
+    async def submit_many(self, items: Sequence[T]) -> list[R]:
+        """Bulk: queue several items at once (one wake-up of the worker, not one per item), behind
+        interactive queries, waiting for room, never Busy; their results in order."""
+        self._ensure_worker()
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
+        pending = list(zip(items, futures))
+        try:
+            while pending:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: len(self._slow) < self.max_queue)
+                    room = self.max_queue - len(self._slow)
+                    self._slow.extend(pending[:room])
+                    pending = pending[room:]
+                    self._changed.notify_all()
+            return list(await asyncio.gather(*futures))
+        except BaseException:
+            for f in futures:  # queued ones are skipped by the worker
+                f.cancel()
+            raise
+
     async def _take_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
         batch: list[tuple[T, asyncio.Future[R]]] = []
         try:

@@ -16,6 +16,7 @@ and decoded images are small (`decode_side`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -27,7 +28,7 @@ import numpy as np
 from .catalogues import Catalogues
 from .embedder import Embedder
 from .errors import BadImage, BadOption, RecommenderError
-from .records import ImportRecord, ImportSummary, ItemFields, NewItem, NotModified
+from .records import ImportRecord, ImportSummary, NewItem, NotModified
 from .store import Store
 from .urls import is_web_url
 
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 ProgressFn = Callable[[int, "int | None", ImportSummary], None]
 FetchFn = Callable[[str, "str | None"], Awaitable["bytes | NotModified"]]  # (url, hash the item has now)
 READERS_PER_WORKER = 2
+GROUP = 8  # local images per trip to the pool and per call to the batcher
 
 
 class BulkImporter:
@@ -61,17 +63,32 @@ class BulkImporter:
         readers = asyncio.Semaphore(READERS_PER_WORKER * self.embedder.workers)
         t0 = time.perf_counter()
         it = iter(records)
+        loop = asyncio.get_running_loop()
+        embedding: list[asyncio.Task[tuple[list[NewItem], list[tuple[str, str, str]]]]] = []
         writing: asyncio.Task[None] | None = None
+
+        async def write_next() -> None:  # the oldest chunk in flight, once embedded; batches commit in order
+            nonlocal writing
+            ready, failed = await embedding[0]  # still listed while awaited: cancelled with the others
+            embedding.pop(0)
+            if writing is not None:
+                await writing
+            writing = loop.create_task(self._write(ready, failed, guild_id, actor, summary))
+            writing.add_done_callback(lambda _t: _report(progress, total, summary, t0))
+
         try:
-            while chunk := list(itertools.islice(it, batch)):
-                ready, failed = await self._embed(chunk, guild_id, fetch, readers)
-                if writing is not None:
-                    await writing  # batches commit in order, one at a time
-                writing = asyncio.get_running_loop().create_task(self._write(ready, failed, guild_id, actor, summary))
-                writing.add_done_callback(lambda _t: _report(progress, total, summary, t0))
+            for chunk in iter(lambda: list(itertools.islice(it, batch)), []):
+                embedding.append(loop.create_task(self._embed(chunk, guild_id, fetch, readers)))
+                if len(embedding) == 2:  # two chunks in flight: the next one decodes while this one's tail is embedded
+                    await write_next()
+            while embedding:
+                await write_next()
             if writing is not None:
                 await writing
         finally:
+            for task in embedding:
+                task.cancel()
+            await asyncio.gather(*embedding, return_exceptions=True)
             if writing is not None and not writing.done():
                 await asyncio.gather(writing, return_exceptions=True)  # never leave a batch half-handled
         summary.seconds = time.perf_counter() - t0
@@ -95,28 +112,56 @@ class BulkImporter:
         failed = [(r.item_id, r.where, r.error or "no item fields") for r in chunk if r.error is not None or r.fields is None]
         known = await self.store.known_hashes(cid, [r.item_id for r, _ in good], self.embedder.model)
 
-        async def one(rec: ImportRecord, fields: ItemFields) -> NewItem:
-            async with readers:
-                have = known.get(rec.item_id)
-                src = await self._source(rec, fetch, have)
-                if isinstance(src, NotModified):  # the web image is still the one the item has
-                    return NewItem(fields, None, src.digest, None)
-                digest, prepared = await self.embedder.cpu(self.embedder.prepare_new, src, have)
-            if prepared is None:  # same picture: update fields only, no decode, no model
-                return NewItem(fields, None, digest, None)
-            x, thumb = prepared
-            vec: np.ndarray = await self.embedder.embed_bulk(x)
-            return NewItem(fields, thumb, digest, vec)
+        web = {i for i, (r, _) in enumerate(good) if isinstance(r.image, str) and is_web_url(r.image)}
+        local = [i for i in range(len(good)) if i not in web]
+        groups = [[i] for i in sorted(web)] + [local[k : k + GROUP] for k in range(0, len(local), GROUP)]
+        slots: list[NewItem | BaseException | None] = [None] * len(good)
 
-        outcomes = await asyncio.gather(*(one(r, f) for r, f in good), return_exceptions=True)
-        ready = []
-        for (rec, _), got in zip(good, outcomes):
-            if isinstance(got, NewItem):
-                ready.append(got)
-            elif isinstance(got, asyncio.CancelledError):
+        async def run_group(idx: list[int]) -> None:
+            """Read, hash, decode and prepare the group's items in one trip to the pool, then queue their
+            inputs for the model together. A web image is fetched first (one per group, `readers` at once)."""
+            jobs: list[tuple[Any, str | None]] = []
+            async with readers if len(idx) == 1 else contextlib.nullcontext():
+                for i in idx:
+                    rec, fields = good[i]
+                    have = known.get(rec.item_id)
+                    try:
+                        src = await self._source(rec, fetch, have)
+                    except RecommenderError as e:
+                        slots[i] = e
+                        continue
+                    if isinstance(src, NotModified):  # the web image is still the one the item has
+                        slots[i] = NewItem(fields, None, src.digest, None)
+                    else:
+                        jobs.append((src, have))
+                todo = [i for i in idx if slots[i] is None]
+                prepared = await self.embedder.cpu(self.embedder.prepare_many, jobs) if jobs else []
+            inputs: list[tuple[int, str, np.ndarray, bytes]] = []
+            for i, got in zip(todo, prepared):
+                if isinstance(got, Exception):
+                    slots[i] = got
+                elif got[1] is None:  # same picture: update fields only, no decode, no model
+                    slots[i] = NewItem(good[i][1], None, got[0], None)
+                else:
+                    inputs.append((i, got[0], *got[1]))
+            if inputs:
+                vectors = await self.embedder.embed_bulk_many([x for _, _, x, _ in inputs])
+                for (i, digest, _, thumb), vec in zip(inputs, vectors):
+                    slots[i] = NewItem(good[i][1], thumb, digest, vec)
+
+        done = await asyncio.gather(*(run_group(g) for g in groups), return_exceptions=True)
+        for g, got in zip(groups, done):
+            if isinstance(got, asyncio.CancelledError):
                 raise got
+            for i in g:
+                if isinstance(got, BaseException) and slots[i] is None:
+                    slots[i] = got
+        ready = []
+        for (rec, _), item in zip(good, slots):
+            if isinstance(item, NewItem):
+                ready.append(item)
             else:
-                failed.append((rec.item_id, rec.where, _reason(got)))
+                failed.append((rec.item_id, rec.where, _reason(item or RuntimeError("not embedded"))))
         return ready, failed
 
     async def _source(self, rec: ImportRecord, fetch: FetchFn | None, known: str | None) -> Any:

@@ -88,6 +88,17 @@ class Embedder:
         del data
         return digest, (self.backbone.prepare(img), images.make_thumbnail(img, self.thumbnail_side))
 
+    def prepare_many(self, jobs: list[tuple[Any, str | None]]) -> list[tuple[str, tuple[np.ndarray, bytes] | None] | Exception]:
+        """`prepare_new` for several (source, known hash) in one trip to the pool; a failure is returned
+        in its item's place."""
+        out: list[tuple[str, tuple[np.ndarray, bytes] | None] | Exception] = []
+        for source, known in jobs:
+            try:
+                out.append(self.prepare_new(source, known))
+            except Exception as e:
+                out.append(e)
+        return out
+
     # -- async ------------------------------------------------------------------------------------
 
     def _decode_input(self, source: Any) -> tuple[np.ndarray, str]:
@@ -107,7 +118,11 @@ class Embedder:
     async def embed_views(self, imgs: list[Image.Image]) -> list[np.ndarray]:
         """Bulk, several at once (a head's member-like views): behind interactive queries."""
         inputs = await self.cpu(lambda: [self.backbone.prepare(img) for img in imgs])
-        return list(await asyncio.gather(*(self.embed_bulk(x) for x in inputs)))
+        return await self.embed_bulk_many(inputs)
+
+    async def embed_bulk_many(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Several inputs made by prepare(), queued at once behind interactive queries."""
+        return await self._batcher.submit_many(inputs)
 
     async def embed_bulk(self, x: np.ndarray) -> np.ndarray:
         """For imports (x from prepare()): queued behind interactive queries; waits for room, never Busy."""
