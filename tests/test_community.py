@@ -235,13 +235,25 @@ async def test_the_head_learns_the_guilds_labels_and_survives_a_restart(db: str,
     finally:
         await rec.close()
     caplog.clear()
-    rec = await open_rec(db, retrain_delay_s=0.05, head_views=16)
+    rec = await open_rec(db, retrain_delay_s=60, head_views=16)
     try:
         head = await rec.catalogues.head(guild)
         assert head.info.get("members") == 1
         assert not any("head (" in r.getMessage() for r in caplog.records)  # loaded, not fitted again
         assert rec.catalogues.state(guild).retrain_timer is None
         assert (await rec.community(guild_id=guild)).adapted_on == adapted
+        await answer(rec, demo_photos("hat")[1], guild=guild, message=7100, reply=7101)
+        await rec.label_photo(guild_id=guild, message_id=7101, category="hat", actor="mod")
+        assert rec.catalogues.state(guild).retrain_timer is not None  # due in 60 s: the process stops first
+    finally:
+        await rec.close()
+    rec = await open_rec(db, retrain_delay_s=0.05, head_views=16)
+    try:  # a label given since the head was saved: the saved head answers, and a refit with it follows
+        assert (await rec.catalogues.head(guild)).info.get("members") == 1
+        refit = rec.catalogues.state(guild).retrain_timer
+        assert refit is not None
+        await refit
+        assert (await rec.catalogues.head(guild)).info.get("members") == 2
     finally:
         await rec.close()
 
