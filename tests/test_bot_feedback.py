@@ -195,3 +195,20 @@ async def test_forget_photos_deletes_what_the_server_taught(make_harness: MakeHa
     await asyncio.sleep(0.3)
     assert (await community(h, lambda s: True)).thumbs_up == 0
     h.assert_clean()
+
+
+async def test_photo_n_of_a_message_stays_photo_n_when_an_earlier_one_cannot_be_read(make_harness: MakeHarness) -> None:
+    h = await make_harness(settings=SURE)
+    bad = ("first.jpg", b"\xff\xd8\xff\xe0" + b"\x00" * 3000, "image/jpeg")
+    msg = await h.post(h.alice, [bad, jpeg(held_out("shoes")[0])])
+    reply = await h.reply_to(msg)
+    await h.settled()
+    assert "first.jpg" in reply.content  # the unreadable photo is named in the reply
+    await community(h, lambda s: s.remembered == 1)
+
+    first = await h.slash(h.owner, "catalog label", {"message": h.link(msg), "category": "hat", "photo": 1})
+    assert first.original is not None and "labelled" not in first.original.content  # photo 1 was never remembered
+    second = await h.slash(h.owner, "catalog label", {"message": h.link(msg), "category": "hat", "photo": 2})
+    assert second.original is not None and "now labelled **hat**" in second.original.content
+    await community(h, lambda s: s.labelled == 1 and s.by_moderators == 1)
+    h.assert_clean()

@@ -80,7 +80,7 @@ class Photos(commands.Cog):
         answer = await similar_reply(self.bot, searches, notes=notes, rich=embed, votes=True)
         reply = answer.reply if attach else answer.reply.without_files()
         sent = await self._reply(message, **reply.send_kwargs())
-        if sent is None or not answer.photo_ids:
+        if sent is None or all(p is None for p in answer.photo_ids):
             return
         try:
             await self.bot.rec.link_reply(

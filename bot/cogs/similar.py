@@ -40,7 +40,7 @@ class Similar(commands.Cog):
         perms = interaction.app_permissions
         answer = await similar_reply(self.bot, [(label, label, search)], rich=perms.embed_links, raise_errors=True, votes=photo)
         sent = await respond(interaction, answer.reply)
-        if sent is None or not answer.photo_ids:
+        if sent is None or all(p is None for p in answer.photo_ids):
             return
         try:  # the answer is both the "photo message" and the reply: votes go on it
             await self.bot.rec.link_reply(

@@ -36,11 +36,7 @@ class Answer:
 
     reply: render.Reply
     results: list[SimilarResult]
-
-    @property
-    def photo_ids(self) -> list[int]:
-        """The remembered member photos this reply answers (searches made with remember=True)."""
-        return [r.photo_id for r in self.results if r.photo_id is not None]
+    photo_ids: list[int | None]  # one per search, in order (None: failed or not remembered): photo n stays photo n
 
     @property
     def asks_for_votes(self) -> bool:
@@ -64,7 +60,9 @@ async def similar_reply(
     outcomes = await asyncio.gather(*(s for _, _, s in searches), return_exceptions=True)
     queries: list[render.Query] = []
     problems: list[str] = []
+    photo_ids: list[int | None] = []
     for (label, name, _), outcome in zip(searches, outcomes):
+        photo_ids.append(outcome.photo_id if isinstance(outcome, SimilarResult) else None)
         if isinstance(outcome, SimilarResult):
             queries.append(render.Query(label, outcome))
             continue
@@ -88,4 +86,4 @@ async def similar_reply(
         cell=bot.options.grid_cell,
         rich=rich,
     )
-    return Answer(reply, results)
+    return Answer(reply, results, photo_ids)
