@@ -54,6 +54,7 @@ class Backbone:
     pretrained: bool
     # the last convolutional maps, (n, 3, s, s) -> (n, C, h, w), where `net` is their global average (else None)
     trunk: Any = None
+    lanes: int = 1  # forward passes that may run at once, each on its own thread (runtime.py decides)
 
     def _batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
         import torch
@@ -128,8 +129,8 @@ def _to_input(img: Image.Image, size: int) -> np.ndarray:
     return x
 
 
-_SCALE = (1.0 / (255.0 * np.array(IMAGENET_STD, dtype=np.float32))).reshape(3, 1, 1)  # (v / 255 - mean) / std
-_SHIFT = (-np.array(IMAGENET_MEAN, dtype=np.float32) / np.array(IMAGENET_STD, dtype=np.float32)).reshape(3, 1, 1)
+_SCALE: np.ndarray = (1.0 / (255.0 * np.array(IMAGENET_STD, dtype=np.float32))).reshape(3, 1, 1)  # (v / 255 - mean) / std
+_SHIFT: np.ndarray = (-np.array(IMAGENET_MEAN, dtype=np.float32) / np.array(IMAGENET_STD, dtype=np.float32)).reshape(3, 1, 1)
 
 
 # -- weights ------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Callers `await batcher.submit(x)`; one worker task takes up to `max_batch` waiting requests (waiting
 up to `max_wait_s` for company), runs `fn(batch)` on the model's executor (so the event loop never
-blocks) and hands each caller its own result.
+blocks) and hands each caller its own result. With `lanes` > 1, that many batches run at once (one
+per core, each runtime on one thread: no two threads of one forward pass wait for each other while
+the decoding threads take a core), and waiting requests are shared out among the free lanes.
 
 Two queues, each bounded by `max_queue`: interactive requests (a member's photo) and bulk ones (an
 import, `wait=True`). A batch takes interactive requests first, so a photo never waits behind a
@@ -38,6 +40,7 @@ class Batcher(Generic[T, R]):
         max_wait_s: float = 0.01,
         max_queue: int = 64,
         put_timeout_s: float = 5.0,
+        lanes: int = 1,
     ) -> None:
         self._fn = fn
         self._executor = executor
@@ -45,6 +48,8 @@ class Batcher(Generic[T, R]):
         self.max_wait_s = max_wait_s
         self.put_timeout_s = put_timeout_s
         self.max_queue = max_queue
+        self.lanes = lanes  # forward passes at once (the executor needs as many threads)
+        self._serving: set[asyncio.Task[None]] = set()
         self._fast: deque[tuple[T, asyncio.Future[R]]] = deque()  # interactive
         self._slow: deque[tuple[T, asyncio.Future[R]]] = deque()  # bulk
         self._changed = asyncio.Condition()
@@ -100,16 +105,20 @@ class Batcher(Generic[T, R]):
             raise
 
     async def _take_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
+        """Up to max_batch waiting requests, waiting up to max_wait_s for company. With several lanes
+        the waiting requests are shared out among them at once (20 photos, 2 lanes: 10 and 10, not 16
+        and 4), without waiting: a free core is worth more than a fuller batch."""
         batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             async with self._changed:
                 await self._changed.wait_for(lambda: bool(self._fast or self._slow))
-                deadline = time.monotonic() + self.max_wait_s
+                cap = self.max_batch if self.lanes == 1 else min(self.max_batch, -(-self.pending // self.lanes))
+                deadline = time.monotonic() + (self.max_wait_s if self.lanes == 1 else 0.0)
                 while True:
-                    while len(batch) < self.max_batch and (self._fast or self._slow):
+                    while len(batch) < cap and (self._fast or self._slow):
                         batch.append((self._fast or self._slow).popleft())
                     left = deadline - time.monotonic()
-                    if len(batch) >= self.max_batch or left <= 0:
+                    if len(batch) >= cap or left <= 0:
                         break
                     try:
                         await asyncio.wait_for(self._changed.wait_for(lambda: bool(self._fast or self._slow)), left)
@@ -124,29 +133,51 @@ class Batcher(Generic[T, R]):
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            batch = await self._take_batch()
-            live = [(x, f) for x, f in batch if not f.cancelled()]
-            if not live:
-                continue
-            try:
-                results = await loop.run_in_executor(self._executor, self._fn, [x for x, _ in live])
-            except asyncio.CancelledError:
-                for _, f in live:
-                    if not f.done():
-                        f.cancel()
-                raise
-            except Exception as e:  # hand the error to every caller in the batch
-                log.exception("batch of %d failed", len(live))
-                for _, f in live:
-                    if not f.done():
-                        f.set_exception(e)
-                continue
-            self.batches += 1
-            self.items += len(live)
-            for (_, f), r in zip(live, results):
+        lanes = asyncio.Semaphore(self.lanes)
+        try:
+            while True:
+                await lanes.acquire()
+                try:
+                    batch = await self._take_batch()
+                except BaseException:
+                    lanes.release()
+                    raise
+                live = [(x, f) for x, f in batch if not f.cancelled()]
+                if not live:
+                    lanes.release()
+                    continue
+                task = loop.create_task(self._serve(live))
+                self._serving.add(task)
+
+                def done(t: asyncio.Task[None]) -> None:
+                    self._serving.discard(t)
+                    lanes.release()
+
+                task.add_done_callback(done)
+        finally:
+            for task in list(self._serving):
+                task.cancel()
+
+    async def _serve(self, live: list[tuple[T, asyncio.Future[R]]]) -> None:
+        """One forward pass on the model's executor; each caller gets its own result (or the error)."""
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self._executor, self._fn, [x for x, _ in live])
+        except asyncio.CancelledError:
+            for _, f in live:
                 if not f.done():
-                    f.set_result(r)
+                    f.cancel()
+            raise
+        except Exception as e:  # hand the error to every caller in the batch
+            log.exception("batch of %d failed", len(live))
+            for _, f in live:
+                if not f.done():
+                    f.set_exception(e)
+            return
+        self.batches += 1
+        self.items += len(live)
+        for (_, f), r in zip(live, results):
+            if not f.done():
+                f.set_result(r)
 
     async def close(self) -> None:
         """Stop the worker; callers still waiting get CancelledError."""
@@ -156,6 +187,7 @@ class Batcher(Generic[T, R]):
                 await self._worker
             except (asyncio.CancelledError, Exception):
                 pass
+        await asyncio.gather(*self._serving, return_exceptions=True)
         for queue in (self._fast, self._slow):
             while queue:
                 _, f = queue.popleft()

@@ -1,8 +1,9 @@
 """The embedder: the process's one backbone and everything that feeds it.
 
 Owns the image limits, the bounded thread pool that decodes (and that the rest of the recommender
-borrows for search and other CPU work), and the single model thread behind the micro-batcher, so
-requests that arrive together share one forward pass. The event loop only awaits.
+borrows for search and other CPU work), and the model's thread behind the micro-batcher (one per
+core for light models, `Backbone.lanes`, each running its own batch), so requests that arrive
+together share one forward pass. The event loop only awaits.
 
 Interactive queries (`embed`, `embed_input`) go first and get `Busy` when their queue stays full;
 bulk work (`embed_bulk`) queues behind them and waits for room.
@@ -38,13 +39,14 @@ class Embedder:
         self.thumbnail_side = settings.thumbnail_side
         self.workers = settings.workers
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="lookalike-cpu")
-        self._model_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-model")
+        self._model_pool = ThreadPoolExecutor(backbone.lanes, thread_name_prefix="lookalike-model")
         self._batcher: Batcher[np.ndarray, np.ndarray] = Batcher(
             lambda batch: list(backbone.embed_prepared(batch)),
             self._model_pool,
             max_batch=settings.batch_size,
             max_wait_s=settings.batch_wait_ms / 1000,
             max_queue=settings.queue_size,
+            lanes=backbone.lanes,
         )
 
     async def close(self) -> None:
