@@ -187,3 +187,38 @@ async def test_an_interactive_request_goes_before_queued_bulk_work(executor) -> 
         await asyncio.gather(*bulk)
     finally:
         await b.close()
+
+
+async def test_lanes_run_batches_at_once_and_share_a_burst_out() -> None:
+    """With two lanes, two forward passes run at once (one per core), a burst is split evenly between
+    them rather than 16 + 4, and bulk work queued in one go comes back in order."""
+    net = backbone("tiny")
+    running, most, sizes = 0, 0, []
+    lock = threading.Lock()
+
+    def embed(batch):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            sizes.append(len(batch))
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return net.embed(batch)
+
+    pool = ThreadPoolExecutor(2, thread_name_prefix="test-lanes")
+    b = Batcher(embed, pool, max_batch=16, max_wait_s=0.05, lanes=2)
+    imgs = photos(20)
+    try:
+        await b.submit(imgs[0])  # the worker is up
+        sizes.clear()
+        burst = await asyncio.gather(*(b.submit(im) for im in imgs))
+        assert most == 2 and max(sizes) <= 10 and sum(sizes) == 20
+        bulk = await b.submit_many(imgs)
+    finally:
+        await b.close()
+        pool.shutdown(wait=True)
+    alone = net.embed(imgs)
+    for got, want in zip([*burst, *bulk], [*alone, *alone]):
+        assert np.allclose(got, want, atol=1e-5)
