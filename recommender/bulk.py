@@ -5,12 +5,14 @@ decoded nor embedded again, and a crash loses at most the batch in flight. Compo
 the store and the catalogues, through their public methods only. It never retrains: the caller
 decides when (the CLI right away, the bot in the background).
 
-A pipeline that keeps both cores busy: each record is read, hashed, decoded and made into the network's
-input and a thumbnail in one trip to the pool (`Embedder.prepare_new`), and goes to the model as soon
-as it is ready, so decoding overlaps the forward passes, and a batch is written while the next one is
-being embedded. Memory stays flat whatever the batch size: at most
-`READERS_PER_WORKER` x workers source files are held undecoded at once (each within the byte limit),
-and decoded images are small (`decode_side`).
+A pipeline that keeps both cores busy: local images go to the pool `GROUP` at a time, where each is
+read, hashed, decoded and made into the network's input and a thumbnail in one pass
+(`Embedder.prepare_many`), and each group goes to the model as soon as it is ready (one call to the
+batcher), so decoding overlaps the forward passes; two chunks are in flight, so the next one decodes
+while this one's last batch is embedded, and a batch is written while the next one is being
+embedded. Memory stays flat whatever the catalogue's size: a pool thread holds one undecoded file at
+a time, at most `READERS_PER_WORKER` x workers web images are fetched at once (each within the byte
+limit), and decoded images are small (`decode_side`).
 """
 
 from __future__ import annotations
