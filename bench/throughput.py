@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FASHION = ROOT.parent / "shared" / "data" / "fashion-products"
@@ -90,6 +92,19 @@ def model_only(fast, batch) -> float:
     return sum(counts) / (time.perf_counter() - t0)
 
 
+def agree(fast, imgs) -> tuple[float, float]:
+    """(mean, least) cosine between the fast path's vectors and its own PyTorch float32 module's."""
+    import torch
+
+    got = np.concatenate([fast.embed(imgs[i : i + 16]) for i in range(0, len(imgs), 16)])
+    with torch.inference_mode():
+        want = np.concatenate(
+            [fast.net.module(fast._batch(imgs[i : i + 16])).float().flatten(1).numpy() for i in range(0, len(imgs), 16)]
+        )
+    cos = (got * want).sum(1) / np.linalg.norm(want, axis=1)
+    return float(cos.mean()), float(cos.min())
+
+
 def run_import(paths: list[Path], args: argparse.Namespace, precision: str, tmp: Path, cache: Path) -> tuple[float, float]:
     """`lookalike import` of the files into a fresh SQLite file: (items/s from its summary, peak MB)."""
     folder = tmp / "catalogue" / "items"
@@ -137,6 +152,7 @@ def main() -> None:
     paths = sample(args.items)
     rows: list[tuple[str, float]] = []
     peaks: dict[str, float] = {}
+    agreement: dict[str, tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"  # one export (and int8 file) per model, shared by 1 and 4
         if not args.only_import:
@@ -144,6 +160,8 @@ def main() -> None:
             for precision in precisions:
                 fast = accelerate(load_backbone(args.model, weights=args.weights), cache / "onnx", 0, precision)
                 rows.append((f"model only, {RUNTIME[precision]}{LANES[fast.lanes > 1]}", model_only(fast, fast._batch(imgs))))
+                if precision != "fp32":
+                    agreement[precision] = agree(fast, [load_image(p)[0] for p in paths[:48]])
                 if fast.lanes > 1:  # the other way to use the cores, so the ceiling is the better of the two
                     other = accelerate(load_backbone(args.model, weights=args.weights), cache / "onnx", cores(), precision)
                     rows.append((f"model only, {RUNTIME[precision]}{LANES[False]}", model_only(other, other._batch(imgs))))
@@ -185,6 +203,10 @@ def main() -> None:
         if EAGER_LOOP in by:
             line += f"; import / plain eager loop: {imp / by[EAGER_LOOP]:.1f}x"
         print(line)
+    for precision, (mean, least) in agreement.items():
+        print(
+            f"\n{precision}: cosine of its vectors to PyTorch float32's on {min(48, len(paths))} photos: mean {mean:.4f}, least {least:.4f}"
+        )
     if args.model.startswith("vgg16"):
         for dtype in ("float32", "bfloat16"):
             gflops = matmul_gflops(dtype)
