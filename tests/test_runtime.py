@@ -110,7 +110,7 @@ def test_a_runtime_that_disagrees_with_pytorch_is_dropped(tmp_path: Path, caplog
 def test_without_onnxruntime_pytorch_serves_and_importing_loads_nothing_heavy() -> None:
     code = (
         "import sys; sys.modules['onnxruntime'] = None\n"
-        "import recommender.runtime as r\n"
+        "import recommender.runtime as r, recommender.quantize\n"
         "assert 'torch' not in sys.modules and 'onnx' not in sys.modules\n"
         "from recommender.backbones import load_backbone\n"
         "b = load_backbone('tiny'); assert r.accelerate(b) is b\n"
