@@ -54,6 +54,7 @@ class Settings:
     member_photos_kept: int = 2000  # unlabelled member photos (features only) remembered per catalogue, newest first
     member_labels_kept: int = 5000  # labelled member photos kept per catalogue (the oldest dropped first)
     adaptation: bool = False  # align members' photos with the catalogue's domain (adapt.py) before search
+    remember_photos: bool = True  # keep members' answered photos as features for votes and labels (off: nothing kept)
     extra: Mapping[str, Any] = field(default_factory=dict)  # bot options ride along here
 
     def replace(self, **changes: Any) -> Settings:

@@ -154,7 +154,8 @@ class Recommender:
         remember: bool = False,
     ) -> SimilarResult:
         """The k catalogue items most like an image (or like a catalogue item), and the predicted category.
-        remember: keep a member's photo as its vector (never the picture) for votes and labels (link_reply)."""
+        remember: keep a member's photo as its vector (never the picture) for votes and labels (link_reply),
+        unless the remember_photos setting is off."""
         k = check_k(self.settings.k if k is None else k)
         if min_price is not None and max_price is not None and min_price > max_price:
             raise BadOption("The minimum price is above the maximum price.")
@@ -182,8 +183,9 @@ class Recommender:
         hits = hits[:k]
         nothing = decision is not None and decision.nothing_like_this
         predicted = None if decision is None else decision.prediction.category
+        remember = remember and item_id is None and self.settings.remember_photos
         remembering = (  # while the items are read; no product at all ("nothing like this") leaves the domain state alone
-            self.learning.remember(cid, guild_id, vec, predicted, adapt=not nothing) if remember and item_id is None else None
+            self.learning.remember(cid, guild_id, vec, predicted, adapt=not nothing) if remember else None
         )
         items, photo_id = await asyncio.gather(self.store.items_by_pk([h.pk for h in hits]), remembering or asyncio.sleep(0))
         matches = [Match(items[h.pk], h.score) for h in hits if h.pk in items]

@@ -212,3 +212,17 @@ async def test_photo_n_of_a_message_stays_photo_n_when_an_earlier_one_cannot_be_
     assert second.original is not None and "now labelled **hat**" in second.original.content
     await community(h, lambda s: s.labelled == 1 and s.by_moderators == 1)
     h.assert_clean()
+
+
+async def test_with_remember_photos_off_nothing_is_kept_and_no_vote_is_asked_for(make_harness: MakeHarness) -> None:
+    h = await make_harness(settings={**SURE, "remember_photos": False})
+    msg, reply = await answered(h, h.alice, held_out("shoes")[0])
+    assert predicted(reply) in CATEGORIES  # still answered, with a category
+    assert INVITE not in reply.content and not reply.reactions
+    await h.react(h.bob, reply, UP)
+    assert h.rec is not None
+    stats = await h.rec.community(guild_id=h.guild.id)
+    assert (stats.remembered, stats.thumbs_up, stats.labelled) == (0, 0, 0)
+    refused = await h.slash(h.owner, "catalog label", {"message": h.link(msg), "category": "hat"})
+    assert refused.original is not None and "don't remember" in refused.original.content
+    h.assert_clean()

@@ -74,7 +74,7 @@ async def similar_reply(
             log.error("unexpected error for %s", name, exc_info=outcome)
             problems.append(f"⚠️ **{render.plain(name, 60)}**: sorry, something went wrong with this one.")
     results = [q.result for q in queries]
-    if votes and asks_for_votes(results):
+    if votes and asks_for_votes(results) and any(p is not None for p in photo_ids):  # votes need a remembered photo
         notes = [*notes, INVITE]
     thumbs = await bot.rec.thumbnails([m.item.pk for q in queries for m in q.result.matches])
     reply = await asyncio.to_thread(
