@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -33,6 +34,7 @@ from .schema import AuditRow, ClassifierRow, EmbeddingRow, GuildSettingsRow, Ite
 
 log = logging.getLogger(__name__)
 _SLICE = 2000  # rows per slice of a streamed bulk read
+UPSERT_ATTEMPTS = 8  # an import's batch read again after a concurrent writer inserted some of its ids
 
 
 def migrate(db: str | Path, revision: str = "head") -> None:
@@ -132,13 +134,15 @@ class Store:
 
         With replace=False an existing id raises DuplicateItem (moderators adding by hand). With
         `audit`, each item's audit entry is written in the same transaction."""
-        for attempt in range(3):
+        for attempt in range(UPSERT_ATTEMPTS):
             try:
                 return await self._upsert(guild_id, items, model, actor, replace, audit)
             except IntegrityError:  # a concurrent writer added the same id between our read and insert
-                if not replace or attempt == 2:
+                if not replace or attempt == UPSERT_ATTEMPTS - 1:
                     raise DuplicateItem("An item with that id was just added to this catalogue; try again.") from None
-                # an import: read again (the other writer's rows are visible now) and update them
+                # an import: read again (the other writer's rows are visible now) and update them; a short,
+                # growing, random pause lets two imports of one catalogue stop colliding batch after batch
+                await asyncio.sleep(random.uniform(0, 0.02 * (attempt + 1)))
         raise AssertionError("unreachable")
 
     async def _upsert(
