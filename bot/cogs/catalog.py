@@ -23,10 +23,9 @@ from recommender.urls import check_url
 from .. import render, render_community, render_feeds
 from .utils.attachments import read_attachment
 from .utils.checks import actor, require_moderator
-from .utils.errors import token_expired
 from .utils.feeds import FORMATS, LEVELS
 from .utils.items import make_item_id
-from .utils.progress import ThrottledEditor
+from .utils.progress import progress_message, report
 from .utils.respond import respond
 from .utils.votes import message_id_from
 
@@ -261,11 +260,8 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
                 f"{file.filename.replace('`', '')[:80]}` where the bot runs."
             )
         total = len(records)
-        first = render.import_progress(0, total, ImportSummary())
-        await interaction.edit_original_response(content=first)  # progress, then the summary: one message
-        editor = ThrottledEditor(
-            lambda text: interaction.edit_original_response(content=text), self.bot.options.progress_interval_s, shown=first
-        )
+        interval = self.bot.options.progress_interval_s
+        editor = await progress_message(interaction, render.import_progress(0, total, ImportSummary()), interval)
         try:
             summary = await self.rec.import_items(
                 records,
@@ -281,17 +277,9 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
             await editor.finish(done)
         finally:  # an error or a cancellation must not orphan a pending progress edit
             await editor.close()
-        if not editor.expired:
-            try:
-                content = "\n".join(t for t in (done, _notes_line(notes)) if t)
-                embed = render.import_summary(summary, source=file.filename)
-                await respond(interaction, render.Reply(content=render.clip(content, render.MAX_CONTENT), embeds=[embed]))
-                return
-            except discord.HTTPException as e:
-                if not token_expired(e):
-                    raise
-        # the interaction token lives 15 minutes: the import is saved, only its report can't be shown
-        log.info("import of %r for guild %s outlived its interaction: %s", file.filename, gid, done)
+        content = render.clip("\n".join(t for t in (done, _notes_line(notes)) if t), render.MAX_CONTENT)
+        embed = render.import_summary(summary, source=file.filename)
+        await report(interaction, editor, render.Reply(content=content, embeds=[embed]), f"import of {file.filename!r} ({done})")
 
     @app_commands.command(name="sync", description="Make this server's catalogue equal to a shop's product feed.")
     @app_commands.describe(
@@ -331,11 +319,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
     async def _sync(
         self, interaction: discord.Interaction, gid: int, url: str, options: dict[str, str | None], keep_missing: bool
     ) -> None:
-        first = "Syncing… reading the feed"
-        await interaction.edit_original_response(content=first)  # progress, then the summary: one message
-        editor = ThrottledEditor(
-            lambda text: interaction.edit_original_response(content=text), self.bot.options.progress_interval_s, shown=first
-        )
+        editor = await progress_message(interaction, "Syncing… reading the feed", self.bot.options.progress_interval_s)
         try:
             summary = await self.rec.sync_feed(
                 url,
@@ -353,9 +337,8 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
             await editor.finish(done)
         finally:
             await editor.close()
-        if not editor.expired:
-            embed = render_feeds.sync_summary(summary, source=url)
-            await respond(interaction, render.Reply(content=done, embeds=[embed]))
+        embed = render_feeds.sync_summary(summary, source=url)
+        await report(interaction, editor, render.Reply(content=done, embeds=[embed]), f"sync of {url} ({done})")
 
 
 def _notes_line(notes: ImportNotes) -> str | None:

@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
+from ... import render
 from .errors import token_expired
+from .respond import respond
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +82,23 @@ class ThrottledEditor:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.wait([task])
+
+
+async def progress_message(interaction: discord.Interaction, first: str, interval: float) -> ThrottledEditor:
+    """Show `first` in the deferred response and return the editor of that one message (progress, then
+    the summary)."""
+    await interaction.edit_original_response(content=first)
+    return ThrottledEditor(lambda text: interaction.edit_original_response(content=text), interval, shown=first)
+
+
+async def report(interaction: discord.Interaction, editor: ThrottledEditor, reply: render.Reply, what: str) -> None:
+    """The final summary, unless the interaction token expired meanwhile (it lives 15 minutes): the work
+    is saved then, only its report can't be shown."""
+    if not editor.expired:
+        try:
+            await respond(interaction, reply)
+            return
+        except discord.HTTPException as e:
+            if not token_expired(e):
+                raise
+    log.info("%s outlived its interaction", what)
