@@ -13,6 +13,12 @@ Every query goes through the code path the engine uses: ``images.load_image`` ->
 views of the gallery, embedded by the same backbone). Gallery and view vectors are cached in ``--cache``.
 
     .venv/bin/python bench/street2shop.py --model efficientnet-lite0 --ablation
+    .venv/bin/python bench/street2shop.py --precision fp32 --json fp32.json      # the shipped head, each precision
+    .venv/bin/python bench/street2shop.py --precision int8 --json int8.json
+    .venv/bin/python bench/street2shop.py --compare fp32.json int8.json           # paired: is the change noise?
+
+The backbone runs on the fast path the engine uses (``runtime.accelerate``) in ``--precision``; float32's vectors
+equal PyTorch's within 1e-3, so its cache is shared with PyTorch's; another precision caches its own.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from ooc_photos import ooc_photos  # noqa: E402
 from recommender import augment, classify, head, images  # noqa: E402
 from recommender.backbones import load_backbone  # noqa: E402
 from recommender.evaluate import open_set_metrics, street_metrics  # noqa: E402
+from recommender.runtime import PRECISIONS, accelerate, cores, resolve_precision  # noqa: E402
 
 DEMO = ROOT / "tests" / "data" / "clothing-demo" / "images"
 FASHION = ROOT.parent / "shared" / "data" / "fashion-products"
@@ -148,6 +155,48 @@ def figures(garments, ooc, kinds, types) -> dict[str, float]:
             "ooc nothing like this": away["nothing like this"]}  # fmt: skip
 
 
+def per_photo(garments, ooc, kinds, types) -> dict[str, list[float]]:
+    """Each photo's outcome under the shipped head, for a paired comparison of two runs (``--compare``)."""
+    ok = [[str(types[j]) in ACCEPT[k] for j in idx[:10]] + [False] * (10 - len(idx[:10])) for (_, idx), k in zip(garments, kinds)]
+    cats = [d.prediction.category for d, _ in garments]
+    return {
+        "precision@10": [float(np.mean(o)) for o in ok],
+        "first acceptable": [float(o[0]) for o in ok],
+        "category right": [float(c is not None and c in ACCEPT[k]) for c, k in zip(cats, kinds)],
+        "sure": [float(c is not None) for c in cats],
+        "answered": [float(not d.nothing_like_this) for d, _ in garments],
+        "ooc sure category": [float(d.prediction.category is not None) for d, _ in ooc],
+        "ooc nothing like this": [float(d.nothing_like_this) for d, _ in ooc],
+    }
+
+
+def compare(a_path: Path, b_path: Path, resamples: int = 10_000) -> None:
+    """Paired bootstrap over the photos: each figure of run b minus run a, with its 95 % interval."""
+    a, b = (json.loads(p.read_text())["per_photo"] for p in (a_path, b_path))
+    rng = np.random.default_rng(0)
+    n, m = len(a["precision@10"]), len(a["ooc sure category"])
+    gi, oi = rng.integers(0, n, (resamples, n)), rng.integers(0, m, (resamples, m))
+
+    def figure(run: dict, name: str, idx: np.ndarray) -> np.ndarray:
+        if name == "accuracy when sure":
+            right, sure = np.asarray(run["category right"])[idx], np.asarray(run["sure"])[idx]
+            return right.sum(-1) / np.maximum(sure.sum(-1), 1)
+        key = {"category accuracy": "category right", "coverage": "sure", "garments answered": "answered"}.get(name, name)
+        return np.asarray(run[key])[idx].mean(-1)
+
+    names = ["precision@10", "first acceptable", "category accuracy", "coverage", "accuracy when sure",
+             "garments answered", "ooc sure category", "ooc nothing like this"]  # fmt: skip
+    print(f"| figure | {a_path.stem} | {b_path.stem} | difference | 95 % interval (paired bootstrap) |\n|---|---:|---:|---:|---|")
+    for name in names:
+        idx, whole = (oi, np.arange(m)) if name.startswith("ooc") else (gi, np.arange(n))
+        d = figure(b, name, idx) - figure(a, name, idx)
+        lo, hi = np.percentile(d, [2.5, 97.5])
+        fa, fb = float(figure(a, name, whole)), float(figure(b, name, whole))
+        print(
+            f"| {name} | {fa:.3f} | {fb:.3f} | {fb - fa:+.3f} | {lo:+.3f} .. {hi:+.3f}{'' if lo <= 0 <= hi else ' (beyond noise)'} |"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="efficientnet-lite0")
@@ -160,18 +209,24 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="samples / arrival orders the community figures average")
     ap.add_argument("--no-refit", action="store_true", help="community: the instant vote only, no head refits")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the backbone's runtime precision (runtime.py)")
+    ap.add_argument("--compare", type=Path, nargs=2, metavar=("A.json", "B.json"), help="paired comparison of two --json runs")
     a = ap.parse_args()
+    if a.compare:
+        return compare(*a.compare)
     t0 = time.time()
-    bb = load_backbone(a.model)
+    bb = accelerate(load_backbone(a.model), None, cores(), a.precision)
     gal = gallery(a.per_type)
     types = np.array([t for _, t, _ in gal])
     load = lambda idx: [images.load_image(gal[i][2])[0] for i in idx]  # noqa: E731
-    gkey = f"{a.model}|{a.per_type}|{len(gal)}"
-    gcache = CachedEmbed(bb.embed, a.cache / f"{a.model}-gallery-{a.per_type}.npz", gkey)
+    precision = resolve_precision(a.model, a.precision)
+    tag = "" if precision == "fp32" else f"-{precision}"
+    gkey = f"{a.model}{tag}|{a.per_type}|{len(gal)}"
+    gcache = CachedEmbed(bb.embed, a.cache / f"{a.model}{tag}-gallery-{a.per_type}.npz", gkey)
     G = embed_all(gcache, load(range(len(gal))))
     gcache.save()
     print(f"gallery: {len(gal)} items, {len(set(types))} articleTypes ({time.time() - t0:.0f}s)", file=sys.stderr)
-    vcache = CachedEmbed(bb.embed, a.cache / f"{a.model}-views-{a.per_type}-{a.max_views}.npz", gkey + f"|{a.max_views}")
+    vcache = CachedEmbed(bb.embed, a.cache / f"{a.model}{tag}-views-{a.per_type}-{a.max_views}.npz", gkey + f"|{a.max_views}")
     t1 = time.time()
     hd = head.train_head(G, list(types), load, vcache, max_views=a.max_views)
     vcache.save()
@@ -183,7 +238,8 @@ def main() -> None:
     t2 = time.time()
     Q, Oo = embed_all(bb.embed, qimgs), embed_all(bb.embed, oimgs)
     per_photo = (time.time() - t2) / (len(qimgs) + len(oimgs))
-    rows = {"catalogue-tuned head (all steps)": figures(answer(hd, Q, G, types), answer(hd, Oo, G, types), kinds, types)}
+    shipped = answer(hd, Q, G, types), answer(hd, Oo, G, types)
+    rows = {"catalogue-tuned head (all steps)": figures(*shipped, kinds, types)}
     if a.ablation:
         plain = classify.fit_classifier(G, list(types))  # today's classifier: catalogue photos only
         today = head.CatalogueHead(plain, 0.0, 0.0, -2.0)
@@ -231,7 +287,7 @@ def main() -> None:
         print(f"| {n} | " + " | ".join(f"{rows[n][c]:.3f}" for c in cols) + " |")
     print(json.dumps(meta))
     if a.json:
-        a.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        a.json.write_text(json.dumps({"meta": meta, "rows": rows, "per_photo": per_photo(*shipped, kinds, types)}, indent=1))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,9 @@ class Settings:
     workers: int = 2  # threads for decoding and search
     runtime: str = "auto"  # "auto": ONNX Runtime where it exports and agrees with PyTorch (runtime.py); "torch"
     model_threads: int = 0  # threads of the model's runtime; 0: one per core
-    precision: str = "fp32"  # "int8" (ONNX Runtime, quantized) or "bf16" (PyTorch, AVX512-BF16): faster, vectors move a little
+    precision: str = (
+        "auto"  # "auto": int8 where measured to keep quality (runtime.AUTO_PRECISION), else fp32; or "fp32", "int8", "bf16"
+    )
     batch_size: int = 16  # images per forward pass
     batch_wait_ms: float = 10.0  # how long the batcher waits for more requests
     queue_size: int = 64  # pending embedding requests before callers get Busy
@@ -137,8 +139,8 @@ def check_k(k: int) -> int:
 def _validate(s: Settings) -> None:
     if s.runtime not in ("auto", "torch"):
         raise BadOption(f"runtime must be 'auto' or 'torch', not {s.runtime!r}.")
-    if s.precision not in ("fp32", "int8", "bf16"):
-        raise BadOption(f"precision must be 'fp32', 'int8' or 'bf16', not {s.precision!r}.")
+    if s.precision not in ("auto", "fp32", "int8", "bf16"):
+        raise BadOption(f"precision must be 'auto', 'fp32', 'int8' or 'bf16', not {s.precision!r}.")
     if s.model_threads < 0:
         raise BadOption("model_threads must be 0 (one per core) or more.")
     if s.pooling not in ("gap", "flatten"):

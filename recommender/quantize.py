@@ -23,27 +23,32 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 CALIBRATION_DIR = Path(__file__).with_name("calibration")
-CALIBRATION_BATCH = 10
+CALIBRATION_BATCH = 2  # photos per calibration run: the augmented model keeps every activation of a batch
 
 
 def calibration_photos(folder: Path = CALIBRATION_DIR) -> list[Path]:
     return sorted(folder.glob("*.jpg"))
 
 
-def calibration_key(photos: list[Path]) -> str:
-    """Names the calibration set (its bytes) and the quantizer's version: part of the int8 cache key."""
+def calibration_key(photos: list[Path], float_convs: int = 1) -> str:
+    """Names the calibration set (its bytes), the convolutions kept in float32 and the quantizer's version:
+    part of the int8 cache key."""
     import onnxruntime
 
-    h = hashlib.sha256(f"int8|qdq|per-channel|minmax|{onnxruntime.__version__}".encode())
+    h = hashlib.sha256(f"int8|qdq|per-channel|minmax|float-convs={float_convs}|{onnxruntime.__version__}".encode())
     for p in photos:
         h.update(p.read_bytes())
     return h.hexdigest()[:16]
 
 
-def quantize(fp32: Path, out: Path, prepare: Callable[[Path], np.ndarray], photos: list[Path]) -> None:
+def quantize(fp32: Path, out: Path, prepare: Callable[[Path], np.ndarray], photos: list[Path], float_convs: int = 1) -> None:
     """Write the int8 version of the float32 export `fp32` to `out` (whole or not at all).
 
-    `prepare` turns a calibration photo into the network's input, exactly as the backbone does."""
+    `prepare` turns a calibration photo into the network's input, exactly as the backbone does. The first
+    `float_convs` convolutions stay float32: the first reads the photo itself, whose uint8 steps over the
+    normalised range fall between the pixels' own; they run at full resolution on few channels, so they
+    cost little time (efficientnet-lite0: docs/BENCHMARKS.md measures how many)."""
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -52,8 +57,19 @@ def quantize(fp32: Path, out: Path, prepare: Callable[[Path], np.ndarray], photo
     inputs = np.stack([prepare(p) for p in photos])
 
     class Reader(CalibrationDataReader):
+        """The photos in batches, read one batch per range: with `CalibStridedMinMax` the calibrator merges
+        each batch's ranges and drops its activations (all 50 photos' at once: about 1.1 GB for
+        efficientnet-lite0, against 0.2 GB one batch at a time)."""
+
         def __init__(self) -> None:
-            self.batches: Iterator[np.ndarray] = iter(np.array_split(inputs, max(1, len(inputs) // CALIBRATION_BATCH)))
+            self.all = np.array_split(inputs, max(1, len(inputs) // CALIBRATION_BATCH))
+            self.batches: Iterator[np.ndarray] = iter(self.all)
+
+        def __len__(self) -> int:
+            return len(self.all)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self.batches = iter(self.all[start_index:end_index])
 
         def get_next(self) -> dict[str, Any] | None:
             batch = next(self.batches, None)
@@ -63,6 +79,7 @@ def quantize(fp32: Path, out: Path, prepare: Callable[[Path], np.ndarray], photo
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         quant_pre_process(str(fp32), str(pre))  # shapes and fusions the quantizer needs
+        convs = [node.name for node in onnx.load(str(pre)).graph.node if node.op_type == "Conv"]
         quantize_static(
             str(pre),
             str(tmp),
@@ -72,6 +89,8 @@ def quantize(fp32: Path, out: Path, prepare: Callable[[Path], np.ndarray], photo
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=convs[:float_convs],
+            extra_options={"CalibStridedMinMax": 1},  # one batch at a time (Reader)
         )
         os.replace(tmp, out)
     finally:
