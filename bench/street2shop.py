@@ -155,7 +155,7 @@ def figures(garments, ooc, kinds, types) -> dict[str, float]:
             "ooc nothing like this": away["nothing like this"]}  # fmt: skip
 
 
-def per_photo(garments, ooc, kinds, types) -> dict[str, list[float]]:
+def outcomes(garments, ooc, kinds, types) -> dict[str, list[float]]:
     """Each photo's outcome under the shipped head, for a paired comparison of two runs (``--compare``)."""
     ok = [[str(types[j]) in ACCEPT[k] for j in idx[:10]] + [False] * (10 - len(idx[:10])) for (_, idx), k in zip(garments, kinds)]
     cats = [d.prediction.category for d, _ in garments]
@@ -287,7 +287,7 @@ def main() -> None:
         print(f"| {n} | " + " | ".join(f"{rows[n][c]:.3f}" for c in cols) + " |")
     print(json.dumps(meta))
     if a.json:
-        a.json.write_text(json.dumps({"meta": meta, "rows": rows, "per_photo": per_photo(*shipped, kinds, types)}, indent=1))
+        a.json.write_text(json.dumps({"meta": meta, "rows": rows, "per_photo": outcomes(*shipped, kinds, types)}, indent=1))
 
 
 if __name__ == "__main__":
