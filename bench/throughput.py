@@ -1,6 +1,6 @@
 """Import throughput against its peers, measured in one run on the same files.
 
-    .venv/bin/python bench/throughput.py --model efficientnet-lite0 --items 1500 --precision fp32,int8
+    .venv/bin/python bench/throughput.py --model efficientnet-lite0 --items 1500 --precision fp32,int8 --repeats 3
     .venv/bin/python bench/throughput.py --model vgg16 --weights random --items 200 --precision fp32,bf16
     .venv/bin/python bench/throughput.py --model efficientnet-lite0 --items 0 --only-import   # all 21,215: memory
 
@@ -17,7 +17,8 @@ and, for vgg16, the machine's float32 and bfloat16 matrix-multiply rates (the be
 arithmetic limit is that rate over the network's cost per 224x224 photo, counted from the graph: 15.47 G
 multiply-adds, which is 30.9 GFLOP in the matrix multiply's units (2 FLOP per multiply-add). The limit as
 issue #9 writes it, GFLOP/s / 15.5 (multiply-adds taken as FLOP: twice the consistent limit), is printed
-beside it. Prints a Markdown table with the ratios of the same run.
+beside it. With --repeats N every measure is taken N times, interleaved in that order, and its median reported; the
+peak memory is the largest. Prints a Markdown table with the ratios of the same run.
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ def vgg16_limits(dtype: str, weights: str | None = "random") -> tuple[float, flo
     return gflops, gflops / gflop, gflops / VGG16_GFLOP_AS_WRITTEN
 
 
+def median(measure, repeats: int, *args) -> float:
+    """The median of `repeats` calls of measure(*args) (this VM's speed drifts between minutes)."""
+    return float(np.median([measure(*args) for _ in range(max(1, repeats))]))
+
+
 def model_only(fast, batch) -> float:
     """Images/s of fast.net on the batch, run as the embedder runs it: `fast.lanes` calls at once."""
     import threading
@@ -163,6 +169,8 @@ def run_import(paths: list[Path], args: argparse.Namespace, precision: str, tmp:
     """`lookalike import` of the files into a fresh SQLite file: (items/s from its summary, peak MB)."""
     folder = copies(paths, tmp)[0].parent
     db = tmp / f"bench-{precision}.db"
+    for old in tmp.glob(f"{db.name}*"):  # a fresh file each run (and its -wal, -shm)
+        old.unlink()
     cmd = [sys.executable, "-m", "bot.cli", "import", str(folder.parent), "--model", args.model, "--db", str(db)]
     cmd += ["--no-train"] + (["--weights", args.weights] if args.weights else [])
     env = {**os.environ, "LOOKALIKE_CACHE_DIR": str(cache), "LOOKALIKE_PRECISION": precision}
@@ -190,6 +198,7 @@ def main() -> None:
     ap.add_argument("--precision", default="fp32", help="comma-separated: fp32, int8, bf16")
     ap.add_argument("--skip-import", action="store_true")
     ap.add_argument("--only-import", action="store_true", help="only 4 (a memory run)")
+    ap.add_argument("--repeats", type=int, default=1, help="run every measure this often; the median is reported")
     args = ap.parse_args()
     precisions = args.precision.split(",")
 
@@ -209,31 +218,39 @@ def main() -> None:
             imgs = [load_image(p)[0] for p in paths[: args.batch]]
             for precision in precisions:
                 fast = accelerate(load_backbone(args.model, weights=args.weights), cache / "onnx", 0, precision)
-                rows.append((f"model only, {RUNTIME[precision]}{LANES[fast.lanes > 1]}", model_only(fast, fast._batch(imgs))))
+                batch = fast._batch(imgs)
+                rows.append(
+                    (f"model only, {RUNTIME[precision]}{LANES[fast.lanes > 1]}", median(model_only, args.repeats, fast, batch))
+                )
                 if precision != "fp32":
                     agreement[precision] = agree(fast, [load_image(p)[0] for p in paths[:48]])
                 if fast.lanes > 1:  # the other way to use the cores, so the ceiling is the better of the two
                     other = accelerate(load_backbone(args.model, weights=args.weights), cache / "onnx", cores(), precision)
-                    rows.append((f"model only, {RUNTIME[precision]}{LANES[False]}", model_only(other, other._batch(imgs))))
+                    batch = other._batch(imgs)
+                    rows.append(
+                        (f"model only, {RUNTIME[precision]}{LANES[False]}", median(model_only, args.repeats, other, batch))
+                    )
                     del other
                 del fast
             eager = load_backbone(args.model, weights=args.weights)
-            rows.append(("model only, PyTorch eager", model_only(eager, eager._batch(imgs))))
+            batch = eager._batch(imgs)
+            rows.append(("model only, PyTorch eager", median(model_only, args.repeats, eager, batch)))
 
             files = copies(paths, Path(tmp))
 
-            def eager_loop() -> None:
+            def eager_loop() -> float:
+                t0 = time.perf_counter()
                 for i in range(0, len(files), args.batch):
                     eager.embed([load_image(p)[0] for p in files[i : i + args.batch]])
+                return len(files) / (time.perf_counter() - t0)
 
-            t0 = time.perf_counter()
-            eager_loop()
-            rows.append((EAGER_LOOP, len(paths) / (time.perf_counter() - t0)))
+            rows.append((EAGER_LOOP, median(eager_loop, args.repeats)))
             del eager
         if not args.skip_import:
             for precision in precisions:
-                got, peaks[precision] = run_import(paths, args, precision, Path(tmp), cache)
-                rows.append((f"`lookalike import` end to end (SQLite), {precision}", got))
+                runs = [run_import(paths, args, precision, Path(tmp), cache) for _ in range(args.repeats)]
+                peaks[precision] = max(peak for _, peak in runs)
+                rows.append((f"`lookalike import` end to end (SQLite), {precision}", float(np.median([r for r, _ in runs]))))
 
     print(
         f"\n{args.model}, {len(paths)} photos, batch {args.batch}; {platform.node()} ({os.cpu_count()} cores), "

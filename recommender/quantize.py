@@ -3,9 +3,10 @@ channel, uint8 activations) whose activation ranges are measured on a fixed set 
 the package (`calibration/`, CC0), so the same model gives the same int8 file, and the same vectors,
 on every machine.
 
-Opt-in (`precision = "int8"`, `LOOKALIKE_PRECISION=int8`): it runs `efficientnet-lite0` about twice as
-fast on a CPU with VNNI, and moves its vectors a little (cosine to the float32 ones 0.989 on average on
-fashion-products photos); docs/BENCHMARKS.md has its speed and its effect on quality.
+`precision = "int8"` (`LOOKALIKE_PRECISION=int8`), and what "auto" picks for `efficientnet-lite0`
+(runtime.AUTO_PRECISION): it runs that model about twice as fast on a CPU with VNNI and moves its vectors
+a little (cosine to the float32 ones 0.997 on average on fashion-products photos, with its first three
+convolutions kept in float32); docs/BENCHMARKS.md has its speed and its effect on quality.
 """
 
 from __future__ import annotations
