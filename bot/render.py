@@ -330,8 +330,11 @@ def list_embed(
     return embed
 
 
-def settings_embed(settings: GuildSettings, *, default_k: int, own_catalogue: bool) -> discord.Embed:
-    """/config show: watched channels, items per reply, moderator role, which catalogue is searched."""
+def settings_embed(
+    settings: GuildSettings, *, default_k: int, own_catalogue: bool, operator_remembers: bool = True
+) -> discord.Embed:
+    """/config show: watched channels, items per reply, moderator role, which catalogue is searched, and
+    whether members' photos are remembered."""
     embed = discord.Embed(title="lookalike settings", colour=COLOUR)
     watched = fit_lines([f"<#{c}>" for c in sorted(settings.watched)], MAX_FIELD_VALUE)  # whole mentions only
     embed.add_field(name="Watched channels", value=watched or "none", inline=False)
@@ -339,6 +342,13 @@ def settings_embed(settings: GuildSettings, *, default_k: int, own_catalogue: bo
     role = f"<@&{settings.moderator_role_id}>" if settings.moderator_role_id else "Manage Server only"
     embed.add_field(name="Moderator role", value=role, inline=True)
     embed.add_field(name="Catalogue", value="this server's own" if own_catalogue else "shared default", inline=True)
+    if not operator_remembers:
+        kept = "not kept (turned off by the bot's operator)"
+    elif settings.remember_photos:
+        kept = "remembered as features, never the pictures (`/config remember-photos`)"
+    else:
+        kept = "not kept (`/config remember-photos`)"
+    embed.add_field(name="Members' photos", value=kept, inline=False)
     return embed
 
 

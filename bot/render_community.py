@@ -42,10 +42,34 @@ def forget_confirm(remembered: int) -> str:
     )
 
 
-def forget_done(deleted: int) -> str:
+def forget_done(deleted: int, remembering: bool) -> str:
+    then = (
+        "Photos answered from now on are remembered again."
+        if remembering
+        else "Photos answered from now on are not kept (remembering is off here)."
+    )
     if not deleted:
-        return "I remembered no photos from this server; nothing was deleted."
+        return f"I remembered no photos from this server; nothing was deleted. {then}"
     return (
         f"Done: I forgot {deleted:,} member photo{'s' if deleted != 1 else ''} of this server, with their votes and labels. "
-        "Photos answered from now on are remembered again."
+        + then
     )
+
+
+def remember_set(enabled: bool, operator_allows: bool, remembered: int) -> str:
+    """/config remember-photos: what the server's choice means from now on."""
+    if enabled:
+        text = (
+            "I'll remember the photos members post here again: their features, never the pictures, so 👍/👎 and "
+            "`/catalog label` can teach me what this server's photos show."
+        )
+        if not operator_allows:
+            text += " This bot's operator has turned remembering off for every server, so for now nothing is kept."
+        return text
+    text = "I no longer keep anything of the photos members post here. I still answer every photo; replies won't ask for 👍/👎."
+    if remembered:
+        text += (
+            f" The {remembered:,} photo{'s' if remembered != 1 else ''} I remembered before stay, with their votes and "
+            "labels, until `/config forget-photos confirm:True`."
+        )
+    return text

@@ -90,6 +90,7 @@ class GuildSettings:
     k: int | None = None
     moderator_role_id: int | None = None
     watched: set[int] = field(default_factory=set)
+    remember_photos: bool = True  # the server's choice (/config remember-photos); off: none of its photos kept
 
 
 @dataclass(frozen=True)

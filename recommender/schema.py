@@ -68,6 +68,7 @@ class GuildSettingsRow(Base):
     guild_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     k: Mapped[int | None] = mapped_column(Integer)
     moderator_role_id: Mapped[int | None] = mapped_column(BigInteger)
+    remember_photos: Mapped[bool | None] = mapped_column(Boolean)  # None: the operator's setting decides
     updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
 
 

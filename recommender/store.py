@@ -328,7 +328,9 @@ class Store:
             watched = {
                 c for (c,) in await s.execute(select(WatchedChannelRow.channel_id).where(WatchedChannelRow.guild_id == guild_id))
             }
-        return GuildSettings(guild_id, row.k if row else None, row.moderator_role_id if row else None, watched)
+        if row is None:
+            return GuildSettings(guild_id, watched=watched)
+        return GuildSettings(guild_id, row.k, row.moderator_role_id, watched, row.remember_photos is not False)
 
     async def update_guild_settings(self, guild_id: int, **values: Any) -> None:
         async with self.session() as s, s.begin():

@@ -226,3 +226,39 @@ async def test_with_remember_photos_off_nothing_is_kept_and_no_vote_is_asked_for
     refused = await h.slash(h.owner, "catalog label", {"message": h.link(msg), "category": "hat"})
     assert refused.original is not None and "don't remember" in refused.original.content
     h.assert_clean()
+
+
+async def test_a_server_that_turns_remembering_off_keeps_nothing_new_and_others_are_unchanged(make_harness: MakeHarness) -> None:
+    h = await make_harness(settings=SURE)
+    await answered(h, h.alice, held_out("shoes")[0])
+    await community(h, lambda s: s.remembered == 1)
+    with pytest.raises(CommandNotAvailable):  # /config is for Manage Server
+        await h.slash(h.alice, "config remember-photos", {"enabled": False})
+
+    off = await h.slash(h.owner, "config remember-photos", {"enabled": False})
+    assert off.original is not None and "no longer keep anything" in off.original.content
+    assert "The 1 photo I remembered before stay" in off.original.content  # and how to delete it
+    msg, reply = await answered(h, h.alice, held_out("hat")[1])
+    assert predicted(reply) in CATEGORIES and INVITE not in reply.content and not reply.reactions  # answered, no vote asked
+    inter = await h.slash(h.bob, "similar", attachments={"image": jpeg(held_out("dress")[0])}, channel=h.chat)
+    await h.settled()
+    assert inter.original is not None and INVITE not in inter.original.content and not inter.original.reactions
+    await answered(h, h.carol, held_out("hat")[1], channel=h.channel_b)  # another server still remembers
+    assert (await community(h, lambda s: s.remembered == 1, guild=h.guild_b)).remembered == 1
+    await asyncio.sleep(0.2)
+    assert (await community(h, lambda s: True)).remembered == 1  # nothing new kept here
+    refused = await h.slash(h.owner, "catalog label", {"message": h.link(msg), "category": "hat"})
+    assert refused.original is not None and "don't remember" in refused.original.content
+    shown = await h.slash(h.owner, "config show")
+    assert shown.original is not None
+    assert any(f["name"] == "Members' photos" and f["value"].startswith("not kept") for f in shown.original.embeds[0]["fields"])
+    forgot = await h.slash(h.owner, "config forget-photos", {"confirm": True})
+    assert forgot.original is not None and "not kept (remembering is off here)" in forgot.original.content
+
+    on = await h.slash(h.owner, "config remember-photos", {"enabled": True})
+    assert on.original is not None and "remember the photos members post here again" in on.original.content
+    _, again = await answered(h, h.alice, held_out("shoes")[0])
+    assert INVITE in again.content
+    await community(h, lambda s: s.remembered == 1)
+    assert [e["action"] for e in await h.audit()].count("config") == 2  # both choices are in the audit log
+    h.assert_clean()

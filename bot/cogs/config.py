@@ -1,5 +1,6 @@
-"""/config: server admins (Manage Server) choose watched channels, k and the moderator role, and
-may delete what the bot remembers of members' photos (/config forget-photos)."""
+"""/config: server admins (Manage Server) choose watched channels, k and the moderator role, whether
+members' photos are remembered (/config remember-photos), and may delete what the bot remembers of them
+(/config forget-photos)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from recommender.config import DEFAULT_GUILD, MAX_K
 from recommender.urls import check_url
 
 from .. import render, render_community, render_feeds
+from .utils.answers import remembers
 from .utils.checks import actor, require_admin
 from .utils.feeds import FORMATS, LEVELS
 from .utils.respond import respond
@@ -108,7 +110,12 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
         gid = interaction.guild_id or 0
         gs = await self.bot.guild_configs.get(gid)
         cid = await self.bot.rec.catalogue_for(gid)
-        embed = render.settings_embed(gs, default_k=self.bot.settings.k, own_catalogue=cid != DEFAULT_GUILD)
+        embed = render.settings_embed(
+            gs,
+            default_k=self.bot.settings.k,
+            own_catalogue=cid != DEFAULT_GUILD,
+            operator_remembers=self.bot.settings.remember_photos,
+        )
         if (feed := await self.bot.rec.feed(gid)) is not None:
             embed.add_field(name="Shop feed", value=render_feeds.feed_line(feed), inline=False)
         await respond(interaction, render.Reply(embeds=[embed]))
@@ -158,7 +165,20 @@ class Config(commands.GroupCog, group_name="config", group_description="Admins: 
             await respond(interaction, render_community.forget_confirm(stats.remembered))
             return
         deleted = await self.bot.rec.forget_photos(guild_id=gid, actor=actor(interaction.user))
-        await respond(interaction, render_community.forget_done(deleted))
+        await respond(interaction, render_community.forget_done(deleted, await remembers(self.bot, gid)))
+
+    @app_commands.command(
+        name="remember-photos", description="Keep members' photos as features (never the pictures) so votes can teach me."
+    )
+    @app_commands.describe(enabled="False: keep nothing of the photos posted here; True: remember them again")
+    async def remember_photos(self, interaction: discord.Interaction, enabled: bool) -> None:
+        await self._defer(interaction)
+        gid = interaction.guild_id or 0
+        await self._write(
+            interaction, self.bot.rec.update_guild_settings(gid, actor=actor(interaction.user), remember_photos=enabled)
+        )
+        remembered = 0 if enabled else (await self.bot.rec.community(guild_id=gid)).remembered
+        await respond(interaction, render_community.remember_set(enabled, self.bot.settings.remember_photos, remembered))
 
     @staticmethod
     def _missing_permissions(interaction: discord.Interaction, channel: discord.TextChannel) -> list[str]:

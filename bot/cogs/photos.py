@@ -16,7 +16,7 @@ from discord.ext import commands
 
 from recommender.records import SimilarResult
 
-from .utils.answers import resolve_k, similar_reply
+from .utils.answers import remembers, resolve_k, similar_reply
 from .utils.attachments import looks_like_image, read_attachment
 from .utils.errors import describe
 from .utils.votes import add_vote_buttons
@@ -69,10 +69,11 @@ class Photos(commands.Cog):
         photos = photos[:limit]
         guild_id = message.guild.id  # type: ignore[union-attr]
         k = await resolve_k(self.bot, guild_id)
+        remember = await remembers(self.bot, guild_id)
         await self._typing(message.channel)
         many = len(photos) > 1
         searches = [
-            (f"Photo {n} · {a.filename}"[:200] if many else "", a.filename, self._similar(a, guild_id, k))
+            (f"Photo {n} · {a.filename}"[:200] if many else "", a.filename, self._similar(a, guild_id, k, remember))
             for n, a in enumerate(photos, start=1)
         ]
         notes = [f"-# I only look at the first {limit} photos of a message."] if skipped > 0 else []
@@ -96,9 +97,9 @@ class Photos(commands.Cog):
         if answer.asks_for_votes:
             await add_vote_buttons(sent)
 
-    async def _similar(self, attachment: discord.Attachment, guild_id: int, k: int) -> SimilarResult:
+    async def _similar(self, attachment: discord.Attachment, guild_id: int, k: int, remember: bool) -> SimilarResult:
         data = await read_attachment(attachment, self.bot.settings.max_image_bytes)
-        return await self.bot.rec.similar(data, guild_id=guild_id, k=k, remember=True)
+        return await self.bot.rec.similar(data, guild_id=guild_id, k=k, remember=remember)
 
     @staticmethod
     def _may(message: discord.Message) -> tuple[bool, bool]:

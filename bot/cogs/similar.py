@@ -11,7 +11,7 @@ from discord.ext import commands
 
 from recommender.config import MAX_K
 
-from .utils.answers import resolve_k, similar_reply
+from .utils.answers import remembers, resolve_k, similar_reply
 from .utils.attachments import read_attachment
 from .utils.checks import query_cooldown
 from .utils.respond import respond
@@ -35,7 +35,7 @@ class Similar(commands.Cog):
         """Search with `query` (image or item_id, plus filters), then answer publicly in the deferred response.
         A photo is remembered (its features) and its answer invites 👍/👎 like a photo reply's."""
         gid = interaction.guild_id or 0
-        photo = query.get("image") is not None
+        photo = query.get("image") is not None and await remembers(self.bot, gid)
         search = self.bot.rec.similar(guild_id=gid, k=await resolve_k(self.bot, gid, k), remember=photo, **query)
         perms = interaction.app_permissions
         answer = await similar_reply(self.bot, [(label, label, search)], rich=perms.embed_links, raise_errors=True, votes=photo)

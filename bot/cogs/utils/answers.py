@@ -30,6 +30,12 @@ async def resolve_k(bot: LookalikeBot, guild_id: int, k: int | None = None) -> i
     return k or (await bot.guild_configs.get(guild_id)).k or bot.settings.k
 
 
+async def remembers(bot: LookalikeBot, guild_id: int) -> bool:
+    """Whether members' photos answered here are remembered (features only): the operator's setting
+    (remember_photos) and the server's own choice (/config remember-photos) must both allow it."""
+    return bot.settings.remember_photos and (await bot.guild_configs.get(guild_id)).remember_photos
+
+
 @dataclass(frozen=True)
 class Answer:
     """The rendered reply and the searches' results (the photos it answered)."""
