@@ -37,9 +37,7 @@ class Settings:
     workers: int = 2  # threads for decoding and search
     runtime: str = "auto"  # "auto": ONNX Runtime where it exports and agrees with PyTorch (runtime.py); "torch"
     model_threads: int = 0  # threads of the model's runtime; 0: one per core
-    precision: str = (
-        "auto"  # "auto": int8 where measured to keep quality (runtime.AUTO_PRECISION), else fp32; or "fp32", "int8", "bf16"
-    )
+    precision: str = "auto"  # int8 where measured to keep quality (runtime.AUTO_PRECISION), else fp32; or fp32/int8/bf16
     batch_size: int = 16  # images per forward pass
     batch_wait_ms: float = 10.0  # how long the batcher waits for more requests
     queue_size: int = 64  # pending embedding requests before callers get Busy

@@ -47,8 +47,8 @@ FORMAT = 1  # bump when the export itself changes
 PRECISIONS = ("auto", "fp32", "int8", "bf16")
 # "auto": a backbone's precision where reduced precision was measured to keep its quality figures within
 # noise (docs/BENCHMARKS.md, issue #9): efficientnet-lite0 in int8 (leave-one-out precision@10 0.6434 ->
-# 0.6428, accuracy 0.796 -> 0.799, street-to-shop within paired-bootstrap noise) at twice the speed. vgg16's real weights cannot be
-# measured here, so it stays float32; so do the others.
+# 0.6428, accuracy 0.796 -> 0.799, street-to-shop within paired-bootstrap noise) at twice the speed.
+# vgg16's real weights cannot be measured here, so it stays float32; so do the others.
 AUTO_PRECISION = {"efficientnet-lite0": "int8"}
 # reduced precision: the least mean cosine between its outputs and float32 PyTorch's on the first real batch
 # (measured on fashion-products photos with efficientnet-lite0: int8 0.997, bf16 0.9997)
@@ -60,8 +60,9 @@ AGREEMENT = {"int8": 0.97, "bf16": 0.995}
 # answers sooner.
 DATA_PARALLEL = frozenset({"efficientnet-lite0", "tiny"})
 # int8: how many of the first convolutions stay float32 (quantize.py). efficientnet-lite0's first three
-# (the stem and block 0, at 112x112) keep its vectors at a cosine of 0.997 to float32's, against 0.987 with
-# only the first: bench/quantize_variants.py, docs/BENCHMARKS.md. Others keep only the one reading the photo.
+# (the stem and block 0, at 112x112) keep its vectors at a cosine of 0.997 to float32's, against 0.994 with
+# only the first and 0.987 with none: bench/quantize_variants.py, docs/BENCHMARKS.md. Others keep only the
+# one that reads the photo.
 INT8_FLOAT_CONVS = {"efficientnet-lite0": 3}
 
 
