@@ -262,11 +262,18 @@ class Catalogues:
         known = cat.members.get(guild_id)
         if fresh or known is None or time.monotonic() - known[0] > self.settings.refresh_check_s:
             loaded = time.monotonic()
-            found = await self.photos.labelled(cid, guild_id, self.model)
+            found = await self.photos.labelled(cid, guild_id, self.model, await self._carried(cid, guild_id))
             if found is not None and self.settings.adaptation:
                 found = (await self.align(cid, found[0]), found[1])
             known = cat.members[guild_id] = (loaded, found)
         return known[1]
+
+    async def _carried(self, cid: int, guild_id: int) -> frozenset[str]:
+        """For a guild's own catalogue, its categories: the labels the guild gave while it searched the
+        shared default catalogue that count for its own too (community.MemberPhotos._lessons)."""
+        if cid != guild_id or cid == DEFAULT_GUILD:
+            return frozenset()
+        return frozenset(await self.store.category_counts(cid))
 
     async def domain(self, cid: int) -> DomainState:
         """The catalogue's members' domain state (as saved; reread every refresh_check_s: other processes add to it)."""
@@ -302,15 +309,19 @@ class Catalogues:
 
     def labels_changed(self, cid: int, guild_id: int) -> None:
         """The guild's labels in the catalogue changed: its category vote follows at once, and when the
-        catalogue is the guild's own its head is fitted again (debounced)."""
+        catalogue is the guild's own its head is fitted again (debounced). A label given in the shared
+        catalogue also counts for the guild's own one, if it has one by now."""
         self.forget_lessons(cid)
         if guild_id == cid:
             self.schedule_retrain(cid)
+        elif cid == DEFAULT_GUILD and self._own.get(guild_id, (False, 0.0))[0]:
+            self.forget_lessons(guild_id)
+            self.schedule_retrain(guild_id)
 
     async def _head_fingerprint(self, cid: int) -> str:
         """The catalogue state a head is fitted on: its items and, for a guild's own catalogue, its labels."""
         fingerprint = await self.store.fingerprint(cid, self.model)
-        labels = await self.photos.label_fingerprint(cid, cid, self.model)
+        labels = await self.photos.label_fingerprint(cid, cid, self.model, await self._carried(cid, cid))
         return f"{fingerprint}|{labels}" if labels else fingerprint
 
     async def head(self, cid: int) -> CatalogueHead | None:

@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
-from sqlalchemy import case, delete, func, insert, select, text, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .adapt import WINDOW, AdaptDataError, DomainState, domain_from_bytes
 from .changes import CHANNEL, Change
+from .config import DEFAULT_GUILD
 from .database import guarded
 from .errors import PhotoNotFound
 from .rows import audit_row, now
@@ -303,16 +305,25 @@ class MemberPhotos:
 
     # -- reading ------------------------------------------------------------------------------------
 
-    async def labelled(self, cid: int, guild_id: int, model: str) -> tuple[np.ndarray, list[str]] | None:
-        """The guild's labelled photos in the catalogue (vectors, labels), oldest first; None when none."""
+    @staticmethod
+    def _lessons(cid: int, guild_id: int, model: str, carried: Collection[str]) -> tuple[Any, ...]:
+        """Where the guild's labelled photos for catalogue `cid` are: those labelled in it and, for the
+        guild's own catalogue, those it labelled while it searched the shared default catalogue whose
+        category its own catalogue also has (`carried`): what a server taught is not lost when it
+        sets up its own catalogue."""
+        here = MemberPhotoRow.catalogue_id == cid
+        if carried and cid == guild_id != DEFAULT_GUILD:
+            here = or_(here, and_(MemberPhotoRow.catalogue_id == DEFAULT_GUILD, MemberPhotoRow.label.in_(sorted(carried))))
+        return here, MemberPhotoRow.guild_id == guild_id, MemberPhotoRow.model == model, MemberPhotoRow.label.is_not(None)
+
+    async def labelled(
+        self, cid: int, guild_id: int, model: str, carried: Collection[str] = ()
+    ) -> tuple[np.ndarray, list[str]] | None:
+        """The guild's labelled photos for the catalogue (vectors, labels), oldest first; None when none.
+        carried: the categories of the guild's own catalogue (see _lessons)."""
         q = (
             select(MemberPhotoRow.dim, MemberPhotoRow.vector, MemberPhotoRow.label)
-            .where(
-                MemberPhotoRow.catalogue_id == cid,
-                MemberPhotoRow.guild_id == guild_id,
-                MemberPhotoRow.model == model,
-                MemberPhotoRow.label.is_not(None),
-            )
+            .where(*self._lessons(cid, guild_id, model, carried))
             .order_by(MemberPhotoRow.id)
         )
         async with self.session() as s:
@@ -321,15 +332,14 @@ class MemberPhotos:
             return None
         return decode([r.vector for r in rows], rows[0].dim), [str(r.label) for r in rows]
 
-    async def label_fingerprint(self, cid: int, guild_id: int, model: str) -> str:
-        """Changes whenever the guild's labels in the catalogue change ("" when it has none)."""
+    async def label_fingerprint(self, cid: int, guild_id: int, model: str, carried: Collection[str] = ()) -> str:
+        """Changes whenever the guild's labels for the catalogue change ("" when it has none)."""
         q = select(
-            func.count(), func.sum(MemberPhotoRow.id), func.max(MemberPhotoRow.labelled_at),
+            func.count(),
+            func.sum(MemberPhotoRow.id),
+            func.max(MemberPhotoRow.labelled_at),
             func.sum(func.length(MemberPhotoRow.label)),
-        ).where(
-            MemberPhotoRow.catalogue_id == cid, MemberPhotoRow.guild_id == guild_id, MemberPhotoRow.model == model,
-            MemberPhotoRow.label.is_not(None),
-        )  # fmt: skip
+        ).where(*self._lessons(cid, guild_id, model, carried))
         async with self.session() as s:
             n, total, last, length = (await s.execute(q)).one()
         if not n:

@@ -258,6 +258,35 @@ async def test_the_head_learns_the_guilds_labels_and_survives_a_restart(db: str,
         await rec.close()
 
 
+async def test_labels_given_in_the_shared_catalogue_follow_the_guild_to_its_own(demo_catalogue: str) -> None:
+    guild = 444  # searches the shared catalogue first, then sets up its own (pants, shoes: no hats)
+    rec = await open_rec(demo_catalogue, retrain_delay_s=0.05, head_views=16, threshold=0.1)
+    try:
+        for n, kind in enumerate(("pants", "hat", "shoes")):
+            await answer(rec, demo_photos(kind)[1], guild=guild, message=8000 + 10 * n, reply=8001 + 10 * n)
+        await rec.label_photo(guild_id=guild, message_id=8001, category="pants", actor="mod")
+        await rec.label_photo(guild_id=guild, message_id=8011, category="hat", actor="mod")
+        own = [r for r in rec.records(DEMO) if r.fields is not None and r.fields.category in ("pants", "shoes")]
+        await rec.import_items(own, guild_id=guild, actor="mod")
+        assert await rec.catalogue_for(guild) == guild
+        members = await rec.catalogues.members(guild, guild, fresh=True)
+        assert members is not None and list(members[1]) == ["pants"]  # "hat" is not one of its categories
+        await rec.retrain(guild)
+        assert (await rec.catalogues.head(guild)).info.get("members") == 1
+
+        await rec.label_photo(guild_id=guild, message_id=8021, category="shoes", actor="mod")  # a label given later
+        refit = rec.catalogues.state(guild).retrain_timer
+        assert refit is not None
+        await refit
+        assert (await rec.catalogues.head(guild)).info.get("members") == 2
+        assert (await rec.catalogues.members(OTHER, OTHER, fresh=True)) is None  # never another guild's
+
+        await rec.forget_photos(guild_id=guild, actor="mod")
+        assert await rec.catalogues.members(guild, guild) is None  # forgotten here too, without waiting
+    finally:
+        await rec.close()
+
+
 async def test_a_corrupt_domain_state_is_rebuilt_with_a_warning(rec, caplog: pytest.LogCaptureFixture) -> None:
     for i, p in enumerate(demo_photos()[::17][:3]):
         await answer(rec, p, message=8000 + 2 * i, reply=8001 + 2 * i)
