@@ -307,10 +307,8 @@ class MemberPhotos:
 
     @staticmethod
     def _lessons(cid: int, guild_id: int, model: str, carried: Collection[str]) -> tuple[Any, ...]:
-        """Where the guild's labelled photos for catalogue `cid` are: those labelled in it and, for the
-        guild's own catalogue, those it labelled while it searched the shared default catalogue whose
-        category its own catalogue also has (`carried`): what a server taught is not lost when it
-        sets up its own catalogue."""
+        """The guild's labelled photos for catalogue `cid`: those labelled in it and, for the guild's own
+        catalogue, those labelled in the shared one with a category it also has (`carried`)."""
         here = MemberPhotoRow.catalogue_id == cid
         if carried and cid == guild_id != DEFAULT_GUILD:
             here = or_(here, and_(MemberPhotoRow.catalogue_id == DEFAULT_GUILD, MemberPhotoRow.label.in_(sorted(carried))))
@@ -319,8 +317,7 @@ class MemberPhotos:
     async def labelled(
         self, cid: int, guild_id: int, model: str, carried: Collection[str] = ()
     ) -> tuple[np.ndarray, list[str]] | None:
-        """The guild's labelled photos for the catalogue (vectors, labels), oldest first; None when none.
-        carried: the categories of the guild's own catalogue (see _lessons)."""
+        """The guild's labelled photos for the catalogue (vectors, labels; see _lessons), oldest first; None when none."""
         q = (
             select(MemberPhotoRow.dim, MemberPhotoRow.vector, MemberPhotoRow.label)
             .where(*self._lessons(cid, guild_id, model, carried))
@@ -334,12 +331,9 @@ class MemberPhotos:
 
     async def label_fingerprint(self, cid: int, guild_id: int, model: str, carried: Collection[str] = ()) -> str:
         """Changes whenever the guild's labels for the catalogue change ("" when it has none)."""
-        q = select(
-            func.count(),
-            func.sum(MemberPhotoRow.id),
-            func.max(MemberPhotoRow.labelled_at),
-            func.sum(func.length(MemberPhotoRow.label)),
-        ).where(*self._lessons(cid, guild_id, model, carried))
+        row, label = MemberPhotoRow, MemberPhotoRow.label
+        q = select(func.count(), func.sum(row.id), func.max(row.labelled_at), func.sum(func.length(label)))
+        q = q.where(*self._lessons(cid, guild_id, model, carried))
         async with self.session() as s:
             n, total, last, length = (await s.execute(q)).one()
         if not n:
