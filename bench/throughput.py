@@ -15,10 +15,10 @@ For the same N fashion-products photos (a seeded sample, or the bundled CC0 phot
      own peak memory, from getrusage);
 and, for vgg16, the machine's float32 and bfloat16 matrix-multiply rates (the best of three), so its
 arithmetic limit is that rate over the network's cost per 224x224 photo, counted from the graph: 15.47 G
-multiply-adds, which is 30.9 GFLOP in the matrix multiply's units (2 FLOP per multiply-add). The limit as
+multiply-adds, which is 30.7 GFLOP in the matrix multiply's units (2 FLOP per multiply-add). The limit as
 issue #9 writes it, GFLOP/s / 15.5 (multiply-adds taken as FLOP: twice the consistent limit), is printed
-beside it. With --repeats N every measure is taken N times, interleaved in that order, and its median reported; the
-peak memory is the largest. Prints a Markdown table with the ratios of the same run.
+beside it. With --repeats N every measure is taken N times in a row and its median reported; the peak
+memory is the largest. Prints a Markdown table with the ratios of the same run.
 """
 
 from __future__ import annotations
