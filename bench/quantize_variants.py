@@ -18,15 +18,16 @@ import platform
 import random
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 FASHION = ROOT.parent / "shared" / "data" / "fashion-products" / "images"
 DEMO = ROOT / "tests" / "data" / "clothing-demo" / "images"
+
+from throughput import rate  # noqa: E402
 
 
 def session(path: Path, threads: int):
@@ -42,13 +43,9 @@ def vectors(s, x: np.ndarray) -> np.ndarray:
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def speed(s, batch: np.ndarray, seconds: float = 4.0) -> float:
-    s.run(None, {"images": batch})
-    t0, done = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
-        s.run(None, {"images": batch})
-        done += len(batch)
-    return done / (time.perf_counter() - t0)
+def speed(s, batch: np.ndarray) -> float:
+    """Images/s of the session on the batch (throughput.rate: warmed, then 4 s)."""
+    return rate(lambda: s.run(None, {"images": batch}), len(batch), 4.0)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import functools
 import os
 import platform
 import random
@@ -100,14 +101,19 @@ def counted_gflop(net, input_size: int) -> float:
     return 2 * sum(macs) / 1e9
 
 
-def vgg16_limits(dtype: str, weights: str | None = "random") -> tuple[float, float, float]:
-    """(matmul GFLOP/s, limit in photos/s at the counted FLOP, limit as issue #9 writes it)."""
+@functools.cache
+def vgg16_gflop() -> float:
+    """vgg16's FLOP per 224x224 photo, counted once from its graph (random weights: the count is the same)."""
     from recommender.backbones import load_backbone
 
-    bb = load_backbone("vgg16", weights=weights)
-    gflop = counted_gflop(bb.net, bb.input_size)
+    bb = load_backbone("vgg16", weights="random")
+    return counted_gflop(bb.net, bb.input_size)
+
+
+def vgg16_limits(dtype: str) -> tuple[float, float, float]:
+    """(matmul GFLOP/s, limit in photos/s at the counted FLOP, limit as issue #9 writes it)."""
     gflops = matmul_gflops(dtype)
-    return gflops, gflops / gflop, gflops / VGG16_GFLOP_AS_WRITTEN
+    return gflops, gflops / vgg16_gflop(), gflops / VGG16_GFLOP_AS_WRITTEN
 
 
 def median(measure, repeats: int, *args) -> float:
@@ -277,10 +283,7 @@ def main() -> None:
             f"\n{precision}: cosine of its vectors to PyTorch float32's on {min(48, len(paths))} photos: mean {mean:.4f}, least {least:.4f}"
         )
     if args.model.startswith("vgg16"):
-        from recommender.backbones import load_backbone
-
-        bb = load_backbone("vgg16", weights="random")
-        print(f"\nvgg16 counted from the graph: {counted_gflop(bb.net, bb.input_size):.2f} GFLOP per 224x224 photo")
+        print(f"\nvgg16 counted from the graph: {vgg16_gflop():.2f} GFLOP per 224x224 photo")
         for dtype in ("float32", "bfloat16"):
             gflops, limit, as_written = vgg16_limits(dtype)
             print(
