@@ -73,3 +73,35 @@ def vector_rows(rows: Sequence[Any]) -> VectorRows:
         np.fromiter((math.nan if r[2] is None else r[2] for r in rows), dtype=np.float64, count=len(rows)),
         [r[3] for r in rows],
     )
+
+
+def joined_vector_rows(parts: Sequence[VectorRows]) -> VectorRows:
+    """Slices of one catalogue's VectorRows, in order -> one VectorRows."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        return vector_rows([])
+    return VectorRows(
+        np.concatenate([p.pks for p in parts]),
+        np.concatenate([p.vectors for p in parts]),
+        [c for p in parts for c in p.categories],
+        np.concatenate([p.prices for p in parts]),
+        [h for p in parts for h in p.hashes],
+    )
+
+
+def aggregated_vector_rows(slices: Sequence[Sequence[Any]]) -> VectorRows:
+    """Slices as PostgreSQL aggregates them, (pks[], categories[], prices[], hashes[], dim, vectors joined)
+    -> one VectorRows."""
+    return joined_vector_rows(
+        [
+            VectorRows(
+                np.asarray(pks, dtype=np.int64),
+                np.frombuffer(blob, dtype="<f2").reshape(len(pks), dim).astype(np.float32),
+                list(categories),
+                np.array([math.nan if p is None else p for p in prices], dtype=np.float64),
+                list(hashes),
+            )
+            for pks, categories, prices, hashes, dim, blob in slices
+        ]
+    )
