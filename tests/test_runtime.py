@@ -20,7 +20,9 @@ from helpers import PYTHON, ROOT, backbone, demo_photos
 PHOTOS = [load_image(p)[0] for p in demo_photos()[::10]]  # 12 real photos, one of each kind and more
 
 
-@pytest.mark.parametrize("name", ["tiny", pytest.param("efficientnet-lite0", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name", ["tiny", *(pytest.param(n, marks=pytest.mark.slow) for n in ("efficientnet-lite0", "efficientnet-lite2"))]
+)
 def test_the_fast_path_gives_the_fallbacks_vectors_on_real_photos(name: str, tmp_path: Path) -> None:
     slow = backbone(name)
     fast = accelerate(slow, tmp_path, threads=1)
