@@ -97,7 +97,7 @@ def aggregated_vector_rows(slices: Sequence[Sequence[Any]]) -> VectorRows:
         [
             VectorRows(
                 np.asarray(pks, dtype=np.int64),
-                np.frombuffer(blob, dtype="<f2").reshape(len(pks), dim).astype(np.float32),
+                decode_vectors([blob], len(pks) * dim).reshape(len(pks), dim),
                 list(categories),
                 np.array([math.nan if p is None else p for p in prices], dtype=np.float64),
                 list(hashes),
