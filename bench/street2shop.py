@@ -16,6 +16,8 @@ views of the gallery, embedded by the same backbone). Gallery and view vectors a
     .venv/bin/python bench/street2shop.py --precision fp32 --json fp32.json      # the shipped head, each precision
     .venv/bin/python bench/street2shop.py --precision int8 --json int8.json
     .venv/bin/python bench/street2shop.py --compare fp32.json int8.json           # paired: is the change noise?
+    .venv/bin/python bench/street2shop.py --model efficientnet-lite2 --pooling activation  # views and photos
+                                                  # pooled by activation (Backbone.embed_garments), items averaged
 
 The backbone runs on the fast path the engine uses (``runtime.accelerate``) in ``--precision``; float32's vectors
 equal PyTorch's within 1e-3, so its cache is shared with PyTorch's; another precision caches its own.
@@ -210,6 +212,13 @@ def main() -> None:
     ap.add_argument("--no-refit", action="store_true", help="community: the instant vote only, no head refits")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the backbone's runtime precision (runtime.py)")
+    ap.add_argument(
+        "--pooling",
+        default="average",
+        choices=("average", "activation"),
+        help="how member-like views and photos are pooled: the average (Backbone.embed) or weighted by the "
+        "network's activation (Backbone.embed_garments); catalogue items are always averaged",
+    )
     ap.add_argument("--compare", type=Path, nargs=2, metavar=("A.json", "B.json"), help="paired comparison of two --json runs")
     a = ap.parse_args()
     if a.compare:
@@ -226,7 +235,11 @@ def main() -> None:
     G = embed_all(gcache, load(range(len(gal))))
     gcache.save()
     print(f"gallery: {len(gal)} items, {len(set(types))} articleTypes ({time.time() - t0:.0f}s)", file=sys.stderr)
-    vcache = CachedEmbed(bb.embed, a.cache / f"{a.model}{tag}-views-{a.per_type}-{a.max_views}.npz", gkey + f"|{a.max_views}")
+    by_activation = a.pooling == "activation" and bb.trunk is not None
+    pool = bb.embed_garments if by_activation else bb.embed
+    ptag = "-activation" if by_activation else ""
+    vcache = CachedEmbed(pool, a.cache / f"{a.model}{tag}-views-{a.per_type}-{a.max_views}{ptag}.npz",
+                         gkey + f"|{a.max_views}{ptag}")  # fmt: skip
     t1 = time.time()
     hd = head.train_head(G, list(types), load, vcache, max_views=a.max_views)
     vcache.save()
@@ -236,7 +249,7 @@ def main() -> None:
     qimgs = [images.load_image(p)[0] for _, p in q]
     oimgs = [img for _, img in ooc_photos()]
     t2 = time.time()
-    Q, Oo = embed_all(bb.embed, qimgs), embed_all(bb.embed, oimgs)
+    Q, Oo = embed_all(pool, qimgs), embed_all(pool, oimgs)
     per_photo = (time.time() - t2) / (len(qimgs) + len(oimgs))
     shipped = answer(hd, Q, G, types), answer(hd, Oo, G, types)
     rows = {"catalogue-tuned head (all steps)": figures(*shipped, kinds, types)}
@@ -251,7 +264,7 @@ def main() -> None:
         }
         for name, h in steps.items():
             rows[name] = figures(answer(h, Q, G, types), answer(h, Oo, G, types), kinds, types)
-        if bb.trunk is not None:
+        if bb.trunk is not None and not by_activation:
             Qg, Og = embed_all(bb.embed_garments, qimgs), embed_all(bb.embed_garments, oimgs)
             rows["all steps, query pooled by activation (embed_garments)"] = figures(
                 answer(hd, Qg, G, types), answer(hd, Og, G, types), kinds, types
@@ -278,7 +291,7 @@ def main() -> None:
             sure = P.max(1) >= 0.5
             print(f"catalogue 75/25, {name}: accuracy {np.mean(pred == types[test]):.3f}, sure {sure.mean():.3f}, "
                   f"accuracy when sure {np.mean((pred == types[test])[sure]):.3f}")  # fmt: skip
-    meta = {"model": a.model, "gallery": len(gal), "queries": len(q), "ooc": len(oimgs), "head": hd.info,
+    meta = {"model": a.model, "pooling": "activation" if by_activation else "average", "gallery": len(gal), "queries": len(q), "ooc": len(oimgs), "head": hd.info,
             "seconds per photo (embed)": round(per_photo, 3), "seconds": round(time.time() - t0)}  # fmt: skip
     order = [n for n in rows if n != "catalogue-tuned head (all steps)"] + ["catalogue-tuned head (all steps)"]
     cols = list(next(iter(rows.values())))
