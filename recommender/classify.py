@@ -45,6 +45,7 @@ MIN_HOLDOUT = 20  # fewer held-out items than this: no temperature fit (T = 1)
 MIN_TRAIN = 20  # fewer items than this: kNN
 KNN_K = 10
 KNN_TEMPERATURE = 0.1
+STANDARDISE_ROWS = 4096  # rows per slice when the feature spread is summed (a bounded float64 temporary)
 L2_GRID = (1e-1, 1e-2, 1e-3)  # L2 penalties tried, strongest first, on standardised features
 DEFAULT_L2 = 1e-2
 
@@ -200,7 +201,11 @@ class LinearClassifier:
 def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-dimension mean and scale; the scale is shrunk towards the average spread so nearly
     constant dimensions are not blown up into noise."""
-    mean, var = X.mean(axis=0, dtype=np.float64), X.var(axis=0, dtype=np.float64)
+    mean = X.mean(axis=0, dtype=np.float64)
+    var = np.zeros(X.shape[1], np.float64)
+    for s in range(0, len(X), STANDARDISE_ROWS):  # in slices: X.var() makes a float64 copy of the whole matrix
+        var += np.square(X[s : s + STANDARDISE_ROWS] - mean).sum(axis=0)
+    var /= max(len(X), 1)
     return mean.astype(np.float32), np.sqrt(var + 0.01 * var.mean() + 1e-12).astype(np.float32)
 
 
@@ -259,25 +264,30 @@ def fit_linear(
     if C < 2:
         raise BadOption("a linear classifier needs at least two categories")
     mean, scale = _standardise(X)
-    Xs = (X - mean) / scale
     temperature, init = 1.0, None
     grid = L2_GRID if l2 is None else (float(l2),)
     chosen = DEFAULT_L2 if l2 is None else float(l2)
-    va = np.empty(0, np.int64)
+    tr, va = np.arange(len(codes)), np.empty(0, np.int64)
     if calibrate:
         tr, va = stratified_split([str(v) for v in labels[codes]], HOLDOUT_FRACTION, seed, min_per_class=2)
+    # one standardised copy, training rows first: the held-out part and the rest are slices of it, not copies
+    order = np.concatenate([tr, va]).astype(np.int64)
+    Xs, codes = X[order], codes[order]
+    Xs -= mean
+    Xs /= scale
     if len(va) >= MIN_HOLDOUT:
-        best, final_init, X_tr, X_va = math.inf, None, Xs[tr], Xs[va]
+        n_tr = len(tr)
+        best, final_init, X_tr, X_va, y_tr, y_va = math.inf, None, Xs[:n_tr], Xs[n_tr:], codes[:n_tr], codes[n_tr:]
         for penalty in grid:
-            init_k = _train_softmax(X_tr, codes[tr], C, penalty, max_iter, init, num_threads)
+            init_k = _train_softmax(X_tr, y_tr, C, penalty, max_iter, init, num_threads)
             logits = X_va @ init_k[0] + init_k[1]
-            t_k = fit_temperature(logits, codes[va])
-            nll = _nll(logits.astype(np.float64), codes[va], t_k)
+            t_k = fit_temperature(logits, y_va)
+            nll = _nll(logits.astype(np.float64), y_va, t_k)
             log.debug("l2 %g: held-out NLL %.4f at T %.3f", penalty, nll, t_k)
             if nll < best - 1e-4:
                 best, chosen, temperature, final_init = nll, penalty, t_k, init_k
             init = init_k
-        init, X_tr, X_va = final_init, None, None
+        init = final_init
         log.info("l2 %g, temperature %.3f fitted on %d held-out items", chosen, temperature, len(va))
     elif calibrate:
         log.info("only %d held-out items: probabilities left uncalibrated (T = 1)", len(va))
@@ -383,7 +393,7 @@ def fit_classifier(
     if dropped:
         log.info("dropping %d categories with fewer than %d items", len(dropped), min_per_class)
     mask = np.fromiter((v in kept for v in y), dtype=bool, count=len(y))
-    return fit_linear(X[mask], [v for v in y if v in kept], l2=l2, seed=seed, max_iter=max_iter, calibrate=calibrate, dropped=dropped,
+    return fit_linear(X if mask.all() else X[mask], [v for v in y if v in kept], l2=l2, seed=seed, max_iter=max_iter, calibrate=calibrate, dropped=dropped,
                       num_threads=num_threads)  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import runtime
 from .cli_evaluate import add_evaluate
 from .cli_sync import add_sync
 from .config import DEFAULT_GUILD, load_settings
@@ -381,6 +382,7 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Plugin] = ()) -> i
         stream=sys.stderr,
     )
     logging.captureWarnings(True)  # a decoder's warnings about a member's file go to the log, once each
+    runtime.tune_allocator()  # before any thread starts: freed matrices go back to the system
     if not getattr(args, "verbose", False):
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:

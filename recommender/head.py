@@ -55,6 +55,7 @@ OPEN_K = 10
 ANSWER_RATE = 0.9
 CANDIDATES = 100  # the engine searches this many raw neighbours and reorders them
 VOTE_K, VOTE_TEMPERATURE = 10, 0.1  # the neighbours' vote, as classify.KnnClassifier weighs it
+NEIGHBOUR_ROWS = 128  # queries per similarity slice: with 21,215 items a slice and its sort take ~45 MB, not 170
 MAX_FIT_VIEWS = 3000  # views used to choose rerank and mix (a seeded sample; all views train the classifier)
 EPS = 1e-6
 NEAR_COPY = 0.98  # cosine of a re-encoded, mirrored or resized copy of a catalogue picture: never reordered below others
@@ -193,10 +194,10 @@ def head_from_bytes(data: bytes) -> CatalogueHead:
 def _neighbours(Q: np.ndarray, G: np.ndarray, exclude: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Top-``n`` items of each query by cosine, ``exclude[i]`` (an item index, or -1) left out."""
     idx_all, sc_all = [], []
-    for s in range(0, len(Q), 512):
-        S = Q[s : s + 512] @ G.T
+    for s in range(0, len(Q), NEIGHBOUR_ROWS):
+        S = Q[s : s + NEIGHBOUR_ROWS] @ G.T
         if exclude is not None:
-            ex = exclude[s : s + 512]
+            ex = exclude[s : s + NEIGHBOUR_ROWS]
             S[np.flatnonzero(ex >= 0), ex[ex >= 0]] = -np.inf
         m = min(n, G.shape[0] - (exclude is not None))
         idx = np.argpartition(-S, m - 1, axis=1)[:, :m]
@@ -252,17 +253,26 @@ def fit_head(
     ``members``: labelled member photos (vectors, labels), extra training examples of the classifier, each
     counted :data:`MEMBER_REPEAT` times; labels that are not among ``categories`` are ignored."""
     t0 = time.perf_counter()
-    G, y = _unit(vectors), np.asarray([str(c) for c in categories])
-    if len(G) == 0:
+    items, y = np.asarray(vectors, np.float32), np.asarray([str(c) for c in categories])
+    if len(items) == 0:
         raise CatalogEmpty("the catalogue has no items to fit a head on")
-    if len(y) != len(G) or not 0 < answer_rate < 1:
+    if items.ndim != 2:
+        raise BadOption("vectors must be a matrix, one row per item")
+    if len(y) != len(items) or not 0 < answer_rate < 1:
         raise BadOption("one category per vector, and 0 < answer_rate < 1")
-    V = _unit(view_vectors) if view_vectors is not None and len(view_vectors) else np.zeros((0, G.shape[1]), np.float32)
+    dim = items.shape[1]
+    V = _unit(view_vectors) if view_vectors is not None and len(view_vectors) else np.zeros((0, dim), np.float32)
     owner = np.asarray(view_owner if view_owner is not None else [], dtype=np.int64)
-    if len(owner) != len(V) or (len(owner) and (owner.min() < 0 or owner.max() >= len(G))):
+    if len(owner) != len(V) or (len(owner) and (owner.min() < 0 or owner.max() >= len(items))):
         raise BadOption("view_owner must give, for every view, the index of its item")
-    M, m_labels = _known_members(members, set(y.tolist()), G.shape[1])
-    X = np.vstack([G, V] + [M] * MEMBER_REPEAT)
+    M, m_labels = _known_members(members, set(y.tolist()), dim)
+    # the classifier's rows, written once: items (unit), views, member photos; G is a view of the first part
+    X = np.empty((len(items) + len(V) + MEMBER_REPEAT * len(M), dim), np.float32)
+    G = X[: len(items)]
+    np.divide(items, np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12), out=G)
+    X[len(G) : len(G) + len(V)] = V
+    for r in range(MEMBER_REPEAT):
+        X[len(G) + len(V) + r * len(M) : len(G) + len(V) + (r + 1) * len(M)] = M
     clf = classify.fit_classifier(X, list(y) + list(y[owner]) + m_labels * MEMBER_REPEAT, seed=seed, num_threads=num_threads)
     if clf.method != "linear" and len(M):  # a kNN classifier: each member photo is one neighbour, not MEMBER_REPEAT
         clf = classify.fit_knn(np.vstack([G, V, M]), list(y) + list(y[owner]) + m_labels)
@@ -325,11 +335,11 @@ def train_head(
     (``members``: labelled member photos, see :func:`fit_head`)."""
     cats = [str(c) for c in categories]
     owners = view_plan(cats, max_views=max_views, per_item=per_item, seed=seed) if len(cats) else []
-    unique = sorted(set(owners))
-    pics = dict(zip(unique, images(unique)))
     rng = random.Random(seed)  # one stream: the same views whatever the batch size
     chunks = []
-    for s in range(0, len(owners), batch):
+    for s in range(0, len(owners), batch):  # a batch's pictures at a time: thousands of thumbnails at once weigh GBs
+        need = sorted(set(owners[s : s + batch]))
+        pics = dict(zip(need, images(need)))
         views_ = [member_view(pics[o], rng) for o in owners[s : s + batch]]
         chunks.append(np.asarray(embed(views_), dtype=np.float32))
     views = np.concatenate(chunks) if chunks else None

@@ -3,10 +3,11 @@ channel, uint8 activations) whose activation ranges are measured on a fixed set 
 the package (`calibration/`, CC0), so the same model gives the same int8 file, and the same vectors,
 on every machine.
 
-`precision = "int8"` (`LOOKALIKE_PRECISION=int8`), and what "auto" picks for `efficientnet-lite0`
-(runtime.AUTO_PRECISION): it runs that model about twice as fast on a CPU with VNNI and moves its vectors
-a little (cosine to the float32 ones 0.997 on average on fashion-products photos, with its first three
-convolutions kept in float32); docs/BENCHMARKS.md has its speed and its effect on quality.
+`precision = "int8"` (`LOOKALIKE_PRECISION=int8`), and what "auto" picks for `efficientnet-lite0` and
+`efficientnet-lite2` (runtime.AUTO_PRECISION): it runs them 2-2.4 times as fast on a CPU with VNNI and moves
+their vectors a little (cosine to the float32 ones 0.997 on average on fashion-products photos for lite0,
+with its first three convolutions kept in float32; 0.995 for lite2); docs/BENCHMARKS.md has the speed and
+the effect on quality.
 """
 
 from __future__ import annotations

@@ -47,9 +47,11 @@ FORMAT = 1  # bump when the export itself changes
 PRECISIONS = ("auto", "fp32", "int8", "bf16")
 # "auto": a backbone's precision where reduced precision was measured to keep its quality figures within
 # noise (docs/BENCHMARKS.md, issue #9): efficientnet-lite0 in int8 (leave-one-out precision@10 0.6434 ->
-# 0.6428, accuracy 0.796 -> 0.799, street-to-shop within paired-bootstrap noise) at twice the speed.
+# 0.6428, accuracy 0.796 -> 0.799, street-to-shop within paired-bootstrap noise) at twice the speed;
+# efficientnet-lite2 in int8 (precision@10 0.6449 -> 0.6438, accuracy -0.005 over three splits that
+# themselves differ by 0.027, street-to-shop within noise) at 2.4 times the speed.
 # vgg16's real weights cannot be measured here, so it stays float32; so do the others.
-AUTO_PRECISION = {"efficientnet-lite0": "int8"}
+AUTO_PRECISION = {"efficientnet-lite0": "int8", "efficientnet-lite2": "int8"}
 # reduced precision: the least mean cosine between its outputs and float32 PyTorch's on the first real batch
 # (measured on fashion-products photos with efficientnet-lite0: int8 0.997, bf16 0.9997)
 AGREEMENT = {"int8": 0.97, "bf16": 0.995}
@@ -64,6 +66,31 @@ DATA_PARALLEL = frozenset({"efficientnet-lite0", "efficientnet-lite2", "tiny"})
 # only the first and 0.987 with none: bench/quantize_variants.py, docs/BENCHMARKS.md. Others keep only the
 # one that reads the photo.
 INT8_FLOAT_CONVS = {"efficientnet-lite0": 3}
+
+
+# glibc's malloc: allocations of this size and more get their own pages, returned to the system when freed
+# (M_MMAP_THRESHOLD, fixed, instead of glibc raising it as big arrays come and go), and at most this many
+# heaps (M_ARENA_MAX). See tune_allocator.
+MMAP_THRESHOLD, ARENA_MAX = 1 << 20, 2
+
+
+def tune_allocator() -> bool:
+    """Keep freed matrices from piling up in glibc's heaps (a process's entry point calls it once, before
+    its threads start). A catalogue head's fit allocates and frees matrices of tens of MB many times over
+    from several threads; with glibc's defaults the freed ones stay in the process: a 21,215-item import
+    peaked at 1.91 GB, 1.60 GB with these settings (docs/BENCHMARKS.md). False where the C library is not
+    glibc (nothing changed)."""
+    import ctypes
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        m_arena_max, m_mmap_threshold = -8, -3  # <malloc.h>
+        return bool(libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(libc.mallopt(m_arena_max, ARENA_MAX))
+    except (OSError, AttributeError):
+        return False
 
 
 def cores() -> int:

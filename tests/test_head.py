@@ -201,3 +201,23 @@ def test_labelled_member_photos_train_the_head_and_unknown_labels_are_ignored() 
     assert p_after.mean() > 0.8 and p_after.mean() > p_before.mean() + 0.2
     small = fit_head(X[:12], cats[:12], members=(M[:2], ["a", "a"]))  # kNN: each member photo is one neighbour
     assert small.classifier.method == "knn" and small.info["members"] == 2
+
+
+def test_views_are_made_a_batch_of_pictures_at_a_time_and_do_not_depend_on_the_batch() -> None:
+    """A shop's thumbnails are 256 px: fetching all 2,000 pictures a 4,000-view fit needs at once held
+    hundreds of MB; they are fetched per batch, and the views (one seeded stream) stay the same."""
+    net = backbone("tiny")
+    paths = demo_photos()[0::2]
+    cats = [p.parent.name for p in paths]
+    G = net.embed(load(paths))
+    asked: list[list[int]] = []
+
+    def pictures(idx: list[int]) -> list[Image.Image]:
+        asked.append(list(idx))
+        return load([paths[i] for i in idx])
+
+    small = train_head(G, cats, pictures, net.embed, max_views=120, batch=16)
+    assert asked and max(len(a) for a in asked) <= 16 and len(asked) >= 120 // 16
+    big = train_head(G, cats, lambda idx: load([paths[i] for i in idx]), net.embed, max_views=120, batch=120)
+    assert small.open_threshold == pytest.approx(big.open_threshold, abs=1e-5)
+    assert (small.rerank, small.mix, small.info["views"]) == (big.rerank, big.mix, big.info["views"])

@@ -155,7 +155,7 @@ def test_int8_keeps_the_first_convolutions_in_float32(tmp_path: Path) -> None:
 
 
 def test_auto_precision_is_int8_only_where_its_quality_was_measured(tmp_path: Path) -> None:
-    assert resolve_precision("efficientnet-lite0", "auto") == "int8"
+    assert resolve_precision("efficientnet-lite0", "auto") == resolve_precision("efficientnet-lite2", "auto") == "int8"
     assert resolve_precision("vgg16", "auto") == resolve_precision("tiny", "auto") == "fp32"
     assert resolve_precision("efficientnet-lite0", "fp32") == "fp32"  # an explicit choice wins
     fast = accelerate(backbone("tiny"), tmp_path, threads=1, precision="auto")
@@ -205,3 +205,38 @@ def test_bfloat16_where_the_cpu_has_it(tmp_path: Path) -> None:
     assert fast.net.verified and not fast.net.failed
     assert cosines(got, want).min() > AGREEMENT["bf16"]
     assert not list(tmp_path.iterdir())  # PyTorch itself: no export
+
+
+FREED_MATRICES = """
+import sys
+import numpy as np
+from recommender import runtime
+if sys.argv[1] == "tuned":
+    assert runtime.tune_allocator()
+def rss_mb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) // 1024
+big = np.ones(16 << 20, np.uint8)
+del big  # a big array freed: glibc then keeps arrays up to its size in its heap
+base = rss_mb()
+kept = [np.ones(8 << 20, np.uint8) for _ in range(20)]  # 160 MB of 8 MB matrices, as a fit makes them
+last = kept.pop()  # the newest stays: the heap cannot shrink past it
+del kept
+print(rss_mb() - base)
+"""
+
+
+def test_tune_allocator_gives_freed_matrices_back_to_the_system() -> None:
+    """The entry point's allocator settings: freed mid-sized matrices leave the process (a head fit freed
+    and kept hundreds of MB under glibc's defaults)."""
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("the settings are glibc's")
+    held = {
+        mode: int(
+            subprocess.run([PYTHON, "-c", FREED_MATRICES, mode], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        )  # fmt: skip
+        for mode in ("default", "tuned")
+    }
+    assert held["default"] >= 100, held  # glibc's own behaviour, which the setting is there to change
+    assert held["tuned"] <= 20, held
