@@ -113,6 +113,18 @@ def backbone(name: str = "tiny"):
         return _BACKBONES[name]
 
 
+def fast_backbone(name: str):
+    """`backbone(name)` on the fast path the engine uses (ONNX Runtime, float32: the same vectors within 1e-4,
+    tests/test_runtime.py), exported once into the user's model cache as the engine would."""
+    from recommender.runtime import accelerate
+
+    slow, key = backbone(name), f"{name}|fast"
+    with _BACKBONE_LOCK:
+        if key not in _BACKBONES:
+            _BACKBONES[key] = accelerate(slow, None, threads=0, precision="fp32")
+        return _BACKBONES[key]
+
+
 def settings(db: str | Path, **kw: Any):
     """Settings for a test: no environment, no config file, the tiny model unless told otherwise."""
     from recommender.config import load_settings
