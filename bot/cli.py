@@ -46,7 +46,7 @@ async def cmd_health(args: argparse.Namespace) -> int:
 async def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return await run_demo(Path(args.out), model=args.model, quiet=args.quiet)
+    return await run_demo(Path(args.out), quiet=args.quiet, **({"model": args.model} if args.model else {}))
 
 
 def bot_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
@@ -87,7 +87,7 @@ def bot_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], commo
         "Needs no token and no network.",
     )
     s.add_argument("--out", default="demo-output", help="folder for the reply images (default ./demo-output)")
-    s.add_argument("--model", default="efficientnet-lite0", help="backbone (default efficientnet-lite0, offline)")
+    s.add_argument("--model", help="backbone (default efficientnet-lite2: offline, the one for members' photos)")
     s.add_argument("--quiet", action="store_true", help="print only the summary")
     s.add_argument("-v", "--verbose", action="store_true")
     s.set_defaults(func=cmd_demo)
