@@ -15,6 +15,8 @@ NO_CLOTHING = Path(__file__).resolve().parent / "data" / "no-clothing"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 
+# the catalogue is built here with lite0 into a SQLite file: the harness's PostgreSQL variant ran the very same test again
+@pytest.mark.parametrize("bot_catalogue", ["sqlite"], indirect=True)
 async def test_pretrained_backbone_answers_a_held_out_shoe_with_shoes(
     make_harness: MakeHarness,
     tmp_path: Path,
