@@ -78,7 +78,7 @@ def tune_allocator() -> bool:
     """Keep freed matrices from piling up in glibc's heaps (a process's entry point calls it once, before
     its threads start). A catalogue head's fit allocates and frees matrices of tens of MB many times over
     from several threads; with glibc's defaults the freed ones stay in the process: a 21,215-item import
-    peaked at 1.91 GB, 1.60 GB with these settings (docs/BENCHMARKS.md). False where the C library is not
+    peaked at 1,908 MB, 1,586 MB with these settings (docs/BENCHMARKS.md). False where the C library is not
     glibc (nothing changed)."""
     import ctypes
     import platform

@@ -286,7 +286,7 @@ def test_bad_input_is_refused():
 def test_fitting_holds_one_copy_of_the_training_matrix() -> None:
     """The head is fitted beside the index and the model; fitting once held four copies of the (rows, dims)
     matrix (a float64 one for the spread, the standardised one, its two halves), which took a 21,215-item
-    catalogue's import to 2.2 GB. numpy's arrays are traced by tracemalloc (torch's are not: none is copied)."""
+    catalogue's import to 2,102 MB. numpy's arrays are traced by tracemalloc (torch's are not: none is copied)."""
     import tracemalloc
 
     rng = np.random.default_rng(0)
