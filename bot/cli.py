@@ -46,7 +46,7 @@ async def cmd_health(args: argparse.Namespace) -> int:
 async def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return await run_demo(Path(args.out), quiet=args.quiet, **({"model": args.model} if args.model else {}))
+    return await run_demo(Path(args.out), model=args.model, quiet=args.quiet)
 
 
 def bot_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:

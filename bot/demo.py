@@ -139,8 +139,10 @@ class Transcript:
         return path
 
 
-async def run_demo(out_dir: Path, model: str = DEMO_MODEL, quiet: bool = False, *, stream: TextIO | None = None) -> int:
-    """Run the offline demo; returns an exit code (0: every step answered as expected)."""
+async def run_demo(out_dir: Path, model: str | None = None, quiet: bool = False, *, stream: TextIO | None = None) -> int:
+    """Run the offline demo with ``model`` (None: :data:`DEMO_MODEL`); returns an exit code (0: every step
+    answered as expected)."""
+    model = model or DEMO_MODEL
     from .sandbox import DiscordSandbox
 
     stream = stream or sys.stdout

@@ -208,9 +208,10 @@ def _neighbours(Q: np.ndarray, G: np.ndarray, exclude: np.ndarray | None, n: int
     return np.concatenate(idx_all), np.concatenate(sc_all)
 
 
-def _unit(X: np.ndarray) -> np.ndarray:
+def _unit(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows scaled to unit length (into ``out`` when given: no new matrix)."""
     X = np.asarray(X, np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    return np.divide(X, np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12), out=out)
 
 
 def _known_members(members: Members | None, known: set[str], dim: int) -> tuple[np.ndarray, list[str]]:
@@ -268,11 +269,8 @@ def fit_head(
     M, m_labels = _known_members(members, set(y.tolist()), dim)
     # the classifier's rows, written once: items (unit), views, member photos; G is a view of the first part
     X = np.empty((len(items) + len(V) + MEMBER_REPEAT * len(M), dim), np.float32)
-    G = X[: len(items)]
-    np.divide(items, np.maximum(np.linalg.norm(items, axis=1, keepdims=True), 1e-12), out=G)
-    X[len(G) : len(G) + len(V)] = V
-    for r in range(MEMBER_REPEAT):
-        X[len(G) + len(V) + r * len(M) : len(G) + len(V) + (r + 1) * len(M)] = M
+    G = _unit(items, out=X[: len(items)])
+    np.concatenate([V] + [M] * MEMBER_REPEAT, out=X[len(items) :])
     clf = classify.fit_classifier(X, list(y) + list(y[owner]) + m_labels * MEMBER_REPEAT, seed=seed, num_threads=num_threads)
     if clf.method != "linear" and len(M):  # a kNN classifier: each member photo is one neighbour, not MEMBER_REPEAT
         clf = classify.fit_knn(np.vstack([G, V, M]), list(y) + list(y[owner]) + m_labels)
