@@ -45,7 +45,7 @@ MIN_HOLDOUT = 20  # fewer held-out items than this: no temperature fit (T = 1)
 MIN_TRAIN = 20  # fewer items than this: kNN
 KNN_K = 10
 KNN_TEMPERATURE = 0.1
-STANDARDISE_ROWS = 4096  # rows per slice when the feature spread is summed (a bounded float64 temporary)
+TRAIN_ROWS = 1024  # rows per piece when the spread, the loss and its gradient are summed (bounded temporaries)
 L2_GRID = (1e-1, 1e-2, 1e-3)  # L2 penalties tried, strongest first, on standardised features
 DEFAULT_L2 = 1e-2
 
@@ -198,42 +198,88 @@ class LinearClassifier:
         return clf
 
 
-def _standardise(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and scale; the scale is shrunk towards the average spread so nearly
-    constant dimensions are not blown up into noise."""
-    mean = X.mean(axis=0, dtype=np.float64)
-    var = np.zeros(X.shape[1], np.float64)
-    for s in range(0, len(X), STANDARDISE_ROWS):  # in slices: X.var() makes a float64 copy of the whole matrix
-        var += np.square(X[s : s + STANDARDISE_ROWS] - mean).sum(axis=0)
-    var /= max(len(X), 1)
+def _parts(rows: np.ndarray) -> list[np.ndarray | slice]:
+    """``rows`` in pieces of :data:`TRAIN_ROWS`; a piece of consecutive rows as a slice (a view, not a copy)."""
+    out: list[np.ndarray | slice] = []
+    for s in range(0, len(rows), TRAIN_ROWS):
+        part = rows[s : s + TRAIN_ROWS]
+        consecutive = int(part[-1]) - int(part[0]) + 1 == len(part) and bool((np.diff(part) == 1).all())
+        out.append(slice(int(part[0]), int(part[-1]) + 1) if consecutive else part)
+    return out
+
+
+def _standardise(X: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and scale of ``X[rows]``, summed a piece at a time (no copy of the matrix); the
+    scale is shrunk towards the average spread so nearly constant dimensions are not blown up into noise."""
+    mean = np.zeros(X.shape[1], np.float64)
+    for part in _parts(rows):
+        mean += X[part].sum(axis=0, dtype=np.float64)
+    mean /= max(len(rows), 1)
+    var, centre = np.zeros(X.shape[1], np.float64), mean.astype(np.float32)
+    for part in _parts(rows):
+        d = X[part] - centre
+        var += np.square(d, out=d).sum(axis=0, dtype=np.float64)
+    var /= max(len(rows), 1)
     return mean.astype(np.float32), np.sqrt(var + 0.01 * var.mean() + 1e-12).astype(np.float32)
 
 
+def _logits(X: np.ndarray, rows: np.ndarray, W: np.ndarray, b: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``((X[rows] - mean) / scale) @ W + b``, a piece at a time."""
+    pieces = [((X[part] - mean) / scale) @ W + b for part in _parts(rows)]
+    return np.concatenate(pieces) if pieces else np.zeros((0, W.shape[1]), np.float32)
+
+
 def _train_softmax(
-    Xs: np.ndarray, y: np.ndarray, n_classes: int, l2: float, max_iter: int,
-    init: tuple[np.ndarray, np.ndarray] | None = None, num_threads: int | None = None,
+    X: np.ndarray, rows: np.ndarray, y: np.ndarray, n_classes: int, l2: float, max_iter: int,
+    standard: tuple[np.ndarray, np.ndarray], init: tuple[np.ndarray, np.ndarray] | None = None,
+    num_threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Minimise mean cross-entropy + l2/2 * ||W||^2 with full-batch LBFGS; returns (W, b).
+    """Minimise mean cross-entropy + l2/2 * ||W||^2 over the rows ``X[rows]`` (labels ``y``), standardised
+    by ``standard`` = (mean, scale), with full-batch LBFGS; returns (W, b) of the standardised features.
+
+    Nothing the size of the matrix is copied: the standardisation is folded into the weights
+    (``((x - m) / s) @ W + b = x @ (W / s) + (b - m @ (W / s))``), and each evaluation sums the loss and its
+    gradient over :data:`TRAIN_ROWS` rows at a time, so the logits of one piece exist at once.
 
     ``num_threads`` sets torch's thread count for the fit and restores it afterwards. That setting is
     process-wide, so the default (None) leaves it alone: the engine fits on its own thread while
     another thread embeds images, and must not change that thread's parallelism under it."""
     import torch
+    import torch.nn.functional as F
 
-    X_t = torch.from_numpy(np.ascontiguousarray(Xs, dtype=np.float32))
-    y_t = torch.from_numpy(y.astype(np.int64))
+    X_t = torch.from_numpy(np.asarray(X, dtype=np.float32))
+    y_all = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    pieces, at = [], 0
+    for part in _parts(rows):
+        size = (part.stop - part.start) if isinstance(part, slice) else len(part)
+        pieces.append((part if isinstance(part, slice) else torch.from_numpy(part), y_all[at : at + size]))
+        at += size
+    mean, scale = standard
+    inv = torch.from_numpy(1.0 / scale.astype(np.float32))[:, None]
+    centre = torch.from_numpy(mean.astype(np.float32))
     if init is None:  # zero weights, bias = log class priors (convex problem: no randomness needed)
         prior = np.bincount(y, minlength=n_classes) + 1.0
-        init = (np.zeros((Xs.shape[1], n_classes), np.float32), np.log(prior / prior.sum()))
+        init = (np.zeros((X.shape[1], n_classes), np.float32), np.log(prior / prior.sum()))
     W, b = (torch.tensor(a, dtype=torch.float32, requires_grad=True) for a in init)
     opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=10, tolerance_grad=1e-5,
                             tolerance_change=1e-9, line_search_fn="strong_wolfe")  # fmt: skip
+    n = max(len(rows), 1)
+    gathered = torch.empty((TRAIN_ROWS, X.shape[1]))  # a piece of scattered rows is copied here, not into a new tensor
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(X_t @ W + b, y_t) + 0.5 * l2 * (W * W).sum()
-        loss.backward()
-        return loss
+        Wx = W * inv  # weights on the raw rows
+        bx = b - centre @ Wx
+        Wp, bp = Wx.detach().requires_grad_(), bx.detach().requires_grad_()  # each piece's graph ends here
+        total = 0.0
+        for part, yp in pieces:
+            rows_p = X_t[part] if isinstance(part, slice) else torch.index_select(X_t, 0, part, out=gathered[: len(part)])
+            loss = F.cross_entropy(rows_p @ Wp + bp, yp, reduction="sum") / n
+            loss.backward()  # gradients add up in Wp.grad, bp.grad; the piece is freed
+            total += float(loss.detach())
+        penalty = 0.5 * l2 * (W * W).sum()
+        torch.autograd.backward([Wx, bx, penalty], [Wp.grad, bp.grad, None])
+        return penalty.detach() + total
 
     previous = torch.get_num_threads()
     change = num_threads is not None and num_threads != previous
@@ -252,37 +298,36 @@ def _train_softmax(
 def fit_linear(
     X: np.ndarray, y: Sequence[str], *, l2: float | None = None, seed: int = 0, max_iter: int = 200,
     calibrate: bool = True, dropped: Sequence[str] = (), num_threads: int | None = None,
+    rows: np.ndarray | None = None,
 ) -> LinearClassifier:  # fmt: skip
     """Train a :class:`LinearClassifier` on every label in ``y`` (callers drop rare ones first).
 
-    With ``l2=None`` the penalty is picked from :data:`L2_GRID` by the held-out NLL after
-    temperature scaling (strongest first, each fit warm-started from the previous one); without
-    a held-out part it is :data:`DEFAULT_L2`."""
+    ``rows``: the rows of ``X`` that ``y`` labels (default: all of them, in order); the others are ignored,
+    and no copy of the chosen rows is made. With ``l2=None`` the penalty is picked from :data:`L2_GRID` by
+    the held-out NLL after temperature scaling (strongest first, each fit warm-started from the previous
+    one); without a held-out part it is :data:`DEFAULT_L2`."""
     X = _matrix(X)
+    rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(rows) != len(y) or (len(rows) and (rows.min() < 0 or rows.max() >= len(X))):
+        raise BadOption(f"{len(y)} labels for {len(rows)} rows of a matrix of {len(X)}")
     labels, codes = np.unique(np.asarray(y, dtype=str), return_inverse=True)
     C = len(labels)
     if C < 2:
         raise BadOption("a linear classifier needs at least two categories")
-    mean, scale = _standardise(X)
+    standard = _standardise(X, rows)
     temperature, init = 1.0, None
     grid = L2_GRID if l2 is None else (float(l2),)
     chosen = DEFAULT_L2 if l2 is None else float(l2)
     tr, va = np.arange(len(codes)), np.empty(0, np.int64)
     if calibrate:
         tr, va = stratified_split([str(v) for v in labels[codes]], HOLDOUT_FRACTION, seed, min_per_class=2)
-    # one standardised copy, training rows first: the held-out part and the rest are slices of it, not copies
-    order = np.concatenate([tr, va]).astype(np.int64)
-    Xs, codes = X[order], codes[order]
-    Xs -= mean
-    Xs /= scale
     if len(va) >= MIN_HOLDOUT:
-        n_tr = len(tr)
-        best, final_init, X_tr, X_va, y_tr, y_va = math.inf, None, Xs[:n_tr], Xs[n_tr:], codes[:n_tr], codes[n_tr:]
+        best, final_init = math.inf, None
         for penalty in grid:
-            init_k = _train_softmax(X_tr, y_tr, C, penalty, max_iter, init, num_threads)
-            logits = X_va @ init_k[0] + init_k[1]
-            t_k = fit_temperature(logits, y_va)
-            nll = _nll(logits.astype(np.float64), y_va, t_k)
+            init_k = _train_softmax(X, rows[tr], codes[tr], C, penalty, max_iter, standard, init, num_threads)
+            logits = _logits(X, rows[va], *init_k, *standard)
+            t_k = fit_temperature(logits, codes[va])
+            nll = _nll(logits.astype(np.float64), codes[va], t_k)
             log.debug("l2 %g: held-out NLL %.4f at T %.3f", penalty, nll, t_k)
             if nll < best - 1e-4:
                 best, chosen, temperature, final_init = nll, penalty, t_k, init_k
@@ -291,8 +336,8 @@ def fit_linear(
         log.info("l2 %g, temperature %.3f fitted on %d held-out items", chosen, temperature, len(va))
     elif calibrate:
         log.info("only %d held-out items: probabilities left uncalibrated (T = 1)", len(va))
-    W, b = _train_softmax(Xs, codes, C, chosen, max_iter, init, num_threads)
-    return LinearClassifier([str(v) for v in labels], W, b, mean, scale, temperature, chosen,
+    W, b = _train_softmax(X, rows, codes, C, chosen, max_iter, standard, init, num_threads)
+    return LinearClassifier([str(v) for v in labels], W, b, *standard, temperature, chosen,
                             sorted(str(v) for v in dropped))  # fmt: skip
 
 
@@ -365,7 +410,7 @@ def fit_knn(X: np.ndarray, y: Sequence[str], k: int = KNN_K) -> KnnClassifier:
 
 def fit_classifier(
     X: np.ndarray, y: Sequence[str], *, min_per_class: int = 5, seed: int = 0, max_iter: int = 200,
-    l2: float | None = None, calibrate: bool = True, num_threads: int | None = None,
+    l2: float | None = None, calibrate: bool = True, num_threads: int | None = None, rows: np.ndarray | None = None,
 ) -> Classifier:  # fmt: skip
     """Train the category classifier for one catalogue.
 
@@ -373,13 +418,15 @@ def fit_classifier(
     cannot be learned; ``LinearClassifier.dropped`` lists them). When that leaves fewer than two
     categories, or there are fewer than 20 items, a :class:`KnnClassifier` over all items is
     returned instead. ``l2=None`` picks the penalty on held-out data (see :func:`fit_linear`);
-    ``num_threads`` is the torch thread count used for training (see :func:`_train_softmax`).
+    ``num_threads`` is the torch thread count used for training (see :func:`_train_softmax`);
+    ``rows``: the rows of ``X`` that ``y`` labels (default: all), read in place, not copied.
     Deterministic for a given ``seed``.
     """
     X = _matrix(X)
-    if len(y) != X.shape[0]:
-        raise BadOption(f"{X.shape[0]} embeddings but {len(y)} labels")
-    if X.shape[0] == 0:
+    rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(y) != len(rows) or (len(rows) and (rows.min() < 0 or rows.max() >= len(X))):
+        raise BadOption(f"{len(rows)} embeddings but {len(y)} labels")
+    if len(rows) == 0:
         raise CatalogEmpty("the catalogue has no labelled items to learn categories from")
     if min_per_class < 1 or max_iter < 1 or (num_threads is not None and num_threads < 1) or (l2 is not None and l2 < 0):
         raise BadOption("min_per_class, max_iter and num_threads must be at least 1, l2 non-negative")
@@ -388,13 +435,13 @@ def fit_classifier(
     kept = {c for c, n in counts.items() if n >= min_per_class}
     if len(kept) < 2 or len(y) < MIN_TRAIN:
         log.info("%d items, %d learnable categories: using kNN", len(y), len(kept))
-        return fit_knn(X, y)
+        return fit_knn(X[rows], y)  # a small matrix
     dropped = sorted(set(counts) - kept)
     if dropped:
         log.info("dropping %d categories with fewer than %d items", len(dropped), min_per_class)
-    mask = np.fromiter((v in kept for v in y), dtype=bool, count=len(y))
-    return fit_linear(X if mask.all() else X[mask], [v for v in y if v in kept], l2=l2, seed=seed, max_iter=max_iter, calibrate=calibrate, dropped=dropped,
-                      num_threads=num_threads)  # fmt: skip
+    keep = np.flatnonzero(np.fromiter((v in kept for v in y), dtype=bool, count=len(y)))
+    return fit_linear(X, [y[i] for i in keep], l2=l2, seed=seed, max_iter=max_iter, calibrate=calibrate, dropped=dropped,
+                      num_threads=num_threads, rows=rows[keep])  # fmt: skip
 
 
 def _require(ok: bool, why: str = "the saved classifier's arrays do not match its metadata") -> None:

@@ -225,21 +225,24 @@ def _known_members(members: Members | None, known: set[str], dim: int) -> tuple[
     return _unit(M[keep]) if keep else np.zeros((0, dim), np.float32), [labels[i] for i in keep]
 
 
-def _cross_fitted_proba(G, y, V, owner, labels, seed, num_threads) -> np.ndarray:
-    """P(category | view) from classifiers that never saw the view's item (2 folds over the items)."""
+def _cross_fitted_proba(X, n_items, y, view_rows, owner, labels, seed, num_threads) -> np.ndarray:
+    """P(category | view) from classifiers that never saw the view's item (2 folds over the items).
+    ``X``: the head's matrix, its first ``n_items`` rows the items; ``view_rows``: the views' rows in it
+    (``owner``: their items). Each fold's classifier reads its rows of ``X`` in place."""
     _, half = stratified_split(list(y), 0.5, seed)
-    in_b = np.zeros(len(G), bool)
+    in_b = np.zeros(n_items, bool)
     in_b[half] = True
-    P = np.zeros((len(V), len(labels)))
+    P = np.zeros((len(view_rows), len(labels)))
     pos = {c: i for i, c in enumerate(labels)}
     for fold in (False, True):
-        train_items, test_views = in_b == fold, in_b[owner] != fold
-        Xtr = np.vstack([G[train_items], V[in_b[owner] == fold]])
-        ytr = list(y[train_items]) + list(y[owner[in_b[owner] == fold]])
-        clf = classify.fit_classifier(Xtr, ytr, seed=seed, l2=classify.DEFAULT_L2, calibrate=False, max_iter=100,
-                                      num_threads=num_threads)  # fmt: skip
+        train_items, test_views = np.flatnonzero(in_b == fold), in_b[owner] != fold
+        train_views = in_b[owner] == fold
+        rows = np.concatenate([train_items, view_rows[train_views]])
+        ytr = list(y[train_items]) + list(y[owner[train_views]])
+        clf = classify.fit_classifier(X, ytr, seed=seed, l2=classify.DEFAULT_L2, calibrate=False, max_iter=100,
+                                      num_threads=num_threads, rows=rows)  # fmt: skip
         cols = np.array([pos[c] for c in clf.labels], dtype=np.int64)
-        P[np.ix_(np.flatnonzero(test_views), cols)] = clf.predict_proba(V[test_views])
+        P[np.ix_(np.flatnonzero(test_views), cols)] = clf.predict_proba(X[view_rows[test_views]])
     return P
 
 
@@ -290,7 +293,7 @@ def fit_head(
     idx, sc = _neighbours(Vf, G, of, CANDIDATES)
     threshold = float(np.quantile(sc[:, :OPEN_K].mean(axis=1), 1 - answer_rate))
     labels = list(clf.labels)
-    P = _cross_fitted_proba(G, y, Vf, of, labels, seed, num_threads)
+    P = _cross_fitted_proba(X, len(G), y, len(G) + pick, of, labels, seed, num_threads)
     pos = {c: i for i, c in enumerate(labels)}
     cand_codes = np.vectorize(lambda c: pos.get(c, -1))(y[idx])
     floor = P.min(axis=1, keepdims=True)  # as in decide: a category the classifier dropped
