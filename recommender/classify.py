@@ -3,7 +3,7 @@
 Two implementations share one interface (:class:`Classifier`):
 
 * :class:`LinearClassifier` -- multinomial logistic regression (softmax) on standardised features, L2 penalty on
-  the weights (not the bias), trained full-batch with torch LBFGS on the CPU. Calibration is temperature
+  the weights (not the bias), trained full-batch with L-BFGS on the CPU (softmax.py, lbfgs.py). Calibration is temperature
   scaling: a model fitted on a stratified 80 % answers the other 20 %, the ``T`` minimising the NLL of those
   answers (targets lightly smoothed, see :func:`fit_temperature`) is found by golden-section search, and the
   final model is refitted on all the data (warm-started) and gives ``softmax(logits / T)``. The same held-out
@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from recommender import softmax
 from recommender.errors import BadOption, CatalogEmpty, RecommenderError
 from recommender.evaluate import stratified_split
 
@@ -45,7 +46,6 @@ MIN_HOLDOUT = 20  # fewer held-out items than this: no temperature fit (T = 1)
 MIN_TRAIN = 20  # fewer items than this: kNN
 KNN_K = 10
 KNN_TEMPERATURE = 0.1
-TRAIN_ROWS = 1024  # rows per piece when the spread, the loss and its gradient are summed (bounded temporaries)
 L2_GRID = (1e-1, 1e-2, 1e-3)  # L2 penalties tried, strongest first, on standardised features
 DEFAULT_L2 = 1e-2
 
@@ -198,103 +198,6 @@ class LinearClassifier:
         return clf
 
 
-def _parts(rows: np.ndarray) -> list[np.ndarray | slice]:
-    """``rows`` in pieces of :data:`TRAIN_ROWS`; a piece of consecutive rows as a slice (a view, not a copy)."""
-    out: list[np.ndarray | slice] = []
-    for s in range(0, len(rows), TRAIN_ROWS):
-        part = rows[s : s + TRAIN_ROWS]
-        consecutive = int(part[-1]) - int(part[0]) + 1 == len(part) and bool((np.diff(part) == 1).all())
-        out.append(slice(int(part[0]), int(part[-1]) + 1) if consecutive else part)
-    return out
-
-
-def _standardise(X: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and scale of ``X[rows]``, summed a piece at a time (no copy of the matrix); the
-    scale is shrunk towards the average spread so nearly constant dimensions are not blown up into noise."""
-    mean = np.zeros(X.shape[1], np.float64)
-    for part in _parts(rows):
-        mean += X[part].sum(axis=0, dtype=np.float64)
-    mean /= max(len(rows), 1)
-    var, centre = np.zeros(X.shape[1], np.float64), mean.astype(np.float32)
-    for part in _parts(rows):
-        d = X[part] - centre
-        var += np.square(d, out=d).sum(axis=0, dtype=np.float64)
-    var /= max(len(rows), 1)
-    return mean.astype(np.float32), np.sqrt(var + 0.01 * var.mean() + 1e-12).astype(np.float32)
-
-
-def _logits(X: np.ndarray, rows: np.ndarray, W: np.ndarray, b: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``((X[rows] - mean) / scale) @ W + b``, a piece at a time."""
-    pieces = [((X[part] - mean) / scale) @ W + b for part in _parts(rows)]
-    return np.concatenate(pieces) if pieces else np.zeros((0, W.shape[1]), np.float32)
-
-
-def _train_softmax(
-    X: np.ndarray, rows: np.ndarray, y: np.ndarray, n_classes: int, l2: float, max_iter: int,
-    standard: tuple[np.ndarray, np.ndarray], init: tuple[np.ndarray, np.ndarray] | None = None,
-    num_threads: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Minimise mean cross-entropy + l2/2 * ||W||^2 over the rows ``X[rows]`` (labels ``y``), standardised
-    by ``standard`` = (mean, scale), with full-batch LBFGS; returns (W, b) of the standardised features.
-
-    Nothing the size of the matrix is copied: the standardisation is folded into the weights
-    (``((x - m) / s) @ W + b = x @ (W / s) + (b - m @ (W / s))``), and each evaluation sums the loss and its
-    gradient over :data:`TRAIN_ROWS` rows at a time, so the logits of one piece exist at once.
-
-    ``num_threads`` sets torch's thread count for the fit and restores it afterwards. That setting is
-    process-wide, so the default (None) leaves it alone: the engine fits on its own thread while
-    another thread embeds images, and must not change that thread's parallelism under it."""
-    import torch
-    import torch.nn.functional as F
-
-    X_t = torch.from_numpy(np.asarray(X, dtype=np.float32))
-    y_all = torch.from_numpy(np.asarray(y, dtype=np.int64))
-    pieces, at = [], 0
-    for part in _parts(rows):
-        size = (part.stop - part.start) if isinstance(part, slice) else len(part)
-        pieces.append((part if isinstance(part, slice) else torch.from_numpy(part), y_all[at : at + size]))
-        at += size
-    mean, scale = standard
-    inv = torch.from_numpy(1.0 / scale.astype(np.float32))[:, None]
-    centre = torch.from_numpy(mean.astype(np.float32))
-    if init is None:  # zero weights, bias = log class priors (convex problem: no randomness needed)
-        prior = np.bincount(y, minlength=n_classes) + 1.0
-        init = (np.zeros((X.shape[1], n_classes), np.float32), np.log(prior / prior.sum()))
-    W, b = (torch.tensor(a, dtype=torch.float32, requires_grad=True) for a in init)
-    opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=max_iter, history_size=10, tolerance_grad=1e-5,
-                            tolerance_change=1e-9, line_search_fn="strong_wolfe")  # fmt: skip
-    n = max(len(rows), 1)
-    gathered = torch.empty((TRAIN_ROWS, X.shape[1]))  # a piece of scattered rows is copied here, not into a new tensor
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        Wx = W * inv  # weights on the raw rows
-        bx = b - centre @ Wx
-        Wp, bp = Wx.detach().requires_grad_(), bx.detach().requires_grad_()  # each piece's graph ends here
-        total = 0.0
-        for part, yp in pieces:
-            rows_p = X_t[part] if isinstance(part, slice) else torch.index_select(X_t, 0, part, out=gathered[: len(part)])
-            loss = F.cross_entropy(rows_p @ Wp + bp, yp, reduction="sum") / n
-            loss.backward()  # gradients add up in Wp.grad, bp.grad; the piece is freed
-            total += float(loss.detach())
-        penalty = 0.5 * l2 * (W * W).sum()
-        torch.autograd.backward([Wx, bx, penalty], [Wp.grad, bp.grad, None])
-        return penalty.detach() + total
-
-    previous = torch.get_num_threads()
-    change = num_threads is not None and num_threads != previous
-    if change:
-        torch.set_num_threads(num_threads)  # type: ignore[arg-type]
-    try:
-        opt.step(closure)
-    finally:
-        if change:
-            torch.set_num_threads(previous)
-    state = opt.state[opt._params[0]]
-    log.debug("LBFGS: %s iterations, %s evaluations", state.get("n_iter"), state.get("func_evals"))
-    return W.detach().numpy().copy(), b.detach().numpy().copy()
-
-
 def fit_linear(
     X: np.ndarray, y: Sequence[str], *, l2: float | None = None, seed: int = 0, max_iter: int = 200,
     calibrate: bool = True, dropped: Sequence[str] = (), num_threads: int | None = None,
@@ -314,7 +217,7 @@ def fit_linear(
     C = len(labels)
     if C < 2:
         raise BadOption("a linear classifier needs at least two categories")
-    standard = _standardise(X, rows)
+    standard = softmax.standardise(X, rows)
     temperature, init = 1.0, None
     grid = L2_GRID if l2 is None else (float(l2),)
     chosen = DEFAULT_L2 if l2 is None else float(l2)
@@ -324,8 +227,8 @@ def fit_linear(
     if len(va) >= MIN_HOLDOUT:
         best, final_init = math.inf, None
         for penalty in grid:
-            init_k = _train_softmax(X, rows[tr], codes[tr], C, penalty, max_iter, standard, init, num_threads)
-            logits = _logits(X, rows[va], *init_k, *standard)
+            init_k = softmax.train(X, rows[tr], codes[tr], C, penalty, max_iter, standard, init, num_threads)
+            logits = softmax.logits(X, rows[va], *init_k, *standard)
             t_k = fit_temperature(logits, codes[va])
             nll = _nll(logits.astype(np.float64), codes[va], t_k)
             log.debug("l2 %g: held-out NLL %.4f at T %.3f", penalty, nll, t_k)
@@ -336,7 +239,7 @@ def fit_linear(
         log.info("l2 %g, temperature %.3f fitted on %d held-out items", chosen, temperature, len(va))
     elif calibrate:
         log.info("only %d held-out items: probabilities left uncalibrated (T = 1)", len(va))
-    W, b = _train_softmax(X, rows, codes, C, chosen, max_iter, standard, init, num_threads)
+    W, b = softmax.train(X, rows, codes, C, chosen, max_iter, standard, init, num_threads)
     return LinearClassifier([str(v) for v in labels], W, b, *standard, temperature, chosen,
                             sorted(str(v) for v in dropped))  # fmt: skip
 
@@ -418,7 +321,7 @@ def fit_classifier(
     cannot be learned; ``LinearClassifier.dropped`` lists them). When that leaves fewer than two
     categories, or there are fewer than 20 items, a :class:`KnnClassifier` over all items is
     returned instead. ``l2=None`` picks the penalty on held-out data (see :func:`fit_linear`);
-    ``num_threads`` is the torch thread count used for training (see :func:`_train_softmax`);
+    ``num_threads`` is the torch thread count used for training (see :func:`softmax.train`);
     ``rows``: the rows of ``X`` that ``y`` labels (default: all), read in place, not copied.
     Deterministic for a given ``seed``.
     """

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from recommender.classify import (
-    TRAIN_ROWS,
     ClassifierDataError,
     KnnClassifier,
     LinearClassifier,
@@ -25,6 +24,7 @@ from recommender.classify import (
 )
 from recommender.errors import BadOption, CatalogEmpty, RecommenderError
 from recommender.evaluate import expected_calibration_error, stratified_split
+from recommender.softmax import TRAIN_ROWS
 
 FASHION = Path("/work/shared/data/fashion-products")
 CLASSES = ["Watches", "Socks", "Belts", "Flip Flops", "Handbags", "Jeans", "Shirts", "Sunglasses", "Tshirts", "Casual Shoes"]
