@@ -1,8 +1,8 @@
 """Limited-memory BFGS for the classifier's fits: smooth convex objectives over a numpy vector.
 
 ``torch.optim.LBFGS`` served before. Creating any torch optimizer imports ``torch._dynamo`` (sympy, triton,
-about 900 modules): 147 MB more resident memory, and a 1.2 s import that held the bot's event loop up to 140 ms
-when its first head was fitted (docs/BENCHMARKS.md). This is the textbook method (Nocedal & Wright, *Numerical
+about 900 modules): 147 MB more resident memory, and a 1.2 s import that held the bot's event loop 301 ms at a
+catalogue's first query, whose quick head it fitted (docs/BENCHMARKS.md). This is the textbook method (Nocedal & Wright, *Numerical
 Optimization*, 2nd ed., algorithms 7.4 and 7.5): the two-loop recursion over the last ``history`` steps, and a
 backtracking line search under the Armijo condition, each trial step the minimiser of the quadratic through
 what is known, kept within [0.1, 0.5] of the last. On a convex objective every step has ``s . y >= 0``, so no
