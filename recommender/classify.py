@@ -92,6 +92,14 @@ def _matrix(X: np.ndarray, dims: int | None = None) -> np.ndarray:
     return X
 
 
+def _chosen_rows(X: np.ndarray, rows: np.ndarray | None, n_labels: int) -> np.ndarray:
+    """The rows of ``X`` that ``n_labels`` labels describe (None: all of them, in order)."""
+    rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if len(rows) != n_labels or (len(rows) and (rows.min() < 0 or rows.max() >= len(X))):
+        raise BadOption(f"{len(rows)} embeddings but {n_labels} labels")
+    return rows
+
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -210,9 +218,7 @@ def fit_linear(
     the held-out NLL after temperature scaling (strongest first, each fit warm-started from the previous
     one); without a held-out part it is :data:`DEFAULT_L2`."""
     X = _matrix(X)
-    rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
-    if len(rows) != len(y) or (len(rows) and (rows.min() < 0 or rows.max() >= len(X))):
-        raise BadOption(f"{len(y)} labels for {len(rows)} rows of a matrix of {len(X)}")
+    rows = _chosen_rows(X, rows, len(y))
     labels, codes = np.unique(np.asarray(y, dtype=str), return_inverse=True)
     C = len(labels)
     if C < 2:
@@ -326,9 +332,7 @@ def fit_classifier(
     Deterministic for a given ``seed``.
     """
     X = _matrix(X)
-    rows = np.arange(len(X)) if rows is None else np.asarray(rows, dtype=np.int64)
-    if len(y) != len(rows) or (len(rows) and (rows.min() < 0 or rows.max() >= len(X))):
-        raise BadOption(f"{len(rows)} embeddings but {len(y)} labels")
+    rows = _chosen_rows(X, rows, len(y))
     if len(rows) == 0:
         raise CatalogEmpty("the catalogue has no labelled items to learn categories from")
     if min_per_class < 1 or max_iter < 1 or (num_threads is not None and num_threads < 1) or (l2 is not None and l2 < 0):
