@@ -64,10 +64,10 @@ def locate(db: str | Path) -> Database:
 
 def _set_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA busy_timeout=30000")  # first: another process may hold the file while this one connects
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
@@ -97,13 +97,18 @@ def _upgrade(connection: Any, revision: str) -> None:
 
 
 async def migrate(engine: AsyncEngine, database: Database, revision: str = "head") -> None:
-    """Upgrade the database to `revision` in one transaction (PostgreSQL: under an advisory lock)."""
+    """Upgrade the database to `revision` in one transaction, under a lock: PostgreSQL's advisory lock, SQLite's
+    write lock (``BEGIN IMMEDIATE``). Python's sqlite3 opens no transaction for DDL, so without it each ``CREATE``
+    would commit on its own: a ``kill -9`` mid-revision would leave tables without their version stamp (a file
+    no later open can upgrade), and two processes opening a new file would both create its tables."""
     from alembic.util import CommandError
 
     try:
         async with engine.begin() as conn:
             if database.kind == "postgresql":
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+            else:
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
             await conn.run_sync(_upgrade, revision)
     except (SADatabaseError, sqlite3.DatabaseError) as e:
         raise DatabaseError(

@@ -197,3 +197,63 @@ async def test_a_database_from_a_newer_release_gives_a_database_error(tmp_path: 
         con.execute("UPDATE alembic_version SET version_num='0099'")
     with pytest.raises(DatabaseError, match="0099"):
         await Store.open(db)
+
+
+_KILLED_MID_REVISION = """
+import os, signal, sys
+from alembic.operations import Operations
+from recommender.store import migrate
+
+real = Operations.create_table
+def create_table(self, name, *a, **k):
+    if name == "domain_states":  # revision 0004 has created member_photos and member_votes by now
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, name, *a, **k)
+Operations.create_table = create_table
+migrate(sys.argv[1])
+"""
+
+
+def test_a_kill_in_the_middle_of_a_revision_leaves_the_database_openable(tmp_path: Path) -> None:
+    """Each revision is one transaction on SQLite too: a kill -9 after some of its tables were created rolls them
+    back, and the next open upgrades the file (before the fix: 'table member_photos already exists')."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "cat.db"
+    migrate(db, "0003")
+    proc = subprocess.run([sys.executable, "-c", _KILLED_MID_REVISION, str(db)], capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert version(db) == "0003" and "member_photos" not in tables(db)
+    migrate(db)  # what Store.open runs first
+    assert version(db) == head() and not schema_diff(db)
+
+
+_OPEN_AT = """
+import asyncio, sys, time
+from recommender.store import Store
+start = float(sys.argv[2])
+while time.time() < start:
+    pass
+async def go():
+    store = await Store.open(sys.argv[1])
+    await store.close()
+asyncio.run(go())
+"""
+
+
+def test_two_processes_opening_a_new_file_at_once_both_succeed(tmp_path: Path) -> None:
+    """The migration holds SQLite's write lock: the second process waits, finds the tables made and does
+    nothing (before the fix one of the two failed with 'table items already exists' in most tries)."""
+    import subprocess
+    import sys
+    import time
+
+    for attempt in range(3):
+        db = tmp_path / f"new{attempt}.db"
+        start = str(time.time() + 2.0)
+        procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT, str(db), start], stderr=subprocess.PIPE)
+                 for _ in range(2)]  # fmt: skip
+        errors = [p.communicate(timeout=120)[1].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], errors
+        assert version(db) == head() and not schema_diff(db)
