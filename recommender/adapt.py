@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import BadOption, RecommenderError
+from .errors import UNREADABLE_BYTES, BadOption, RecommenderError
 
 FORMAT, VERSION = "lookalike-domain", 1
 WINDOW = 500  # the mean follows about the last WINDOW photos (an exponential average once it is full)
@@ -104,5 +103,5 @@ def domain_from_bytes(data: bytes) -> DomainState:
         return DomainState(count, mean.copy())
     except AdaptDataError:
         raise
-    except (ValueError, OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+    except UNREADABLE_BYTES as e:
         raise AdaptDataError(f"the saved domain state cannot be read ({type(e).__name__}: {e})") from e

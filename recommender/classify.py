@@ -25,7 +25,6 @@ import io
 import json
 import logging
 import math
-import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from recommender import softmax
-from recommender.errors import BadOption, CatalogEmpty, RecommenderError
+from recommender.errors import UNREADABLE_BYTES, BadOption, CatalogEmpty, RecommenderError
 from recommender.evaluate import stratified_split
 
 log = logging.getLogger(__name__)
@@ -376,5 +375,5 @@ def classifier_from_bytes(data: bytes) -> Classifier:
         return kinds[meta["method"]]._from_parts(meta, arrays)
     except ClassifierDataError:
         raise
-    except (ValueError, OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+    except UNREADABLE_BYTES as e:
         raise ClassifierDataError(f"the saved classifier cannot be read ({type(e).__name__}: {e})") from e

@@ -5,6 +5,17 @@ Every message is written for a person: it says what went wrong and, where there 
 
 from __future__ import annotations
 
+import zipfile
+
+# What reading saved bytes with ``np.load`` can raise when they are damaged. A flipped bit in a zip directory
+# names an unknown compression method or says "encrypted": zipfile raises NotImplementedError or RuntimeError
+# for those, not BadZipFile. The loaders of saved classifiers, heads and domain states turn these into their
+# typed data errors, so a damaged row is refitted, never a crash on every query.
+UNREADABLE_BYTES: tuple[type[Exception], ...] = (
+    ValueError, OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, NotImplementedError,
+    RuntimeError,
+)  # fmt: skip
+
 
 class RecommenderError(Exception):
     """Base class: anything the recommender can tell a user about."""

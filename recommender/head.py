@@ -31,7 +31,6 @@ import logging
 import math
 import random
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -40,7 +39,7 @@ import numpy as np
 
 from . import classify
 from .augment import member_view, view_plan
-from .errors import BadOption, CatalogEmpty, RecommenderError
+from .errors import UNREADABLE_BYTES, BadOption, CatalogEmpty, RecommenderError
 from .evaluate import stratified_split
 
 if TYPE_CHECKING:
@@ -184,7 +183,7 @@ def head_from_bytes(data: bytes) -> CatalogueHead:
         raise
     except classify.ClassifierDataError as e:
         raise HeadDataError(f"the saved head's classifier cannot be read ({e})") from e
-    except (ValueError, OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as e:
+    except UNREADABLE_BYTES as e:
         raise HeadDataError(f"the saved head cannot be read ({type(e).__name__}: {e})") from e
 
 

@@ -215,3 +215,18 @@ class LoopLag:
             await self._task
         except asyncio.CancelledError:
             pass
+
+
+def zip_directory_damaged(data: bytes, field: str) -> bytes:
+    """``data`` (an ``np.savez`` archive) with its first central-directory entry claiming an unsupported
+    compression method (``field="method"``) or encryption (``"encrypted"``): what one flipped bit there does.
+    zipfile raises NotImplementedError / RuntimeError for these, not BadZipFile."""
+    b = bytearray(data)
+    end = b.rindex(b"PK\x05\x06")  # the archive's own end record: members may be archives themselves
+    entry = int.from_bytes(b[end + 16 : end + 20], "little")
+    assert b[entry : entry + 4] == b"PK\x01\x02"
+    if field == "method":
+        b[entry + 10] = 1  # "shrunk", a method zipfile does not implement (stored: 0)
+    else:
+        b[entry + 8] |= 1  # general purpose flag bit 0: encrypted
+    return bytes(b)

@@ -11,6 +11,8 @@ import pytest
 from recommender.adapt import MIN_COUNT, WINDOW, AdaptDataError, DomainState, domain_from_bytes
 from recommender.errors import BadOption
 
+from helpers import zip_directory_damaged
+
 
 def unit(X: np.ndarray) -> np.ndarray:
     return (X / np.linalg.norm(X, axis=-1, keepdims=True)).astype(np.float32)
@@ -65,7 +67,8 @@ def test_a_domain_state_round_trips_and_bad_bytes_are_a_typed_error() -> None:
     again = domain_from_bytes(state.to_bytes())
     assert again.count == state.count and again.mean.dtype == np.float32 and np.array_equal(again.mean, state.mean)
     data = state.to_bytes()
-    for bad in (b"", data[: len(data) // 2], b"\x00" * 64, data[:100] + bytes(x ^ 0xFF for x in data[100:300]) + data[300:]):
+    for bad in (b"", data[: len(data) // 2], b"\x00" * 64, data[:100] + bytes(x ^ 0xFF for x in data[100:300]) + data[300:],
+                zip_directory_damaged(data, "method"), zip_directory_damaged(data, "encrypted")):  # fmt: skip
         with pytest.raises(AdaptDataError):
             domain_from_bytes(bad)
     with np.load(io.BytesIO(data)) as z:

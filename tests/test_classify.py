@@ -26,6 +26,8 @@ from recommender.errors import BadOption, CatalogEmpty, RecommenderError
 from recommender.evaluate import expected_calibration_error, stratified_split
 from recommender.softmax import TRAIN_ROWS
 
+from helpers import zip_directory_damaged
+
 FASHION = Path("/work/shared/data/fashion-products")
 CLASSES = ["Watches", "Socks", "Belts", "Flip Flops", "Handbags", "Jeans", "Shirts", "Sunglasses", "Tshirts", "Casual Shoes"]
 PER_CLASS = 40
@@ -261,6 +263,8 @@ def test_corrupt_or_foreign_bytes_raise_a_clear_error():
         "nan weights": _rewrite(data, weights=np.full((24, 3), np.nan, np.float32)),
         "bad temperature": _rewrite(data, meta={"temperature": -1.0}),
         "empty bias": _rewrite(data, bias=np.zeros(0, np.float32)),
+        "unknown compression in the zip directory": zip_directory_damaged(data, "method"),
+        "encryption flag in the zip directory": zip_directory_damaged(data, "encrypted"),
     }
     for name, blob in bad.items():
         with pytest.raises(ClassifierDataError) as info:

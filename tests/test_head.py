@@ -12,7 +12,7 @@ from recommender import classify, images
 from recommender.errors import BadOption, CatalogEmpty
 from recommender.head import CatalogueHead, HeadDataError, fit_head, head_from_bytes, train_head
 
-from helpers import FASHION, ROOT, backbone, demo_photos, fast_backbone, needs_fashion, styles_rows
+from helpers import FASHION, ROOT, backbone, demo_photos, fast_backbone, needs_fashion, styles_rows, zip_directory_damaged
 
 NO_CLOTHING = sorted((ROOT / "tests" / "data" / "no-clothing").glob("*.jpg"))
 
@@ -82,6 +82,8 @@ def test_a_head_round_trips_through_bytes(demo_head) -> None:
         lambda b: b"",  # empty
         lambda b: b"\x00" * 64,  # not a zip
         lambda b: b[:100] + bytes(x ^ 0xFF for x in b[100:400]) + b[400:],  # bytes flipped
+        lambda b: zip_directory_damaged(b, "method"),  # zipfile: NotImplementedError
+        lambda b: zip_directory_damaged(b, "encrypted"),  # zipfile: RuntimeError
     ],
 )
 def test_corrupt_head_bytes_raise_a_typed_error(demo_head, corrupt) -> None:
