@@ -19,6 +19,7 @@ from .schema import FeedRow, ImageValidatorRow, ItemRow
 from .webfetch import Validator
 
 _SLICE = 500
+_LAST_MODIFIED_CHARS = cast(Any, ImageValidatorRow.__table__.c.last_modified.type).length  # String(100)
 VALIDATOR_TTL_S = 30 * 24 * 3600.0
 
 
@@ -57,11 +58,20 @@ class FeedState:
         return out
 
     async def save_validators(self, learned: dict[str, Validator]) -> None:
+        """Remember what image servers said (merged by URL). A Last-Modified longer than its column is no HTTP
+        date (those are 29 characters): it is dropped, not stored, so a server's odd header can never make
+        PostgreSQL refuse the sync that learned it (SQLite would have kept it whole). A validator left with
+        nothing to revalidate by is not stored."""
         if not learned:
             return
         t = now()
+        longest = _LAST_MODIFIED_CHARS
         async with self.session() as s, s.begin():
             for url, v in learned.items():
+                if v.last_modified is not None and len(v.last_modified) > longest:
+                    v = Validator(v.etag, None, v.digest)
+                if v.etag is None and v.last_modified is None:
+                    continue
                 await s.merge(
                     ImageValidatorRow(
                         url_key=_key(url), url=url, etag=v.etag, last_modified=v.last_modified, digest=v.digest, seen_at=t

@@ -289,3 +289,25 @@ async def test_validators_of_urls_no_feed_names_any_more_are_forgotten(tmp_path:
         assert set(await state.validators(["https://cdn.example/old.jpg", "https://cdn.example/new.jpg"])) == {
             "https://cdn.example/new.jpg"
         }
+
+
+async def test_a_last_modified_longer_than_any_http_date_is_dropped_not_fatal(db: str) -> None:
+    """An image server's odd Last-Modified (300 characters) is not stored: before, PostgreSQL refused the whole
+    save ('value too long for type character varying(100)') and with it every sync of that feed."""
+    from recommender.feedstate import FeedState
+    from recommender.webfetch import Validator
+
+    odd, date = "x" * 300, "Tue, 01 Dec 2026 00:00:00 GMT"
+    rec = await open_rec(db)
+    async with rec:
+        state = FeedState(rec.store.session)
+        await state.save_validators({
+            "https://cdn.example/a.jpg": Validator('"etag-a"', odd, "0" * 64),  # the ETag is still worth keeping
+            "https://cdn.example/b.jpg": Validator(None, odd, "1" * 64),  # nothing left to revalidate with
+            "https://cdn.example/c.jpg": Validator(None, date, "2" * 64),
+        })  # fmt: skip
+        urls = ["https://cdn.example/a.jpg", "https://cdn.example/b.jpg", "https://cdn.example/c.jpg"]
+        assert await state.validators(urls) == {
+            "https://cdn.example/a.jpg": Validator('"etag-a"', None, "0" * 64),
+            "https://cdn.example/c.jpg": Validator(None, date, "2" * 64),
+        }
