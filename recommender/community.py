@@ -146,7 +146,7 @@ class MemberPhotos:
                     .returning(MemberPhotoRow.id)
                 )
             ).scalar_one()
-            await self._prune(s, cid, labelled=False, keep=kept)
+            await self._prune(s, cid, guild_id, labelled=False, keep=kept)
             if not adapt:
                 return pid, None
             row, state = await self._domain(s, cid, model, len(vec), lock=True, below=pid)
@@ -158,18 +158,13 @@ class MemberPhotos:
             return pid, state
 
     @staticmethod
-    async def _prune(s: AsyncSession, cid: int, *, labelled: bool, keep: int) -> None:
-        """Keep the catalogue's newest `keep` labelled (or unlabelled) photos; their votes go with them (cascade)."""
+    async def _prune(s: AsyncSession, cid: int, guild_id: int, *, labelled: bool, keep: int) -> None:
+        """Keep the guild's newest `keep` labelled (or unlabelled) photos of the catalogue; their votes go with them
+        (cascade). Per guild: on the shared default catalogue one busy server must not push out another's."""
         which = MemberPhotoRow.label.is_not(None) if labelled else MemberPhotoRow.label.is_(None)
-        edge = (
-            select(MemberPhotoRow.id)
-            .where(MemberPhotoRow.catalogue_id == cid, which)
-            .order_by(MemberPhotoRow.id.desc())
-            .offset(keep)
-            .limit(1)
-            .scalar_subquery()
-        )
-        await s.execute(delete(MemberPhotoRow).where(MemberPhotoRow.catalogue_id == cid, which, MemberPhotoRow.id <= edge))
+        scope = and_(MemberPhotoRow.catalogue_id == cid, MemberPhotoRow.guild_id == guild_id, which)
+        edge = select(MemberPhotoRow.id).where(scope).order_by(MemberPhotoRow.id.desc()).offset(keep).limit(1).scalar_subquery()
+        await s.execute(delete(MemberPhotoRow).where(scope, MemberPhotoRow.id <= edge))
 
     async def link(
         self, photo_ids: Sequence[int | None], *, guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
@@ -264,7 +259,7 @@ class MemberPhotos:
             cid = rows[0].catalogue_id
             if changed:
                 await s.flush()
-                await self._prune(s, cid, labelled=True, keep=labels_kept)
+                await self._prune(s, cid, rows[0].guild_id, labelled=True, keep=labels_kept)
                 await self._publish(s, cid)
             return Touched([_photo(r) for r in rows], changed, await self._labelled(s, cid, guild_id))
 
@@ -299,7 +294,7 @@ class MemberPhotos:
             row.label, row.label_source, row.labelled_by, row.labelled_at = category, MODERATOR, actor, t
             s.add(audit_row(guild_id, actor, "label", None, photo=photo_id, message=row.photo_message_id, category=category))
             await s.flush()
-            await self._prune(s, row.catalogue_id, labelled=True, keep=labels_kept)
+            await self._prune(s, row.catalogue_id, guild_id, labelled=True, keep=labels_kept)
             await self._publish(s, row.catalogue_id)
             return Touched([_photo(row)], True, await self._labelled(s, row.catalogue_id, guild_id))
 

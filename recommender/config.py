@@ -51,8 +51,8 @@ class Settings:
     head_views: int = 4000  # member-like views a catalogue's head is fitted on (augment.view_plan)
     retrain_delay_s: float = 5.0  # debounce between catalogue changes and retraining
     refresh_check_s: float = 30.0  # how often a loaded catalogue is compared with the database (other writers)
-    member_photos_kept: int = 2000  # unlabelled member photos (features only) remembered per catalogue, newest first
-    member_labels_kept: int = 5000  # labelled member photos kept per catalogue (the oldest dropped first)
+    member_photos_kept: int = 2000  # unlabelled member photos (features only) remembered per server, newest first
+    member_labels_kept: int = 5000  # labelled member photos kept per server (the oldest dropped first)
     adaptation: bool = False  # align members' photos with the catalogue's domain (adapt.py) before search
     remember_photos: bool = True  # keep members' answered photos as features for votes and labels (off: nothing kept)
     extra: Mapping[str, Any] = field(default_factory=dict)  # bot options ride along here

@@ -197,6 +197,26 @@ async def test_the_bounds_keep_the_newest_photos(demo_catalogue: str) -> None:
         await rec.close()
 
 
+async def test_the_bounds_are_per_server_on_the_shared_catalogue(demo_catalogue: str) -> None:
+    """Both servers answer from the shared default catalogue: the other server's many photos and labels do not
+    push this server's out (before, the bounds counted the whole catalogue)."""
+    rec = await open_rec(demo_catalogue, threshold=0.0, member_photos_kept=2, member_labels_kept=1)
+    try:
+        photos = demo_photos()[::10][:6]
+        await answer(rec, photos[0], message=7000, reply=7001)
+        await answer(rec, photos[1], message=7002, reply=7003)
+        await rec.label_photo(guild_id=GUILD, message_id=7002, category="hat", actor="mod")
+        for i, p in enumerate(photos[2:]):
+            await answer(rec, p, guild=OTHER, message=7100 + 2 * i, reply=7101 + 2 * i)
+            await rec.label_photo(guild_id=OTHER, message_id=7100 + 2 * i, category="shoes", actor="mod")
+        ours, theirs = await rec.community(guild_id=GUILD), await rec.community(guild_id=OTHER)
+        assert (ours.remembered, ours.labelled) == (2, 1)
+        assert (theirs.remembered, theirs.labelled) == (1, 1)  # its own bounds still hold: the newest label only
+        assert (await rec.label_photo(guild_id=GUILD, message_id=7000, category="shoes", actor="mod")).labelled == 1
+    finally:
+        await rec.close()
+
+
 async def test_forgetting_deletes_the_guilds_photos_votes_and_their_trace_in_the_domain_state(rec) -> None:
     for i, p in enumerate(demo_photos()[::13][:5]):
         await answer(rec, p, message=6000 + 2 * i, reply=6001 + 2 * i)
