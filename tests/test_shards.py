@@ -249,7 +249,10 @@ async def test_the_database_going_away_makes_replies_polite_and_then_they_work_a
         bot_user, alice = sb.create_bot_user("lookalike"), sb.create_user("alice")
         guild = sb.create_guild("Shop", shard=(0, 2))
         channel = sb.create_text_channel(guild, "photos")
-        sb.add_member(guild, alice)
+        cafe = sb.create_guild("Cafe", shard=(0, 2))  # its settings are never read before the outage
+        lounge = sb.create_text_channel(cafe, "lounge")  # not watched
+        for g in (guild, cafe):
+            sb.add_member(g, alice)
         await rec.set_watched(guild.id, channel.id, True, actor="t")
         task = asyncio.create_task(bot.start(bot_user.token))
         try:
@@ -257,10 +260,13 @@ async def test_the_database_going_away_makes_replies_polite_and_then_they_work_a
             hat = demo_photos("hat")[0]
             assert "hat/" + hat.stem in top_ids(await ask(sb, channel, alice, [photo(hat)]))
             await asyncio.to_thread(cluster.stop_server)
+            chat = await sb.post_message(lounge, alice, "my holiday", attachments=[photo(hat)])
             for _ in range(3):
                 away = await ask(sb, channel, alice, [photo(hat)])
                 assert away.content == "The catalogue database can't be reached right now; try again in a moment."
                 assert not away.embeds and bot.gateway_open() and not task.done()
+            # a channel the bot may not watch: no word (before, the apology went to any channel of such a server)
+            assert [m for m in sb.bot_messages if m.reference_id == chat.id] == []
             await asyncio.to_thread(cluster.restart)
             back = await ask(sb, channel, alice, [photo(hat)])
             assert "hat/" + hat.stem in top_ids(back)

@@ -41,10 +41,18 @@ class Photos(commands.Cog):
             return
         try:
             config = await self.bot.guild_configs.get(message.guild.id)
-            channel = message.channel
-            parent = getattr(channel, "parent_id", None)  # threads of a watched channel count too
-            if channel.id not in config.watched and parent not in config.watched:
-                return
+        except ShuttingDown:
+            return
+        except Exception:  # not knowing which channels are watched, say nothing: this one may be #general
+            log.warning(
+                "no settings for guild %s (photo message %s left unanswered)", message.guild.id, message.id, exc_info=True
+            )
+            return
+        channel = message.channel
+        parent = getattr(channel, "parent_id", None)  # threads of a watched channel count too
+        if channel.id not in config.watched and parent not in config.watched:
+            return
+        try:
             verdict = self.bot.cooldown.hit(message.author.id)
             if not verdict.allowed:
                 if verdict.first_refusal:
