@@ -26,7 +26,7 @@ def add_community_field(embed: discord.Embed, stats: CommunityStats) -> discord.
             f"{stats.remembered:,} remembered (features only), {stats.labelled:,} labelled "
             f"({stats.by_moderators:,} by moderators) · votes 👍 {stats.thumbs_up:,} / 👎 {stats.thumbs_down:,}"
         )
-        if stats.adapted_on:
+        if stats.adapting and stats.adapted_on:
             value += f" · adapting to members' photos from {stats.adapted_on:,}"
     embed.add_field(name="Members' photos", value=value, inline=False)
     return embed

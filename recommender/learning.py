@@ -111,8 +111,9 @@ class Community:
         counts = await self.photos.counts(guild_id)
         state = await self.catalogues.domain(await self.catalogues.catalogue_for(guild_id))
         return CommunityStats(
-            counts.remembered, counts.labelled, counts.by_moderators, counts.thumbs_up, counts.thumbs_down, state.count
-        )
+            counts.remembered, counts.labelled, counts.by_moderators, counts.thumbs_up, counts.thumbs_down, state.count,
+            self.settings.adaptation,
+        )  # fmt: skip
 
     async def forget(self, guild_id: int, actor: str) -> int:
         """Delete the guild's remembered photos (audit-logged); the heads and domain states they taught follow."""

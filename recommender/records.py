@@ -126,7 +126,8 @@ class CommunityStats:
     by_moderators: int
     thumbs_up: int
     thumbs_down: int
-    adapted_on: int  # member photos in the catalogue's domain state (adaptation)
+    adapted_on: int  # member photos in the catalogue's domain state (kept whether adaptation is on or not)
+    adapting: bool = False  # the setting `adaptation`: queries are moved by that state
 
 
 @dataclass(frozen=True)

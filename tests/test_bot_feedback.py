@@ -114,6 +114,7 @@ async def test_a_moderator_label_fixes_the_category_for_this_server_only(make_ha
     stats = await h.slash(h.owner, "catalog stats")
     fields = {f["name"]: f["value"] for f in stats.embeds[0]["fields"]}
     assert "1 labelled (1 by moderators)" in fields["Members' photos"] and "2 remembered" in fields["Members' photos"]
+    assert "adapting" not in fields["Members' photos"]  # adaptation is off: the running mean moves no query
     assert [e["action"] for e in await h.audit()][:1] != []  # the label is audit-logged with the member
     h.assert_clean()
 
@@ -262,3 +263,13 @@ async def test_a_server_that_turns_remembering_off_keeps_nothing_new_and_others_
     await community(h, lambda s: s.remembered == 1)
     assert [e["action"] for e in await h.audit()].count("config") == 2  # both choices are in the audit log
     h.assert_clean()
+
+
+def test_stats_say_adapting_only_when_adaptation_is_on() -> None:
+    import discord
+
+    from bot.render_community import add_community_field
+
+    for adapting, shown in ((False, False), (True, True)):
+        embed = add_community_field(discord.Embed(), CommunityStats(3, 1, 1, 2, 0, 3, adapting))
+        assert ("adapting to members' photos from 3" in str(embed.fields[0].value)) is shown
