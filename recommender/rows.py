@@ -15,6 +15,15 @@ from .records import Item, VectorRows
 from .schema import AuditRow, ItemRow
 
 
+def upsert(dialect: str, table: Any, keys: Sequence[str], values: dict[str, Any]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` the other columns, in the database's own dialect: one statement,
+    so two processes writing the same new row both succeed (an ORM ``merge`` is a SELECT, then an INSERT)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(**values)
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={k: stmt.excluded[k] for k in values if k not in keys})
+
+
 def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 

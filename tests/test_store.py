@@ -335,3 +335,20 @@ async def test_concurrent_writers_do_not_lose_rows(store: Store) -> None:
     _, total = await store.list_items(0)
     assert total == 30
     assert (await store.model_counts(0))["tiny"] == 30
+
+
+async def test_two_processes_saving_a_first_classifier_at_once_both_succeed(db: str) -> None:
+    """Every shard serves the default catalogue: two may save its first head together. Each save is one
+    INSERT ... ON CONFLICT statement; before, the second process's INSERT hit the key (IntegrityError)."""
+    one, two = await Store.open(db), await Store.open(db)  # two connection pools: two processes, in effect
+    try:
+        for guild in range(1, 13):
+            await asyncio.gather(
+                one.save_classifier(guild, "tiny", "fp-one", "knn", b"one"),
+                two.save_classifier(guild, "tiny", "fp-two", "knn", b"two"),
+            )
+            row = await one.load_classifier(guild, "tiny")
+            assert row is not None and (row.fingerprint, row.blob) in {("fp-one", b"one"), ("fp-two", b"two")}
+    finally:
+        await one.close()
+        await two.close()
