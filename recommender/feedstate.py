@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .records import FeedSchedule
-from .rows import now
+from .rows import now, upsert
 from .schema import FeedRow, ImageValidatorRow, ItemRow
 from .webfetch import Validator
 
@@ -67,16 +67,14 @@ class FeedState:
         t = now()
         longest = _LAST_MODIFIED_CHARS
         async with self.session() as s, s.begin():
+            dialect = s.get_bind().dialect.name  # upserts: two syncs may learn one picture URL at once
             for url, v in learned.items():
                 if v.last_modified is not None and len(v.last_modified) > longest:
                     v = Validator(v.etag, None, v.digest)
                 if v.etag is None and v.last_modified is None:
                     continue
-                await s.merge(
-                    ImageValidatorRow(
-                        url_key=_key(url), url=url, etag=v.etag, last_modified=v.last_modified, digest=v.digest, seen_at=t
-                    )
-                )
+                values = dict(url_key=_key(url), url=url, etag=v.etag, last_modified=v.last_modified, digest=v.digest, seen_at=t)
+                await s.execute(upsert(dialect, ImageValidatorRow, ("url_key",), values))
 
     async def prune_validators(self, older_than_s: float = VALIDATOR_TTL_S) -> None:
         """Forget validators learned long ago (URLs that left every feed): at worst a picture still in a

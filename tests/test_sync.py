@@ -311,3 +311,24 @@ async def test_a_last_modified_longer_than_any_http_date_is_dropped_not_fatal(db
             "https://cdn.example/a.jpg": Validator('"etag-a"', None, "0" * 64),
             "https://cdn.example/c.jpg": Validator(None, date, "2" * 64),
         }
+
+
+async def test_two_syncs_learning_one_picture_url_at_once_both_save(db: str) -> None:
+    """Two catalogues' feeds may name one CDN picture: their syncs save its validator together. One
+    INSERT ... ON CONFLICT each; before, the second's INSERT hit the key and failed its sync."""
+    from recommender.feedstate import FeedState
+    from recommender.store import Store
+    from recommender.webfetch import Validator
+
+    one, two = await Store.open(db), await Store.open(db)
+    try:
+        for n in range(12):
+            url = f"https://cdn.example/{n}.jpg"
+            await asyncio.gather(
+                FeedState(one.session).save_validators({url: Validator('"a"', None, "0" * 64)}),
+                FeedState(two.session).save_validators({url: Validator('"b"', None, "1" * 64)}),
+            )
+            assert (await FeedState(one.session).validators([url]))[url].etag in {'"a"', '"b"'}
+    finally:
+        await one.close()
+        await two.close()
