@@ -79,15 +79,20 @@ async def upsert(
             current[f.item_id] = added[f.item_id] = row
             status: WriteStatus = "added"
         else:
-            if row["pk"] is not None and row["content_hash"] != new.content_hash:
+            thumbnail = new.thumbnail
+            if new.vector is None and row["content_hash"] != new.content_hash:
+                # found unchanged, then its picture replaced by another writer before this write: that writer's
+                # hash, vector and thumbnail stay together (the next import of this picture embeds it again)
+                values["content_hash"], thumbnail = row["content_hash"], None
+            if row["pk"] is not None and row["content_hash"] != values["content_hash"]:
                 stale.add(row["pk"])
             same = new.vector is None and all(row[k] == v for k, v in values.items())
-            if same and new.thumbnail is not None:
-                same = thumbs.get(row["pk"], row.get("thumbnail")) == new.thumbnail
+            if same and thumbnail is not None:
+                same = thumbs.get(row["pk"], row.get("thumbnail")) == thumbnail
             status = "unchanged" if same else "updated"
             row.update(values)
-            if new.thumbnail is not None:
-                row["thumbnail"] = new.thumbnail
+            if thumbnail is not None:
+                row["thumbnail"] = thumbnail
             if not same:
                 row["updated_at"] = t
                 if row["pk"] is not None:

@@ -352,3 +352,18 @@ async def test_two_processes_saving_a_first_classifier_at_once_both_succeed(db: 
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_picture_found_unchanged_then_replaced_keeps_the_replacements_hash(store: Store) -> None:
+    """Import B found item-0's picture unchanged (P0); before B wrote, import C replaced it with P1 (vector
+    and all). B's write must not pair P0's hash with P1's vector: a later import of P0 would be taken for
+    unchanged and never embedded again."""
+    await store.upsert_items(0, [photo_item(0)], "tiny", "a")
+    first_hash = photo_item(0).content_hash
+    replaced = photo_item(1, "item-0")  # C: another picture for the same item, with its vector
+    await store.upsert_items(0, [replaced], "tiny", "c")
+    stale_claim = NewItem(photo_item(0).fields, None, first_hash, None)  # B: "same picture, fields only"
+    await store.upsert_items(0, [stale_claim], "tiny", "b")
+    assert await store.known_hashes(0, ["item-0"], "tiny") == {"item-0": replaced.content_hash}
+    rows = await sql(store, "SELECT e.vector FROM embeddings e JOIN items i ON i.pk = e.item_pk WHERE i.item_id = 'item-0'")
+    assert np.allclose(decode_vectors([rows[0][0]], DIM)[0], replaced.vector, atol=1e-3)
