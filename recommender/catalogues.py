@@ -3,8 +3,9 @@ the store and rebuilt from it on demand.
 
 Catalogues: guild 0 is the shared default. A guild searches its own catalogue once it has one item
 or more, the default one until then. Writes go to the store first, then to a loaded index (in the
-pool, under the index's lock); a write that lands while the index is loading is replayed on it.
-Another process writing to the same database is noticed within `refresh_check_s`.
+pool, under the index's lock); a write that lands while the index is loading is replayed on it, and a
+refresh() then (another process's big write) makes the load read again. Another process writing to the
+same database is noticed within `refresh_check_s` (SQLite) or from the change feed (PostgreSQL).
 
 Each catalogue's head (head.py: its classifier, search order and "nothing like this" threshold, fitted
 on member-like views of its items) is fitted in its own thread, saved with the catalogue state
@@ -40,6 +41,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 FIT_GRACE_S = 10.0  # how long closing waits for a head fit in progress
+LOAD_TRIES = 3  # index loads in a row while refresh() keeps landing during them (the last one is kept)
 
 
 class CatalogueState:
@@ -54,6 +56,7 @@ class CatalogueState:
         self.retrain_timer: asyncio.Task[None] | None = None
         self.training: asyncio.Task[Any] | None = None  # a background fit in progress (never cancelled midway)
         self.pending: list[Callable[[VectorIndex], Any]] = []  # writes that landed while the index was loading
+        self.refreshes = 0  # refresh() calls: one that lands while the index loads makes the load read again
         self.fingerprint: str | None = None  # store state the in-memory index reflects
         self.checked_at = 0.0  # when the store was last compared with it
         self.reference: tuple[str | None, np.ndarray] | None = None  # (fingerprint, mean item vector) for adapt.align
@@ -111,6 +114,7 @@ class Catalogues:
         """Forget in-memory state for a catalogue: rebuilt from the store on next use (e.g. after a
         CLI import into the database a running bot uses; also checked every `refresh_check_s`)."""
         cat = self.state(cid)
+        cat.refreshes += 1
         if not cat.load_lock.locked():
             cat.index = None
         self._own.pop(cid, None)
@@ -128,7 +132,10 @@ class Catalogues:
                 self.schedule_retrain(cid, delay=0.0)
         if cat.index is None:
             async with cat.load_lock:
-                if cat.index is None:
+                for attempt in range(LOAD_TRIES):  # a refresh during the load: what it read may predate the change
+                    if cat.index is not None:
+                        break
+                    refreshes = cat.refreshes
                     cat.pending = []
                     cat.fingerprint = await self.store.fingerprint(cid, self.model)
                     cat.checked_at = time.monotonic()
@@ -139,8 +146,8 @@ class Catalogues:
                     for op in cat.pending:  # idempotent upserts/removals that raced the load
                         op(index)
                     cat.pending = []
-                    cat.index = index
                     log.info("catalogue %s: %d vectors loaded for %s", cid, len(index), self.model)
+                    cat.index = index if cat.refreshes == refreshes or attempt == LOAD_TRIES - 1 else None
         assert cat.index is not None
         return cat.index
 

@@ -468,6 +468,35 @@ async def test_efficientnet_lite0_finds_the_right_kind_of_item_and_keeps_the_loo
         await rec.close()
 
 
+async def test_a_refresh_while_the_index_loads_makes_the_load_read_again(rec) -> None:
+    """Another process's big write arrives as one "reload" while this process is loading the index (its rows
+    already read): the load reads again. Before, the refresh was dropped and the index stayed without the
+    other process's items until the next restart (PostgreSQL does not poll under the change feed)."""
+    from recommender.changes import Change
+
+    cats = rec.catalogues
+    other = await open_rec(rec.settings.db)  # the other process
+    real = rec.store.load_vectors
+    loads = 0
+
+    async def load_then_another_process_writes(cid: int, model: str):
+        nonlocal loads
+        rows = await real(cid, model)
+        loads += 1
+        if loads == 1:
+            await other.add_item(mirrored(demo_photos("hat")[2]), ItemFields("late", "Late", "hat"), guild_id=0, actor="t")
+            await cats.apply(Change("reload", 0))  # what the change feed hands over for a write of > 400 items
+        return rows
+
+    rec.store.load_vectors = load_then_another_process_writes
+    try:
+        index = await cats.index(0)
+    finally:
+        rec.store.load_vectors = real
+        await other.close()
+    assert loads == 2 and len(index) == 121 and cats.state(0).index is index
+
+
 async def test_refresh_picks_up_a_catalogue_another_process_imported(rec, tmp_path: Path) -> None:
     """A running bot and a `lookalike import --guild` share one database: after refresh() the bot
     sees the guild's new catalogue instead of the default one it had cached."""
