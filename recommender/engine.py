@@ -54,7 +54,7 @@ from .records import (
 )
 from .runtime import accelerate
 from .store import Store
-from .sync import FeedSync
+from .sync import LEASE_S, FeedSync
 from .webfetch import UrlFetcher
 
 log = logging.getLogger(__name__)
@@ -377,11 +377,12 @@ class Recommender:
         keep_missing: bool = False,
         progress: ProgressFn | None = None,
         leased: bool = False,
+        lease_s: float = LEASE_S,
     ) -> SyncSummary:
         """Make the catalogue equal to a shop's feed (a web address or a file). `options`: format
         ("auto", "google", "shopify", "woocommerce"), category_level ("1", "2", "last"), currency,
-        shop_url. `leased`: the caller holds the feed's lease (claim_feed); otherwise a guild with a
-        scheduled feed has its lease taken for the run. It does not retrain: call `schedule_retrain`
+        shop_url. `leased`: the caller holds the feed's lease (claim_feed, for `lease_s`); otherwise a guild
+        with a scheduled feed has its lease taken for the run. The lease is renewed while the sync runs. It does not retrain: call `schedule_retrain`
         after it, as after an import."""
         return await self.feed_sync.run(
             source,
@@ -392,6 +393,7 @@ class Recommender:
             keep_missing=keep_missing,
             progress=progress,
             leased=leased,
+            lease_s=lease_s,
         )
 
     async def set_feed(

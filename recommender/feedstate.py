@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, or_, select, update
+from sqlalchemy import CursorResult, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .records import FeedSchedule
@@ -134,6 +134,12 @@ class FeedState:
                 ),
             )
             return bool(result.rowcount)
+
+    async def renew(self, guild_id: int, lease_s: float) -> None:
+        """Extend a held lease to `lease_s` from now (a running sync, every third of it); a released one stays free."""
+        async with self.session() as s, s.begin():
+            held = and_(FeedRow.guild_id == guild_id, FeedRow.running_until.is_not(None))
+            await s.execute(update(FeedRow).where(held).values(running_until=now() + timedelta(seconds=lease_s)))
 
     async def release(self, guild_id: int) -> None:
         """Give the lease back without a result (the process is stopping): the feed stays due."""

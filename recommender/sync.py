@@ -13,8 +13,11 @@ process; the scheduler's lease (feedstate.py) keeps other processes out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 from .bulk import BulkImporter, ProgressFn
 from .catalogues import Catalogues
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 
 MAX_FEED_BYTES = 256 * 1024 * 1024
 FEED_TIMEOUT_S = 300.0
-LEASE_S = 3600.0  # a sync's hold on its catalogue, freed sooner when it ends
+LEASE_S = 3600.0  # a sync's hold on its catalogue, freed sooner when it ends, renewed while it runs
 
 
 class FeedSync:
@@ -56,8 +59,10 @@ class FeedSync:
         leased: bool = False,
         lease_s: float = LEASE_S,
     ) -> SyncSummary:
-        """`leased`: the caller (the scheduler) holds the guild's feed lease. Otherwise, when the guild
-        has a scheduled feed, its lease is taken for the run, so no other process syncs meanwhile."""
+        """`leased`: the caller (the scheduler) holds the guild's feed lease, taken for `lease_s`. Otherwise,
+        when the guild has a scheduled feed, its lease is taken for the run, so no other process syncs
+        meanwhile. Either way the lease is renewed every third of `lease_s` while the sync runs: a sync longer
+        than its lease (a first sync of a big shop) keeps the catalogue, and a process that died frees it."""
         if guild_id in self._running:
             raise SyncInProgress("A sync of this catalogue is already running; wait for it to finish.")
         self._running.add(guild_id)
@@ -67,11 +72,20 @@ class FeedSync:
                 lease = await self.state.claim(guild_id, lease_s)
                 if not lease:
                     raise SyncInProgress("A scheduled sync of this catalogue is running; wait for it to finish.")
-            return await self._run(source, guild_id, actor, fetcher, options.check(), keep_missing, progress, max_feed_bytes)
+            async with _alongside(self._renew(guild_id, lease_s)) if lease or leased else contextlib.nullcontext():
+                return await self._run(source, guild_id, actor, fetcher, options.check(), keep_missing, progress, max_feed_bytes)
         finally:
             self._running.discard(guild_id)
             if lease:
                 await asyncio.shield(self.state.release(guild_id))
+
+    async def _renew(self, guild_id: int, lease_s: float) -> None:
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            try:
+                await self.state.renew(guild_id, lease_s)
+            except Exception as e:  # the database away for a moment: the next third tries again
+                log.warning("could not renew the feed lease of catalogue %s: %s", guild_id, e)
 
     async def _run(
         self,
@@ -140,3 +154,15 @@ class FeedSync:
             return path.read_bytes()
 
         return await asyncio.to_thread(read), shown(path.name, 80)
+
+
+@contextlib.asynccontextmanager
+async def _alongside(work: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """Run `work` in a task while the block runs; cancelled when it ends."""
+    task = asyncio.create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -332,3 +332,22 @@ async def test_two_syncs_learning_one_picture_url_at_once_both_save(db: str) -> 
     finally:
         await one.close()
         await two.close()
+
+
+async def test_a_sync_longer_than_its_lease_keeps_it_renewed(tmp_path: Path, shop: Shop) -> None:
+    """The lease is renewed while the sync runs: another process cannot take a catalogue whose sync outlasts
+    the lease (before, after `lease_s` a second sync got in, and the first one's end freed the second's lease)."""
+    shop.feed = google_rss(shop, [stock(shop)["DR-1"]])
+    rec = await open_rec(tmp_path / "c.db")
+    async with rec, fetch_session(allow_private=True) as session:
+        fetcher = UrlFetcher(session, max_bytes=2_000_000, timeout_s=10, concurrency=2, allow_private=True)
+        await rec.set_feed(GUILD, f"{shop.base}/feed", 3600, channel_id=None, actor="test")
+        shop.feed_open.clear()  # the sync waits for its feed three leases long
+        first = asyncio.create_task(sync(rec, shop, fetcher, lease_s=0.6))
+        await asyncio.sleep(1.8)
+        assert not await rec.claim_feed(GUILD, 600)  # another process is still kept out
+        assert await rec.feed_sync.state.due([GUILD]) == []
+        shop.feed_open.set()
+        assert (await first).imported.added == 1
+        await asyncio.sleep(0.5)  # past a renewal time: the finished sync renews nothing
+        assert await rec.claim_feed(GUILD, 600)  # given back at the end

@@ -94,6 +94,7 @@ class FeedScheduler:
                 fetcher=self.bot.fetcher,
                 options=feed.options,
                 leased=True,
+                lease_s=self.lease_s,
             )
             s = summary.imported
             log.info(
