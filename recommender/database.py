@@ -8,6 +8,7 @@ Both run the same migrations through the async engine, so there is one driver pe
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _MIGRATION_LOCK = 0x6C6F6F6B  # "look": pg_advisory_xact_lock key held while migrating
+_MIGRATION_TRIES = 6  # SQLite: "locked" at once (no busy wait) in a new file's first moments; 0.05 s .. 1.6 s apart
 
 
 @dataclass(frozen=True)
@@ -100,16 +102,24 @@ async def migrate(engine: AsyncEngine, database: Database, revision: str = "head
     """Upgrade the database to `revision` in one transaction, under a lock: PostgreSQL's advisory lock, SQLite's
     write lock (``BEGIN IMMEDIATE``). Python's sqlite3 opens no transaction for DDL, so without it each ``CREATE``
     would commit on its own: a ``kill -9`` mid-revision would leave tables without their version stamp (a file
-    no later open can upgrade), and two processes opening a new file would both create its tables."""
+    no later open can upgrade), and two processes opening a new file would both create its tables. A new file's
+    first moments (switching it to WAL) can answer "locked" without waiting: the upgrade is tried again then."""
     from alembic.util import CommandError
 
     try:
-        async with engine.begin() as conn:
-            if database.kind == "postgresql":
-                await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-            else:
-                await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            await conn.run_sync(_upgrade, revision)
+        for attempt in range(_MIGRATION_TRIES):
+            try:
+                async with engine.begin() as conn:
+                    if database.kind == "postgresql":
+                        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+                    else:
+                        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    await conn.run_sync(_upgrade, revision)
+                return
+            except (SADatabaseError, sqlite3.DatabaseError) as e:
+                if database.kind != "sqlite" or "locked" not in str(e) or attempt == _MIGRATION_TRIES - 1:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
     except (SADatabaseError, sqlite3.DatabaseError) as e:
         raise DatabaseError(
             f"{database.shown} is not a usable lookalike database: {e.orig if hasattr(e, 'orig') else e}"
