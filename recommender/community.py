@@ -167,12 +167,18 @@ class MemberPhotos:
         await s.execute(delete(MemberPhotoRow).where(scope, MemberPhotoRow.id <= edge))
 
     async def link(
-        self, photo_ids: Sequence[int | None], *, guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
-    ) -> int:
+        self, photo_ids: Sequence[int | None], *, guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int | None
+    ) -> int:  # fmt: skip
         """The messages of remembered photos: photo n of the member's message is photo_ids[n - 1] (None: a
-        photo of the message that was not remembered, e.g. unreadable; it keeps its place in the count)."""
+        photo of the message that was not remembered, e.g. unreadable; it keeps its place in the count).
+        `reply_message_id` None: no reply was sent; the photos, never linked, are deleted (their trace in the
+        domain state's running mean stays)."""
         done = 0
         async with self.session() as s, s.begin():
+            if reply_message_id is None:
+                unlinked = and_(MemberPhotoRow.guild_id == guild_id, MemberPhotoRow.reply_message_id.is_(None))
+                ids = [pid for pid in photo_ids if pid is not None]
+                return (await s.execute(delete(MemberPhotoRow).where(MemberPhotoRow.id.in_(ids), unlinked))).rowcount or 0  # type: ignore[attr-defined]
             for position, pid in enumerate(photo_ids, start=1):
                 if pid is None:
                     continue

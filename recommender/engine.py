@@ -205,9 +205,9 @@ class Recommender:
     # -- learning from the community (learning.py, community.py) ----------------------------------
 
     async def link_reply(
-        self, photo_ids: Sequence[int | None], *, guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
-    ) -> None:
-        """Where remembered photos live: the member's message (photo n = photo_ids[n - 1]; None: not remembered) and the reply."""
+        self, photo_ids: Sequence[int | None], *, guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int | None
+    ) -> None:  # fmt: skip
+        """Where remembered photos live (community.MemberPhotos.link); `reply_message_id` None: no reply was sent, none kept."""
         await self.learning.link_reply(photo_ids, guild_id, channel_id, photo_message_id, reply_message_id)
 
     async def react(

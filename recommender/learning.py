@@ -47,7 +47,7 @@ class Community:
         return pid
 
     async def link_reply(
-        self, photo_ids: Sequence[int | None], guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int
+        self, photo_ids: Sequence[int | None], guild_id: int, channel_id: int, photo_message_id: int, reply_message_id: int | None
     ) -> None:
         await self.photos.link(
             photo_ids,

@@ -273,3 +273,16 @@ def test_stats_say_adapting_only_when_adaptation_is_on() -> None:
     for adapting, shown in ((False, False), (True, True)):
         embed = add_community_field(discord.Embed(), CommunityStats(3, 1, 1, 2, 0, 3, adapting))
         assert ("adapting to members' photos from 3" in str(embed.fields[0].value)) is shown
+
+
+async def test_a_photo_the_bot_cannot_reply_to_is_not_remembered(make_harness: MakeHarness) -> None:
+    """Without Send Messages in the channel no reply goes out, so nobody can vote on the photo or label it: it is
+    not kept (before, its features stayed, unlinked, and counted against the server's bound)."""
+    from bot.sandbox import Perm
+
+    h = await make_harness(settings=SURE)
+    h.sandbox.revoke_permissions(h.guild, h.bot_user, Perm.SEND_MESSAGES, channel=h.channel)
+    msg = await h.post(h.alice, [jpeg(held_out("shoes")[0])])
+    await h.settled()
+    assert h.replies_to(msg) == []
+    assert (await h.rec.community(guild_id=h.guild.id)).remembered == 0

@@ -197,6 +197,18 @@ async def test_the_bounds_keep_the_newest_photos(demo_catalogue: str) -> None:
         await rec.close()
 
 
+async def test_photos_whose_reply_could_not_be_sent_are_not_kept(rec) -> None:
+    """The reply failed after the search remembered the photo (permission revoked meanwhile): linking it to no
+    reply deletes it, and only it; a photo already linked to its reply is never touched that way."""
+    kept = await answer(rec, demo_photos()[5], message=8000, reply=8001)
+    lost = await rec.similar(mirrored(demo_photos()[6]), guild_id=GUILD, remember=True)
+    assert (await rec.community(guild_id=GUILD)).remembered == 2
+    await rec.link_reply([None, lost.photo_id, kept.photo_id], guild_id=GUILD, channel_id=7, photo_message_id=8002,
+                         reply_message_id=None)  # fmt: skip
+    assert (await rec.community(guild_id=GUILD)).remembered == 1
+    assert await rec.react(guild_id=GUILD, message_id=8001, user_id=ALICE, verdict=1) is not None  # still there
+
+
 async def test_the_bounds_are_per_server_on_the_shared_catalogue(demo_catalogue: str) -> None:
     """Both servers answer from the shared default catalogue: the other server's many photos and labels do not
     push this server's out (before, the bounds counted the whole catalogue)."""

@@ -52,6 +52,9 @@ class Photos(commands.Cog):
         parent = getattr(channel, "parent_id", None)  # threads of a watched channel count too
         if channel.id not in config.watched and parent not in config.watched:
             return
+        if not self._may_send(message):  # no work, no refused request (Discord counts those against the bot)
+            log.info("no permission to send in channel %s of guild %s: photos not looked at", channel.id, message.guild.id)
+            return
         try:
             verdict = self.bot.cooldown.hit(message.author.id)
             if not verdict.allowed:
@@ -89,25 +92,33 @@ class Photos(commands.Cog):
         answer = await similar_reply(self.bot, searches, notes=notes, rich=embed, votes=True)
         reply = answer.reply if attach else answer.reply.without_files()
         sent = await self._reply(message, **reply.send_kwargs())
-        if sent is None or all(p is None for p in answer.photo_ids):
+        if all(p is None for p in answer.photo_ids):
             return
-        try:
+        try:  # no reply sent (no permission to send): nobody can vote on the photos, so they are not kept
             await self.bot.rec.link_reply(
                 answer.photo_ids,
                 guild_id=guild_id,
                 channel_id=message.channel.id,
                 photo_message_id=message.id,
-                reply_message_id=sent.id,
+                reply_message_id=None if sent is None else sent.id,
             )
         except Exception:  # the member has the answer; only the votes on it would be lost
-            log.exception("could not link reply %s to the photos of message %s", sent.id, message.id)
+            log.exception("could not link the reply to the photos of message %s", message.id)
             return
-        if answer.asks_for_votes:
+        if sent is not None and answer.asks_for_votes:
             await add_vote_buttons(sent)
 
     async def _similar(self, attachment: discord.Attachment, guild_id: int, k: int, remember: bool) -> SimilarResult:
         data = await read_attachment(attachment, self.bot.settings.max_image_bytes)
         return await self.bot.rec.similar(data, guild_id=guild_id, k=k, remember=remember)
+
+    @staticmethod
+    def _may_send(message: discord.Message) -> bool:
+        me = message.guild.me if message.guild else None
+        if me is None:
+            return True
+        perms = message.channel.permissions_for(me)
+        return perms.send_messages_in_threads if isinstance(message.channel, discord.Thread) else perms.send_messages
 
     @staticmethod
     def _may(message: discord.Message) -> tuple[bool, bool]:
