@@ -16,6 +16,7 @@ views of the gallery, embedded by the same backbone). Gallery and view vectors a
     .venv/bin/python bench/street2shop.py --precision fp32 --json fp32.json      # the shipped head, each precision
     .venv/bin/python bench/street2shop.py --precision int8 --json int8.json
     .venv/bin/python bench/street2shop.py --compare fp32.json int8.json           # paired: is the change noise?
+    .venv/bin/python bench/street2shop.py --view-seed 1 --json seed1.json          # the same head from other views
     .venv/bin/python bench/street2shop.py --model efficientnet-lite2 --pooling activation  # views and photos
                                                   # pooled by activation (Backbone.embed_garments), items averaged
 
@@ -204,6 +205,8 @@ def main() -> None:
     ap.add_argument("--model", default="efficientnet-lite0")
     ap.add_argument("--per-type", type=int, default=40, help="gallery items per articleType (0: all)")
     ap.add_argument("--max-views", type=int, default=7000, help="member-like views for the head (engine default 4000)")
+    ap.add_argument("--views-per-item", type=int, default=2, help="member-like views made of each item (engine: 2)")
+    ap.add_argument("--view-seed", type=int, default=0, help="seed of the views' random draws (engine: 0)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/s2s/bench"))
     ap.add_argument("--ablation", action="store_true", help="also score each step on its own")
     ap.add_argument("--catalogue-check", action="store_true", help="category accuracy on held-out product shots")
@@ -238,10 +241,12 @@ def main() -> None:
     by_activation = a.pooling == "activation" and bb.trunk is not None
     pool = bb.embed_garments if by_activation else bb.embed
     ptag = "-activation" if by_activation else ""
+    if (a.views_per_item, a.view_seed) != (2, 0):
+        ptag += f"-p{a.views_per_item}-s{a.view_seed}"
     vcache = CachedEmbed(pool, a.cache / f"{a.model}{tag}-views-{a.per_type}-{a.max_views}{ptag}.npz",
                          gkey + f"|{a.max_views}{ptag}")  # fmt: skip
     t1 = time.time()
-    hd = head.train_head(G, list(types), load, vcache, max_views=a.max_views)
+    hd = head.train_head(G, list(types), load, vcache, max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed)
     vcache.save()
     print(f"head: {hd.info} ({time.time() - t1:.0f}s)", file=sys.stderr)
     q = queries()
@@ -271,7 +276,7 @@ def main() -> None:
             )
     if a.community:
         V = np.concatenate(vcache.done)
-        owner = np.asarray(augment.view_plan(list(types), max_views=a.max_views))
+        owner = np.asarray(augment.view_plan(list(types), max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed))
         log = lambda m: print(m, file=sys.stderr)  # noqa: E731
         rows.update(community.adaptation_rows(hd, G, types, Q, Oo, kinds, answer, figures, seeds=a.seeds))
         rows.update(community.labels_rows(hd, G, types, V, owner, Q, Oo, kinds, answer, figures, seeds=a.seeds,
@@ -280,7 +285,12 @@ def main() -> None:
         from recommender.evaluate import stratified_split
 
         train, test = stratified_split(list(types), 0.25, seed=0)
-        keep = np.isin(vcache_owner := np.asarray(augment.view_plan(list(types), max_views=a.max_views)), train)
+        keep = np.isin(
+            vcache_owner := np.asarray(
+                augment.view_plan(list(types), max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed)
+            ),
+            train,
+        )
         remap = {int(o): i for i, o in enumerate(train)}
         V = np.concatenate(vcache.done)[keep]
         with_views = head.fit_head(G[train], list(types[train]), V, [remap[int(o)] for o in vcache_owner[keep]])
