@@ -16,7 +16,7 @@ views of the gallery, embedded by the same backbone). Gallery and view vectors a
     .venv/bin/python bench/street2shop.py --precision fp32 --json fp32.json      # the shipped head, each precision
     .venv/bin/python bench/street2shop.py --precision int8 --json int8.json
     .venv/bin/python bench/street2shop.py --compare fp32.json int8.json           # paired: is the change noise?
-    .venv/bin/python bench/street2shop.py --view-seed 1 --json seed1.json          # the same head from other views
+    .venv/bin/python bench/street2shop.py --view-seed 1 --json seed1.json          # the same head, other random draws
     .venv/bin/python bench/street2shop.py --model efficientnet-lite2 --pooling activation  # views and photos
                                                   # pooled by activation (Backbone.embed_garments), items averaged
 
@@ -206,7 +206,12 @@ def main() -> None:
     ap.add_argument("--per-type", type=int, default=40, help="gallery items per articleType (0: all)")
     ap.add_argument("--max-views", type=int, default=7000, help="member-like views for the head (engine default 4000)")
     ap.add_argument("--views-per-item", type=int, default=2, help="member-like views made of each item (engine: 2)")
-    ap.add_argument("--view-seed", type=int, default=0, help="seed of the views' random draws (engine: 0)")
+    ap.add_argument(
+        "--view-seed",
+        type=int,
+        default=0,
+        help="seed of the head's random draws: its views and its fit's held-out splits (engine: 0)",
+    )
     ap.add_argument("--cache", type=Path, default=Path("/tmp/s2s/bench"))
     ap.add_argument("--ablation", action="store_true", help="also score each step on its own")
     ap.add_argument("--catalogue-check", action="store_true", help="category accuracy on held-out product shots")
