@@ -382,8 +382,8 @@ class Recommender:
         """Make the catalogue equal to a shop's feed (a web address or a file). `options`: format
         ("auto", "google", "shopify", "woocommerce"), category_level ("1", "2", "last"), currency,
         shop_url. `leased`: the caller holds the feed's lease (claim_feed, for `lease_s`); otherwise a guild
-        with a scheduled feed has its lease taken for the run. The lease is renewed while the sync runs. It does not retrain: call `schedule_retrain`
-        after it, as after an import."""
+        with a scheduled feed has its lease taken for the run. The lease is renewed while the sync runs. It
+        does not retrain: call `schedule_retrain` after it, as after an import."""
         return await self.feed_sync.run(
             source,
             guild_id=guild_id,

@@ -65,11 +65,10 @@ class FeedState:
         if not learned:
             return
         t = now()
-        longest = _LAST_MODIFIED_CHARS
         async with self.session() as s, s.begin():
             dialect = s.get_bind().dialect.name  # upserts: two syncs may learn one picture URL at once
             for url, v in learned.items():
-                if v.last_modified is not None and len(v.last_modified) > longest:
+                if v.last_modified is not None and len(v.last_modified) > _LAST_MODIFIED_CHARS:
                     v = Validator(v.etag, None, v.digest)
                 if v.etag is None and v.last_modified is None:
                     continue

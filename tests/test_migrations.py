@@ -249,7 +249,7 @@ def test_two_processes_opening_a_new_file_at_once_both_succeed(tmp_path: Path) -
     import sys
     import time
 
-    for attempt in range(3):
+    for attempt in range(2):
         db = tmp_path / f"new{attempt}.db"
         start = str(time.time() + 2.0)
         procs = [subprocess.Popen([sys.executable, "-c", _OPEN_AT, str(db), start], stderr=subprocess.PIPE)
