@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .records import FeedSchedule
-from .rows import now, upsert
+from .rows import now, upsert_statement
 from .schema import FeedRow, ImageValidatorRow, ItemRow
 from .webfetch import Validator
 
@@ -62,18 +62,16 @@ class FeedState:
         date (those are 29 characters): it is dropped, not stored, so a server's odd header can never make
         PostgreSQL refuse the sync that learned it (SQLite would have kept it whole). A validator left with
         nothing to revalidate by is not stored."""
-        if not learned:
-            return
         t = now()
-        async with self.session() as s, s.begin():
-            dialect = s.get_bind().dialect.name  # upserts: two syncs may learn one picture URL at once
-            for url, v in learned.items():
-                if v.last_modified is not None and len(v.last_modified) > _LAST_MODIFIED_CHARS:
-                    v = Validator(v.etag, None, v.digest)
-                if v.etag is None and v.last_modified is None:
-                    continue
-                values = dict(url_key=_key(url), url=url, etag=v.etag, last_modified=v.last_modified, digest=v.digest, seen_at=t)
-                await s.execute(upsert(dialect, ImageValidatorRow, ("url_key",), values))
+        rows = []
+        for url, v in learned.items():
+            modified = v.last_modified if v.last_modified is not None and len(v.last_modified) <= _LAST_MODIFIED_CHARS else None
+            if v.etag is not None or modified is not None:
+                rows.append(dict(url_key=_key(url), url=url, etag=v.etag, last_modified=modified, digest=v.digest, seen_at=t))
+        if not rows:
+            return
+        async with self.session() as s, s.begin():  # upserts: two syncs may learn one picture URL at once
+            await s.execute(upsert_statement(s.get_bind().dialect.name, ImageValidatorRow, ("url_key",), rows[0]), rows)
 
     async def prune_validators(self, older_than_s: float = VALIDATOR_TTL_S) -> None:
         """Forget validators learned long ago (URLs that left every feed): at worst a picture still in a

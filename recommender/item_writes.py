@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .errors import DuplicateItem, ItemNotFound
 from .records import Item, NewItem, WriteStatus
-from .rows import audit_values, encode_vector
+from .rows import audit_values, encode_vector, upsert_statement
 from .schema import AuditRow, EmbeddingRow, ItemRow
 
 _IN = 500  # ids per IN (...) list
@@ -117,7 +117,7 @@ async def upsert(
             await s.execute(update(ItemRow), rows)
     if vectors:
         rows = [dict(item_pk=current[i]["pk"], model=model, dim=d, vector=v) for i, (d, v) in vectors.items()]
-        await s.execute(_vector_upsert(dialect), rows)
+        await s.execute(upsert_statement(dialect, EmbeddingRow, ("item_pk", "model"), ("dim", "vector")), rows)
     if audits:
         await s.execute(insert(AuditRow), audits)
     return [(_item(guild_id, snap, current[snap["item_id"]]["pk"]), status) for snap, status in done]
@@ -147,16 +147,6 @@ async def _thumbnails(s: AsyncSession, pks: list[int]) -> dict[int, bytes]:
 
 def _thumb(row: dict[str, Any]) -> dict[str, Any]:
     return {"thumbnail": row["thumbnail"]} if "thumbnail" in row else {}
-
-
-def _vector_upsert(dialect: str) -> Any:
-    """INSERT ... ON CONFLICT (item_pk, model) DO UPDATE, in the database's own dialect."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(EmbeddingRow)
-    return stmt.on_conflict_do_update(
-        index_elements=[EmbeddingRow.item_pk, EmbeddingRow.model], set_=dict(dim=stmt.excluded.dim, vector=stmt.excluded.vector)
-    )
 
 
 def _item(guild_id: int, row: dict[str, Any], pk: int) -> Item:

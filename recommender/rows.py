@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,13 +15,14 @@ from .records import Item, VectorRows
 from .schema import AuditRow, ItemRow
 
 
-def upsert(dialect: str, table: Any, keys: Sequence[str], values: dict[str, Any]) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` the other columns, in the database's own dialect: one statement,
-    so two processes writing the same new row both succeed (an ORM ``merge`` is a SELECT, then an INSERT)."""
+def upsert_statement(dialect: str, table: Any, keys: Sequence[str], columns: Iterable[str]) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of `columns`, in the database's own dialect; execute it with
+    one row's values or a list of them. One statement, so two processes writing the same new row both succeed
+    (an ORM ``merge`` is a SELECT, then an INSERT)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).values(**values)
-    return stmt.on_conflict_do_update(index_elements=list(keys), set_={k: stmt.excluded[k] for k in values if k not in keys})
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns if c not in keys})
 
 
 def now() -> datetime:

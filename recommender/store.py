@@ -29,7 +29,16 @@ from .database import Database, create_engine, guarded, locate
 from .database import migrate as migrate_async
 from .errors import DuplicateItem, ItemNotFound
 from .records import GuildSettings, Item, ItemFields, NewItem, SavedClassifier, VectorRows, WriteStatus  # noqa: F401  (ItemFields: importer.py, until it imports records)
-from .rows import aggregated_vector_rows, audit_row, decode_vectors, item_from_row, joined_vector_rows, now, upsert, vector_rows
+from .rows import (
+    aggregated_vector_rows,
+    audit_row,
+    decode_vectors,
+    item_from_row,
+    joined_vector_rows,
+    now,
+    upsert_statement,
+    vector_rows,
+)
 from .schema import AuditRow, ClassifierRow, EmbeddingRow, GuildSettingsRow, ItemRow, WatchedChannelRow
 
 log = logging.getLogger(__name__)
@@ -323,7 +332,7 @@ class Store:
     async def save_classifier(self, guild_id: int, model: str, fingerprint: str, method: str, blob: bytes) -> None:
         values = dict(guild_id=guild_id, model=model, fingerprint=fingerprint, method=method, blob=blob, trained_at=now())
         async with self.session() as s, s.begin():  # one statement: merge's SELECT-then-INSERT raced another process's
-            await s.execute(upsert(self.database.kind, ClassifierRow, ("guild_id", "model"), values))
+            await s.execute(upsert_statement(self.database.kind, ClassifierRow, ("guild_id", "model"), values), values)
             await self._publish(s, Change("classifier", guild_id, model=model))
 
     async def load_classifier(self, guild_id: int, model: str) -> SavedClassifier | None:
