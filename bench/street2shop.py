@@ -252,6 +252,7 @@ def main() -> None:
                          gkey + f"|{a.max_views}{ptag}")  # fmt: skip
     t1 = time.time()
     hd = head.train_head(G, list(types), load, vcache, max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed)
+    owner = np.asarray(augment.view_plan(list(types), max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed))
     vcache.save()
     print(f"head: {hd.info} ({time.time() - t1:.0f}s)", file=sys.stderr)
     q = queries()
@@ -281,7 +282,6 @@ def main() -> None:
             )
     if a.community:
         V = np.concatenate(vcache.done)
-        owner = np.asarray(augment.view_plan(list(types), max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed))
         log = lambda m: print(m, file=sys.stderr)  # noqa: E731
         rows.update(community.adaptation_rows(hd, G, types, Q, Oo, kinds, answer, figures, seeds=a.seeds))
         rows.update(community.labels_rows(hd, G, types, V, owner, Q, Oo, kinds, answer, figures, seeds=a.seeds,
@@ -290,15 +290,10 @@ def main() -> None:
         from recommender.evaluate import stratified_split
 
         train, test = stratified_split(list(types), 0.25, seed=0)
-        keep = np.isin(
-            vcache_owner := np.asarray(
-                augment.view_plan(list(types), max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed)
-            ),
-            train,
-        )
+        keep = np.isin(owner, train)
         remap = {int(o): i for i, o in enumerate(train)}
         V = np.concatenate(vcache.done)[keep]
-        with_views = head.fit_head(G[train], list(types[train]), V, [remap[int(o)] for o in vcache_owner[keep]])
+        with_views = head.fit_head(G[train], list(types[train]), V, [remap[int(o)] for o in owner[keep]])
         shots_only = classify.fit_classifier(G[train], list(types[train]))
         for name, clf in (("classifier on product shots", shots_only), ("head's classifier (with views)", with_views.classifier)):
             P = clf.predict_proba(G[test])
