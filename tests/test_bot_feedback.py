@@ -91,6 +91,28 @@ async def test_votes_label_a_photo_and_removing_a_reaction_takes_the_vote_back(m
     h.assert_clean()
 
 
+async def test_taking_one_reaction_back_leaves_the_vote_the_other_still_shows(make_harness: MakeHarness) -> None:
+    """A member may show 👍 and 👎 at once; taking one back leaves the vote of the one still shown."""
+    h = await make_harness(settings=SURE)
+    msg, reply = await answered(h, h.alice, held_out("shoes")[0])
+    await h.react(h.alice, reply, "👍🏽")  # any skin tone
+    await h.react(h.alice, reply, DOWN)  # the last counts
+    await community(h, lambda s: s.thumbs_down == 1 and s.thumbs_up == 0)
+    await h.react(h.alice, reply, DOWN, remove=True)
+    stats = await community(h, lambda s: s.thumbs_down == 0)
+    assert stats.thumbs_up == 1  # 👍🏽 is still shown under the reply
+    await h.react(h.alice, reply, "👍🏽", remove=True)
+    await community(h, lambda s: s.thumbs_up == 0)
+
+    await h.react(h.owner, msg, UP)  # a moderator's 👍 labels, their 👎 takes the label back ...
+    await h.react(h.owner, msg, DOWN)
+    await community(h, lambda s: s.thumbs_down == 1 and s.by_moderators == 0)
+    await h.react(h.owner, msg, DOWN, remove=True)  # ... and taking the 👎 back leaves the 👍: a label again
+    stats = await community(h, lambda s: s.thumbs_down == 0)
+    assert (stats.thumbs_up, stats.by_moderators, stats.labelled) == (1, 1, 1)
+    h.assert_clean()
+
+
 async def test_a_moderator_label_fixes_the_category_for_this_server_only(make_harness: MakeHarness) -> None:
     h = await make_harness(settings=SURE)
     photo = held_out("pants")[1]

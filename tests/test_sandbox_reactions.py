@@ -159,3 +159,27 @@ async def test_the_bots_own_reactions_follow_the_same_rules(world: World) -> Non
         assert msg.reactions == {"🔥": {world.bob.id, world.bot_user.id}}
         await bot.wait_events(4)
     assert [v.kind for v in sb.violations] == ["missing_permissions"]
+
+
+async def test_a_bot_lists_who_reacted_page_by_page(world: World) -> None:
+    sb, bot = world.sandbox, ReactionBot()
+    async with running(bot, world.bot_user.token):
+        msg = await sb.post_message(world.channel, world.owner, "who likes it?")
+        for user in (world.bob, world.owner, world.alice):
+            await sb.react(msg, user, THUMBS_UP)
+        await sb.react(msg, world.bob, THUMBS_DOWN)
+        [up, down] = (await bot.get_partial_messageable(world.channel.id).fetch_message(msg.id)).reactions
+        by_id = sorted(u.id for u in (world.bob, world.owner, world.alice))
+        assert sorted([u.id async for u in up.users()]) == by_id  # (discord.py yields each page backwards)
+        assert [u.id async for u in up.users(limit=1, after=discord.Object(by_id[0]))] == by_id[1:2]  # pages go by id
+        assert [u.id async for u in down.users()] == [world.bob.id]
+        assert [u.id async for u in up.users(after=discord.Object(by_id[-1]))] == []
+
+        sb.set_overwrite(world.channel, world.bot_user, deny=Perm.READ_MESSAGE_HISTORY)
+        with pytest.raises(discord.Forbidden):
+            [u async for u in up.users()]
+        sb.set_overwrite(world.channel, world.bot_user, allow=Perm.READ_MESSAGE_HISTORY)
+        await sb.delete_message(msg)
+        with pytest.raises(discord.NotFound):
+            [u async for u in up.users()]
+    assert [v.kind for v in sb.violations] == ["missing_permissions", "unknown_message"]  # the refusals, noted

@@ -1,8 +1,9 @@
 """Members' 👍/👎 on the bot's answers are votes on the category it predicted.
 
 A reaction on a reply (or on the member's photo message it answers) goes to the recommender as a
-vote: +1, -1, or 0 when the member takes the reaction back; a moderator's 👍 confirms the category
-as a label. Nothing is said back for a vote, other emojis and bots (the bot itself included) are
+vote: +1 or -1; a moderator's 👍 confirms the category as a label. When a member takes a reaction
+back, their vote becomes what their remaining 👍/👎 on that message say (a removal event names only
+the emoji removed, so they are read over REST): one kind left is that vote, none (or both) is none. Nothing is said back for a vote, other emojis and bots (the bot itself included) are
 ignored, and a message the recommender does not remember is ignored silently. A failure is logged,
 never shown and never stops the listener. /catalog label (bot/cogs/catalog.py) is the other way in.
 """
@@ -47,7 +48,7 @@ class Feedback(commands.Cog):
     async def on_raw_reaction_remove(self, event: discord.RawReactionActionEvent) -> None:
         if verdict(event.emoji) is None or event.guild_id is None or self._from_a_bot(event):
             return
-        await self._vote(event, event.guild_id, 0)
+        await self._vote(event, event.guild_id, None)
 
     def _from_a_bot(self, event: discord.RawReactionActionEvent) -> bool:
         """The bot's own 👍/👎 under its replies, and other bots' reactions (a removal names no member:
@@ -77,21 +78,45 @@ class Feedback(commands.Cog):
             else:
                 self._queues[key] = (lock, users - 1)
 
-    async def _vote(self, event: discord.RawReactionActionEvent, guild_id: int, vote: int) -> None:
-        """Pass the vote on (a removal names no member: it takes back whatever that member's vote was)."""
+    async def _left(self, event: discord.RawReactionActionEvent, guild_id: int) -> tuple[int, discord.Member | None]:
+        """After a removal: the vote the member's remaining 👍/👎 on the message say, and the member when
+        it is a 👍 (a moderator's is a label). If they cannot be read, the vote is taken back."""
+        try:
+            channel = self.bot.get_partial_messageable(event.channel_id, guild_id=guild_id)
+            message = await channel.fetch_message(event.message_id)
+            held: set[int] = set()
+            for reaction in message.reactions:
+                kind = verdict(discord.PartialEmoji(name=reaction.emoji)) if isinstance(reaction.emoji, str) else None
+                if kind is None or kind in held:
+                    continue
+                async for user in reaction.users(limit=1, after=discord.Object(event.user_id - 1)):
+                    if user.id == event.user_id:
+                        held.add(kind)
+            vote = sum(held)  # both kinds left: no vote
+            guild = self.bot.get_guild(guild_id)
+            return vote, (await guild.fetch_member(event.user_id) if vote > 0 and guild else None)
+        except discord.HTTPException as e:  # deleted meanwhile, no Read Message History, member gone
+            log.info("reactions left by %s on message %s unread (%s): vote taken back", event.user_id, event.message_id, e)
+            return 0, None
+
+    async def _vote(self, event: discord.RawReactionActionEvent, guild_id: int, vote: int | None) -> None:
+        """Pass the vote on (None, a removal: what the member's remaining reactions on the message say)."""
         moderator = False
         try:
             async with self._in_turn((event.message_id, event.user_id)):
-                if vote and event.member is not None:
-                    moderator = await self._moderator(event.member)
+                member = event.member
+                if vote is None:
+                    vote, member = await self._left(event, guild_id)
+                if vote and member is not None:
+                    moderator = await self._moderator(member)
                 feedback = await self.bot.rec.react(
                     guild_id=guild_id, message_id=event.message_id, user_id=event.user_id, verdict=vote, moderator=moderator
                 )
         except Exception as e:  # a vote must never take the listener down, nor be answered
             if isinstance(e, RecommenderError):
-                log.warning("vote %+d by %s on message %s not recorded: %s", vote, event.user_id, event.message_id, e)
+                log.warning("vote %+d by %s on message %s not recorded: %s", vote or 0, event.user_id, event.message_id, e)
             else:
-                log.exception("vote %+d by %s on message %s failed", vote, event.user_id, event.message_id)
+                log.exception("vote %+d by %s on message %s failed", vote or 0, event.user_id, event.message_id)
             return
         if feedback is not None:
             log.debug(

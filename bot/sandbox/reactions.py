@@ -13,6 +13,10 @@ to its bot with DIRECT_MESSAGE_REACTIONS): ``MESSAGE_REACTION_ADD`` with ``user_
 ``message_author_id``, ``burst``, ``burst_colors`` and ``type``; ``MESSAGE_REACTION_REMOVE`` with the
 same ids, ``emoji``, ``burst`` and ``type`` (https://discord.com/developers/docs/events/gateway-events
 #message-reaction-add). Bots get their own reactions back too, as on Discord.
+
+``GET .../reactions/{emoji}`` lists who reacted so, by id, ``limit`` (1-100, default 25) above the id
+``after`` (https://discord.com/developers/docs/resources/message#get-reactions); it needs Read Message
+History.
 """
 
 from __future__ import annotations
@@ -102,6 +106,14 @@ def remove(world: World, message: Message, user: User, emoji: str) -> bool:
         del message.reactions[emoji]  # Discord drops an emoji nobody uses any more
     _dispatch(world, "MESSAGE_REACTION_REMOVE", message, _event(world, message, user, emoji))
     return True
+
+
+def users(world: World, message: Message, emoji: str, *, after: int = 0, limit: int = 25) -> list[User]:
+    """Who reacted to ``message`` with ``emoji``: up to ``limit`` users whose id is above ``after``, by id."""
+    if message.deleted:
+        raise not_found("Message", 10008)
+    ids = sorted(i for i in message.reactions.get(emoji, ()) if i > after)[: max(1, min(limit, 100))]
+    return [world.users[i] for i in ids]
 
 
 def _event(world: World, message: Message, user: User, emoji: str) -> Payload:

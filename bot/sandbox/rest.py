@@ -61,6 +61,7 @@ class RestApi:
         r("PATCH", f"{c}/messages/{{message_id}}", self.edit_message)
         r("DELETE", f"{c}/messages/{{message_id}}", self.delete_message)
         r("POST", f"{c}/typing", self.typing)
+        r("GET", f"{c}/messages/{{message_id}}/reactions/{{emoji}}", self.reaction_users)
         r("PUT", f"{c}/messages/{{message_id}}/reactions/{{emoji}}/@me", self.add_reaction)
         r("DELETE", f"{c}/messages/{{message_id}}/reactions/{{emoji}}/@me", self.remove_reaction)
 
@@ -293,6 +294,18 @@ class RestApi:
     async def typing(self, call: Call) -> Any:
         channel = self.channel_for(call, Perm.SEND_MESSAGES)
         self.sb.typing.append((channel.id, call.me.id, time.monotonic()))
+
+    async def reaction_users(self, call: Call) -> Any:
+        channel = self.channel_for(call, Perm.READ_MESSAGE_HISTORY)
+        q = call.request.query
+        try:
+            after, limit = int(q.get("after", 0)), int(q.get("limit", 25))
+        except ValueError:
+            raise ApiError(400, 50035, "Invalid Form Body") from None
+        found = reactions.users(
+            self.sb, self.message_for(call, channel), reactions.emoji_key(call.params["emoji"]), after=after, limit=limit
+        )
+        return [u.payload() for u in found]
 
     async def add_reaction(self, call: Call) -> Any:
         channel = self.channel_for(call)
