@@ -228,9 +228,9 @@ class Recommender:
         """Delete every remembered photo of the guild (audit-logged); returns how many."""
         return await self.learning.forget(guild_id, actor)
 
-    async def categories(self, *, guild_id: int) -> list[str]:
-        """The categories of the catalogue the guild searches (for autocomplete)."""
-        return await self.learning.categories(guild_id)
+    async def categories(self, *, guild_id: int, message_id: int | None = None) -> list[str]:
+        """The categories of the catalogue the guild searches, or that answered a remembered message (for autocomplete)."""
+        return await self.learning.categories(guild_id, message_id)
 
     # -- training ---------------------------------------------------------------------------------
 

@@ -97,9 +97,11 @@ class Community:
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise BadOption(f"{category.strip()!r} is not one of this catalogue's categories.{hint}")
 
-    async def categories(self, guild_id: int) -> list[str]:
-        """The catalogue's categories, read again only when the catalogue changed (autocomplete asks per keystroke)."""
-        cid = await self.catalogues.catalogue_for(guild_id)
+    async def categories(self, guild_id: int, message_id: int | None = None) -> list[str]:
+        """The categories of the catalogue a remembered message was answered from (else of the one the guild
+        searches now), read again only when that catalogue changed (autocomplete asks per keystroke)."""
+        photos = await self.photos.photos(guild_id, message_id) if message_id is not None else []
+        cid = photos[0].catalogue_id if photos else await self.catalogues.catalogue_for(guild_id)
         await self.catalogues.index(cid)
         fingerprint = self.catalogues.state(cid).fingerprint
         known = self._categories.get(cid)

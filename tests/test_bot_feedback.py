@@ -174,6 +174,29 @@ async def test_label_mistakes_are_answered_in_words(make_harness: MakeHarness) -
     h.assert_clean()
 
 
+async def test_label_suggests_the_categories_of_the_catalogue_that_answered_the_photo(make_harness: MakeHarness) -> None:
+    h = await make_harness()
+    msg, _ = await answered(h, h.alice, held_out("hat")[0])  # answered from the shared catalogue
+    added = await h.slash(
+        h.owner, "catalog add", {"name": "Wool Scarf", "category": "scarf"}, attachments={"image": jpeg(held_out("shirt")[0])}
+    )
+    assert added.original is not None and "own catalogue" in added.original.content
+
+    async def suggested(options: dict[str, Any]) -> list[str]:
+        typed = await h.sandbox.autocomplete(
+            h.guild, h.channel, h.owner, "catalog label", {**options, "category": "s"}, focused="category"
+        )
+        await typed.wait_done()
+        return [c["name"] for c in typed.choices or []]
+
+    assert await suggested({}) == ["scarf"]  # no message yet: the server's catalogue now
+    assert await suggested({"message": "yesterday's hat"}) == ["scarf"]
+    assert set(await suggested({"message": h.link(msg)})) == {c for c in CATEGORIES if "s" in c}  # the catalogue that answered it
+    inter = await h.slash(h.owner, "catalog label", {"message": h.link(msg), "category": "shoes"})
+    assert inter.original is not None and "labelled **shoes**" in inter.original.content
+    h.assert_clean()
+
+
 async def test_replies_without_add_reactions_and_slash_similar(make_harness: MakeHarness) -> None:
     h = await make_harness(settings=SURE)
     h.sandbox.revoke_permissions(h.guild, h.bot_user, Perm.ADD_REACTIONS, channel=h.channel)

@@ -16,7 +16,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from recommender.config import DEFAULT_GUILD
-from recommender.errors import BadManifest, DuplicateItem, RecommenderError
+from recommender.errors import BadManifest, BadOption, DuplicateItem, RecommenderError
 from recommender.records import ImportNotes, ImportSummary, ItemFields
 from recommender.urls import check_url
 
@@ -191,9 +191,15 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
 
     @label.autocomplete("category")
     async def _label_categories(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        """The catalogue's categories containing what was typed (those starting with it first), 25 at most."""
+        """The categories containing what was typed (those starting with it first), 25 at most: of the
+        catalogue that answered the message typed in `message`, else of the server's catalogue now."""
+        gid = interaction.guild_id or 0
         try:
-            names = await self.rec.categories(guild_id=interaction.guild_id or 0)
+            message_id: int | None = message_id_from(str(getattr(interaction.namespace, "message", None) or ""), gid)
+        except BadOption:  # not typed yet, or not a message of this server
+            message_id = None
+        try:
+            names = await self.rec.categories(guild_id=gid, message_id=message_id)
         except RecommenderError as e:
             log.warning("category autocomplete for guild %s: %s", interaction.guild_id, e)
             return []

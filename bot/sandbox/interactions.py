@@ -166,7 +166,7 @@ class OptionBuilder:
         out = []
         for opt in schema:
             if opt["name"] not in values:
-                if opt.get("required") and opt["name"] != self.focused:
+                if opt.get("required") and self.focused is None:  # autocomplete: options not typed yet are left out
                     raise ValueError(f"/{where}: option {opt['name']!r} is required")
                 continue
             entry = {"name": opt["name"], "type": opt["type"], "value": self.value(opt, values[opt["name"]])}
