@@ -303,8 +303,7 @@ class Recommender:
         changes = {k: v for k, v in changes.items() if v is not None}
         if not changes:
             raise BadOption("Nothing to change: give at least one field.")
-        item = await self.store.update_item(guild_id, item_id, changes)
-        await self.store.audit(guild_id, actor, "edit", item_id, **changes)
+        item = await self.store.update_item(guild_id, item_id, changes, actor=actor)
         await self.catalogues.edited(guild_id, item, category_changed="category" in changes)
         return item
 
@@ -351,14 +350,10 @@ class Recommender:
     async def update_guild_settings(self, guild_id: int, *, actor: str, **values: Any) -> None:
         if values.get("k") is not None:
             check_k(values["k"])
-        await self.store.update_guild_settings(guild_id, **values)
-        await self.store.audit(guild_id, actor, "config", None, **values)
+        await self.store.update_guild_settings(guild_id, actor, **values)
 
     async def set_watched(self, guild_id: int, channel_id: int, watched: bool, *, actor: str) -> bool:
-        changed = await self.store.set_watched(guild_id, channel_id, watched)
-        if changed:
-            await self.store.audit(guild_id, actor, "watch" if watched else "unwatch", None, channel=channel_id)
-        return changed
+        return await self.store.set_watched(guild_id, channel_id, watched, actor=actor)
 
     # -- shop feeds: `lookalike sync`, `/catalog sync`, `/config feed` (sync.py, feedstate.py) ------
 
@@ -409,14 +404,10 @@ class Recommender:
         """Sync `url` into the guild's catalogue every `every_s` seconds (the first run is due now)."""
         opts = dict(options or {})
         FeedOptions(**opts).check()
-        await self.feed_sync.state.set_feed(guild_id, url, every_s, opts, channel_id)
-        await self.store.audit(guild_id, actor, "feed", None, url=url, every_s=every_s)
+        await self.feed_sync.state.set_feed(guild_id, url, every_s, opts, channel_id, actor)
 
     async def drop_feed(self, guild_id: int, *, actor: str) -> bool:
-        dropped = await self.feed_sync.state.drop_feed(guild_id)
-        if dropped:
-            await self.store.audit(guild_id, actor, "feed", None, url=None)
-        return dropped
+        return await self.feed_sync.state.drop_feed(guild_id, actor)
 
     async def feed(self, guild_id: int) -> FeedSchedule | None:
         return await self.feed_sync.state.feed(guild_id)

@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .records import FeedSchedule
-from .rows import now, upsert_statement
+from .rows import audit_row, now, upsert_statement
 from .schema import FeedRow, ImageValidatorRow, ItemRow
 from .webfetch import Validator
 
@@ -87,17 +87,21 @@ class FeedState:
 
     # -- scheduled feeds --------------------------------------------------------------------------
 
-    async def set_feed(self, guild_id: int, url: str, every_s: int, options: dict[str, str], channel_id: int | None) -> None:
-        """Configure (or reconfigure) a guild's feed; its first run is due now."""
+    async def set_feed(self, guild_id: int, url: str, every_s: int, options: dict[str, str], channel_id: int | None, actor: str) -> None:  # fmt: skip
+        """Configure (or reconfigure) a guild's feed, audit-logged in the same transaction; its first run is due now."""
         async with self.session() as s, s.begin():
+            s.add(audit_row(guild_id, actor, "feed", None, url=url, every_s=every_s))
             row = await s.get(FeedRow, guild_id) or FeedRow(guild_id=guild_id)
             row.url, row.every_s, row.options, row.channel_id = url, every_s, json.dumps(options, sort_keys=True), channel_id
             row.next_run_at, row.last_error, row.error_reported, row.updated_at = now(), None, False, now()
             s.add(row)
 
-    async def drop_feed(self, guild_id: int) -> bool:
+    async def drop_feed(self, guild_id: int, actor: str) -> bool:
+        """Stop syncing the guild's feed; False if it had none (a drop is audit-logged in the same transaction)."""
         async with self.session() as s, s.begin():
             result = cast(CursorResult[Any], await s.execute(delete(FeedRow).where(FeedRow.guild_id == guild_id)))
+            if result.rowcount:
+                s.add(audit_row(guild_id, actor, "feed", None, url=None))
             return bool(result.rowcount)
 
     async def feed(self, guild_id: int) -> FeedSchedule | None:

@@ -184,7 +184,8 @@ class Store:
             await self._publish(s, Change("removed", guild_id, (item.pk,)))
         return item
 
-    async def update_item(self, guild_id: int, item_id: str, changes: dict[str, Any]) -> Item:
+    async def update_item(self, guild_id: int, item_id: str, changes: dict[str, Any], *, actor: str) -> Item:
+        """Change an item's fields (others are ignored), audit-logged in the same transaction."""
         allowed = {"name", "category", "price", "url", "description"}
         async with self.session() as s, s.begin():
             row = await _find(s, guild_id, item_id)
@@ -192,6 +193,7 @@ class Store:
                 if k in allowed:
                     setattr(row, k, v)
             row.updated_at = now()
+            s.add(audit_row(guild_id, actor, "edit", item_id, **{k: v for k, v in changes.items() if k in allowed}))
             await s.flush()
             await self._publish(s, Change("items", guild_id, (row.pk,)))
             return item_from_row(row)
@@ -352,17 +354,19 @@ class Store:
             return GuildSettings(guild_id, watched=watched)
         return GuildSettings(guild_id, row.k, row.moderator_role_id, watched, row.remember_photos is not False)
 
-    async def update_guild_settings(self, guild_id: int, **values: Any) -> None:
+    async def update_guild_settings(self, guild_id: int, actor: str, **values: Any) -> None:
+        """Change a guild's settings, audit-logged in the same transaction."""
         async with self.session() as s, s.begin():
             row = await s.get(GuildSettingsRow, guild_id) or GuildSettingsRow(guild_id=guild_id)
             for k, v in values.items():
                 setattr(row, k, v)
             row.updated_at = now()
             s.add(row)
+            s.add(audit_row(guild_id, actor, "config", None, **values))
             await self._publish(s, Change("settings", guild_id))
 
-    async def set_watched(self, guild_id: int, channel_id: int, watched: bool) -> bool:
-        """Returns whether anything changed."""
+    async def set_watched(self, guild_id: int, channel_id: int, watched: bool, *, actor: str) -> bool:
+        """Returns whether anything changed (a change is audit-logged in the same transaction)."""
         async with self.session() as s, s.begin():
             row = await s.get(WatchedChannelRow, (guild_id, channel_id))
             if watched and row is None:
@@ -371,6 +375,7 @@ class Store:
                 await s.delete(row)
             else:
                 return False
+            s.add(audit_row(guild_id, actor, "watch" if watched else "unwatch", None, channel=channel_id))
             await self._publish(s, Change("settings", guild_id))
             return True
 

@@ -129,7 +129,7 @@ async def test_store_open_upgrades_an_old_database_and_keeps_its_items(tmp_path:
         vecs = await store.load_vectors(0, "tiny")
         assert np.abs(vecs.vectors - np.stack([r["vector"] for r in old])).max() < 1e-3
         # the new tables work
-        await store.update_guild_settings(9, k=3)
+        await store.update_guild_settings(9, "test", k=3)
         await store.audit(9, "mod", "config", None, k=3)
         assert (await store.guild_settings(9)).k == 3
         # the rebuilt items table still cascades to embeddings

@@ -16,6 +16,7 @@ import pytest_asyncio
 from sqlalchemy.exc import IntegrityError
 
 from recommender.errors import DuplicateItem, ItemNotFound
+from recommender.feedstate import FeedState
 from recommender.images import load_image, make_thumbnail
 from recommender.records import ItemFields, NewItem
 from recommender.rows import decode_vectors, encode_vector
@@ -209,7 +210,7 @@ async def test_fingerprint_changes_on_add_remove_and_edit(store: Store) -> None:
     await store.upsert_items(0, [NewItem(photo_item(1).fields, None, photo_item(1).content_hash, None)], "tiny", "x")
     assert await store.fingerprint(0, "tiny") == after_add  # an unchanged re-import is no change
 
-    await store.update_item(0, "item-2", {"category": "something else"})
+    await store.update_item(0, "item-2", {"category": "something else"}, actor="test")
     after_edit = await store.fingerprint(0, "tiny")
     assert after_edit != after_add
 
@@ -228,13 +229,13 @@ async def test_fingerprint_changes_on_add_remove_and_edit(store: Store) -> None:
 
 async def test_update_item_changes_only_editable_fields(store: Store) -> None:
     [(item, _)] = await store.upsert_items(0, [photo_item(0, "a", price=5.0)], "tiny", "x")
-    edited = await store.update_item(0, "a", {"name": "Renamed", "price": 7.5, "content_hash": "f" * 64, "pk": 999})
+    edited = await store.update_item(0, "a", {"name": "Renamed", "price": 7.5, "content_hash": "f" * 64, "pk": 999}, actor="test")
     assert (edited.name, edited.price, edited.pk, edited.content_hash) == ("Renamed", 7.5, item.pk, item.content_hash)
     assert (await store.get_item(0, "a")).price == 7.5
     with pytest.raises(ItemNotFound):
-        await store.update_item(0, "nope", {"name": "x"})
+        await store.update_item(0, "nope", {"name": "x"}, actor="test")
     with pytest.raises(ItemNotFound):
-        await store.update_item(3, "a", {"name": "x"})  # another guild's catalogue
+        await store.update_item(3, "a", {"name": "x"}, actor="test")  # another guild's catalogue
 
 
 async def test_listing_counting_and_model_in_use(store: Store) -> None:
@@ -280,31 +281,67 @@ async def test_attributes_round_trip_as_json(store: Store) -> None:
 async def test_guild_settings_watched_channels_and_audit(store: Store) -> None:
     s = await store.guild_settings(1)
     assert (s.k, s.moderator_role_id, s.watched) == (None, None, set())
-    await store.update_guild_settings(1, k=8)
-    await store.update_guild_settings(1, moderator_role_id=555)
+    await store.update_guild_settings(1, "mod:a", k=8)
+    await store.update_guild_settings(1, "mod:a", moderator_role_id=555)
     s = await store.guild_settings(1)
     assert (s.k, s.moderator_role_id) == (8, 555)
     assert (await store.guild_settings(2)).k is None
 
-    assert await store.set_watched(1, 100, True) is True
-    assert await store.set_watched(1, 100, True) is False  # already watched
-    assert await store.set_watched(1, 200, True) is True
-    assert await store.set_watched(1, 300, False) is False  # never watched
+    assert await store.set_watched(1, 100, True, actor="mod:b") is True
+    assert await store.set_watched(1, 100, True, actor="mod:b") is False  # already watched
+    assert await store.set_watched(1, 200, True, actor="mod:b") is True
+    assert await store.set_watched(1, 300, False, actor="mod:b") is False  # never watched
     assert (await store.guild_settings(1)).watched == {100, 200}
-    assert await store.set_watched(1, 100, False) is True
+    assert await store.set_watched(1, 100, False, actor="mod:b") is True
     assert (await store.guild_settings(1)).watched == {200}
     assert (await store.guild_settings(2)).watched == set()
 
-    await store.audit(1, "mod:a", "config", None, k=8)
-    await store.audit(1, "mod:b", "watch", None, channel=200)
-    await store.audit(2, "mod:c", "watch", None)
-    entries = await store.audit_entries(1)
+    entries = await store.audit_entries(1)  # every change, newest first; nothing for what changed nothing
     assert [(e["actor"], e["action"], e["detail"]) for e in entries] == [
+        ("mod:b", "unwatch", {"channel": 100}),
         ("mod:b", "watch", {"channel": 200}),
+        ("mod:b", "watch", {"channel": 100}),
+        ("mod:a", "config", {"moderator_role_id": 555}),
         ("mod:a", "config", {"k": 8}),
     ]
+    await store.audit(2, "mod:c", "watch", None)
     assert [e["action"] for e in await store.audit_entries(2)] == ["watch"]
     assert len(await store.audit_entries(1, limit=1)) == 1
+
+
+REFUSE_AUDIT = {
+    "sqlite": ["CREATE TRIGGER refuse BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log refused'); END"],
+    "postgresql": [
+        "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit log refused'; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION refuse()",
+    ],
+}
+
+
+async def test_a_change_whose_audit_entry_cannot_be_written_is_not_made(store: Store) -> None:
+    """A change and its audit entry commit together (a crash between two commits would lose the entry)."""
+    feeds = FeedState(store.session)
+    await store.upsert_items(7, [photo_item(0, "a", name="Linen Shirt")], "tiny", "x")
+    await feeds.set_feed(7, "https://shop.example/feed.xml", 3600, {}, None, "mod:a")
+    for statement in REFUSE_AUDIT[store.database.kind]:
+        await sql(store, statement)
+
+    changes = [
+        store.update_guild_settings(7, "mod:a", k=8),
+        store.set_watched(7, 100, True, actor="mod:a"),
+        store.update_item(7, "a", {"name": "Silk Shirt"}, actor="mod:a"),
+        feeds.set_feed(7, "https://shop.example/other.xml", 60, {}, None, "mod:a"),
+        feeds.drop_feed(7, "mod:a"),
+    ]
+    for change in changes:
+        with pytest.raises(Exception, match="audit log refused"):
+            await change
+    settings = await store.guild_settings(7)
+    assert (settings.k, settings.watched) == (None, set())
+    assert (await store.get_item(7, "a")).name == "Linen Shirt"
+    feed = await feeds.feed(7)
+    assert feed is not None and (feed.url, feed.every_s) == ("https://shop.example/feed.xml", 3600)
+    assert [e["action"] for e in await store.audit_entries(7)] == ["feed"]
 
 
 async def test_classifier_blob_is_saved_and_replaced(store: Store) -> None:
