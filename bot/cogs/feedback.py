@@ -92,12 +92,16 @@ class Feedback(commands.Cog):
                 async for user in reaction.users(limit=1, after=discord.Object(event.user_id - 1)):
                     if user.id == event.user_id:
                         held.add(kind)
-            vote = sum(held)  # both kinds left: no vote
-            guild = self.bot.get_guild(guild_id)
-            return vote, (await guild.fetch_member(event.user_id) if vote > 0 and guild else None)
-        except discord.HTTPException as e:  # deleted meanwhile, no Read Message History, member gone
+        except discord.HTTPException as e:  # deleted meanwhile, no Read Message History
             log.info("reactions left by %s on message %s unread (%s): vote taken back", event.user_id, event.message_id, e)
             return 0, None
+        vote, guild = sum(held), self.bot.get_guild(guild_id)  # both kinds left: no vote
+        if vote <= 0 or guild is None:
+            return vote, None
+        try:
+            return vote, await guild.fetch_member(event.user_id)
+        except discord.HTTPException:  # left the server: a plain vote
+            return vote, None
 
     async def _vote(self, event: discord.RawReactionActionEvent, guild_id: int, vote: int | None) -> None:
         """Pass the vote on (None, a removal: what the member's remaining reactions on the message say)."""
