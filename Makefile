@@ -21,8 +21,10 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/lookalike demo
 
+# Both cores: pytest-xdist, two worker processes (each starts its own PostgreSQL cluster; docs/BENCHMARKS.md,
+# "The test suite's time", has the serial run beside it).
 test: $(VENV)/.installed lint
-	$(VENV)/bin/python -m pytest -q --durations=15
+	$(VENV)/bin/python -m pytest -q -n 2 --durations=15
 
 # The checks that keep the house in order (tests/test_layering.py holds the import contracts).
 lint: $(VENV)/.installed
