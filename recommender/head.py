@@ -240,8 +240,10 @@ def _cross_fitted_proba(X, n_items, y, view_rows, owner, labels, seed, num_threa
         ytr = list(y[train_items]) + list(y[owner[train_views]])
         clf = classify.fit_classifier(X, ytr, seed=seed, l2=classify.DEFAULT_L2, calibrate=False, max_iter=100,
                                       num_threads=num_threads, rows=rows)  # fmt: skip
-        cols = np.array([pos[c] for c in clf.labels], dtype=np.int64)
-        P[np.ix_(np.flatnonzero(test_views), cols)] = clf.predict_proba(X[view_rows[test_views]])
+        # a fold's classifier may know categories the full one dropped (a kNN keeps every label): those stay out
+        known = np.array([j for j, c in enumerate(clf.labels) if c in pos], dtype=np.int64)
+        cols = np.array([pos[clf.labels[j]] for j in known], dtype=np.int64)
+        P[np.ix_(np.flatnonzero(test_views), cols)] = clf.predict_proba(X[view_rows[test_views]])[:, known]
     return P
 
 

@@ -125,6 +125,23 @@ def test_a_small_catalogue_works_on_raw_features_with_knn() -> None:
     assert one.classifier.method == "knn" and one.decide(Q[0], np.array([0.5]), ["shoes"], 5).order == [0]
 
 
+def test_a_small_catalogue_with_rare_categories_fits_with_views() -> None:
+    """8 real items (3 dresses, 3 shirts, a hat, shoes), 3 views each: the linear classifier drops the
+    rare categories, while each fold's smaller classifier is a kNN that keeps them."""
+    net = backbone("tiny")
+    paths = demo_photos("dress")[:3] + demo_photos("shirt")[:3] + demo_photos("hat")[:1] + demo_photos("shoes")[:1]
+    cats = [p.parent.name for p in paths]
+    G = net.embed(load(paths))
+    rng = np.random.default_rng(0)
+    owner = np.repeat(np.arange(len(G)), 3)
+    V = G[owner] + 0.1 * rng.standard_normal((len(owner), G.shape[1])).astype(np.float32)
+    head = fit_head(G, cats, V, owner)
+    assert head.classifier.method == "linear" and set(head.classifier.dropped) == {"hat", "shoes"}
+    assert head.info["threshold_from"] != "items"  # fitted on the views
+    d = head.decide(G[6], G @ G[6], cats, 5)
+    assert len(d.order) == 5
+
+
 def test_bad_inputs_are_typed_errors() -> None:
     with pytest.raises(CatalogEmpty):
         fit_head(np.zeros((0, 8), np.float32), [])
