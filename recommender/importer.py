@@ -21,7 +21,7 @@ from typing import Any
 from .archives import Archive, ArchiveLimits
 from .errors import BadImage, BadManifest
 from .manifests import MAX_LINE_CHARS, Lines, Row, rows_csv, rows_parquet, text_stream
-from .names import UniqueIds, clean_path, fit_id, manifest_id_problem, shown
+from .names import UniqueIds, clean_path, fields_nul_problem, fit_id, manifest_id_problem, shown
 from .records import ImageSource, ImportNotes, ImportRecord, ItemFields
 from .trees import LocalFile, TreeFile, folder_files, visible_members, zip_files
 from .urls import check_url, is_web_url  # noqa: F401  (check_url: the importers' link check)
@@ -164,9 +164,6 @@ def records_from_rows(
             if not math.isfinite(price) or price < 0:
                 yield ImportRecord(item_id, where, error=f"price '{shown(raw, 40)}' is not a number")
                 continue
-        if conflict := ids.conflict(item_id, where):
-            yield ImportRecord(item_id, where, error=conflict)
-            continue
         extra = cols.extra or tuple(k for k in row if k not in cols.mapped())
         attrs = {k: _jsonable(row[k]) for k in extra if k and k.strip() and k in row and row[k] not in (None, "")}
         fields = ItemFields(
@@ -178,7 +175,14 @@ def records_from_rows(
             description=_cell(row, cols.description),
             attributes=attrs or None,
         )
-        image = resolve(_cell(row, cols.path) or _cell(row, cols.image_url), item_id)
+        cell = _cell(row, cols.path) or _cell(row, cols.image_url)
+        if problem := fields_nul_problem(fields, cell):
+            yield ImportRecord(item_id, where, error=problem)
+            continue
+        if conflict := ids.conflict(item_id, where):
+            yield ImportRecord(item_id, where, error=conflict)
+            continue
+        image = resolve(cell, item_id)
         if image is None:
             yield ImportRecord(item_id, where, error="no image found for this row (no path column and no images/<id>.jpg)")
             continue

@@ -13,7 +13,12 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .records import ItemFields
 
 MAX_ID = 100
 """Longest item id (the column's width)."""
@@ -134,6 +139,44 @@ def manifest_id_problem(item_id: str) -> str | None:
     if len(item_id) > MAX_ID:
         return f"the id is longer than {MAX_ID} characters"
     return None
+
+
+def nul_problem(cells: Mapping[str, object]) -> str | None:
+    """Which cell holds a NUL byte, in the words used for ids (None: none does). PostgreSQL refuses NUL in
+    text and SQLite stores it: a row with one fails alone, on every database. Lists and dicts are searched."""
+    for what, value in cells.items():
+        for text in _texts(value):
+            if "\0" in text:
+                return f"the {what} '{shown(text, 60)}' contains a NUL byte"
+    return None
+
+
+def fields_nul_problem(fields: ItemFields, image: str | None) -> str | None:
+    """nul_problem over what an import stores of an item, and its image's path or address."""
+    attrs = fields.attributes or {}
+    return nul_problem(
+        {
+            "name": fields.name,
+            "category": fields.category,
+            "url": fields.url,
+            "description": fields.description,
+            "image link": image,
+            "column name": list(attrs),
+            **{f"'{shown(k, 40)}' value": v for k, v in attrs.items()},
+        }
+    )
+
+
+def _texts(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _texts(k)
+            yield from _texts(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _texts(v)
 
 
 class UniqueIds:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 from .errors import BadManifest
-from .names import manifest_id_problem, shown
+from .names import fields_nul_problem, manifest_id_problem, shown
 from .records import ImportRecord, ItemFields
 from .urls import is_web_url
 
@@ -244,5 +244,8 @@ def fold(offers: Iterable[Offer], options: FeedOptions, fmt: str) -> Feed:
             description=plain_text(first.description) or None,
             attributes=attrs,
         )
+        if problem := fields_nul_problem(fields, images[0]):
+            records.append(ImportRecord(group, where, error=problem))
+            continue
         records.append(ImportRecord(group, where, fields, images[0]))
     return Feed(fmt, records, ids, unavailable)

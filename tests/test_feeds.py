@@ -84,3 +84,11 @@ def test_a_shopify_draft_is_not_for_sale_and_a_woocommerce_orphan_variation_fail
     orphan = woocommerce_csv(SHOP, PRODUCTS[1:3]).decode().replace("id:101", "id:999").encode()
     errors = [r.error for r in read_feed(orphan).records if r.error]
     assert errors and all("parent" in e for e in errors)
+
+
+@pytest.mark.parametrize("writer", [google_tsv, shopify_csv, woocommerce_csv])
+def test_a_nul_byte_in_a_product_fails_that_product_alone(writer) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL refuses NUL in text (the whole sync's batch failed there): the product fails on every database."""
+    feed = read_feed(writer(SHOP, [PRODUCTS[0], PRODUCTS[1].but(title="Crew\0tee", group="", id="TS-9")]))
+    errors = {r.item_id: r.error for r in feed.records}
+    assert errors == {"DR-1": None, "TS-9": "the name 'Crew\\0tee' contains a NUL byte"}

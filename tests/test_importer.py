@@ -426,3 +426,31 @@ def test_an_id_longer_than_the_column_is_refused_not_cut(tmp_path: Path) -> None
     write_csv(tmp_path / "m.csv", ["id", "category", "path"], [[long_id, "hat", "h.jpg"]])
     [record] = list(records_from_manifest(tmp_path / "m.csv"))
     assert record.error == "the id is longer than 100 characters"
+
+
+def test_a_nul_byte_in_any_cell_fails_its_row_alone(tmp_path: Path) -> None:
+    """PostgreSQL refuses NUL in text (the whole batch failed there) and SQLite stores it: the row fails on
+    every database, in the words used for ids, and the others import."""
+    photo = demo_photos("hat")[0]
+    shutil.copyfile(photo, tmp_path / "h.jpg")
+    write_csv(
+        tmp_path / "m.csv",
+        ["id", "category", "name", "description", "colour", "path"],
+        [
+            ["h1", "hat", "Good hat", "", "red", "h.jpg"],
+            ["h2", "hat", "bad\0name", "", "red", "h.jpg"],
+            ["h3", "h\0at", "Hat", "", "red", "h.jpg"],
+            ["h4", "hat", "Hat", "soft\0", "red", "h.jpg"],
+            ["h5", "hat", "Hat", "", "r\0ed", "h.jpg"],
+            ["h6", "hat", "Good hat", "", "blue", "h.jpg"],
+        ],
+    )
+    recs = list(records_from_manifest(tmp_path / "m.csv"))
+    assert [(r.item_id, r.error) for r in recs] == [
+        ("h1", None),
+        ("h2", "the name 'bad\\0name' contains a NUL byte"),
+        ("h3", "the category 'h\\0at' contains a NUL byte"),
+        ("h4", "the description 'soft\\0' contains a NUL byte"),
+        ("h5", "the 'colour' value 'r\\0ed' contains a NUL byte"),
+        ("h6", None),
+    ]
