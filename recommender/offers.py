@@ -25,6 +25,7 @@ FORMATS = ("google", "shopify", "woocommerce")
 CATEGORY_LEVELS = ("1", "2", "last")
 MAX_EXTRA_IMAGES = 10
 MAX_DESCRIPTION = 4000
+MAX_MARKUP = 4 * MAX_DESCRIPTION  # what of a description's HTML is parsed (text, tags and all)
 UNCATEGORISED = "uncategorised"
 IN_STOCK = "in_stock"
 OUT_OF_STOCK = "out_of_stock"
@@ -116,9 +117,14 @@ class _Text(HTMLParser):
 
 
 def plain_text(markup: str | None) -> str:
-    """An HTML description as plain text: tags dropped, entities decoded, blank runs squeezed."""
+    """An HTML description as plain text: tags dropped, entities decoded, blank runs squeezed. Only the
+    first MAX_MARKUP characters are parsed: HTMLParser is quadratic on hostile markup ('<a' * n)."""
     if not markup:
         return ""
+    if len(markup) > MAX_MARKUP:
+        markup = markup[:MAX_MARKUP]
+        if (lt := markup.rfind("<")) > markup.rfind(">"):
+            markup = markup[:lt]  # not half a tag
     parser = _Text()
     parser.feed(markup)
     parser.close()

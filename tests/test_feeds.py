@@ -9,7 +9,7 @@ from shop_feeds import BILLION_LAUGHS, Product, Shop, google_atom, google_rss, g
 
 from recommender.errors import BadManifest
 from recommender.feeds import FeedOptions, detect, read_feed
-from recommender.offers import parse_price, plain_text
+from recommender.offers import MAX_DESCRIPTION, parse_price, plain_text
 
 SHOP = Shop()
 SHOP.base = "https://cdn.example"
@@ -61,6 +61,15 @@ def test_a_price_that_is_not_one_fails_its_product_only() -> None:
 def test_html_descriptions_become_plain_text() -> None:
     html = "<p>Soft&nbsp;<b>organic</b> cotton.</p><ul><li>Machine wash</li><li>Made in Portugal</li></ul><script>x()</script>"
     assert plain_text(html) == "Soft organic cotton.\n- Machine wash\n- Made in Portugal"
+
+
+@pytest.mark.timeout(10)  # the whole markup used to be parsed: 30 s for 160 K characters, quadratic beyond
+def test_a_hostile_html_description_is_parsed_only_as_far_as_it_is_kept() -> None:
+    hostile = PRODUCTS[0].but(description="<a" * 200_000)  # 400 KB of unfinished tags
+    [record] = read_feed(google_rss(SHOP, [hostile])).records
+    assert record.error is None and record.fields is not None
+    assert record.fields.description == "<a" * (MAX_DESCRIPTION // 2)
+    assert plain_text("<p>kept</p>" + "<b></b>" * 5_000) == "kept"  # the cut leaves no half tag in the text
 
 
 def test_xml_entities_and_external_references_are_refused() -> None:
