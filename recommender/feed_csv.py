@@ -97,7 +97,7 @@ def _shopify_variant(handle: str, row: Cells, head: Cells, where: str, n: int, o
     tracker, policy = row.get("Variant Inventory Tracker", ""), row.get("Variant Inventory Policy", "deny").lower()
     try:
         qty = int(float(row.get("Variant Inventory Qty") or "1"))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a count ('inf' is a float, not an int): unknown
         qty = 1
     offer.availability = "in_stock" if not tracker or policy == "continue" or qty > 0 else OUT_OF_STOCK
     offer.category_path = category_path(head.get("Type")) or category_path(head.get("Product Category"))
@@ -118,6 +118,14 @@ _COMMA = re.compile(r"(?<!\\),")
 
 def _list(cell: str) -> list[str]:
     return [part.replace("\\,", ",").strip() for part in _COMMA.split(cell) if part.strip()]
+
+
+def _count(cell: str) -> int:
+    """A stock count, 0 when the cell is not one ('²' passes str.isdigit(), int() refuses it)."""
+    try:
+        return int(cell)
+    except ValueError:
+        return 0
 
 
 def woocommerce_offers(data: bytes, label: str, options: FeedOptions) -> list[Offer]:
@@ -155,7 +163,7 @@ def woocommerce_offers(data: bytes, label: str, options: FeedOptions) -> list[Of
         offer.images = _list(row.get("Images", ""))
         stock = row.get("In stock?", "")
         if not stock and row.get("Stock"):
-            stock = "1" if row["Stock"].lstrip("-").isdigit() and int(row["Stock"]) > 0 else "0"
+            stock = "1" if _count(row["Stock"]) > 0 else "0"
         offer.availability = availability(stock)
         if "variable" in kind or parent.get("Published", "1") not in ("1", ""):
             offer.availability = OUT_OF_STOCK  # a variable product sells through its variations; a draft not at all

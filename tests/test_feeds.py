@@ -101,3 +101,22 @@ def test_a_nul_byte_in_a_product_fails_that_product_alone(writer) -> None:  # ty
     feed = read_feed(writer(SHOP, [PRODUCTS[0], PRODUCTS[1].but(title="Crew\0tee", group="", id="TS-9")]))
     errors = {r.item_id: r.error for r in feed.records}
     assert errors == {"DR-1": None, "TS-9": "the name 'Crew\\0tee' contains a NUL byte"}
+
+
+def test_a_stock_cell_that_is_no_count_affects_its_row_only() -> None:
+    """WooCommerce 'Stock' '²' (str.isdigit() but not int()) and Shopify 'Variant Inventory Qty' 'inf' (a float,
+    not an int) stopped the whole sync with an exception."""
+    woo = (
+        "ID,Type,SKU,Name,Published,In stock?,Stock,Regular price,Categories,Images\n"
+        "1,simple,A1,Good hat,1,,5,10,Hats,https://shop.example/a.jpg\n"
+        "2,simple,B2,Odd hat,1,,²,10,Hats,https://shop.example/b.jpg\n"
+    )
+    feed = read_feed(woo.encode(), FeedOptions(currency="EUR"))
+    assert [(r.item_id, r.error) for r in feed.records] == [("A1", None)] and feed.unavailable == {"B2"}
+    shop = (
+        "Handle,Title,Variant Price,Variant Inventory Tracker,Variant Inventory Qty,Image Src\n"
+        "good-hat,Good hat,10,shopify,3,https://shop.example/a.jpg\n"
+        "odd-hat,Odd hat,10,shopify,inf,https://shop.example/b.jpg\n"
+    )
+    feed = read_feed(shop.encode(), FeedOptions(currency="EUR"))
+    assert [(r.item_id, r.error) for r in feed.records] == [("good-hat", None), ("odd-hat", None)]  # unknown: for sale
