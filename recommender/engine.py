@@ -13,6 +13,7 @@ or more, the default one until then. Changes always go to the guild's own catalo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import itertools
 import logging
@@ -176,10 +177,16 @@ class Recommender:
             raise BadOption("Give an image or an item id.")
         query = vec if item_id is not None else await self.catalogues.align(cid, vec)  # a member's photo: adapted
         answer = predict and item_id is None  # a member's photo: the head decides (an item is in the catalogue)
-        hits = await self.catalogues.read_index(cid, lambda ix: ix.search(query, max(k, CANDIDATES) if answer else k, flt))
-        decision = await self.catalogues.decide(cid, query, hits, k, guild_id) if answer else None
-        if decision is not None:  # the head's order: the category prior weighs in
-            hits = [hits[i] for i in decision.order]
+        whole = dataclasses.replace(flt, category=None, min_price=None, max_price=None)
+        narrowed = answer and flt != whole  # the category and "nothing like this" come from the whole catalogue
+        n = max(k, CANDIDATES) if answer else k
+        hits, pool = await self.catalogues.read_index(
+            cid, lambda ix: (ix.search(query, n, flt), ix.search(query, CANDIDATES, whole) if narrowed else None)
+        )
+        decision = await self.catalogues.decide(cid, query, pool if pool is not None else hits, k, guild_id) if answer else None
+        ordered = await self.catalogues.decide(cid, query, hits, k, guild_id) if narrowed else decision
+        if ordered is not None:  # the head's order of what the filters leave: the category prior weighs in
+            hits = [hits[i] for i in ordered.order]
         hits = hits[:k]
         nothing = decision is not None and decision.nothing_like_this
         predicted = None if decision is None else decision.prediction.category

@@ -117,6 +117,18 @@ async def test_category_and_price_filters(rec) -> None:
     assert len(res.matches) == 3 and all(m.item.category == "skirt" and 50 <= m.item.price <= 120 for m in res.matches)
 
 
+async def test_a_filter_narrows_the_results_not_the_predicted_category(rec) -> None:
+    query = as_png(demo_photos("dress")[0])
+    plain = await rec.similar(query, k=5)
+    assert plain.prediction is not None and plain.prediction.ranked[0][0] != "shoes"
+    for options in ({"category": "shoes"}, {"min_price": 1000.0}, {"category": "socks"}):
+        narrowed = await rec.similar(query, k=5, **options)
+        assert (narrowed.prediction, narrowed.nothing_like_this) == (plain.prediction, plain.nothing_like_this), options
+        assert all(m.item.category == "shoes" for m in narrowed.matches) and len(narrowed.matches) == (
+            5 if options.get("category") == "shoes" else 0
+        )
+
+
 async def test_bad_options(rec) -> None:
     query = as_png(demo_photos("hat")[0])
     for k in (0, 26, -1):
