@@ -28,6 +28,7 @@ import aiohttp.abc
 import yarl
 
 from .errors import BadImage, ImageTooLarge
+from .names import shown
 from .records import NotModified
 
 log = logging.getLogger(__name__)
@@ -134,14 +135,14 @@ class UrlFetcher:
         first = url
         headers = self._conditions(url, known)
         for _ in range(self.MAX_REDIRECTS + 1):
-            target = yarl.URL(url)
+            target = self._address(url)
             if target.scheme not in ("http", "https") or not target.host:
                 raise BadImage(f"only http(s) {self.what} URLs can be fetched")
             if not self.allow_private:
                 await self._check_public(target)
             async with self.session.get(target, allow_redirects=False, headers=headers) as resp:
                 if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
-                    url = str(target.join(yarl.URL(resp.headers["Location"])))
+                    url = str(target.join(self._address(resp.headers["Location"])))
                     continue
                 if resp.status == 304 and headers and known is not None:
                     return NotModified(known)
@@ -156,6 +157,17 @@ class UrlFetcher:
                 self.validators[first] = self.learned[first] = Validator(etag, modified, digest)
             return data
         raise BadImage(f"the {self.what} URL redirects too many times")
+
+    def _address(self, url: str) -> yarl.URL:
+        """`url` parsed, or BadImage when no connection could be made to it: its port is not 0-65535, or its
+        host is not a name DNS can look up (an empty label as in a..b, one over 63 characters, a bad xn--)."""
+        try:
+            target = yarl.URL(url)
+            _ = (target.port, target.host)  # yarl checks the port and decodes xn-- labels when asked
+            (target.raw_host or "").encode("idna")  # as getaddrinfo will
+        except ValueError:  # UnicodeError is one
+            raise BadImage(f"the {self.what} URL '{shown(url, 80)}' is not a valid web address") from None
+        return target
 
     async def _body(self, resp: aiohttp.ClientResponse) -> bytes:
         if resp.content_length is not None and resp.content_length > self.max_bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -351,3 +352,34 @@ async def test_a_sync_longer_than_its_lease_keeps_it_renewed(tmp_path: Path, sho
         assert (await first).imported.added == 1
         await asyncio.sleep(0.5)  # past a renewal time: the finished sync renews nothing
         assert await rec.claim_feed(GUILD, 600)  # given back at the end
+
+
+async def test_an_address_no_connection_can_be_made_to_is_a_sentence_not_a_traceback(tmp_path: Path, shop: Shop) -> None:
+    """Addresses urlsplit accepts but yarl or IDNA refuse (an empty label, a port over 65535, a bad
+    redirect): a feed's fails the sync with a sentence, an image's fails its product."""
+    good = stock(shop)["DR-1"]
+    feed = tmp_path / "products.xml"
+    feed.write_bytes(
+        google_rss(
+            shop,
+            [
+                good,
+                good.but(id="DOTS-1", image="http://a..b/x.jpg"),
+                good.but(id="PORT-1", image="https://shop.example:99999/x.jpg"),
+                good.but(id="MOVED-1", image="/redirect?to=http://a..b/y.jpg"),
+            ],
+        )
+    )
+    rec = await open_rec(tmp_path / "c.db")
+    async with rec, fetch_session(allow_private=True) as session:
+        fetcher = UrlFetcher(session, max_bytes=2_000_000, timeout_s=10, concurrency=2, allow_private=True)
+        summary = await rec.sync_feed(feed, guild_id=GUILD, actor="test", fetcher=fetcher)
+        assert summary.imported.added == 1 and failures(summary) == {
+            "DOTS-1": "the image URL 'http://a..b/x.jpg' is not a valid web address",
+            "PORT-1": "the image URL 'https://shop.example:99999/x.jpg' is not a valid web address",
+            "MOVED-1": "the image URL 'http://a..b/y.jpg' is not a valid web address",
+        }
+        public_only = UrlFetcher(session, max_bytes=2_000_000, timeout_s=10, concurrency=2)
+        for url in ("http://a..b/feed.xml", "https://shop.example:99999/feed.xml"):
+            with pytest.raises(BadManifest, match=f"could not be downloaded: the feed URL '{re.escape(url)}' is not a valid"):
+                await rec.sync_feed(url, guild_id=GUILD, actor="test", fetcher=public_only)
