@@ -340,9 +340,8 @@ class Catalogues:
             if saved is not None:
                 try:
                     cat.head = await self.embedder.cpu(head_from_bytes, saved.blob)
-                except RecommenderError as e:
+                except RecommenderError as e:  # fitted again as if never fitted: quickly now, fully after
                     log.warning("saved head of catalogue %s unreadable (%s); fitting it again", cid, e)
-                    await self.retrain(cid, force=True)
                 if cat.head is not None and saved.fingerprint != await self._head_fingerprint(cid):
                     self.schedule_retrain(cid, delay=0.0)
             if cat.head is None:  # never fitted: a quick head on the items answers now (concurrent first
