@@ -22,6 +22,7 @@ from .archives import Archive, ArchiveLimits
 from .errors import BadImage, BadManifest
 from .manifests import MAX_LINE_CHARS, Lines, Row, rows_csv, rows_parquet, text_stream
 from .names import UniqueIds, clean_path, fields_nul_problem, fit_id, manifest_id_problem, shown
+from .offers import parse_price
 from .records import ImageSource, ImportNotes, ImportRecord, ItemFields
 from .trees import LocalFile, TreeFile, folder_files, visible_members, zip_files
 from .urls import check_url, is_web_url  # noqa: F401  (check_url: the importers' link check)
@@ -125,6 +126,18 @@ def _cell(row: Mapping[str, Any], col: str) -> str | None:
     return v or None
 
 
+def _price(raw: str) -> float:
+    """A price cell as the feeds read one ('12,50' is 12.5, '1.299,00' 1299), after a $, € or £; nan when it is none."""
+    try:
+        value = parse_price(raw.lstrip("$€£"))[0]
+    except ValueError:
+        try:
+            return float(raw)  # 1e-05, as a Parquet float reads; nan and inf are refused by the caller
+        except ValueError:
+            return math.nan
+    return math.nan if value is None else value
+
+
 def records_from_rows(
     rows: Iterator[Row], cols: Columns, label: str, resolve: Callable[[str | None, str], ImageSource | None]
 ) -> Iterator[ImportRecord]:
@@ -157,10 +170,7 @@ def records_from_rows(
             continue
         price = None
         if raw := _cell(row, cols.price):
-            try:
-                price = float(raw.replace(",", "").lstrip("$€£"))
-            except ValueError:
-                price = math.nan
+            price = _price(raw)
             if not math.isfinite(price) or price < 0:
                 yield ImportRecord(item_id, where, error=f"price '{shown(raw, 40)}' is not a number")
                 continue

@@ -454,3 +454,13 @@ def test_a_nul_byte_in_any_cell_fails_its_row_alone(tmp_path: Path) -> None:
         ("h5", "the 'colour' value 'r\\0ed' contains a NUL byte"),
         ("h6", None),
     ]
+
+
+def test_manifest_prices_read_as_the_feeds_read_them(tmp_path: Path) -> None:
+    """'12,50' was 1250.0 and '1.299,00' 1.299: the manifest reader now agrees with the feeds' parse_price."""
+    prices = ["12,50", "1.299,00", "1,299.00", "€9.99", "$ 5", "19.99 EUR", "1e-05", "inf", "-3", "€"]
+    write_csv(
+        tmp_path / "m.csv", ["id", "category", "price", "path"], [[f"p{i}", "hat", p, "h.jpg"] for i, p in enumerate(prices)]
+    )
+    got = [r.fields.price if r.fields else r.error for r in records_from_manifest(tmp_path / "m.csv")]
+    assert got == [12.5, 1299.0, 1299.0, 9.99, 5.0, 19.99, 1e-05] + [f"price '{p}' is not a number" for p in prices[7:]]
