@@ -31,6 +31,7 @@ import logging
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -87,14 +88,18 @@ class CatalogueHead:
     open_k: int = OPEN_K
     info: dict = field(default_factory=dict)  # how it was fitted: counts, chosen values, view figures, seconds
 
+    def _pos(self) -> dict[str, int]:
+        """The classifier's labels by case-folded name (categories compare case-insensitively, as in the index)."""
+        return {c.casefold(): i for i, c in enumerate(self.classifier.labels)}
+
     def _vote(self, scores: np.ndarray, categories: Sequence[str]) -> np.ndarray:
-        pos = {c: i for i, c in enumerate(self.classifier.labels)}
+        pos = self._pos()
         top = np.asarray(scores[:VOTE_K], dtype=np.float64)
-        P = np.zeros(len(pos))
+        P = np.zeros(len(self.classifier.labels))
         for s, c in zip(top, categories[:VOTE_K]):
-            if c in pos:
-                P[pos[c]] += math.exp((s - top[0]) / VOTE_TEMPERATURE)
-        return P / P.sum() if P.sum() > 0 else np.full(len(pos), 1.0 / len(pos))
+            if c.casefold() in pos:
+                P[pos[c.casefold()]] += math.exp((s - top[0]) / VOTE_TEMPERATURE)
+        return P / P.sum() if P.sum() > 0 else np.full(len(P), 1.0 / len(P))
 
     def member_vote(self, query: np.ndarray, members: Members | None, best: float) -> tuple[np.ndarray, float]:
         """The labelled member photos' kNN vote over the classifier's labels and its share of the category
@@ -102,11 +107,11 @@ class CatalogueHead:
         ``exp((cosine - best) / MEMBER_TEMPERATURE)``, ``best`` being the nearest catalogue item's cosine, so a
         labelled photo counts when it is as close to the query as the catalogue is; the share is
         ``total / (total + MEMBER_PRIOR)``: it grows with how many there are and how close they are."""
-        pos = {c: i for i, c in enumerate(self.classifier.labels)}
-        vote = np.zeros(len(pos))
+        pos = self._pos()
+        vote = np.zeros(len(self.classifier.labels))
         if members is None or len(members[0]) == 0:
             return vote, 0.0
-        M, labels = np.asarray(members[0], np.float32), [str(c) for c in members[1]]
+        M, labels = np.asarray(members[0], np.float32), [str(c).casefold() for c in members[1]]
         if M.ndim != 2 or len(M) != len(labels) or M.shape[1] != len(query):
             raise BadOption("members must be (vectors (n, dim), n labels) of the query's dimension")
         known = np.array([c in pos for c in labels], bool)
@@ -146,9 +151,9 @@ class CatalogueHead:
         prediction = classify.Prediction(ranked[0][0] if sure else None, ranked[0][1], ranked, self.classifier.method)
         order = np.arange(len(scores))
         if self.rerank > 0:
-            prob = dict(zip(self.classifier.labels, P_clf))
+            prob = {c.casefold(): p for c, p in zip(self.classifier.labels, P_clf)}
             floor = float(P_clf.min())  # a category too rare for the classifier: as unlikely as its least likely one
-            prior = np.log(np.array([prob.get(c, floor) for c in categories]) + EPS)
+            prior = np.log(np.array([prob.get(c.casefold(), floor) for c in categories]) + EPS)
             order = np.argsort(-(scores + self.rerank * prior), kind="stable")
             copies = [int(i) for i in np.flatnonzero(scores >= NEAR_COPY)]  # sorted: scores come best first
             if copies:  # a near-copy of the photo (the product's own picture, re-encoded) stays first
@@ -213,15 +218,24 @@ def _unit(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.divide(X, np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12), out=out)
 
 
-def _known_members(members: Members | None, known: set[str], dim: int) -> tuple[np.ndarray, list[str]]:
-    """The labelled member photos whose label is one of the catalogue's, as unit vectors and labels."""
+def _spellings(categories: Sequence[str]) -> dict[str, str]:
+    """Each case-folded category's spelling: its most common one (the first seen of equals)."""
+    best: dict[str, str] = {}
+    for c, _ in Counter(categories).most_common():  # equal counts come in the order first seen
+        best.setdefault(c.casefold(), c)
+    return best
+
+
+def _known_members(members: Members | None, known: dict[str, str], dim: int) -> tuple[np.ndarray, list[str]]:
+    """The labelled member photos whose label is one of the catalogue's (``known``: by case-folded name), as
+    unit vectors and the catalogue's spelling of their labels."""
     if members is None or len(members[0]) == 0:
         return np.zeros((0, dim), np.float32), []
-    M, labels = np.asarray(members[0], np.float32), [str(c) for c in members[1]]
+    M, labels = np.asarray(members[0], np.float32), [str(c).casefold() for c in members[1]]
     if M.ndim != 2 or len(M) != len(labels) or M.shape[1] != dim:
         raise BadOption("members must be (vectors (n, dim), n labels) of the catalogue's dimension")
     keep = [i for i, c in enumerate(labels) if c in known]
-    return _unit(M[keep]) if keep else np.zeros((0, dim), np.float32), [labels[i] for i in keep]
+    return _unit(M[keep]) if keep else np.zeros((0, dim), np.float32), [known[labels[i]] for i in keep]
 
 
 def _cross_fitted_proba(X, n_items, y, view_rows, owner, labels, seed, num_threads) -> np.ndarray:
@@ -258,7 +272,8 @@ def fit_head(
     ``members``: labelled member photos (vectors, labels), extra training examples of the classifier, each
     counted :data:`MEMBER_REPEAT` times; labels that are not among ``categories`` are ignored."""
     t0 = time.perf_counter()
-    items, y = np.asarray(vectors, np.float32), np.asarray([str(c) for c in categories])
+    spelt = _spellings([str(c) for c in categories])  # "Dress" and "dress" are one category, as in the index
+    items, y = np.asarray(vectors, np.float32), np.asarray([spelt[str(c).casefold()] for c in categories])
     if len(items) == 0:
         raise CatalogEmpty("the catalogue has no items to fit a head on")
     if items.ndim != 2:
@@ -270,7 +285,7 @@ def fit_head(
     owner = np.asarray(view_owner if view_owner is not None else [], dtype=np.int64)
     if len(owner) != len(V) or (len(owner) and (owner.min() < 0 or owner.max() >= len(items))):
         raise BadOption("view_owner must give, for every view, the index of its item")
-    M, m_labels = _known_members(members, set(y.tolist()), dim)
+    M, m_labels = _known_members(members, spelt, dim)
     # the classifier's rows, written once: items (unit), views, member photos; G is a view of the first part
     X = np.empty((len(items) + len(V) + MEMBER_REPEAT * len(M), dim), np.float32)
     G = _unit(items, out=X[: len(items)])

@@ -142,6 +142,22 @@ def test_a_small_catalogue_with_rare_categories_fits_with_views() -> None:
     assert len(d.order) == 5
 
 
+def test_categories_compare_case_insensitively_as_in_the_index() -> None:
+    """A moderator re-capitalised some dresses: one category to the head, whichever spelling a hit carries."""
+    net = backbone("tiny")
+    paths = demo_photos("dress")[:6] + demo_photos("shoes")[:6]
+    G = net.embed(load(paths))
+    head = fit_head(G, ["dress"] * 2 + ["Dress"] * 4 + ["shoes"] * 6)
+    assert head.classifier.labels == ["Dress", "shoes"]  # the most common spelling
+    voting = dataclasses.replace(head, mix=1.0, rerank=1.0)
+    q = net.embed(load(demo_photos("dress")[7:8]))[0]
+    d = voting.decide(q, np.array([0.9, 0.9, 0.9]), ["shoes", "DRESS", "dress"], 3, threshold=0.0)
+    assert d.prediction.ranked[0][0] == "Dress" and d.prediction.ranked[0][1] > 0.5  # both dresses vote
+    members = (G[:2], ["DRESS", "dress"])
+    assert voting.member_vote(q, members, 0.9)[0].tolist() == [1.0, 0.0]  # labels in any spelling count
+    assert fit_head(G, ["dress"] * 6 + ["shoes"] * 6, members=members).info["members"] == 2
+
+
 def test_bad_inputs_are_typed_errors() -> None:
     with pytest.raises(CatalogEmpty):
         fit_head(np.zeros((0, 8), np.float32), [])
