@@ -113,21 +113,21 @@ class Photos(commands.Cog):
         return await self.bot.rec.similar(data, guild_id=guild_id, k=k, remember=remember)
 
     @staticmethod
-    def _may_send(message: discord.Message) -> bool:
+    def _perms(message: discord.Message) -> discord.Permissions:
+        """The bot's permissions in the message's channel (all of them where it cannot tell)."""
         me = message.guild.me if message.guild else None
-        if me is None:
-            return True
-        perms = message.channel.permissions_for(me)
+        return message.channel.permissions_for(me) if me is not None else discord.Permissions.all()
+
+    @classmethod
+    def _may_send(cls, message: discord.Message) -> bool:
+        perms = cls._perms(message)
         return perms.send_messages_in_threads if isinstance(message.channel, discord.Thread) else perms.send_messages
 
-    @staticmethod
-    def _may(message: discord.Message) -> tuple[bool, bool]:
+    @classmethod
+    def _may(cls, message: discord.Message) -> tuple[bool, bool]:
         """(Embed Links, Attach Files) in this channel. Without Embed Links Discord drops embeds, so the
         reply is text + grid; without Attach Files an upload is refused, so the reply has no grid."""
-        me = message.guild.me if message.guild else None
-        if me is None:
-            return True, True
-        perms = message.channel.permissions_for(me)
+        perms = cls._perms(message)
         return perms.embed_links, perms.attach_files
 
     @staticmethod
