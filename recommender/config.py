@@ -24,8 +24,12 @@ DEFAULT_GUILD = 0
 MAX_K = 25
 """Most results one query may ask for (Discord shows at most 25 fields or lines comfortably)."""
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 """File names that importers treat as images (the decoder still checks the bytes)."""
+
+REFUSED_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".avif"})
+"""Photos in formats the decoder refuses: a folder or ZIP import lists them, and each fails with the decoder's
+sentence, never skipped without a word."""
 
 
 @dataclass(frozen=True)

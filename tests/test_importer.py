@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from recommender.errors import BadManifest, ImageTooLarge
+from recommender.errors import BadImage, BadManifest, ImageTooLarge
 from recommender.images import decode_image, read_source
 from recommender.importer import (
     Columns,
@@ -464,3 +464,19 @@ def test_manifest_prices_read_as_the_feeds_read_them(tmp_path: Path) -> None:
     )
     got = [r.fields.price if r.fields else r.error for r in records_from_manifest(tmp_path / "m.csv")]
     assert got == [12.5, 1299.0, 1299.0, 9.99, 5.0, 19.99, 1e-05] + [f"price '{p}' is not a number" for p in prices[7:]]
+
+
+def test_jfif_photos_import_and_heic_ones_fail_with_the_decoders_sentence(tmp_path: Path) -> None:
+    """.jfif/.jpe JPEGs and .heic/.avif photos were skipped without a word (the summary read as if there were none)."""
+    photos = demo_photos("hat")[:3]
+    (tmp_path / "hat").mkdir()
+    for p, name in zip(photos, ["a.jpg", "b.jfif", "c.JPE"]):
+        shutil.copyfile(p, tmp_path / "hat" / name)
+    for name, brand in (("d.heic", b"heic"), ("e.avif", b"avif")):
+        (tmp_path / "hat" / name).write_bytes(b"\0\0\0\x18ftyp" + brand + bytes(200))
+    recs = list(records_from_folder(tmp_path))
+    assert [(r.item_id, r.error) for r in recs] == [(f"hat/{c}", None) for c in "abcde"]
+    assert [decode_image(image_bytes(r)).size for r in recs[:3]] == [decode_image(p.read_bytes()).size for p in photos]
+    for r in recs[3:]:
+        with pytest.raises(BadImage, match="HEIC/AVIF images are not supported"):
+            decode_image(image_bytes(r))
