@@ -163,7 +163,10 @@ def read_accept(path: Path | None, kinds: list[str]) -> dict[str, set[str]]:
     rows ``kind,category`` (one pair a row). Without a file a kind accepts the category of the same name."""
     accept: dict[str, set[str]] = {k.lower(): {k.lower()} for k in kinds} if path is None else {}
     if path is not None:
-        text = Path(path).read_text(encoding="utf-8")
+        try:
+            text = Path(path).read_text(encoding="utf-8-sig")  # Excel's "CSV UTF-8" starts with a BOM
+        except UnicodeDecodeError:
+            raise BadOption(f"{path} is not UTF-8 text; save it as UTF-8 (in Excel: CSV UTF-8).") from None
         try:
             data = json.loads(text)
             if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):

@@ -330,3 +330,16 @@ async def test_evaluate_queries_scores_a_folder_of_photos_through_a_real_head(tm
     with pytest.raises(BadOption, match="no accepted categories for dress"):
         read_accept(csv_mapping, ["dress"])
     assert DEMO.is_dir()
+
+
+def test_an_accept_file_saved_by_excel_or_in_latin_1(tmp_path: Path) -> None:
+    """A BOM (Excel's CSV UTF-8) misread the first kind; a latin-1 file crashed with UnicodeDecodeError."""
+    from recommender.assess import read_accept
+
+    bom = tmp_path / "accept_bom.csv"
+    bom.write_bytes("hat,hat\nshirt,shirt\n".encode("utf-8-sig"))
+    assert read_accept(bom, ["hat", "shirt"]) == {"hat": {"hat"}, "shirt": {"shirt"}}
+    latin = tmp_path / "accept_latin1.csv"
+    latin.write_bytes("hat,hat\nshirt,chemise d'été\n".encode("latin-1"))
+    with pytest.raises(BadOption, match="accept_latin1.csv is not UTF-8 text; save it as UTF-8"):
+        read_accept(latin, ["hat", "shirt"])
