@@ -12,6 +12,7 @@ import asyncio
 import getpass
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,8 +21,8 @@ from typing import Any
 from . import runtime
 from .cli_evaluate import add_evaluate
 from .cli_sync import add_sync
-from .config import DEFAULT_GUILD, load_settings
-from .errors import RecommenderError
+from .config import DEFAULT_GUILD, check_k, load_settings
+from .errors import BadOption, RecommenderError
 from .names import shown
 
 log = logging.getLogger("lookalike")
@@ -36,6 +37,23 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _k(text: str) -> int:
+    try:
+        return check_k(_positive(text))
+    except BadOption as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _price(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("must be a price: 0 or more")
     return value
 
 
@@ -342,10 +360,10 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
 
     s = sub.add_parser("similar", parents=[common, model], help="catalogue items that look like IMAGE")
     s.add_argument("image")
-    s.add_argument("-k", type=int, default=None, help="how many results (1-25, default 5)")
+    s.add_argument("-k", type=_k, default=None, help="how many results (1-25, default 5)")
     s.add_argument("--category", help="only this category")
-    s.add_argument("--min-price", type=float)
-    s.add_argument("--max-price", type=float)
+    s.add_argument("--min-price", type=_price)
+    s.add_argument("--max-price", type=_price)
     s.add_argument("--json", action="store_true", help="JSON lines")
     s.set_defaults(func=cmd_similar)
 
