@@ -192,16 +192,26 @@ class UrlFetcher:
             raise BadImage(f"the {self.what} URL points into a private network, which imports may not reach")
 
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LAST_32_BITS_V4 = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "64:ff9b::/96",  # NAT64, well-known prefix
+        "::ffff:0:0:0/96",  # SIIT, IPv4-translated ::ffff:0:a.b.c.d
+        "::/96",  # IPv4-compatible ::a.b.c.d (deprecated, still routed by some stacks)
+    )
+)
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215: local use, the IPv4 may sit anywhere in it
 
 
 def is_public(address: str) -> bool:
     """A globally routable unicast address, also looking inside IPv6 forms that carry an IPv4
-    address (mapped ::ffff:a.b.c.d, 6to4, Teredo, NAT64)."""
+    address (mapped ::ffff:a.b.c.d, SIIT, IPv4-compatible, 6to4, Teredo, NAT64); local-use NAT64 never is."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64:
+            return False
         inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if inner is None and ip in _NAT64:
+        if inner is None and any(ip in n for n in _LAST_32_BITS_V4):
             inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if inner is not None and not is_public(str(inner)):
             return False

@@ -22,6 +22,11 @@ from bot.cogs.utils.attachments import UrlFetcher, fetch_session, is_public
         ("fe80::1%eth0", False),
         ("::ffff:127.0.0.1", False),
         ("64:ff9b::a9fe:a9fe", False),
+        ("64:ff9b:1::a00:1", False),  # local-use NAT64 (RFC 8215)
+        ("64:ff9b:1::a9fe:a9fe", False),
+        ("::ffff:0:a00:1", False),  # SIIT ::ffff:0:10.0.0.1
+        ("::a9fe:a9fe", False),  # IPv4-compatible ::169.254.169.254
+        ("::ffff:0:5db8:d822", True),  # SIIT of a public address
         ("2002:7f00:1::1", False),
         ("224.0.0.1", False),
     ],
