@@ -10,6 +10,7 @@ an id differs from its name, `ImportNotes` records why, for the summary.
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import re
@@ -24,7 +25,7 @@ from .manifests import MAX_LINE_CHARS, Lines, Row, rows_csv, rows_parquet, text_
 from .names import UniqueIds, clean_path, fields_nul_problem, fit_id, manifest_id_problem, shown
 from .offers import parse_price
 from .records import ImageSource, ImportNotes, ImportRecord, ItemFields
-from .trees import LocalFile, TreeFile, folder_files, visible_members, zip_files
+from .trees import LocalFile, TreeFile, folder_files, visible_members, zip_category_depth, zip_files
 from .urls import check_url, is_web_url  # noqa: F401  (check_url: the importers' link check)
 
 KAGGLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -230,8 +231,10 @@ def records_from_manifest(path: Path, cols: Columns = Columns(), limits: ImportL
 def records_from_zip(
     archive: Archive | bytes, cols: Columns = Columns(), limits: ImportLimits = ImportLimits(), notes: ImportNotes | None = None
 ) -> Iterator[ImportRecord]:
-    """A ZIP holding a CSV manifest plus images (paths relative to the CSV), or category folders.
-    Members are inflated lazily, each through a counting reader within the archive's limits."""
+    """A ZIP holding a CSV manifest plus images (paths relative to the CSV), or category folders. It is a
+    manifest when its shallowest CSV has the id and category columns and does not sit in a category folder:
+    a stray CSV (a size chart, a zipped folder's labels.csv) leaves it folders, unless they hold no image at
+    all. Members are inflated lazily, each through a counting reader within the archive's limits."""
     if isinstance(archive, (bytes, bytearray)):
         archive = Archive.from_bytes(bytes(archive), "That file", limits.archive)
     if archive.damage and notes is not None:
@@ -247,6 +250,13 @@ def records_from_zip(
         text = archive.read(manifest, limit=MAX_MANIFEST_BYTES)
     except BadImage as e:
         raise BadManifest(f"The manifest {label} cannot be read: {e}") from None
+    in_a_category = len(name.parts) > zip_category_depth(members) + 1  # shirt/sizes.csv beside shirt/*.jpg
+    if in_a_category or not {cols.id, cols.category} <= _header(text):
+        folders = records_from_tree(zip_files(archive, members), notes)
+        if (first := next(folders, None)) is not None:
+            yield first
+            yield from folders
+            return  # else: read as the manifest it may be meant to be, which names the columns it lacks
     by_path = {n.parts: m for n, m in members}
     folder = name.parts[:-1]
 
@@ -264,6 +274,15 @@ def records_from_zip(
         return None
 
     yield from records_from_rows(rows_csv(io.BytesIO(text), label), cols, label, resolve)
+
+
+def _header(text: bytes) -> set[str]:
+    """The cells of a CSV's first row (empty when it cannot be read as CSV)."""
+    lines = io.StringIO(text[:MAX_LINE_CHARS].decode("utf-8-sig", "replace"), newline="")
+    try:
+        return set(next((cells for cells in csv.reader(lines) if cells), []))
+    except csv.Error:
+        return set()
 
 
 # -- dispatch -------------------------------------------------------------------------------------

@@ -185,16 +185,27 @@ def visible_members(archive: Archive) -> list[tuple[PathName, Member]]:
     return out
 
 
-def zip_files(archive: Archive, members: Iterable[tuple[PathName, Member]]) -> Iterator[TreeFile]:
-    """Image members in name order (and nested archives, reported), with the same category rule."""
-    files = sorted(members, key=lambda nm: nm[0].parts)
-    images = {nm[0].parts for nm in files if _is_image(nm[0].parts[-1])}
+def zip_category_depth(members: Iterable[tuple[PathName, Member]]) -> int:
+    """How many lone wrapper folders sit above the archive's category folders (the folder rule)."""
+    return _zip_layout(members)[1]
+
+
+def _zip_layout(members: Iterable[tuple[PathName, Member]]) -> tuple[set[tuple[str, ...]], int]:
+    """The image members' paths, and the depth of the category folders."""
+    files = [nm[0].parts for nm in members]
+    images = {parts for parts in files if _is_image(parts[-1])}
     folders: dict[tuple[str, ...], set[str]] = {}
-    for parts, _ in ((nm[0].parts, nm[1]) for nm in files):
+    for parts in files:
         for i in range(len(parts) - 1):
             folders.setdefault(parts[:i], set()).add(parts[i])
     with_images = {p[:-1] for p in images}
-    depth = category_depth(lambda root: root in with_images, lambda root: sorted(folders.get(root, ())))
+    return images, category_depth(lambda root: root in with_images, lambda root: sorted(folders.get(root, ())))
+
+
+def zip_files(archive: Archive, members: Iterable[tuple[PathName, Member]]) -> Iterator[TreeFile]:
+    """Image members in name order (and nested archives, reported), with the same category rule."""
+    files = sorted(members, key=lambda nm: nm[0].parts)
+    images, depth = _zip_layout(files)
     stems: dict[tuple[str, ...], int] = {}
     for p in images:
         key = (*p[:-1], _stem(p[-1]))

@@ -480,3 +480,29 @@ def test_jfif_photos_import_and_heic_ones_fail_with_the_decoders_sentence(tmp_pa
     for r in recs[3:]:
         with pytest.raises(BadImage, match="HEIC/AVIF images are not supported"):
             decode_image(image_bytes(r))
+
+
+def test_a_stray_csv_leaves_a_zip_of_category_folders_one(tmp_path: Path) -> None:
+    """Any .csv made the whole ZIP a manifest: a zipped folder with a labels.csv (path,label) was refused, and a
+    size chart shirt/sizes.csv (id,category,chest) became one bogus row with the photos skipped silently."""
+    hat, shoes = demo_photos("hat")[0], demo_photos("shoes")[0]
+    labelled = {
+        "demo/labels.csv": b"path,label\nimages/hat/h1.jpg,hat\n",
+        "demo/images/hat/h1.jpg": hat.read_bytes(),
+        "demo/images/shoes/s1.jpg": shoes.read_bytes(),
+    }
+    sized = {
+        "hat/h1.jpg": hat.read_bytes(),
+        "shirt/sizes.csv": b"id,category,chest\nM,size,100\n",
+        "shoes/s1.jpg": shoes.read_bytes(),
+    }
+    for files in (labelled, sized):
+        for name, data in files.items():
+            (tmp_path / "tree" / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "tree" / name).write_bytes(data)
+        recs = list(records_from_zip(zip_of(files)))
+        assert [(r.item_id.rsplit("/", 2)[-2:], r.error) for r in recs] == [(["hat", "h1"], None), (["shoes", "s1"], None)]
+        assert sorted(r.item_id for r in records_from_folder(tmp_path / "tree")) == [r.item_id for r in recs]
+        shutil.rmtree(tmp_path / "tree")
+    with pytest.raises(BadManifest, match="has no column 'id' or 'category'"):  # no photos: a manifest with other names
+        list(records_from_zip(zip_of({"export.csv": b"sku,type,image_url\n1,hat,https://cdn.example/1.jpg\n"})))
