@@ -97,7 +97,8 @@ class Embedder:
         for source, known in jobs:
             try:
                 out.append(self.prepare_new(source, known))
-            except Exception as e:
+            except Exception as e:  # kept for its words only: its traceback's frames hold the file's bytes (up to 20 MB)
+                e.__traceback__ = e.__context__ = e.__cause__ = None
                 out.append(e)
         return out
 
