@@ -173,3 +173,22 @@ async def test_burst_of_20_photos_all_answered_without_missing_a_heartbeat(make_
     assert h.sandbox.max_heartbeat_gap < 0.5 + h.sandbox.heartbeat_grace
     assert h.sandbox.violations == []
     h.assert_clean()
+
+
+@pytest.mark.parametrize(
+    "filename, content_type, looked_at",
+    [
+        ("IMG_0042.JFIF", None, True),  # how Windows and Chrome save JPEGs
+        ("photo.jpe", "application/octet-stream", True),
+        ("phone.heic", None, True),  # answered with why it cannot be read
+        ("notes.txt", None, False),
+        ("clip.jpg", "video/mp4", False),  # declared as something else
+        ("noext", "image/png", True),
+    ],
+)
+def test_which_attachments_are_photos(filename: str, content_type: str | None, looked_at: bool) -> None:
+    from types import SimpleNamespace
+
+    from bot.cogs.utils.attachments import looks_like_image
+
+    assert looks_like_image(SimpleNamespace(filename=filename, content_type=content_type)) is looked_at  # type: ignore[arg-type]

@@ -12,12 +12,13 @@ from pathlib import PurePosixPath
 import aiohttp
 import discord
 
+from recommender.config import IMAGE_EXTENSIONS, REFUSED_PHOTO_EXTENSIONS
 from recommender.errors import BadImage, ImageTooLarge
 from recommender.webfetch import PublicOnlyResolver, UrlFetcher, fetch_session, is_public
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+PHOTO_EXTENSIONS = IMAGE_EXTENSIONS | REFUSED_PHOTO_EXTENSIONS  # a HEIC photo is answered with why it cannot be read
 
 
 def looks_like_image(attachment: discord.Attachment) -> bool:
@@ -26,7 +27,7 @@ def looks_like_image(attachment: discord.Attachment) -> bool:
         return True
     if ctype and ctype != "application/octet-stream":
         return False  # declared as something else (text/plain, video/mp4, ...)
-    return PurePosixPath(attachment.filename.lower()).suffix in IMAGE_EXTENSIONS
+    return PurePosixPath(attachment.filename.lower()).suffix in PHOTO_EXTENSIONS
 
 
 def _mb(n: int) -> str:
