@@ -30,7 +30,7 @@ from .changes import Change, ChangeFeed
 from .community import MemberPhotos
 from .config import DEFAULT_GUILD, Settings, check_k
 from .embedder import Embedder
-from .errors import BadOption, CatalogEmpty, ItemNotFound
+from .errors import BadOption, ItemNotFound
 from .feeds import FeedOptions
 from .feedstate import FeedState, later
 from .head import CANDIDATES, CatalogueHead
@@ -163,7 +163,7 @@ class Recommender:
         cid = await self.catalogues.catalogue_for(guild_id)
         index = await self.catalogues.index(cid)
         if len(index) == 0:
-            raise CatalogEmpty("The catalogue is empty: a moderator can add items with /catalog add.")
+            raise await self.store.nothing_to_search(cid, self.model)
         if item_id is not None:
             item = await self.store.get_item(cid, item_id)
             vec = await self.catalogues.read_index(cid, lambda ix: ix.vector(item.pk))
@@ -206,7 +206,7 @@ class Recommender:
         hits = await self.catalogues.read_index(cid, lambda ix: ix.search(vec, CANDIDATES))
         decision = await self.catalogues.decide(cid, vec, hits, 1, guild_id)
         if decision is None:
-            raise CatalogEmpty("The catalogue is empty, so there are no categories to predict.")
+            raise await self.store.nothing_to_search(cid, self.model)
         return Classification(decision.prediction, decision.nothing_like_this)
 
     # -- learning from the community (learning.py, community.py) ----------------------------------

@@ -27,7 +27,7 @@ from . import item_writes
 from .changes import CHANNEL, Change, ChangeFeed, Handler
 from .database import Database, create_engine, guarded, locate
 from .database import migrate as migrate_async
-from .errors import DuplicateItem, ItemNotFound
+from .errors import CatalogEmpty, DuplicateItem, ItemNotFound
 from .records import GuildSettings, Item, ItemFields, NewItem, SavedClassifier, VectorRows, WriteStatus  # noqa: F401  (ItemFields: importer.py, until it imports records)
 from .rows import (
     aggregated_vector_rows,
@@ -228,6 +228,16 @@ class Store:
         async with self.session() as s:
             q = select(ItemRow.category, func.count()).where(ItemRow.guild_id == guild_id).group_by(ItemRow.category)
             return {c: int(n) for c, n in await s.execute(q)}
+
+    async def nothing_to_search(self, guild_id: int, model: str) -> CatalogEmpty:
+        """Why a catalogue has no `model` vectors to search: no items, or items embedded with other models only."""
+        other = [m for m in await self.model_counts(guild_id) if m != model]
+        if not other:
+            return CatalogEmpty("The catalogue is empty: a moderator can add items with /catalog add.")
+        return CatalogEmpty(
+            f"This catalogue's items were embedded with {', '.join(other)}, not {model}: its operator runs the bot with "
+            f"--model {other[0]}, or imports them again with --model {model}."
+        )
 
     async def model_counts(self, guild_id: int) -> dict[str, int]:
         async with self.session() as s:

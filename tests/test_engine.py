@@ -155,6 +155,20 @@ async def test_an_empty_catalogue_says_so(tmp_path: Path) -> None:
         await rec.close()
 
 
+async def test_a_catalogue_embedded_with_another_model_says_so(tmp_path: Path) -> None:
+    """Not "the catalogue is empty" (a moderator would add items): which model its items need."""
+    rec = await open_rec(tmp_path / "c.db")
+    try:
+        await rec.add_item(as_png(demo_photos("hat")[0]), ItemFields("h1", "Hat", "hat"), guild_id=7, actor="t")
+        await sql(rec.store, "UPDATE embeddings SET model = 'efficientnet-lite0'")
+        rec.refresh(7)
+        for ask in (rec.similar, rec.classify):
+            with pytest.raises(CatalogEmpty, match="embedded with efficientnet-lite0, not tiny: .* --model efficientnet-lite0"):
+                await ask(as_png(demo_photos("hat")[1]), guild_id=7)
+    finally:
+        await rec.close()
+
+
 async def test_classify_on_an_empty_catalogue_says_so(tmp_path: Path) -> None:
     rec = await open_rec(tmp_path / "empty.db")
     try:
