@@ -25,7 +25,7 @@ from .manifests import MAX_LINE_CHARS, Lines, Row, rows_csv, rows_parquet, text_
 from .names import UniqueIds, clean_path, fields_nul_problem, fit_id, manifest_id_problem, shown
 from .offers import parse_price
 from .records import ImageSource, ImportNotes, ImportRecord, ItemFields
-from .trees import LocalFile, TreeFile, folder_files, visible_members, zip_category_depth, zip_files
+from .trees import LocalFile, TreeFile, folder_files, visible_members, zip_categories, zip_files
 from .urls import check_url, is_web_url  # noqa: F401  (check_url: the importers' link check)
 
 KAGGLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
@@ -232,9 +232,9 @@ def records_from_zip(
     archive: Archive | bytes, cols: Columns = Columns(), limits: ImportLimits = ImportLimits(), notes: ImportNotes | None = None
 ) -> Iterator[ImportRecord]:
     """A ZIP holding a CSV manifest plus images (paths relative to the CSV), or category folders. It is a
-    manifest when its shallowest CSV has the id and category columns and does not sit in a category folder:
-    a stray CSV (a size chart, a zipped folder's labels.csv) leaves it folders, unless they hold no image at
-    all. Members are inflated lazily, each through a counting reader within the archive's limits."""
+    manifest unless it holds two or more category folders of images and its shallowest CSV sits in one of
+    them or lacks the id and category columns: such a stray CSV (a size chart, a zipped folder's labels.csv)
+    leaves it folders. Members are inflated lazily, each through a counting reader within the archive's limits."""
     if isinstance(archive, (bytes, bytearray)):
         archive = Archive.from_bytes(bytes(archive), "That file", limits.archive)
     if archive.damage and notes is not None:
@@ -250,13 +250,11 @@ def records_from_zip(
         text = archive.read(manifest, limit=MAX_MANIFEST_BYTES)
     except BadImage as e:
         raise BadManifest(f"The manifest {label} cannot be read: {e}") from None
-    in_a_category = len(name.parts) > zip_category_depth(members) + 1  # shirt/sizes.csv beside shirt/*.jpg
-    if in_a_category or not {cols.id, cols.category} <= _header(text):
-        folders = records_from_tree(zip_files(archive, members), notes)
-        if (first := next(folders, None)) is not None:
-            yield first
-            yield from folders
-            return  # else: read as the manifest it may be meant to be, which names the columns it lacks
+    depth, categories = zip_categories(members)
+    in_a_category = len(name.parts) > depth + 1  # shirt/sizes.csv beside shirt/*.jpg and pants/*.jpg
+    if categories >= 2 and (in_a_category or not {cols.id, cols.category} <= _header(text)):
+        yield from records_from_tree(zip_files(archive, members), notes)
+        return
     by_path = {n.parts: m for n, m in members}
     folder = name.parts[:-1]
 

@@ -185,9 +185,11 @@ def visible_members(archive: Archive) -> list[tuple[PathName, Member]]:
     return out
 
 
-def zip_category_depth(members: Iterable[tuple[PathName, Member]]) -> int:
-    """How many lone wrapper folders sit above the archive's category folders (the folder rule)."""
-    return _zip_layout(members)[1]
+def zip_categories(members: Iterable[tuple[PathName, Member]]) -> tuple[int, int]:
+    """How many lone wrapper folders sit above the archive's category folders (the folder rule), and how
+    many category folders hold images."""
+    images, depth = _zip_layout(members)
+    return depth, len({p[depth] for p in images if len(p) > depth + 1})
 
 
 def _zip_layout(members: Iterable[tuple[PathName, Member]]) -> tuple[set[tuple[str, ...]], int]:

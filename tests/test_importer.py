@@ -506,3 +506,13 @@ def test_a_stray_csv_leaves_a_zip_of_category_folders_one(tmp_path: Path) -> Non
         shutil.rmtree(tmp_path / "tree")
     with pytest.raises(BadManifest, match="has no column 'id' or 'category'"):  # no photos: a manifest with other names
         list(records_from_zip(zip_of({"export.csv": b"sku,type,image_url\n1,hat,https://cdn.example/1.jpg\n"})))
+    photos = {"h1.jpg": hat.read_bytes(), "s1.jpg": shoes.read_bytes()}
+    beside = {"shop/products.csv": b"id,category,path\nh1,hat,h1.jpg\ns1,shoes,s1.jpg\n"}  # one folder: its manifest
+    beside |= {f"shop/{n}": d for n, d in photos.items()}
+    assert [(r.item_id, r.fields.category) for r in records_from_zip(zip_of(beside)) if r.fields] == [
+        ("h1", "hat"),
+        ("s1", "shoes"),
+    ]
+    misnamed = {"products.csv": b"ID,Category,Path\nh1,hat,images/h1.jpg\n"} | {f"images/{n}": d for n, d in photos.items()}
+    with pytest.raises(BadManifest, match="has no column 'id' or 'category'"):  # one folder of photos: still its manifest
+        list(records_from_zip(zip_of(misnamed)))
