@@ -52,6 +52,7 @@ class Photo:
     predicted: str | None
     label: str | None
     label_source: str | None
+    messages: tuple[int, ...] = ()  # the member's photo message and the bot's reply to it, as far as known
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,8 @@ def decode(blobs: Sequence[bytes], dim: int) -> np.ndarray:
 
 
 def _photo(row: MemberPhotoRow) -> Photo:
-    return Photo(row.id, row.catalogue_id, row.guild_id, row.position, row.predicted, row.label, row.label_source)
+    messages = tuple(m for m in (row.photo_message_id, row.reply_message_id) if m is not None)
+    return Photo(row.id, row.catalogue_id, row.guild_id, row.position, row.predicted, row.label, row.label_source, messages)
 
 
 @guarded

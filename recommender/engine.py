@@ -201,8 +201,7 @@ class Recommender:
     async def classify(self, image: Any, *, guild_id: int = DEFAULT_GUILD) -> Classification:
         """The photo's category, and whether the catalogue has anything like it."""
         cid = await self.catalogues.catalogue_for(guild_id)
-        vec, _ = await self.embedder.embed(image)
-        vec = await self.catalogues.align(cid, vec)
+        vec = await self.catalogues.align(cid, (await self.embedder.embed(image))[0])
         hits = await self.catalogues.read_index(cid, lambda ix: ix.search(vec, CANDIDATES))
         decision = await self.catalogues.decide(cid, vec, hits, 1, guild_id)
         if decision is None:
@@ -217,11 +216,13 @@ class Recommender:
         """Where remembered photos live (community.MemberPhotos.link); `reply_message_id` None: no reply was sent, none kept."""
         await self.learning.link_reply(photo_ids, guild_id, channel_id, photo_message_id, reply_message_id)
 
-    async def react(
-        self, *, guild_id: int, message_id: int, user_id: int, verdict: int, moderator: bool = False
-    ) -> Feedback | None:
+    async def react(self, *, guild_id: int, message_id: int, user_id: int, verdict: int, moderator: bool = False) -> Feedback | None:  # fmt: skip
         """A member's 👍 (+1), 👎 (-1) or its removal (0) on a reply or photo message; None: not a remembered one."""
         return await self.learning.react(guild_id, message_id, user_id, verdict, moderator)
+
+    async def vote_messages(self, *, guild_id: int, message_id: int) -> list[int]:
+        """The messages a vote on `message_id` counts on (photo message and reply); [] if none is remembered."""
+        return await self.learning.vote_messages(guild_id, message_id)
 
     async def label_photo(self, *, guild_id: int, message_id: int, category: str, actor: str, photo: int = 1) -> Feedback:
         """A moderator's category for photo n of a message (PhotoNotFound, BadOption naming close categories)."""

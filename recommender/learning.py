@@ -69,6 +69,11 @@ class Community:
             self.catalogues.labels_changed(touched.photos[0].catalogue_id, guild_id)
         return Feedback(len(touched.photos), touched.photos[0].label, touched.labelled)
 
+    async def vote_messages(self, guild_id: int, message_id: int) -> list[int]:
+        """The messages a vote on `message_id` counts on (the member's photo message and the bot's reply), [] for
+        a message no remembered photo belongs to."""
+        return sorted({m for p in await self.photos.photos(guild_id, message_id) for m in p.messages})
+
     async def label_photo(self, guild_id: int, message_id: int, category: str, actor: str, photo: int) -> Feedback:
         photos = await self.photos.photos(guild_id, message_id)
         if not photos:

@@ -103,6 +103,18 @@ async def test_taking_one_reaction_back_leaves_the_vote_the_other_still_shows(ma
     assert stats.thumbs_up == 1  # 👍🏽 is still shown under the reply
     await h.react(h.alice, reply, "👍🏽", remove=True)
     await community(h, lambda s: s.thumbs_up == 0)
+    await h.react(h.alice, reply, UP)  # the photo message and the reply carry one vote
+    await h.react(h.alice, msg, DOWN)
+    await community(h, lambda s: s.thumbs_down == 1)
+    await h.react(h.alice, msg, DOWN, remove=True)
+    stats = await community(h, lambda s: s.thumbs_down == 0)
+    assert stats.thumbs_up == 1  # 👍 is still shown under the reply
+    await h.react(h.alice, reply, UP, remove=True)
+    await community(h, lambda s: s.thumbs_up == 0)
+    chat = await h.post(h.bob, [], content="nice")
+    await h.react(h.bob, chat, UP)
+    await h.react(h.bob, chat, UP, remove=True)  # a message no photo of which is remembered: nothing read over REST
+    await h.settled()
 
     await h.react(h.owner, msg, UP)  # a moderator's 👍 labels, their 👎 takes the label back ...
     await h.react(h.owner, msg, DOWN)
@@ -110,6 +122,7 @@ async def test_taking_one_reaction_back_leaves_the_vote_the_other_still_shows(ma
     await h.react(h.owner, msg, DOWN, remove=True)  # ... and taking the 👎 back leaves the 👍: a label again
     stats = await community(h, lambda s: s.thumbs_down == 0)
     assert (stats.thumbs_up, stats.by_moderators, stats.labelled) == (1, 1, 1)
+    assert not any(r.method == "GET" and str(chat.id) in r.path for r in h.sandbox.requests)
     h.assert_clean()
 
 

@@ -2,10 +2,11 @@
 
 A reaction on a reply (or on the member's photo message it answers) goes to the recommender as a
 vote: +1 or -1; a moderator's 👍 confirms the category as a label. When a member takes a reaction
-back, their vote becomes what their remaining 👍/👎 on that message say (a removal event names only
-the emoji removed, so they are read over REST): one kind left is that vote, none (or both) is none. Nothing is said back for a vote, other emojis and bots (the bot itself included) are
-ignored, and a message the recommender does not remember is ignored silently. A failure is logged,
-never shown and never stops the listener. /catalog label (bot/cogs/catalog.py) is the other way in.
+back, their vote becomes what their remaining 👍/👎 on the photo message and the reply say (a removal
+event names only the emoji removed, so they are read over REST, for remembered messages only): one
+kind left is that vote, none (or both) is none. Nothing is said back for a vote, other emojis and bots
+(the bot itself included) are ignored, and a message the recommender does not remember is ignored
+silently. A failure is logged, never shown and never stops the listener. /catalog label (bot/cogs/catalog.py) is the other way in.
 """
 
 from __future__ import annotations
@@ -79,19 +80,20 @@ class Feedback(commands.Cog):
                 self._queues[key] = (lock, users - 1)
 
     async def _left(self, event: discord.RawReactionActionEvent, guild_id: int) -> tuple[int, discord.Member | None]:
-        """After a removal: the vote the member's remaining 👍/👎 on the message say, and the member when
-        it is a 👍 (a moderator's is a label). If they cannot be read, the vote is taken back."""
+        """After a removal: the vote the member's remaining 👍/👎 say, on the photo message and on the bot's
+        reply alike (one vote per photo), and the member when it is a 👍 (a moderator's is a label). Read only
+        for a message the recommender remembers; if they cannot be read, the vote is taken back."""
+        channel = self.bot.get_partial_messageable(event.channel_id, guild_id=guild_id)
+        held: set[int] = set()
         try:
-            channel = self.bot.get_partial_messageable(event.channel_id, guild_id=guild_id)
-            message = await channel.fetch_message(event.message_id)
-            held: set[int] = set()
-            for reaction in message.reactions:
-                kind = verdict(discord.PartialEmoji(name=reaction.emoji)) if isinstance(reaction.emoji, str) else None
-                if kind is None or kind in held:
-                    continue
-                async for user in reaction.users(limit=1, after=discord.Object(event.user_id - 1)):
-                    if user.id == event.user_id:
-                        held.add(kind)
+            for message_id in await self.bot.rec.vote_messages(guild_id=guild_id, message_id=event.message_id):
+                for reaction in (await channel.fetch_message(message_id)).reactions:
+                    kind = verdict(discord.PartialEmoji(name=reaction.emoji)) if isinstance(reaction.emoji, str) else None
+                    if kind is None or kind in held:
+                        continue
+                    async for user in reaction.users(limit=1, after=discord.Object(event.user_id - 1)):
+                        if user.id == event.user_id:
+                            held.add(kind)
         except discord.HTTPException as e:  # deleted meanwhile, no Read Message History
             log.info("reactions left by %s on message %s unread (%s): vote taken back", event.user_id, event.message_id, e)
             return 0, None
