@@ -116,15 +116,21 @@ class _Text(HTMLParser):
             self.parts.append(data)
 
 
+_UNCLOSED = re.compile(r"<(?=[^<>]*<)")  # a '<' another '<' follows before any '>': no tag ('S<M<L', '<a <a <a')
+_HALF_TAG = re.compile(r"</?(?:[A-Za-z!][^<>]{0,500})?$")  # a tag the cut at MAX_MARKUP went through (tags are short)
+
+
 def plain_text(markup: str | None) -> str:
     """An HTML description as plain text: tags dropped, entities decoded, blank runs squeezed. Only the
-    first MAX_MARKUP characters are parsed: HTMLParser is quadratic on hostile markup ('<a' * n)."""
+    first MAX_MARKUP characters are read, and a '<' that opens no tag is text: HTMLParser is quadratic on
+    markup full of unclosed '<' ('<a' * n)."""
     if not markup:
         return ""
     if len(markup) > MAX_MARKUP:
-        markup = markup[:MAX_MARKUP]
-        if (lt := markup.rfind("<")) > markup.rfind(">"):
-            markup = markup[:lt]  # not half a tag
+        markup = _HALF_TAG.sub("", markup[:MAX_MARKUP])
+    markup = _UNCLOSED.sub("&lt;", markup)
+    if (lt := markup.rfind("<")) > markup.rfind(">"):
+        markup = markup[:lt] + "&lt;" + markup[lt + 1 :]  # the last one, closed by nothing
     parser = _Text()
     parser.feed(markup)
     parser.close()
