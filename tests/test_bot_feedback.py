@@ -204,6 +204,7 @@ async def test_label_suggests_the_categories_of_the_catalogue_that_answered_the_
 
     assert await suggested({}) == ["scarf"]  # no message yet: the server's catalogue now
     assert await suggested({"message": "yesterday's hat"}) == ["scarf"]
+    assert await suggested({"message": "9" * 20}) == ["scarf"]  # above any snowflake: no message of this server
     assert set(await suggested({"message": h.link(msg)})) == {c for c in CATEGORIES if "s" in c}  # the catalogue that answered it
     inter = await h.slash(h.owner, "catalog label", {"message": h.link(msg), "category": "shoes"})
     assert inter.original is not None and "labelled **shoes**" in inter.original.content

@@ -43,7 +43,7 @@ def asks_for_votes(results: Sequence[SimilarResult]) -> bool:
 def message_id_from(text: str, guild_id: int) -> int:
     """The message a moderator names: its link (Copy Message Link) or its id. Raises BadOption in words."""
     text = text.strip().strip("<>")
-    if text.isdigit() and 15 <= len(text) <= 21:
+    if text.isdigit() and 15 <= len(text) <= 20 and int(text) < 1 << 63:  # a snowflake is a 64-bit integer
         return int(text)
     match = _LINK.fullmatch(text)
     if match is None:
@@ -52,6 +52,8 @@ def message_id_from(text: str, guild_id: int) -> int:
         )
     if match.group(1) != str(guild_id):
         raise BadOption("That message is not in this server; label photos posted here.")
+    if int(match.group(3)) >= 1 << 63:
+        raise BadOption(f"{match.group(3)} is no message id: ids are below {1 << 63}.")
     return int(match.group(3))
 
 
