@@ -89,16 +89,16 @@ class CatalogueHead:
     info: dict = field(default_factory=dict)  # how it was fitted: counts, chosen values, view figures, seconds
 
     def _pos(self) -> dict[str, int]:
-        """The classifier's labels by case-folded name (categories compare case-insensitively, as in the index)."""
-        return {c.casefold(): i for i, c in enumerate(self.classifier.labels)}
+        """The classifier's labels by lower-cased name (categories compare case-insensitively, as in the index)."""
+        return {c.lower(): i for i, c in enumerate(self.classifier.labels)}
 
     def _vote(self, scores: np.ndarray, categories: Sequence[str]) -> np.ndarray:
         pos = self._pos()
         top = np.asarray(scores[:VOTE_K], dtype=np.float64)
         P = np.zeros(len(self.classifier.labels))
         for s, c in zip(top, categories[:VOTE_K]):
-            if c.casefold() in pos:
-                P[pos[c.casefold()]] += math.exp((s - top[0]) / VOTE_TEMPERATURE)
+            if c.lower() in pos:
+                P[pos[c.lower()]] += math.exp((s - top[0]) / VOTE_TEMPERATURE)
         return P / P.sum() if P.sum() > 0 else np.full(len(P), 1.0 / len(P))
 
     def member_vote(self, query: np.ndarray, members: Members | None, best: float) -> tuple[np.ndarray, float]:
@@ -111,7 +111,7 @@ class CatalogueHead:
         vote = np.zeros(len(self.classifier.labels))
         if members is None or len(members[0]) == 0:
             return vote, 0.0
-        M, labels = np.asarray(members[0], np.float32), [str(c).casefold() for c in members[1]]
+        M, labels = np.asarray(members[0], np.float32), [str(c).lower() for c in members[1]]
         if M.ndim != 2 or len(M) != len(labels) or M.shape[1] != len(query):
             raise BadOption("members must be (vectors (n, dim), n labels) of the query's dimension")
         known = np.array([c in pos for c in labels], bool)
@@ -151,9 +151,9 @@ class CatalogueHead:
         prediction = classify.Prediction(ranked[0][0] if sure else None, ranked[0][1], ranked, self.classifier.method)
         order = np.arange(len(scores))
         if self.rerank > 0:
-            prob = {c.casefold(): p for c, p in zip(self.classifier.labels, P_clf)}
+            prob = {c.lower(): p for c, p in zip(self.classifier.labels, P_clf)}
             floor = float(P_clf.min())  # a category too rare for the classifier: as unlikely as its least likely one
-            prior = np.log(np.array([prob.get(c.casefold(), floor) for c in categories]) + EPS)
+            prior = np.log(np.array([prob.get(c.lower(), floor) for c in categories]) + EPS)
             order = np.argsort(-(scores + self.rerank * prior), kind="stable")
             copies = [int(i) for i in np.flatnonzero(scores >= NEAR_COPY)]  # sorted: scores come best first
             if copies:  # a near-copy of the photo (the product's own picture, re-encoded) stays first
@@ -219,19 +219,19 @@ def _unit(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def _spellings(categories: Sequence[str]) -> dict[str, str]:
-    """Each case-folded category's spelling: its most common one (the first seen of equals)."""
+    """Each lower-cased category's spelling: its most common one (the first seen of equals)."""
     best: dict[str, str] = {}
     for c, _ in Counter(categories).most_common():  # equal counts come in the order first seen
-        best.setdefault(c.casefold(), c)
+        best.setdefault(c.lower(), c)
     return best
 
 
 def _known_members(members: Members | None, known: dict[str, str], dim: int) -> tuple[np.ndarray, list[str]]:
-    """The labelled member photos whose label is one of the catalogue's (``known``: by case-folded name), as
+    """The labelled member photos whose label is one of the catalogue's (``known``: by lower-cased name), as
     unit vectors and the catalogue's spelling of their labels."""
     if members is None or len(members[0]) == 0:
         return np.zeros((0, dim), np.float32), []
-    M, labels = np.asarray(members[0], np.float32), [str(c).casefold() for c in members[1]]
+    M, labels = np.asarray(members[0], np.float32), [str(c).lower() for c in members[1]]
     if M.ndim != 2 or len(M) != len(labels) or M.shape[1] != dim:
         raise BadOption("members must be (vectors (n, dim), n labels) of the catalogue's dimension")
     keep = [i for i, c in enumerate(labels) if c in known]
@@ -273,7 +273,7 @@ def fit_head(
     counted :data:`MEMBER_REPEAT` times; labels that are not among ``categories`` are ignored."""
     t0 = time.perf_counter()
     spelt = _spellings([str(c) for c in categories])  # "Dress" and "dress" are one category, as in the index
-    items, y = np.asarray(vectors, np.float32), np.asarray([spelt[str(c).casefold()] for c in categories])
+    items, y = np.asarray(vectors, np.float32), np.asarray([spelt[str(c).lower()] for c in categories])
     if len(items) == 0:
         raise CatalogEmpty("the catalogue has no items to fit a head on")
     if items.ndim != 2:
