@@ -174,6 +174,9 @@ async def test_a_bot_lists_who_reacted_page_by_page(world: World) -> None:
         assert [u.id async for u in up.users(limit=1, after=discord.Object(by_id[0]))] == by_id[1:2]  # pages go by id
         assert [u.id async for u in down.users()] == [world.bob.id]
         assert [u.id async for u in up.users(after=discord.Object(by_id[-1]))] == []
+        with pytest.raises(discord.HTTPException) as refused:  # Discord refuses a limit above 100, it does not clamp
+            await bot.http.get_reaction_users(world.channel.id, msg.id, THUMBS_UP, 101)
+        assert refused.value.status == 400
 
         sb.set_overwrite(world.channel, world.bot_user, deny=Perm.READ_MESSAGE_HISTORY)
         with pytest.raises(discord.Forbidden):
@@ -182,4 +185,4 @@ async def test_a_bot_lists_who_reacted_page_by_page(world: World) -> None:
         await sb.delete_message(msg)
         with pytest.raises(discord.NotFound):
             [u async for u in up.users()]
-    assert [v.kind for v in sb.violations] == ["missing_permissions", "unknown_message"]  # the refusals, noted
+    assert [v.kind for v in sb.violations] == ["invalid_form_body", "missing_permissions", "unknown_message"]  # noted

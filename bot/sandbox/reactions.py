@@ -14,7 +14,7 @@ to its bot with DIRECT_MESSAGE_REACTIONS): ``MESSAGE_REACTION_ADD`` with ``user_
 same ids, ``emoji``, ``burst`` and ``type`` (https://discord.com/developers/docs/events/gateway-events
 #message-reaction-add). Bots get their own reactions back too, as on Discord.
 
-``GET .../reactions/{emoji}`` lists who reacted so, by id, ``limit`` (1-100, default 25) above the id
+``GET .../reactions/{emoji}`` lists who reacted so, by id, ``limit`` (1-100, else 400; default 25) above the id
 ``after`` (https://discord.com/developers/docs/resources/message#get-reactions); it needs Read Message
 History.
 """
@@ -112,7 +112,7 @@ def users(world: World, message: Message, emoji: str, *, after: int = 0, limit: 
     """Who reacted to ``message`` with ``emoji``: up to ``limit`` users whose id is above ``after``, by id."""
     if message.deleted:
         raise not_found("Message", 10008)
-    ids = sorted(i for i in message.reactions.get(emoji, ()) if i > after)[: max(1, min(limit, 100))]
+    ids = sorted(i for i in message.reactions.get(emoji, ()) if i > after)[:limit]
     return [world.users[i] for i in ids]
 
 

@@ -302,6 +302,10 @@ class RestApi:
             after, limit = int(q.get("after", 0)), int(q.get("limit", 25))
         except ValueError:
             raise ApiError(400, 50035, "Invalid Form Body") from None
+        if not 1 <= limit <= 100:  # Discord refuses, it does not clamp
+            raise ApiError(
+                400, 50035, "Invalid Form Body", errors={"limit": {"_errors": [{"code": "NUMBER_TYPE_MAX", "message": "1-100"}]}}
+            )
         found = reactions.users(
             self.sb, self.message_for(call, channel), reactions.emoji_key(call.params["emoji"]), after=after, limit=limit
         )
