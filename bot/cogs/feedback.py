@@ -6,7 +6,8 @@ back, their vote becomes what their remaining 👍/👎 on the photo message and
 event names only the emoji removed, so they are read over REST, for remembered messages only): one
 kind left is that vote, none (or both) is none. Nothing is said back for a vote, other emojis and bots
 (the bot itself included) are ignored, and a message the recommender does not remember is ignored
-silently. A failure is logged, never shown and never stops the listener. /catalog label (bot/cogs/catalog.py) is the other way in.
+silently. A failure is logged, never shown and never stops the listener. /catalog label
+(bot/cogs/catalog.py) is the other way in.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class Feedback(commands.Cog):
             return vote, None
 
     async def _vote(self, event: discord.RawReactionActionEvent, guild_id: int, vote: int | None) -> None:
-        """Pass the vote on (None, a removal: what the member's remaining reactions on the message say)."""
+        """Pass the vote on (None, a removal: what the member's remaining reactions say, see _left)."""
         moderator = False
         try:
             async with self._in_turn((event.message_id, event.user_id)):
