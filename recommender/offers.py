@@ -116,7 +116,7 @@ class _Text(HTMLParser):
             self.parts.append(data)
 
 
-_UNCLOSED = re.compile(r"<(?=[^<>]*<)")  # a '<' another '<' follows before any '>': no tag ('S<M<L', '<a <a <a')
+_UNCLOSED = re.compile(r"<(?=[^<>]*(?:<|$))")  # a '<' no '>' closes before the next '<' or the end: no tag ('S<M<L')
 _HALF_TAG = re.compile(r"</?(?:[A-Za-z!][^<>]{0,500})?$")  # a tag the cut at MAX_MARKUP went through (tags are short)
 
 
@@ -129,8 +129,6 @@ def plain_text(markup: str | None) -> str:
     if len(markup) > MAX_MARKUP:
         markup = _HALF_TAG.sub("", markup[:MAX_MARKUP])
     markup = _UNCLOSED.sub("&lt;", markup)
-    if (lt := markup.rfind("<")) > markup.rfind(">"):
-        markup = markup[:lt] + "&lt;" + markup[lt + 1 :]  # the last one, closed by nothing
     parser = _Text()
     parser.feed(markup)
     parser.close()
