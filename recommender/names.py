@@ -141,30 +141,18 @@ def manifest_id_problem(item_id: str) -> str | None:
     return None
 
 
-def nul_problem(cells: Mapping[str, object]) -> str | None:
-    """Which cell holds a NUL byte, in the words used for ids (None: none does). PostgreSQL refuses NUL in
-    text and SQLite stores it: a row with one fails alone, on every database. Lists and dicts are searched."""
+def fields_nul_problem(fields: ItemFields, image: str | None) -> str | None:
+    """Which of what an import stores of an item (and its image's path or address) holds a NUL byte, in the
+    words used for ids (None: none does). PostgreSQL refuses NUL in text and SQLite stores it: a row with one
+    fails alone, on every database. Attribute values that are lists or dicts are searched too."""
+    attrs = fields.attributes or {}
+    cells = {"name": fields.name, "category": fields.category, "url": fields.url, "description": fields.description,
+             "image link": image, "column name": list(attrs), **{f"'{shown(k, 40)}' value": v for k, v in attrs.items()}}  # fmt: skip
     for what, value in cells.items():
         for text in _texts(value):
             if "\0" in text:
                 return f"the {what} '{shown(text, 60)}' contains a NUL byte"
     return None
-
-
-def fields_nul_problem(fields: ItemFields, image: str | None) -> str | None:
-    """nul_problem over what an import stores of an item, and its image's path or address."""
-    attrs = fields.attributes or {}
-    return nul_problem(
-        {
-            "name": fields.name,
-            "category": fields.category,
-            "url": fields.url,
-            "description": fields.description,
-            "image link": image,
-            "column name": list(attrs),
-            **{f"'{shown(k, 40)}' value": v for k, v in attrs.items()},
-        }
-    )
 
 
 def _texts(value: object) -> Iterator[str]:
