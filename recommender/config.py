@@ -31,6 +31,9 @@ REFUSED_PHOTO_EXTENSIONS = frozenset({".heic", ".heif", ".avif"})
 """Photos in formats the decoder refuses: a folder or ZIP import lists them, and each fails with the decoder's
 sentence, never skipped without a word."""
 
+PHOTO_EXTENSIONS = IMAGE_EXTENSIONS | REFUSED_PHOTO_EXTENSIONS
+"""File names looked at as photos, read or refused in words (imports, and the bot's attachments)."""
+
 
 @dataclass(frozen=True)
 class Settings:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .archives import ARCHIVE_EXTENSIONS, Archive, Member
-from .config import IMAGE_EXTENSIONS, REFUSED_PHOTO_EXTENSIONS
+from .config import PHOTO_EXTENSIONS
 from .errors import BadImage, ImageTooLarge
 from .names import PathName, clean_path, shown
 
@@ -88,8 +88,7 @@ def _hidden(part: str) -> bool:
 
 def _is_image(name: str) -> bool:
     """An image or a photo to refuse with the decoder's sentence (HEIC, AVIF): listed, never skipped silently."""
-    suffix = PurePosixPath(name).suffix.lower()
-    return suffix in IMAGE_EXTENSIONS or suffix in REFUSED_PHOTO_EXTENSIONS
+    return PurePosixPath(name).suffix.lower() in PHOTO_EXTENSIONS
 
 
 def _stem(name: str) -> str:

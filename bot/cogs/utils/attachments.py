@@ -12,13 +12,11 @@ from pathlib import PurePosixPath
 import aiohttp
 import discord
 
-from recommender.config import IMAGE_EXTENSIONS, REFUSED_PHOTO_EXTENSIONS
+from recommender.config import PHOTO_EXTENSIONS  # a HEIC photo is answered with why it cannot be read
 from recommender.errors import BadImage, ImageTooLarge
 from recommender.webfetch import PublicOnlyResolver, UrlFetcher, fetch_session, is_public
 
 log = logging.getLogger(__name__)
-
-PHOTO_EXTENSIONS = IMAGE_EXTENSIONS | REFUSED_PHOTO_EXTENSIONS  # a HEIC photo is answered with why it cannot be read
 
 
 def looks_like_image(attachment: discord.Attachment) -> bool:
