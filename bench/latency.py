@@ -17,8 +17,9 @@ A catalogue with no head yet gets a quick one at its first query and the full on
 whose member-like views go through the model (4,000 by default: minutes with vgg16); the bench waits
 for that fit to end before it measures, so photos are timed against a settled bot (--head-views makes
 the fit shorter). For vgg16 it prints the burst against the arithmetic limit measured in the same run
-(float32 and bfloat16 matrix multiply over vgg16's 30.9 GFLOP per photo counted from its graph, and as
-issue #9 writes it, GFLOP/s / 15.5: bench/throughput.py says why the two differ).
+(the float32 matrix multiply, and bfloat16's on a CPU with its instructions, over vgg16's 30.7 GFLOP per
+photo counted from its graph, and as issue #9 writes it, GFLOP/s / 15.5: bench/throughput.py says why the
+two differ).
 """
 
 from __future__ import annotations
@@ -197,9 +198,9 @@ async def bench(args: argparse.Namespace) -> None:
         print(f"  violation: {v}", file=sys.stderr)
     if rec.model.startswith("vgg16"):
         sys.path.insert(0, str(ROOT / "bench"))
-        from throughput import vgg16_limits
+        from throughput import limit_dtypes, vgg16_limits
 
-        for dtype in ("float32", "bfloat16"):
+        for dtype in limit_dtypes():
             gflops, limit, as_written = vgg16_limits(dtype)
             need, need_as_written = args.burst / limit, args.burst / as_written
             print(

@@ -13,8 +13,8 @@ For the same N fashion-products photos (a seeded sample, or the bundled CC0 phot
      the same copies in the page cache that the imports read;
   4. `lookalike import` end to end into a fresh SQLite file, for each --precision (a subprocess: its
      own peak memory, from getrusage);
-and, for vgg16, the machine's float32 and bfloat16 matrix-multiply rates (the best of three), so its
-arithmetic limit is that rate over the network's cost per 224x224 photo, counted from the graph: 15.47 G
+and, for vgg16, the machine's float32 matrix-multiply rate, and bfloat16's on a CPU with AVX512-BF16 (the best
+of three), so its arithmetic limit is that rate over the network's cost per 224x224 photo, counted from the graph: 15.47 G
 multiply-adds, which is 30.7 GFLOP in the matrix multiply's units (2 FLOP per multiply-add). The limit as
 issue #9 writes it, GFLOP/s / 15.5 (multiply-adds taken as FLOP: twice the consistent limit), is printed
 beside it. With --repeats N every measure is taken N times in a row and its median reported; the peak
@@ -108,6 +108,17 @@ def vgg16_gflop() -> float:
 
     bb = load_backbone("vgg16", weights="random")
     return counted_gflop(bb.net, bb.input_size)
+
+
+def limit_dtypes() -> tuple[str, ...]:
+    """The matrix-multiply types whose rate gives a limit here: bfloat16 only on a CPU with its instructions
+    (elsewhere torch emulates it at well under 1 GFLOP/s, minutes per measure, and bf16 runs in float32)."""
+    import torch
+
+    native = torch.backends.mkldnn.is_available() and torch.cpu._is_avx512_bf16_supported()
+    if not native:
+        print("bfloat16: this CPU has no bfloat16 instructions (AVX512-BF16); its limit is not measured")
+    return ("float32", "bfloat16") if native else ("float32",)
 
 
 def vgg16_limits(dtype: str) -> tuple[float, float, float]:
@@ -284,7 +295,7 @@ def main() -> None:
         )
     if args.model.startswith("vgg16"):
         print(f"\nvgg16 counted from the graph: {vgg16_gflop():.2f} GFLOP per 224x224 photo")
-        for dtype in ("float32", "bfloat16"):
+        for dtype in limit_dtypes():
             gflops, limit, as_written = vgg16_limits(dtype)
             print(
                 f"\n{dtype} matmul {gflops:.0f} GFLOP/s -> vgg16 arithmetic limit {limit:.2f} images/s "
