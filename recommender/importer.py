@@ -76,7 +76,8 @@ def _display_name(stem: str, category: str) -> str:
 
 def records_from_tree(files: Iterator[TreeFile], notes: ImportNotes | None = None) -> Iterator[ImportRecord]:
     """Tree files -> records: the id is the clean path without its extension (with it, when a sibling
-    shares the stem), cut to the id column with a hash; a second file with the same id is a conflict."""
+    with the same stem sorts before it), cut to the id column with a hash; a second file with the same id is
+    a conflict."""
     ids = UniqueIds()
     for f in files:
         parts = f.name.parts

@@ -72,7 +72,8 @@ class LocalFile:
 class TreeFile:
     """One image file of a tree. `parts` is its clean path from the source (`name.notes` say how it
     differs from the real name), `category` the first folder under the category root (None: it sits
-    at the root), `twin` that a sibling has the same stem (hopper.png beside hopper.jpg)."""
+    at the root), `twin` that a sibling with the same stem sorts before it (hopper.png after hopper.jpg):
+    the first keeps the stem as its id, so adding a twin later never renames an item already imported."""
 
     where: str
     name: PathName
@@ -93,6 +94,18 @@ def _is_image(name: str) -> bool:
 
 def _stem(name: str) -> str:
     return PurePosixPath(name).stem
+
+
+def _later_twins(paths: Iterable[tuple[str, ...]]) -> set[tuple[str, ...]]:
+    """The paths whose folder and stem an earlier path (in name order) already has."""
+    seen: set[tuple[str, ...]] = set()
+    later = set()
+    for p in sorted(paths):
+        key = (*p[:-1], _stem(p[-1]))
+        if key in seen:
+            later.add(p)
+        seen.add(key)
+    return later
 
 
 def category_depth(has_images: Callable[[tuple[str, ...]], bool], subfolders: Callable[[tuple[str, ...]], list[str]]) -> int:
@@ -138,10 +151,7 @@ def folder_files(root: Path, max_bytes: int) -> Iterator[TreeFile]:
 
 def _walk(root: Path, parts: tuple[str, ...], depth: int, max_bytes: int) -> Iterator[TreeFile]:
     entries = _listing(root.joinpath(*parts))
-    images = [e for e in entries if _is_image(e.name) and not _is_dir(e)]
-    stems: dict[str, int] = {}
-    for e in images:
-        stems[_stem(e.name)] = stems.get(_stem(e.name), 0) + 1
+    twins = _later_twins((e.name,) for e in entries if _is_image(e.name) and not _is_dir(e))
     for e in entries:
         rel = (*parts, e.name)
         if _is_dir(e):
@@ -164,7 +174,7 @@ def _walk(root: Path, parts: tuple[str, ...], depth: int, max_bytes: int) -> Ite
             category and clean_path(category).text,
             LocalFile(Path(e.path), max_bytes),
             problem,
-            stems[_stem(e.name)] > 1,
+            (e.name,) in twins,
         )
 
 
@@ -207,10 +217,7 @@ def zip_files(archive: Archive, members: Iterable[tuple[PathName, Member]]) -> I
     """Image members in name order (and nested archives, reported), with the same category rule."""
     files = sorted(members, key=lambda nm: nm[0].parts)
     images, depth = _zip_layout(files)
-    stems: dict[tuple[str, ...], int] = {}
-    for p in images:
-        key = (*p[:-1], _stem(p[-1]))
-        stems[key] = stems.get(key, 0) + 1
+    twins = _later_twins(images)
     for name, m in files:
         parts = name.parts
         where = shown(m.name, 200)
@@ -226,5 +233,5 @@ def zip_files(archive: Archive, members: Iterable[tuple[PathName, Member]]) -> I
             category,
             functools.partial(archive.read, m),
             f"it is {m.kind}" if m.kind else "the file is empty" if m.compressed <= 2 and m.size == 0 else None,
-            stems[(*parts[:-1], _stem(parts[-1]))] > 1,
+            parts in twins,
         )

@@ -516,3 +516,25 @@ def test_a_stray_csv_leaves_a_zip_of_category_folders_one(tmp_path: Path) -> Non
     misnamed = {"products.csv": b"ID,Category,Path\nh1,hat,images/h1.jpg\n"} | {f"images/{n}": d for n, d in photos.items()}
     with pytest.raises(BadManifest, match="has no column 'id' or 'category'"):  # one folder of photos: still its manifest
         list(records_from_zip(zip_of(misnamed)))
+
+
+async def test_adding_a_twin_later_keeps_the_first_photos_id(tmp_path: Path, db: str) -> None:
+    """dress/a.jpg imported, then dress/a.png added beside it: the .jpg keeps its id "dress/a" (it sorts
+    first) and the .png comes in as "dress/a.png", so each photo is in the catalogue once. A ZIP agrees."""
+    jpg, png = demo_photos("dress")[:2]
+    (tmp_path / "shop" / "dress").mkdir(parents=True)
+    shutil.copyfile(jpg, tmp_path / "shop" / "dress" / "a.jpg")
+    rec = await open_rec(db)
+    try:
+        first = await rec.import_items(records_from_folder(tmp_path / "shop"), guild_id=5, actor="test")
+        assert first.added == 1
+        decode_image(png.read_bytes()).save(tmp_path / "shop" / "dress" / "a.png")
+        recs = list(records_from_folder(tmp_path / "shop"))
+        assert {r.item_id: image_bytes(r) == jpg.read_bytes() for r in recs} == {"dress/a": True, "dress/a.png": False}
+        again = await rec.import_items(iter(recs), guild_id=5, actor="test")
+        assert (again.added, again.updated, again.unchanged) == (1, 0, 1)
+        assert await rec.store.category_counts(5) == {"dress": 2}
+    finally:
+        await rec.close()
+    zipped = zip_of({"dress/a.png": (tmp_path / "shop" / "dress" / "a.png").read_bytes(), "dress/a.jpg": jpg.read_bytes()})
+    assert sorted(r.item_id for r in records_from_zip(zipped)) == ["dress/a", "dress/a.png"]
