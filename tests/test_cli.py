@@ -299,6 +299,7 @@ def test_errors_are_one_line_for_people_with_exit_code_1(db: Path, tmp_path: Pat
         ["similar", "x.jpg", "-k", "30"],
         ["similar", "x.jpg", "--min-price", "nan"],  # would match nothing, silently
         ["similar", "x.jpg", "--max-price", "-5"],
+        ["similar", "x.jpg", "--min-price", "5", "--max-price", "2"],
         ["export"],
         ["stats", "--guild", "abc"],
         ["similar", "x.jpg", "--pooling", "max"],
