@@ -19,7 +19,10 @@ backgrounds, relit, blurred, cropped). It holds four things, all chosen on those
   catalogue than that is not in it.
 
 A catalogue too small for a linear classifier (see ``classify.fit_classifier``) gets a kNN classifier, no
-rerank, no mix, and a threshold from its items' leave-one-out closeness. :meth:`CatalogueHead.decide` is the
+rerank and no mix; its threshold still comes from the views. Product shots on white are closer to each other
+than any member's photo is to them, so a threshold from the items' leave-one-out closeness told most members'
+garments "nothing like this" in a shop of tens of items (docs/BENCHMARKS.md); only a head fitted without
+views falls back on it. :meth:`CatalogueHead.decide` is the
 one function the engine and bench/street2shop.py both call per query. Saved with ``np.savez`` (no pickle).
 """
 
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT, VERSION = "lookalike-head", 1
+FORMAT, VERSION = "lookalike-head", 2  # 2: kNN heads fitted with views take the views' threshold (1: the items')
 RERANK_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 MIX_GRID = (0.0, 0.25, 0.5, 0.75)
 OPEN_K = 10
@@ -297,7 +300,7 @@ def fit_head(
     if len(G) < 2:
         head = CatalogueHead(clf, 0.0, 0.0, -1.0, OPEN_K, info)
         return head
-    if clf.method != "linear" or len(V) == 0:  # closeness of each item to the others stands in for members' photos
+    if len(V) == 0:  # closeness of each item to the others stands in for members' photos
         _, sc = _neighbours(G, G, np.arange(len(G)), OPEN_K)
         threshold = float(np.quantile(sc[:, :OPEN_K].mean(axis=1), 1 - answer_rate))
         info.update(seconds=round(time.perf_counter() - t0, 1), threshold_from="items")
@@ -308,6 +311,9 @@ def fit_head(
     Vf, of = V[pick], owner[pick]
     idx, sc = _neighbours(Vf, G, of, CANDIDATES)
     threshold = float(np.quantile(sc[:, :OPEN_K].mean(axis=1), 1 - answer_rate))
+    if clf.method != "linear":  # a kNN classifier: no search order or mix to fit, the open set from the views
+        info.update(seconds=round(time.perf_counter() - t0, 1), threshold_from="views")
+        return CatalogueHead(clf, 0.0, 0.0, threshold, OPEN_K, info)
     labels = list(clf.labels)
     P = _cross_fitted_proba(X, len(G), y, len(G) + pick, of, labels, seed, num_threads)
     pos = {c: i for i, c in enumerate(labels)}
