@@ -43,6 +43,7 @@ VERSION = 1
 HOLDOUT_FRACTION = 0.2
 MIN_HOLDOUT = 20  # fewer held-out items than this: no temperature fit (T = 1)
 MIN_TRAIN = 20  # fewer items than this: kNN
+MIN_COVERED = 0.5  # the learnable categories hold less than this share of the items: kNN (it names them all)
 KNN_K = 10
 KNN_TEMPERATURE = 0.1
 L2_GRID = (1e-1, 1e-2, 1e-3)  # L2 penalties tried, strongest first, on standardised features
@@ -324,8 +325,10 @@ def fit_classifier(
 
     Categories with fewer than ``min_per_class`` items are dropped from the linear head (they
     cannot be learned; ``LinearClassifier.dropped`` lists them). When that leaves fewer than two
-    categories, or there are fewer than 20 items, a :class:`KnnClassifier` over all items is
-    returned instead. ``l2=None`` picks the penalty on held-out data (see :func:`fit_linear`);
+    categories, or categories holding less than half of the items (a shop of a few items in many
+    categories: a linear head over the few left was "sure" for most photos and right a quarter of the time
+    when sure, docs/BENCHMARKS.md), or there are fewer than 20 items, a :class:`KnnClassifier` over all
+    items is returned instead. ``l2=None`` picks the penalty on held-out data (see :func:`fit_linear`);
     ``num_threads`` is the torch thread count used for training (see :func:`softmax.train`);
     ``rows``: the rows of ``X`` that ``y`` labels (default: all), read in place, not copied.
     Deterministic for a given ``seed``.
@@ -339,8 +342,9 @@ def fit_classifier(
     y = [str(v) for v in y]
     counts = Counter(y)
     kept = {c for c, n in counts.items() if n >= min_per_class}
-    if len(kept) < 2 or len(y) < MIN_TRAIN:
-        log.info("%d items, %d learnable categories: using kNN", len(y), len(kept))
+    covered = sum(counts[c] for c in kept) / len(y)
+    if len(kept) < 2 or len(y) < MIN_TRAIN or covered < MIN_COVERED:
+        log.info("%d items, %d learnable categories holding %.0f%% of them: using kNN", len(y), len(kept), 100 * covered)
         return fit_knn(X[rows], y)  # a small matrix
     dropped = sorted(set(counts) - kept)
     if dropped:

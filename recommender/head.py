@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT, VERSION = "lookalike-head", 2  # 2: kNN heads fitted with views take the views' threshold (1: the items')
+FORMAT, VERSION = "lookalike-head", 2  # 2: kNN heads take the views' threshold; kNN when few categories are learnable
 RERANK_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 MIX_GRID = (0.0, 0.25, 0.5, 0.75)
 OPEN_K = 10

@@ -194,6 +194,19 @@ def test_knn_when_fewer_than_two_categories_are_learnable():
     assert isinstance(fit_classifier(X, y, min_per_class=5), KnnClassifier)
 
 
+def test_knn_when_the_learnable_categories_hold_less_than_half_of_the_items():
+    """A shop of a few items in many categories: two categories of 6 items are learnable, 14 others have 2
+    each. A linear head over the two would call every photo one of them; kNN names all 16."""
+    X, y = clusters(2, 16, 16, spread=0.3, seed=9)  # 32 items, 2 per category
+    y = np.asarray(y, dtype=object)
+    extra, extra_y = clusters(4, 2, 16, spread=0.3, seed=10)
+    X, y = np.vstack([X, extra]), np.concatenate([y, extra_y])
+    counts = {c: int(n) for c, n in zip(*np.unique(y, return_counts=True))}
+    assert sorted(counts.values())[-2:] == [6, 6] and len(counts) == 16  # 12 of 40 items learnable
+    clf = fit_classifier(X, list(y), min_per_class=5)
+    assert isinstance(clf, KnnClassifier) and len(clf.labels) == 16
+
+
 def test_single_category_knn_reflects_similarity_not_certainty():
     X, _ = clusters(8, 1, 32, spread=0.2, seed=8)
     clf = fit_classifier(X, ["shoe"] * 8)
