@@ -395,9 +395,9 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, plugins: Sequence[Plugin] = ()) -> int:
     parser = build_parser(plugins)
     args = parser.parse_args(argv)
-    if getattr(args, "min_price", None) is not None and getattr(args, "max_price", None) is not None:
-        if args.min_price > args.max_price:
-            parser.error("--min-price is above --max-price")
+    low, high = getattr(args, "min_price", None), getattr(args, "max_price", None)
+    if low is not None and high is not None and low > high:
+        parser.error("--min-price is above --max-price")
     logging.basicConfig(
         level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
