@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, case, delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, text, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -345,26 +345,17 @@ class MemberPhotos:
         return hashlib.sha1(said.encode()).hexdigest()[:16]
 
     async def counts(self, guild_id: int) -> Counts:
+        """In one statement, so at one moment (a vote committing meanwhile is in every count or in none)."""
+        photo, vote = MemberPhotoRow, MemberVoteRow
+
+        def how_many(cond: Any) -> Any:
+            return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+        photos = select(func.count(), how_many(photo.label.is_not(None)), how_many(photo.label_source == MODERATOR))
+        votes = select(how_many(vote.verdict > 0), how_many(vote.verdict < 0)).join(photo, photo.id == vote.photo_id)
+        p, v = (q.where(photo.guild_id == guild_id).subquery() for q in (photos, votes))
         async with self.session() as s:
-            remembered, labelled, moderated = (
-                await s.execute(
-                    select(
-                        func.count(),
-                        func.coalesce(func.sum(case((MemberPhotoRow.label.is_not(None), 1), else_=0)), 0),
-                        func.coalesce(func.sum(case((MemberPhotoRow.label_source == MODERATOR, 1), else_=0)), 0),
-                    ).where(MemberPhotoRow.guild_id == guild_id)
-                )
-            ).one()
-            up, down = (
-                await s.execute(
-                    select(
-                        func.coalesce(func.sum(case((MemberVoteRow.verdict > 0, 1), else_=0)), 0),
-                        func.coalesce(func.sum(case((MemberVoteRow.verdict < 0, 1), else_=0)), 0),
-                    )
-                    .join(MemberPhotoRow, MemberPhotoRow.id == MemberVoteRow.photo_id)
-                    .where(MemberPhotoRow.guild_id == guild_id)
-                )
-            ).one()
+            remembered, labelled, moderated, up, down = (await s.execute(select(p, v).join_from(p, v, true()))).one()
         return Counts(int(remembered), int(labelled), int(moderated), int(up), int(down))
 
     # -- forgetting ---------------------------------------------------------------------------------

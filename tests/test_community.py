@@ -99,6 +99,36 @@ async def test_votes_cast_at_once_are_all_counted(rec) -> None:
     assert (await rec.community(guild_id=GUILD)).thumbs_up + (await rec.community(guild_id=GUILD)).thumbs_down == 4
 
 
+async def test_the_counts_are_of_one_moment_while_a_vote_commits(rec, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/catalog stats reads its counts at one moment: a vote committed while they are read is in all of them or
+    in none (it once read the labels before a moderator's 👍 and the votes after it: 1 👍, 0 labelled)."""
+    await sure_answer(rec, message=1600, reply=1601)
+    await rec.react(guild_id=GUILD, message_id=1601, user_id=MOD, verdict=-1, moderator=True)
+    photos, armed = rec.learning.photos, [True]
+    opened = photos.session
+
+    def session():  # the first statement read, a moderator's 👍 commits before the reading goes on
+        s = opened()
+        execute = s.execute
+
+        async def then_a_vote(*args, **kw):
+            result = await execute(*args, **kw)
+            if armed and armed.pop():
+                await rec.react(guild_id=GUILD, message_id=1601, user_id=MOD, verdict=1, moderator=True)
+            return result
+
+        s.execute = then_a_vote
+        return s
+
+    monkeypatch.setattr(photos, "session", session)
+    stats = await rec.community(guild_id=GUILD)
+    assert not armed  # the 👍 did commit during the reading
+    before, after = (0, 1, 0, 0), (1, 0, 1, 1)
+    assert (stats.thumbs_up, stats.thumbs_down, stats.labelled, stats.by_moderators) in (before, after)
+    now = await rec.community(guild_id=GUILD)
+    assert (now.thumbs_up, now.thumbs_down, now.labelled, now.by_moderators) == after
+
+
 async def test_a_moderator_label_wins_and_survives_reactions(rec) -> None:
     res = await sure_answer(rec, message=2000, reply=2001)
     categories = await rec.categories(guild_id=GUILD)
