@@ -4,8 +4,8 @@ the store and rebuilt from it on demand.
 Catalogues: guild 0 is the shared default. A guild searches its own catalogue once it has one item
 or more, the default one until then. Writes go to the store first, then to a loaded index (in the
 pool, under the index's lock); a write that lands while the index is loading is replayed on it, and a
-refresh() then (another process's big write) makes the load read again. Another process writing to the
-same database is noticed within `refresh_check_s` (SQLite) or from the change feed (PostgreSQL).
+refresh() then (another process's big write) makes the load read again. Another process's writes arrive by
+the change feed (PostgreSQL), or are noticed within `refresh_check_s` from the catalogue's version (SQLite).
 
 Each catalogue's head (head.py: its classifier, search order and "nothing like this" threshold, fitted
 on member-like views of its items) is fitted in its own thread, saved with the catalogue state
@@ -57,9 +57,10 @@ class CatalogueState:
         self.training: asyncio.Task[Any] | None = None  # a background fit in progress (never cancelled midway)
         self.pending: list[Callable[[VectorIndex], Any]] = []  # writes that landed while the index was loading
         self.refreshes = 0  # refresh() calls: one that lands while the index loads makes the load read again
-        self.fingerprint: str | None = None  # store state the in-memory index reflects
+        self.version: int | None = None  # the store's version the index reflects (SQLite; None: unknown, reload)
         self.checked_at = 0.0  # when the store was last compared with it
-        self.reference: tuple[str | None, np.ndarray] | None = None  # (fingerprint, mean item vector) for adapt.align
+        self.revision = 0  # changes of the loaded index: the key of `reference`
+        self.reference: tuple[int, np.ndarray] | None = None  # (revision, mean item vector) for adapt.align
         self.domain: tuple[float, DomainState] | None = None  # (when loaded, members' domain state)
         self.members: dict[int, tuple[float, Members | None]] = {}  # guild -> (when loaded, its labelled photos)
 
@@ -126,7 +127,7 @@ class Catalogues:
         cat = self.state(cid)
         if self.polling and cat.index is not None and time.monotonic() - cat.checked_at > self.settings.refresh_check_s:
             cat.checked_at = time.monotonic()
-            if await self.store.fingerprint(cid, self.model) != cat.fingerprint:  # another process wrote to it
+            if await self.store.version(cid) != cat.version:  # another process wrote to it
                 log.info("catalogue %s changed outside this process; reloading it", cid)
                 self.refresh(cid)
                 self.schedule_retrain(cid, delay=0.0)
@@ -137,7 +138,7 @@ class Catalogues:
                         break
                     refreshes = cat.refreshes
                     cat.pending = []
-                    cat.fingerprint = await self.store.fingerprint(cid, self.model)
+                    cat.version = await self.store.version(cid)
                     cat.checked_at = time.monotonic()
                     rows = await self.store.load_vectors(cid, self.model)
                     index = await self.embedder.cpu(
@@ -145,7 +146,7 @@ class Catalogues:
                     )
                     for op in cat.pending:  # idempotent upserts/removals that raced the load
                         op(index)
-                    cat.pending = []
+                    cat.pending, cat.revision = [], cat.revision + 1
                     log.info("catalogue %s: %d vectors loaded for %s", cid, len(index), self.model)
                     cat.index = index if cat.refreshes == refreshes or attempt == LOAD_TRIES - 1 else None
         assert cat.index is not None
@@ -177,7 +178,10 @@ class Catalogues:
                 fn(index)
 
         await self.embedder.cpu(locked)
-        cat.fingerprint = await self.store.fingerprint(cid, self.model)  # our own write is not a reason to reload
+        cat.revision += 1
+        if self.polling:  # SQLite: this write was the only one since the index was current, or the next check reloads
+            version, known = await self.store.version(cid), cat.version
+            cat.version = version if known is not None and version == known + 1 else None
 
     # -- after the store changed ------------------------------------------------------------------
 
@@ -255,8 +259,7 @@ class Catalogues:
         if model is None or not hits:
             return None
         members = None if guild_id is None else await self.members(cid, guild_id)
-        scores, categories = np.array([h.score for h in hits]), [h.category for h in hits]
-        threshold = self.settings.threshold
+        scores, categories, threshold = np.array([h.score for h in hits]), [h.category for h in hits], self.settings.threshold
         return await self.embedder.cpu(lambda: model.decide(vec, scores, categories, k, threshold, members=members))
 
     # -- what members' photos teach (community.py): labels for decide and the head, adaptation ----
@@ -303,9 +306,8 @@ class Catalogues:
         if state.count < MIN_COUNT or len(index) == 0:
             return vectors
         cat = self.state(cid)
-        if cat.reference is None or cat.reference[0] != cat.fingerprint:
-            fingerprint = cat.fingerprint
-            cat.reference = (fingerprint, await self.read_index(cid, lambda ix: ix.mean()))
+        if cat.reference is None or cat.reference[0] != cat.revision:  # the revision is read before the await
+            cat.reference = (cat.revision, await self.read_index(cid, lambda ix: ix.mean()))
         return await self.embedder.cpu(state.align, vectors, cat.reference[1])
 
     def forget_lessons(self, cid: int) -> None:

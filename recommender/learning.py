@@ -31,7 +31,7 @@ class Community:
         self.store = store
         self.settings = settings
         self.model = catalogues.model
-        self._categories: dict[int, tuple[str | None, list[str]]] = {}  # catalogue -> (its index fingerprint, names)
+        self._categories: dict[int, tuple[int, list[str]]] = {}  # catalogue -> (its index revision, names)
 
     async def remember(self, cid: int, guild_id: int, vector: np.ndarray, predicted: str | None, *, adapt: bool) -> int | None:
         """Remember an answered photo (its vector only); adapt: it also moves the catalogue's domain state.
@@ -108,10 +108,10 @@ class Community:
         photos = await self.photos.photos(guild_id, message_id) if message_id is not None else []
         cid = photos[0].catalogue_id if photos else await self.catalogues.catalogue_for(guild_id)
         await self.catalogues.index(cid)
-        fingerprint = self.catalogues.state(cid).fingerprint
+        revision = self.catalogues.state(cid).revision  # the loaded index changes with every change of the catalogue
         known = self._categories.get(cid)
-        if known is None or known[0] != fingerprint:
-            known = self._categories[cid] = (fingerprint, sorted(await self.store.category_counts(cid), key=str.lower))
+        if known is None or known[0] != revision:
+            known = self._categories[cid] = (revision, sorted(await self.store.category_counts(cid), key=str.lower))
         return list(known[1])
 
     async def stats(self, guild_id: int) -> CommunityStats:

@@ -192,3 +192,13 @@ class DomainStateRow(Base):
     count: Mapped[int] = mapped_column(Integer, nullable=False)
     state: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)
+
+
+class CatalogueVersionRow(Base):
+    """SQLite only: bumped by every write to a catalogue's items, in the writing transaction. A process compares it
+    with the version its loaded index reflects (catalogues.py); PostgreSQL's processes have the change feed."""
+
+    __tablename__ = "catalogue_versions"
+
+    catalogue_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select, text
+from sqlalchemy.dialects import sqlite as sqlite_sql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -39,7 +40,7 @@ from .rows import (
     upsert_statement,
     vector_rows,
 )
-from .schema import AuditRow, ClassifierRow, EmbeddingRow, GuildSettingsRow, ItemRow, WatchedChannelRow
+from .schema import AuditRow, CatalogueVersionRow, ClassifierRow, EmbeddingRow, GuildSettingsRow, ItemRow, WatchedChannelRow
 
 log = logging.getLogger(__name__)
 _SLICE = 2000  # rows per slice of a bulk read
@@ -101,13 +102,25 @@ class Store:
     async def close(self) -> None:
         await self.engine.dispose()
 
-    # -- the change feed (PostgreSQL) -------------------------------------------------------------
+    # -- telling the other processes (PostgreSQL: the change feed; SQLite: versions) --------------
 
     async def _publish(self, s: AsyncSession, change: Change) -> None:
-        """Tell the other processes, in the writing transaction (delivered when, and if, it commits)."""
+        """Tell the other processes, in the writing transaction (delivered when, and if, it commits): PostgreSQL's
+        change feed; on SQLite, a change of items bumps the catalogue's version, which its processes compare."""
         if self.database.kind == "postgresql":
             change = Change(change.kind, change.catalogue, change.pks, change.model, self.origin)
             await s.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": change.payload()})
+        elif change.kind in ("items", "edited", "removed", "reload"):
+            bump = sqlite_sql.insert(CatalogueVersionRow).values(catalogue_id=change.catalogue, version=1)
+            await s.execute(
+                bump.on_conflict_do_update(index_elements=["catalogue_id"], set_={"version": bump.table.c.version + 1})
+            )
+
+    async def version(self, guild_id: int) -> int:
+        """The catalogue's version (SQLite; 0 before its first write): one more with each committed change of its items."""
+        async with self.session() as s:
+            row = await s.get(CatalogueVersionRow, guild_id)
+        return 0 if row is None else row.version
 
     def change_feed(self, handler: Handler) -> ChangeFeed | None:
         """What other processes change, as it commits (PostgreSQL); None on SQLite, which has no channel."""

@@ -9,6 +9,7 @@ import io
 import logging
 import shutil
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -683,5 +684,30 @@ async def test_a_loaded_catalogue_notices_another_writer_without_refresh(demo_ca
             await other.close()
         after = await rec.similar(query, k=25, category="hat")
         assert len(after.matches) == 13
+    finally:
+        await rec.close()
+
+
+async def test_an_own_write_does_not_hide_another_writers_earlier_one(demo_catalogue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI adds an item while the bot has the catalogue loaded, then a moderator adds one through the bot
+    before the bot next compares with the database (SQLite; PostgreSQL's change feed tells it at once): both
+    appear once it does. The bot's own write once made it take the CLI's for seen."""
+    from recommender import catalogues
+
+    rec = await open_rec(demo_catalogue, refresh_check_s=60.0)
+    try:
+        query = mirrored(demo_photos("hat")[0])
+        assert len((await rec.similar(query, k=25, category="hat")).matches) == 12
+        other = await open_rec(demo_catalogue)
+        try:
+            await other.add_item(as_png(demo_photos("shoes")[0]), ItemFields("cli-hat", "CLI hat", "hat"), guild_id=0, actor="cli")
+        finally:
+            await other.close()
+        await rec.add_item(as_png(demo_photos("shoes")[1]), ItemFields("bot-hat", "Bot hat", "hat"), guild_id=0, actor="mod")
+        assert "bot-hat" in {m.item.item_id for m in (await rec.similar(query, k=25, category="hat")).matches}  # at once
+        later = types.SimpleNamespace(monotonic=lambda: time.monotonic() + 61.0)
+        monkeypatch.setattr(catalogues, "time", later)  # refresh_check_s has passed
+        found = {m.item.item_id for m in (await rec.similar(query, k=25, category="hat")).matches}
+        assert {"cli-hat", "bot-hat"} <= found and len(found) == 14
     finally:
         await rec.close()
