@@ -167,8 +167,7 @@ class Catalogues:
         """Apply a change to the loaded index (in the pool, under its lock). Not loaded: nothing to
         do, except that a change made while it is loading is replayed on it once built."""
         cat = self.state(cid)
-        index = cat.index
-        if index is None:
+        if (index := cat.index) is None:
             if cat.load_lock.locked():
                 cat.pending.append(fn)
             return
