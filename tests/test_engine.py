@@ -688,7 +688,9 @@ async def test_a_loaded_catalogue_notices_another_writer_without_refresh(demo_ca
         await rec.close()
 
 
-async def test_an_own_write_does_not_hide_another_writers_earlier_one(demo_catalogue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_own_write_does_not_hide_another_writers_earlier_one(
+    demo_catalogue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The CLI adds an item while the bot has the catalogue loaded, then a moderator adds one through the bot
     before the bot next compares with the database (SQLite; PostgreSQL's change feed tells it at once): both
     appear once it does. The bot's own write once made it take the CLI's for seen."""
@@ -700,7 +702,9 @@ async def test_an_own_write_does_not_hide_another_writers_earlier_one(demo_catal
         assert len((await rec.similar(query, k=25, category="hat")).matches) == 12
         other = await open_rec(demo_catalogue)
         try:
-            await other.add_item(as_png(demo_photos("shoes")[0]), ItemFields("cli-hat", "CLI hat", "hat"), guild_id=0, actor="cli")
+            await other.add_item(
+                as_png(demo_photos("shoes")[0]), ItemFields("cli-hat", "CLI hat", "hat"), guild_id=0, actor="cli"
+            )
         finally:
             await other.close()
         await rec.add_item(as_png(demo_photos("shoes")[1]), ItemFields("bot-hat", "Bot hat", "hat"), guild_id=0, actor="mod")
