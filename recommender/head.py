@@ -18,6 +18,9 @@ backgrounds, relit, blurred, cropped). It holds four things, all chosen on those
   items. With ``answer_rate = 0.9`` nine member-like photos in ten get an answer; what lies further from the
   catalogue than that is not in it.
 
+A catalogue of one category cannot tell kinds apart: its category's probability is the share of the views less
+close to it than the photo (``typical``), so only photos as close as its typical member-like views are named it.
+
 A catalogue too small for a linear classifier (see ``classify.fit_classifier``) gets a kNN classifier, no
 rerank and no mix; its threshold still comes from the views. Product shots on white are closer to each other
 than any member's photo is to them, so a threshold from the items' leave-one-out closeness told most members'
@@ -51,10 +54,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FORMAT, VERSION = "lookalike-head", 2  # 2: kNN heads take the views' threshold; kNN when few categories are learnable
+FORMAT, VERSION = "lookalike-head", 3  # 2: kNN heads take the views' threshold; kNN when few categories are learnable;
+# 3: a catalogue of one category is sure of it only as far as the photo is typical of its views (``typical``)
 RERANK_GRID = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 MIX_GRID = (0.0, 0.25, 0.5, 0.75)
 OPEN_K = 10
+TYPICAL_STEPS = 100
 ANSWER_RATE = 0.9
 CANDIDATES = 100  # the engine searches this many raw neighbours and reorders them
 VOTE_K, VOTE_TEMPERATURE = 10, 0.1  # the neighbours' vote, as classify.KnnClassifier weighs it
@@ -90,6 +95,7 @@ class CatalogueHead:
     open_threshold: float
     open_k: int = OPEN_K
     info: dict = field(default_factory=dict)  # how it was fitted: counts, chosen values, view figures, seconds
+    typical: tuple[float, ...] = ()  # one category only: the views' closeness at quantiles 0, 1/TYPICAL_STEPS, ..., 1
 
     def _pos(self) -> dict[str, int]:
         """The classifier's labels by lower-cased name (categories compare case-insensitively, as in the index)."""
@@ -143,11 +149,13 @@ class CatalogueHead:
         if len(scores) == 0:
             raise CatalogEmpty("no catalogue items to answer with")
         P_clf = self.classifier.predict_proba(np.asarray(query, np.float32)[None, :])[0]
+        closeness = float(scores[: self.open_k].mean())
+        if self.typical and len(P_clf) == 1:  # one category: its probability is how typical the photo's closeness is
+            P_clf = np.array([np.interp(closeness, self.typical, np.linspace(0.0, 1.0, len(self.typical)))])
         m_vote, m_share = self.member_vote(query, members, float(scores[0]))
         P = (1 - self.mix) * P_clf + self.mix * self._vote(scores, categories)
         P = (1 - m_share) * P + m_share * m_vote
         P_clf = (1 - m_share) * P_clf + m_share * m_vote  # the category prior of the order hears them too
-        closeness = float(scores[: self.open_k].mean())
         nothing = closeness < self.open_threshold
         ranked = sorted(zip(self.classifier.labels, P.tolist()), key=lambda kv: -kv[1])[:top]
         sure = ranked[0][1] >= threshold and not nothing
@@ -165,7 +173,8 @@ class CatalogueHead:
 
     def to_bytes(self) -> bytes:
         meta = {"format": FORMAT, "version": VERSION, "rerank": self.rerank, "mix": self.mix,
-                "open_threshold": self.open_threshold, "open_k": self.open_k, "info": self.info}  # fmt: skip
+                "open_threshold": self.open_threshold, "open_k": self.open_k, "info": self.info,
+                "typical": list(self.typical)}  # fmt: skip
         buf = io.BytesIO()
         np.savez(buf, meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8),
                  classifier=np.frombuffer(self.classifier.to_bytes(), np.uint8))  # fmt: skip
@@ -183,10 +192,14 @@ def head_from_bytes(data: bytes) -> CatalogueHead:
         if meta.get("version") != VERSION:
             raise HeadDataError(f"saved head version {meta.get('version')!r} is not supported (expected {VERSION})")
         values = [float(meta["rerank"]), float(meta["mix"]), float(meta["open_threshold"])]
-        if not all(math.isfinite(v) for v in values) or values[0] < 0 or not 0 <= values[1] <= 1 or int(meta["open_k"]) < 1:
+        typical = tuple(float(v) for v in meta["typical"])
+        if not all(math.isfinite(v) for v in values + list(typical)) or values[0] < 0 or not 0 <= values[1] <= 1:
+            raise HeadDataError("the saved head's values are out of range")
+        if int(meta["open_k"]) < 1 or len(typical) not in (0, TYPICAL_STEPS + 1) or list(typical) != sorted(typical):
             raise HeadDataError("the saved head's values are out of range")
         return CatalogueHead(classify.classifier_from_bytes(clf_bytes), rerank=values[0], mix=values[1],
-                             open_threshold=values[2], open_k=int(meta["open_k"]), info=dict(meta["info"]))  # fmt: skip
+                             open_threshold=values[2], open_k=int(meta["open_k"]), info=dict(meta["info"]),
+                             typical=typical)  # fmt: skip
     except HeadDataError:
         raise
     except classify.ClassifierDataError as e:
@@ -219,6 +232,11 @@ def _unit(X: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Rows scaled to unit length (into ``out`` when given: no new matrix)."""
     X = np.asarray(X, np.float32)
     return np.divide(X, np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12), out=out)
+
+
+def _typical(closeness: np.ndarray) -> tuple[float, ...]:
+    """The views' closeness at quantiles 0, 1/TYPICAL_STEPS, ..., 1 (see ``CatalogueHead.typical``)."""
+    return tuple(float(v) for v in np.quantile(np.asarray(closeness, np.float64), np.linspace(0.0, 1.0, TYPICAL_STEPS + 1)))
 
 
 def _spellings(categories: Sequence[str]) -> dict[str, str]:
@@ -297,9 +315,9 @@ def fit_head(
     if clf.method != "linear" and len(M):  # a kNN classifier: each member photo is one neighbour, not MEMBER_REPEAT
         clf = classify.fit_knn(np.vstack([G, V, M]), list(y) + list(y[owner]) + m_labels)
     info: dict = {"items": len(G), "views": len(V), "members": len(M), "classifier": clf.method, "answer_rate": answer_rate}
-    if len(G) < 2:
-        head = CatalogueHead(clf, 0.0, 0.0, -1.0, OPEN_K, info)
-        return head
+    one = len(set(y.tolist())) == 1  # its probability comes from how typical a photo's closeness is (``typical``)
+    if len(G) < 2:  # one item: every photo is answered with it; sure of its category as close as its own views are
+        return CatalogueHead(clf, 0.0, 0.0, -1.0, OPEN_K, info, _typical(V @ G[0]) if len(V) else ())
     if len(V) == 0:  # closeness of each item to the others stands in for members' photos
         _, sc = _neighbours(G, G, np.arange(len(G)), OPEN_K)
         threshold = float(np.quantile(sc[:, :OPEN_K].mean(axis=1), 1 - answer_rate))
@@ -310,10 +328,11 @@ def fit_head(
     pick = np.sort(rng.choice(len(V), size=min(MAX_FIT_VIEWS, len(V)), replace=False))
     Vf, of = V[pick], owner[pick]
     idx, sc = _neighbours(Vf, G, of, CANDIDATES)
-    threshold = float(np.quantile(sc[:, :OPEN_K].mean(axis=1), 1 - answer_rate))
+    closeness = sc[:, :OPEN_K].mean(axis=1)
+    threshold, typical = float(np.quantile(closeness, 1 - answer_rate)), _typical(closeness) if one else ()
     if clf.method != "linear":  # a kNN classifier: no search order or mix to fit, the open set from the views
         info.update(seconds=round(time.perf_counter() - t0, 1), threshold_from="views")
-        return CatalogueHead(clf, 0.0, 0.0, threshold, OPEN_K, info)
+        return CatalogueHead(clf, 0.0, 0.0, threshold, OPEN_K, info, typical)
     labels = list(clf.labels)
     P = _cross_fitted_proba(X, len(G), y, len(G) + pick, of, labels, seed, num_threads)
     pos = {c: i for i, c in enumerate(labels)}
@@ -344,7 +363,7 @@ def fit_head(
     )
     log.info("head: rerank %g, mix %g, open threshold %.3f (%d items, %d views, %.0fs)", rerank, mix, threshold,
              len(G), len(V), info["seconds"])  # fmt: skip
-    return CatalogueHead(clf, rerank, mix, threshold, OPEN_K, info)
+    return CatalogueHead(clf, rerank, mix, threshold, OPEN_K, info, typical)
 
 
 def train_head(

@@ -101,7 +101,7 @@ def test_foreign_or_other_version_bytes_are_refused(demo_head) -> None:
     with np.load(io.BytesIO(head.to_bytes())) as z:
         parts = {k: z[k] for k in z.files}
     meta = json.loads(parts["meta"].tobytes())
-    for key, value, why in (("version", 99, "version 99"), ("mix", 2.0, "out of range")):
+    for key, value, why in (("version", 99, "version 99"), ("mix", 2.0, "out of range"), ("typical", [0.5, 0.4], "out of range")):
         buf = io.BytesIO()
         bad = {**meta, key: value}
         np.savez(buf, meta=np.frombuffer(json.dumps(bad).encode(), np.uint8), classifier=parts["classifier"])
@@ -140,6 +140,43 @@ def test_a_tiny_shop_answers_members_garments() -> None:
     Q = net.embed(load([p for k in ("t-shirt", "pants", "shoes", "shorts", "skirt", "hat") for p in demo_photos(k)]))
     answered = [not d.nothing_like_this for d, _ in decide_all(head, Q, G, cats)]
     assert np.mean(answered) >= 0.8
+
+
+@needs_fashion
+def test_a_one_category_shop_is_sure_of_its_category_only_for_photos_typical_of_it() -> None:
+    """A shop of 30 jeans (real product shots, lite0): a member's photo of pants is often named jeans, a photo of
+    another kind or of no clothing almost never, though many are still answered with the closest jeans. Its
+    category's probability was 1 for every answered photo: "Looks like: Jeans" to 31 % of other kinds' photos."""
+    net = fast_backbone("efficientnet-lite0")
+    rows = styles_rows(["Jeans"], 30)
+    paths = [FASHION / "images" / f"{r['id']}.jpg" for r in rows]
+    cats = [r["articleType"] for r in rows]
+    G = net.embed(load(paths))
+    head = train_head(G, cats, lambda idx: load([paths[i] for i in idx]), net.embed)
+    assert len(head.typical) == 101 and head_from_bytes(head.to_bytes()).typical == head.typical
+    pants = [d for d, _ in decide_all(head, net.embed(load(demo_photos("pants"))), G, cats)]
+    others = [p for k in ("t-shirt", "shoes", "hat", "dress", "shirt", "sweater", "skirt") for p in demo_photos(k)]
+    other = [d for d, _ in decide_all(head, net.embed(load(others + NO_CLOTHING)), G, cats)]
+    assert np.mean([d.prediction.category == "Jeans" for d in pants]) >= 0.5
+    assert np.mean([d.prediction.category is not None for d in other]) <= 0.1
+    assert np.mean([not d.nothing_like_this for d in other]) >= 0.2  # answered, but not as jeans
+
+
+def test_one_category_probability_follows_how_typical_the_closeness_is() -> None:
+    net = backbone("tiny")
+    paths = demo_photos("hat")[:8]
+    G = net.embed(load(paths))
+    rng = np.random.default_rng(0)
+    owner = np.repeat(np.arange(len(G)), 4)
+    V = G[owner] + 0.2 * rng.standard_normal((len(owner), G.shape[1])).astype(np.float32)
+    head = fit_head(G, ["hat"] * len(G), V, owner)
+    low, mid, high = head.typical[0], head.typical[50], head.typical[-1]
+    P = [head.decide(G[0], np.full(len(G), c), ["hat"] * len(G), 3).prediction for c in (low - 0.01, mid, high + 0.01)]
+    assert [p.probability for p in P] == pytest.approx([0.0, 0.5, 1.0], abs=0.01)
+    assert (P[0].category, P[2].category) == (None, "hat")
+    assert fit_head(G, ["hat", "cap"] * 4, V, owner).typical == ()  # two categories: the classifier's probabilities
+    one = fit_head(G[:1], ["hat"], V[:4], np.zeros(4, np.int64))  # one item: typical of its own views
+    assert len(one.typical) == 101 and one.open_threshold == -1.0
 
 
 def test_a_small_catalogue_with_rare_categories_fits_with_views() -> None:
