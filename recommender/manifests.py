@@ -86,6 +86,14 @@ def rows_csv(binary: BinaryIO, label: str, delimiter: str = ",") -> Iterator[Row
             continue
         if header is None:
             header = cells
+            twice = [(c, [i + 1 for i, h in enumerate(cells) if h == c]) for c in dict.fromkeys(cells) if c.strip()]
+            twice = [(c, at) for c, at in twice if len(at) > 1]
+            if twice:
+                c, at = twice[0]
+                raise BadManifest(
+                    f"{label}'s header names {len(at)} columns {c!r} (columns {', '.join(map(str, at))}): rename all but "
+                    "one, so that it is clear which to read."
+                )
             continue
         if any("\udc80" <= c <= "\udcff" for cell in cells for c in cell):
             yield reader.line_num, "the line is not valid UTF-8 text"
