@@ -21,7 +21,7 @@ from typing import Any
 
 from .archives import Archive, ArchiveLimits
 from .errors import BadImage, BadManifest
-from .manifests import MAX_LINE_CHARS, Lines, Row, rows_csv, rows_parquet, text_stream
+from .manifests import MAX_LINE_CHARS, Row, rows_csv, rows_parquet
 from .names import UniqueIds, clean_path, fields_nul_problem, fit_id, manifest_id_problem, shown
 from .offers import parse_price
 from .records import ImageSource, ImportNotes, ImportRecord, ItemFields
@@ -338,9 +338,9 @@ def count_records(source: Path) -> int | None:
     try:
         if source.is_dir():
             return sum(1 for _ in folder_files(source, 0))
-        if source.suffix.lower() == ".csv":
+        if source.suffix.lower() == ".csv":  # rows, not lines: a quoted cell may span lines, blank lines are no rows
             with open(source, "rb") as f:
-                return max(0, sum(1 for _ in Lines(text_stream(f, source.name), MAX_LINE_CHARS)) - 1)
+                return sum(1 for _ in rows_csv(f, source.name))
         if source.suffix.lower() == ".zip":  # reads the directory and a manifest, never an image
             return sum(1 for _ in records_from_zip(Archive.from_path(source)))
         if source.suffix.lower() == ".parquet":

@@ -102,6 +102,9 @@ def test_csv_with_its_own_column_names(tmp_path: Path) -> None:
     assert s3.image == "https://cdn.example/s3.jpg" and s3.fields.name == "S-3" and s3.fields.attributes is None
     assert s1.where == "shop.csv line 2" and s3.where == "shop.csv line 4"
     assert count_records(manifest) == 3
+    spread = tmp_path / "spread.csv"  # a description over three lines and a blank line: still three rows
+    spread.write_text('id,category,description\n1,hat,"warm\nand\nsoft"\n\n2,hat,plain\n3,shoes,\n')
+    assert count_records(spread) == len(list(records_from_manifest(spread))) == 3
     only = Columns(id="sku", path="picture", category="kind", extra=("size",))
     assert next(iter(records_from_manifest(manifest, only))).fields.attributes == {"size": "42"}
 
