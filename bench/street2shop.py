@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import community  # noqa: E402
+import small_shops  # noqa: E402
 from ooc_photos import ooc_photos  # noqa: E402
 
 from recommender import augment, classify, head, images  # noqa: E402
@@ -218,6 +219,7 @@ def main() -> None:
     ap.add_argument("--community", action="store_true", help="simulate labelled member photos and adaptation")
     ap.add_argument("--seeds", type=int, default=3, help="samples / arrival orders the community figures average")
     ap.add_argument("--no-refit", action="store_true", help="community: the instant vote only, no head refits")
+    ap.add_argument("--one-category", type=int, metavar="N", help="also: shops of one articleType, N items each")
     ap.add_argument("--json", type=Path, help="write the figures here")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS, help="the backbone's runtime precision (runtime.py)")
     ap.add_argument(
@@ -286,6 +288,10 @@ def main() -> None:
         rows.update(community.adaptation_rows(hd, G, types, Q, Oo, kinds, answer, figures, seeds=a.seeds))
         rows.update(community.labels_rows(hd, G, types, V, owner, Q, Oo, kinds, answer, figures, seeds=a.seeds,
                                           refit=not a.no_refit, log=log))  # fmt: skip
+    if a.one_category:
+        V = np.concatenate(vcache.done)
+        for name, fig in small_shops.one_category_rows(G, types, V, owner, Q, Oo, kinds, ACCEPT, a.one_category, K).items():
+            print(f"one-category shops of {a.one_category} items, {name}: " + ", ".join(f"{c} {v:.2f}" for c, v in fig.items()))
     if a.catalogue_check:  # do member-like views cost accuracy on catalogue photos? stratified 75/25 split
         from recommender.evaluate import stratified_split
 

@@ -126,8 +126,11 @@ class Catalogues:
         """The catalogue's loaded index (loaded first if need be; reloaded if another process wrote)."""
         cat = self.state(cid)
         if self.polling and cat.index is not None and time.monotonic() - cat.checked_at > self.settings.refresh_check_s:
-            cat.checked_at = time.monotonic()
-            if await self.store.version(cid) != cat.version:  # another process wrote to it
+            cat.checked_at, known = time.monotonic(), cat.version
+            version = await self.store.version(cid)
+            if self.store.versions.only_ours(cid, known, version):  # our writes, applied to the index as they were made
+                cat.version = version if cat.version == known else cat.version  # (unless it was reloaded meanwhile)
+            else:
                 log.info("catalogue %s changed outside this process; reloading it", cid)
                 self.refresh(cid)
                 self.schedule_retrain(cid, delay=0.0)
@@ -138,7 +141,7 @@ class Catalogues:
                         break
                     refreshes = cat.refreshes
                     cat.pending = []
-                    cat.version = await self.store.version(cid)
+                    cat.version = await self.store.version(cid) if self.polling else None
                     cat.checked_at = time.monotonic()
                     rows = await self.store.load_vectors(cid, self.model)
                     index = await self.embedder.cpu(
@@ -177,10 +180,7 @@ class Catalogues:
                 fn(index)
 
         await self.embedder.cpu(locked)
-        cat.revision += 1
-        if self.polling:  # SQLite: this write was the only one since the index was current, or the next check reloads
-            version, known = await self.store.version(cid), cat.version
-            cat.version = version if known is not None and version == known + 1 else None
+        cat.revision += 1  # SQLite: the next check sees this write's version as this process's own (store.own_versions)
 
     # -- after the store changed ------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ process listens on one connection of its own and applies what others changed to 
 state: the items named, not a reload of the catalogue. A listener that lost its connection says
 `resync` once it is back (notifications sent meanwhile are lost), and its owner reloads.
 
-SQLite has no such channel: a process there compares the store's fingerprint every
-`refresh_check_s` instead (see catalogues.py).
+SQLite has no such channel: a process there compares each loaded catalogue's version with the
+database's every `refresh_check_s` instead (versions.py, catalogues.py).
 """
 
 from __future__ import annotations

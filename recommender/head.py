@@ -18,8 +18,8 @@ backgrounds, relit, blurred, cropped). It holds four things, all chosen on those
   items. With ``answer_rate = 0.9`` nine member-like photos in ten get an answer; what lies further from the
   catalogue than that is not in it.
 
-A catalogue of one category cannot tell kinds apart: its category's probability is the share of the views less
-close to it than the photo (``typical``), so only photos as close as its typical member-like views are named it.
+A catalogue of one category cannot tell kinds apart: its category's probability is the share of the views no
+closer to it than the photo (``typical``), so only photos as close as its typical member-like views are named it.
 
 A catalogue too small for a linear classifier (see ``classify.fit_classifier``) gets a kNN classifier, no
 rerank and no mix; its threshold still comes from the views. Product shots on white are closer to each other

@@ -86,7 +86,8 @@ def rows_csv(binary: BinaryIO, label: str, delimiter: str = ",") -> Iterator[Row
             continue
         if header is None:
             header = cells
-            twice = [(c, [i + 1 for i, h in enumerate(cells) if h == c]) for c in dict.fromkeys(cells) if c.strip()]
+            names = [c.strip() for c in cells]  # the feeds read names without their spaces
+            twice = [(c, [i + 1 for i, h in enumerate(names) if h == c]) for c in dict.fromkeys(names) if c]
             twice = [(c, at) for c, at in twice if len(at) > 1]
             if twice:
                 c, at = twice[0]

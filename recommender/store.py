@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, select, text
-from sqlalchemy.dialects import sqlite as sqlite_sql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -40,7 +39,8 @@ from .rows import (
     upsert_statement,
     vector_rows,
 )
-from .schema import AuditRow, CatalogueVersionRow, ClassifierRow, EmbeddingRow, GuildSettingsRow, ItemRow, WatchedChannelRow
+from .schema import AuditRow, ClassifierRow, EmbeddingRow, GuildSettingsRow, ItemRow, WatchedChannelRow
+from .versions import CatalogueVersions
 
 log = logging.getLogger(__name__)
 _SLICE = 2000  # rows per slice of a bulk read
@@ -85,6 +85,7 @@ class Store:
         self.database = database
         self.path = database.path  # the SQLite file; None on PostgreSQL
         self.origin = uuid.uuid4().hex  # names this store's changes on the change feed
+        self.versions = CatalogueVersions()  # SQLite: which of a catalogue's versions this store committed
         self.session = async_sessionmaker(engine, expire_on_commit=False)
 
     @classmethod
@@ -111,16 +112,12 @@ class Store:
             change = Change(change.kind, change.catalogue, change.pks, change.model, self.origin)
             await s.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": change.payload()})
         elif change.kind in ("items", "edited", "removed", "reload"):
-            bump = sqlite_sql.insert(CatalogueVersionRow).values(catalogue_id=change.catalogue, version=1)
-            await s.execute(
-                bump.on_conflict_do_update(index_elements=["catalogue_id"], set_={"version": bump.table.c.version + 1})
-            )
+            await self.versions.bump(s, change.catalogue)
 
     async def version(self, guild_id: int) -> int:
-        """The catalogue's version (SQLite; 0 before its first write): one more with each committed change of its items."""
+        """The catalogue's version (SQLite; versions.py): one more with each committed change of its items."""
         async with self.session() as s:
-            row = await s.get(CatalogueVersionRow, guild_id)
-        return 0 if row is None else row.version
+            return await self.versions.read(s, guild_id)
 
     def change_feed(self, handler: Handler) -> ChangeFeed | None:
         """What other processes change, as it commits (PostgreSQL); None on SQLite, which has no channel."""

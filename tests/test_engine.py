@@ -689,17 +689,31 @@ async def test_a_loaded_catalogue_notices_another_writer_without_refresh(demo_ca
 
 
 async def test_an_own_write_does_not_hide_another_writers_earlier_one(
-    demo_catalogue: str, monkeypatch: pytest.MonkeyPatch
+    demo_catalogue: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The CLI adds an item while the bot has the catalogue loaded, then a moderator adds one through the bot
-    before the bot next compares with the database (SQLite; PostgreSQL's change feed tells it at once): both
-    appear once it does. The bot's own write once made it take the CLI's for seen."""
+    """The CLI adds an item while the bot has the catalogue loaded, then moderators add two at once through the
+    bot before it next compares with the database (SQLite; PostgreSQL's change feed tells it at once): all appear
+    once it does, by one reload. The bot's own write once made it take the CLI's for seen. Its own writes alone
+    never reload the catalogue."""
     from recommender import catalogues
 
+    caplog.set_level(logging.INFO, logger="recommender.catalogues")
     rec = await open_rec(demo_catalogue, refresh_check_s=60.0)
+    skew = [0.0]
+    monkeypatch.setattr(catalogues, "time", types.SimpleNamespace(monotonic=lambda: time.monotonic() + skew[0]))
+
+    async def hats() -> set[str]:
+        return {m.item.item_id for m in (await rec.similar(query, k=25, category="hat")).matches}
+
+    async def add(name: str, photo: int) -> None:
+        await rec.add_item(as_png(demo_photos("shoes")[photo]), ItemFields(name, name, "hat"), guild_id=0, actor="mod")
+
+    def reloads() -> int:
+        return sum("changed outside this process" in r.getMessage() for r in caplog.records)
+
     try:
         query = mirrored(demo_photos("hat")[0])
-        assert len((await rec.similar(query, k=25, category="hat")).matches) == 12
+        assert len(await hats()) == 12
         other = await open_rec(demo_catalogue)
         try:
             await other.add_item(
@@ -707,11 +721,14 @@ async def test_an_own_write_does_not_hide_another_writers_earlier_one(
             )
         finally:
             await other.close()
-        await rec.add_item(as_png(demo_photos("shoes")[1]), ItemFields("bot-hat", "Bot hat", "hat"), guild_id=0, actor="mod")
-        assert "bot-hat" in {m.item.item_id for m in (await rec.similar(query, k=25, category="hat")).matches}  # at once
-        later = types.SimpleNamespace(monotonic=lambda: time.monotonic() + 61.0)
-        monkeypatch.setattr(catalogues, "time", later)  # refresh_check_s has passed
-        found = {m.item.item_id for m in (await rec.similar(query, k=25, category="hat")).matches}
-        assert {"cli-hat", "bot-hat"} <= found and len(found) == 14
+        await asyncio.gather(add("bot-hat", 1), add("bot-cap", 2))
+        assert {"bot-hat", "bot-cap"} <= await hats()  # at once
+        skew[0] += 61.0  # refresh_check_s has passed
+        found = await hats()
+        assert {"cli-hat", "bot-hat", "bot-cap"} <= found and len(found) == 15
+        assert reloads() == (1 if rec.store.path is not None else 0)
+        await asyncio.gather(add("bot-beret", 3), add("bot-hood", 4))
+        skew[0] += 61.0
+        assert len(await hats()) == 17 and reloads() == (1 if rec.store.path is not None else 0)
     finally:
         await rec.close()

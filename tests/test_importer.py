@@ -159,7 +159,7 @@ def test_unreadable_manifests(tmp_path: Path) -> None:
         list(records_from_manifest(tmp_path / "bad.parquet"))
     with pytest.raises(BadManifest, match="does not exist"):
         records_from_source(tmp_path / "nowhere.csv")
-    (tmp_path / "twice.csv").write_text("id,category,name,category\n1,hat,Red cap,shoes\n")  # not the last one, silently
+    (tmp_path / "twice.csv").write_text("id,category,name, category\n1,hat,Red cap,shoes\n")  # not the last one, silently
     with pytest.raises(BadManifest, match=r"twice.csv's header names 2 columns 'category' \(columns 2, 4\)"):
         list(records_from_manifest(tmp_path / "twice.csv"))
     (tmp_path / "blank.csv").write_text("id,category,,\n1,hat,,\n")  # unnamed columns are no ambiguity
