@@ -52,9 +52,9 @@ def one_category_rows(
             tally[name] += [(sure & ink).sum(), sure.sum()]
             per[name].append([
                 sure[ink].mean() if ink.any() else np.nan, sure[~ink].mean(),
-                np.mean([d.prediction.category is not None for d in away]),
+                float(np.mean([d.prediction.category is not None for d in away])),
                 answered[ink].mean() if ink.any() else np.nan, answered[~ink].mean(),
-                np.mean([not d.nothing_like_this for d in away]),
+                float(np.mean([not d.nothing_like_this for d in away])),
             ])  # fmt: skip
     cols = ("its kind: sure", "other kinds: sure", "no clothing: sure", "its kind: answered", "other kinds: answered",
             "no clothing: answered")  # fmt: skip

@@ -179,8 +179,12 @@ class Catalogues:
             with cat.index_lock:
                 fn(index)
 
-        await self.embedder.cpu(locked)
-        cat.revision += 1  # SQLite: the next check sees this write's version as this process's own (store.own_versions)
+        try:
+            await self.embedder.cpu(locked)
+        except BaseException:  # not applied, though its version counts as ours (versions.py): reload at the next check
+            cat.version = None
+            raise
+        cat.revision += 1
 
     # -- after the store changed ------------------------------------------------------------------
 
@@ -395,13 +399,8 @@ class Catalogues:
             model, blob = await loop.run_in_executor(self._train_pool, fit)
             await self.store.save_classifier(cid, self.model, fingerprint, f"head-{model.classifier.method}", blob)
             cat.head = model
-            log.info(
-                "catalogue %s: head (%s classifier) over %d items in %.1fs",
-                cid,
-                model.classifier.method,
-                len(rows.pks),
-                time.perf_counter() - t0,
-            )
+            log.info("catalogue %s: head (%s classifier) over %d items in %.1fs", cid, model.classifier.method,
+                     len(rows.pks), time.perf_counter() - t0)  # fmt: skip
             return model
 
     def schedule_retrain(self, cid: int, delay: float | None = None) -> None:

@@ -15,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .schema import CatalogueVersionRow
 
+MAX_OWN = 4096  # own versions kept per catalogue between checks; past it they are forgotten (one reload at most)
+
 
 class CatalogueVersions:
     def __init__(self) -> None:
-        self.own: dict[int, set[int]] = {}  # catalogue -> the versions this store's commits made (not yet checked)
+        self.own: dict[int, set[int]] = {}  # catalogue -> versions this store committed, up to the last good check
 
     async def bump(self, s: AsyncSession, cid: int) -> None:
         """One more version, in the writing transaction; it is this store's once (and if) that commits."""
@@ -26,7 +28,13 @@ class CatalogueVersions:
         bump = bump.on_conflict_do_update(index_elements=["catalogue_id"], set_={"version": bump.table.c.version + 1})
         version = (await s.execute(bump.returning(CatalogueVersionRow.version))).scalar_one()
         mine = self.own.setdefault(cid, set())
-        event.listen(s.sync_session, "after_commit", lambda _: mine.add(version), once=True)
+
+        def committed(_: object) -> None:
+            if len(mine) >= MAX_OWN:  # a catalogue this process writes but never searches: keep it bounded
+                mine.clear()
+            mine.add(version)
+
+        event.listen(s.sync_session, "after_commit", committed, once=True)
 
     @staticmethod
     async def read(s: AsyncSession, cid: int) -> int:
@@ -38,6 +46,8 @@ class CatalogueVersions:
         """Whether every version after `since` (None: unknown) up to `version` is this store's; those up to
         `version` are then forgotten."""
         mine = self.own.get(cid, set())
+        if since is not None and version < since:  # the database was replaced (a backup restored): its numbers are new
+            mine.clear()
         if since is None or not 0 <= version - since <= len(mine) or not mine.issuperset(range(since + 1, version + 1)):
             return False
         mine.difference_update([v for v in mine if v <= version])

@@ -21,6 +21,7 @@ from recommender.images import load_image, make_thumbnail
 from recommender.records import ItemFields, NewItem
 from recommender.rows import decode_vectors, encode_vector
 from recommender.store import Store
+from recommender.versions import CatalogueVersions
 
 from databases import sql
 from helpers import demo_photos
@@ -404,3 +405,15 @@ async def test_a_picture_found_unchanged_then_replaced_keeps_the_replacements_ha
     assert await store.known_hashes(0, ["item-0"], "tiny") == {"item-0": replaced.content_hash}
     rows = await sql(store, "SELECT e.vector FROM embeddings e JOIN items i ON i.pk = e.item_pk WHERE i.item_id = 'item-0'")
     assert np.allclose(decode_vectors([rows[0][0]], DIM)[0], replaced.vector, atol=1e-3)
+
+
+def test_own_versions_tell_this_stores_writes_from_another_processes() -> None:
+    """SQLite's catalogue versions (versions.py): the index is kept while every version since the last check is
+    this store's own; a gap, an unknown start or a database restored to an older version means reload."""
+    v = CatalogueVersions()
+    v.own[7] = {3, 4, 6}
+    assert v.only_ours(7, 2, 2) and v.only_ours(7, 2, 4)  # nothing new; then versions 3 and 4, both ours
+    assert v.own[7] == {6}  # checked ones are forgotten
+    assert not v.only_ours(7, 4, 6)  # 5 was another process's
+    assert not v.only_ours(7, None, 6) and not v.only_ours(8, 0, 1)
+    assert not v.only_ours(7, 6, 2) and v.own[7] == set()  # restored from a backup: its numbers are not ours
