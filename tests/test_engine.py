@@ -668,6 +668,15 @@ async def test_loading_a_large_catalogue_does_not_stall_the_loop(db: str) -> Non
         await store.close()
 
 
+async def another_process_adds_a_hat(db: str, item_id: str) -> None:
+    """What `lookalike add` does from another process on the same database."""
+    other = await open_rec(db)
+    try:
+        await other.add_item(as_png(demo_photos("shoes")[0]), ItemFields(item_id, item_id, "hat"), guild_id=0, actor="cli")
+    finally:
+        await other.close()
+
+
 async def test_a_loaded_catalogue_notices_another_writer_without_refresh(demo_catalogue: str) -> None:
     db = demo_catalogue
     rec = await open_rec(db, refresh_check_s=0.0)
@@ -675,13 +684,7 @@ async def test_a_loaded_catalogue_notices_another_writer_without_refresh(demo_ca
         query = mirrored(demo_photos("hat")[0])
         before = await rec.similar(query, k=25, category="hat")
         assert len(before.matches) == 12
-        other = await open_rec(db)
-        try:
-            await other.add_item(
-                as_png(demo_photos("shoes")[0]), ItemFields("extra-hat", "Extra hat", "hat"), guild_id=0, actor="cli"
-            )
-        finally:
-            await other.close()
+        await another_process_adds_a_hat(db, "extra-hat")
         after = await rec.similar(query, k=25, category="hat")
         assert len(after.matches) == 13
     finally:
@@ -714,13 +717,7 @@ async def test_an_own_write_does_not_hide_another_writers_earlier_one(
     try:
         query = mirrored(demo_photos("hat")[0])
         assert len(await hats()) == 12
-        other = await open_rec(demo_catalogue)
-        try:
-            await other.add_item(
-                as_png(demo_photos("shoes")[0]), ItemFields("cli-hat", "CLI hat", "hat"), guild_id=0, actor="cli"
-            )
-        finally:
-            await other.close()
+        await another_process_adds_a_hat(demo_catalogue, "cli-hat")
         await asyncio.gather(add("bot-hat", 1), add("bot-cap", 2))
         assert {"bot-hat", "bot-cap"} <= await hats()  # at once
         skew[0] += 61.0  # refresh_check_s has passed
