@@ -86,14 +86,20 @@ def _xml_fields(entry: Element) -> dict[str, list[str]]:
 def _text_offers(data: bytes, label: str) -> Iterator[Offer]:
     first = data[:65536].split(b"\n", 1)[0]
     delimiter = "\t" if b"\t" in first else ","
+    names: dict[str, str] = {}  # header cell -> attribute (`g:ID ` and `id` are one)
     for line, row in rows_csv(io.BytesIO(data), label, delimiter=delimiter):
         where = f"{label} line {line}"
         if isinstance(row, str):
             yield Offer("", "", where, error=row)
             continue
+        if not names:
+            names = {key: key.strip().lower().replace(" ", "_").removeprefix("g:") for key in row}
+            alike = [[k for k in names if names[k] == n] for n in dict.fromkeys(names.values()) if n]
+            if twice := next((keys for keys in alike if len(keys) > 1), None):
+                raise BadManifest(f"{label}'s header names one attribute twice ({', '.join(map(repr, twice))}): keep one.")
         cells: dict[str, list[str]] = {}
         for key, value in row.items():
-            name = key.strip().lower().replace(" ", "_").removeprefix("g:")
+            name = names[key]
             many = name == "additional_image_link"
             cells[name] = [v.strip() for v in value.split(",")] if many else [value.strip()]
         yield _offer(cells, where)

@@ -85,6 +85,13 @@ def test_xml_entities_and_external_references_are_refused() -> None:
         read_feed(b"<rss><channel><item>")
 
 
+def test_a_google_text_feed_naming_one_attribute_twice_is_refused() -> None:
+    """`id` and `g:id` are one attribute to Google: the later column was read silently."""
+    data = b"id\ttitle\tg:id\tprice\tlink\timage_link\n1\tCap\t2\t5 EUR\thttps://s.example/1\thttps://s.example/1.jpg\n"
+    with pytest.raises(BadManifest, match=r"names one attribute twice \('id', 'g:id'\)"):
+        read_feed(data, FeedOptions(format="google"))
+
+
 def test_an_unknown_layout_says_what_it_expected() -> None:
     with pytest.raises(BadManifest, match="--format"):
         read_feed(b"sku,label\n1,x\n")
