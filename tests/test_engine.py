@@ -34,6 +34,7 @@ from helpers import (
     needs_women,
     open_rec,
     settings,
+    settled_heap,
 )
 
 TRAINED = "head ("  # what the engine logs once per head fit
@@ -455,8 +456,9 @@ async def test_the_event_loop_stays_responsive_under_load(tmp_path: Path, tmp_pa
     try:
         await rec.similar(as_png(demo_photos("hat")[0]), k=1)  # index and classifier loaded
         photos = largest_women_photos(6)
-        async with LoopLag(0.01) as lag:
-            results = await asyncio.gather(*(rec.similar(photos[i % 6], k=5) for i in range(24)))
+        with settled_heap():  # as the bot's process is once started
+            async with LoopLag(0.01) as lag:
+                results = await asyncio.gather(*(rec.similar(photos[i % 6], k=5) for i in range(24)))
         assert all(len(r.matches) == 5 and r.prediction is not None for r in results)
         assert lag.ticks >= 5
         assert lag.worst < 0.25, f"the event loop stalled for {lag.worst:.3f}s"
