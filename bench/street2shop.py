@@ -19,6 +19,7 @@ views of the gallery, embedded by the same backbone). Gallery and view vectors a
     .venv/bin/python bench/street2shop.py --view-seed 1 --json seed1.json          # the same head, other random draws
     .venv/bin/python bench/street2shop.py --model efficientnet-lite2 --pooling activation  # views and photos
                                                   # pooled by activation (Backbone.embed_garments), items averaged
+    .venv/bin/python bench/street2shop.py --one-category 40   # also shops of one articleType (bench/small_shops.py)
 
 The backbone runs on the fast path the engine uses (``runtime.accelerate``) in ``--precision``; float32's vectors
 equal PyTorch's within 1e-3, so its cache is shared with PyTorch's; another precision caches its own.
