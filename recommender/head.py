@@ -320,9 +320,10 @@ def fit_head(
         return CatalogueHead(clf, 0.0, 0.0, -1.0, OPEN_K, info, _typical(V @ G[0]) if len(V) else ())
     if len(V) == 0:  # closeness of each item to the others stands in for members' photos
         _, sc = _neighbours(G, G, np.arange(len(G)), OPEN_K)
-        threshold = float(np.quantile(sc[:, :OPEN_K].mean(axis=1), 1 - answer_rate))
-        info.update(seconds=round(time.perf_counter() - t0, 1), threshold_from="items")
-        return CatalogueHead(clf, 0.0, 0.0, threshold, OPEN_K, info)
+        closeness = sc[:, :OPEN_K].mean(axis=1)  # one category: product shots are closer to each other than members'
+        threshold, typical = float(np.quantile(closeness, 1 - answer_rate)), _typical(closeness) if one else ()
+        info.update(seconds=round(time.perf_counter() - t0, 1), threshold_from="items")  # photos: sure more seldom
+        return CatalogueHead(clf, 0.0, 0.0, threshold, OPEN_K, info, typical)
 
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(V), size=min(MAX_FIT_VIEWS, len(V)), replace=False))

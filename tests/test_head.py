@@ -175,6 +175,7 @@ def test_one_category_probability_follows_how_typical_the_closeness_is() -> None
     assert [p.probability for p in P] == pytest.approx([0.0, 0.5, 1.0], abs=0.01)
     assert (P[0].category, P[2].category) == (None, "hat")
     assert fit_head(G, ["hat", "cap"] * 4, V, owner).typical == ()  # two categories: the classifier's probabilities
+    assert len(fit_head(G, ["hat"] * len(G)).typical) == 101  # no views yet: the items' closeness to each other
     one = fit_head(G[:1], ["hat"], V[:4], np.zeros(4, np.int64))  # one item: typical of its own views
     assert len(one.typical) == 101 and one.open_threshold == -1.0
 
