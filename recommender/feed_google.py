@@ -94,8 +94,10 @@ def _text_offers(data: bytes, label: str) -> Iterator[Offer]:
             continue
         if not names:
             names = {key: key.strip().lower().replace(" ", "_").removeprefix("g:") for key in row}
-            alike = [[k for k in names if names[k] == n] for n in dict.fromkeys(names.values()) if n]
-            if twice := next((keys for keys in alike if len(keys) > 1), None):
+            alike: dict[str, list[str]] = {}
+            for key, name in names.items():
+                alike.setdefault(name, []).append(key)
+            if twice := next((keys for name, keys in alike.items() if name and len(keys) > 1), None):
                 raise BadManifest(f"{label}'s header names one attribute twice ({', '.join(map(repr, twice))}): keep one.")
         cells: dict[str, list[str]] = {}
         for key, value in row.items():

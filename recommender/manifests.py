@@ -86,13 +86,13 @@ def rows_csv(binary: BinaryIO, label: str, delimiter: str = ",") -> Iterator[Row
             continue
         if header is None:
             header = cells
-            names = [c.strip() for c in cells]  # the feeds read names without their spaces
-            twice = [(c, [i + 1 for i, h in enumerate(names) if h == c]) for c in dict.fromkeys(names) if c]
-            twice = [(c, at) for c, at in twice if len(at) > 1]
-            if twice:
-                c, at = twice[0]
+            at: dict[str, list[int]] = {}  # name -> its columns (the feeds read names without their spaces)
+            for i, c in enumerate(cells, 1):
+                at.setdefault(c.strip(), []).append(i)
+            if twice := next(((c, cols) for c, cols in at.items() if c and len(cols) > 1), None):
+                c, at_c = twice
                 raise BadManifest(
-                    f"{label}'s header names {len(at)} columns {c!r} (columns {', '.join(map(str, at))}): rename all but "
+                    f"{label}'s header names {len(at_c)} columns {c!r} (columns {', '.join(map(str, at_c))}): rename all but "
                     "one, so that it is clear which to read."
                 )
             continue
