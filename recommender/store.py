@@ -229,10 +229,12 @@ class Store:
         where = [ItemRow.guild_id == guild_id]
         if category:
             where.append(func.lower(ItemRow.category) == category.lower())
-        async with self.session() as s:
-            total = (await s.execute(select(func.count()).select_from(ItemRow).where(*where))).scalar_one()
-            q = select(ItemRow).where(*where).order_by(ItemRow.category, ItemRow.item_id).offset(offset).limit(limit)
-            return [item_from_row(r) for r in (await s.execute(q)).scalars()], int(total)
+        q = select(ItemRow, func.count().over()).where(*where).order_by(ItemRow.category, ItemRow.item_id)
+        async with self.session() as s:  # the page and its total in one statement: of one moment
+            rows = (await s.execute(q.offset(offset).limit(limit))).all()
+            if not rows and offset:  # past the last page: the total alone
+                return [], int((await s.execute(select(func.count()).select_from(ItemRow).where(*where))).scalar_one())
+            return [item_from_row(r[0]) for r in rows], int(rows[0][1]) if rows else 0
 
     async def category_counts(self, guild_id: int) -> dict[str, int]:
         async with self.session() as s:

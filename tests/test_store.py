@@ -417,3 +417,28 @@ def test_own_versions_tell_this_stores_writes_from_another_processes() -> None:
     assert not v.only_ours(7, 4, 6)  # 5 was another process's
     assert not v.only_ours(7, None, 6) and not v.only_ours(8, 0, 1)
     assert not v.only_ours(7, 6, 2) and v.own[7] == set()  # restored from a backup: its numbers are not ours
+
+
+async def test_a_page_of_items_and_its_total_are_of_one_moment(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/catalog list: an item committed while a page is read is in the page and its total, or in neither (the
+    total was read first, then the page: 4 items on a page of "3 items")."""
+    await store.upsert_items(0, [photo_item(i) for i in range(3)], "tiny", "x")
+    opened, armed = store.session, [True]
+
+    def session():  # the first statement read, another writer's item commits before the reading goes on
+        s = opened()
+        execute = s.execute
+
+        async def then_a_write(*args, **kw):
+            result = await execute(*args, **kw)
+            if armed and armed.pop():
+                await store.upsert_items(0, [photo_item(3)], "tiny", "other")
+            return result
+
+        s.execute = then_a_write
+        return s
+
+    monkeypatch.setattr(store, "session", session)
+    items, total = await store.list_items(0, limit=10)
+    assert not armed and len(items) == total == 3
+    assert (await store.list_items(0, offset=10))[1] == 4  # past the last page: the total alone
