@@ -31,6 +31,7 @@ one function the engine and bench/street2shop.py both call per query. Saved with
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -97,12 +98,13 @@ class CatalogueHead:
     info: dict = field(default_factory=dict)  # how it was fitted: counts, chosen values, view figures, seconds
     typical: tuple[float, ...] = ()  # one category only: the views' closeness at quantiles 0, 1/TYPICAL_STEPS, ..., 1
 
+    @functools.cached_property
     def _pos(self) -> dict[str, int]:
         """The classifier's labels by lower-cased name (categories compare case-insensitively, as in the index)."""
         return {c.lower(): i for i, c in enumerate(self.classifier.labels)}
 
     def _vote(self, scores: np.ndarray, categories: Sequence[str]) -> np.ndarray:
-        pos = self._pos()
+        pos = self._pos
         top = np.asarray(scores[:VOTE_K], dtype=np.float64)
         P = np.zeros(len(self.classifier.labels))
         for s, c in zip(top, categories[:VOTE_K]):
@@ -116,7 +118,7 @@ class CatalogueHead:
         ``exp((cosine - best) / MEMBER_TEMPERATURE)``, ``best`` being the nearest catalogue item's cosine, so a
         labelled photo counts when it is as close to the query as the catalogue is; the share is
         ``total / (total + MEMBER_PRIOR)``: it grows with how many there are and how close they are."""
-        pos = self._pos()
+        pos = self._pos
         vote = np.zeros(len(self.classifier.labels))
         if members is None or len(members[0]) == 0:
             return vote, 0.0
@@ -162,9 +164,9 @@ class CatalogueHead:
         prediction = classify.Prediction(ranked[0][0] if sure else None, ranked[0][1], ranked, self.classifier.method)
         order = np.arange(len(scores))
         if self.rerank > 0:
-            prob = {c.lower(): p for c, p in zip(self.classifier.labels, P_clf)}
+            codes = np.array([self._pos.get(c.lower(), -1) for c in categories])
             floor = float(P_clf.min())  # a category too rare for the classifier: as unlikely as its least likely one
-            prior = np.log(np.array([prob.get(c.lower(), floor) for c in categories]) + EPS)
+            prior = np.log(np.where(codes >= 0, P_clf[np.maximum(codes, 0)], floor) + EPS)
             order = np.argsort(-(scores + self.rerank * prior), kind="stable")
             copies = [int(i) for i in np.flatnonzero(scores >= NEAR_COPY)]  # sorted: scores come best first
             if copies:  # a near-copy of the photo (the product's own picture, re-encoded) stays first
@@ -193,9 +195,8 @@ def head_from_bytes(data: bytes) -> CatalogueHead:
             raise HeadDataError(f"saved head version {meta.get('version')!r} is not supported (expected {VERSION})")
         values = [float(meta["rerank"]), float(meta["mix"]), float(meta["open_threshold"])]
         typical = tuple(float(v) for v in meta["typical"])
-        if not all(math.isfinite(v) for v in values + list(typical)) or values[0] < 0 or not 0 <= values[1] <= 1:
-            raise HeadDataError("the saved head's values are out of range")
-        if int(meta["open_k"]) < 1 or len(typical) not in (0, TYPICAL_STEPS + 1) or list(typical) != sorted(typical):
+        shapes = int(meta["open_k"]) >= 1 and len(typical) in (0, TYPICAL_STEPS + 1) and list(typical) == sorted(typical)
+        if not shapes or not all(math.isfinite(v) for v in values + list(typical)) or values[0] < 0 or not 0 <= values[1] <= 1:
             raise HeadDataError("the saved head's values are out of range")
         return CatalogueHead(classify.classifier_from_bytes(clf_bytes), rerank=values[0], mix=values[1],
                              open_threshold=values[2], open_k=int(meta["open_k"]), info=dict(meta["info"]),
