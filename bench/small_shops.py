@@ -10,28 +10,20 @@ measured in the same run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from recommender import head
 
+Answer = Callable[..., list]  # street2shop.answer(hd, Q, G, types): (decision, order) per photo, as the engine does
 TYPES = ("Tshirts", "Jeans", "Casual Shoes", "Shorts", "Skirts", "Caps", "Dresses", "Sweaters", "Jackets", "Handbags")
-
-
-def _decide(hd: head.CatalogueHead, Q: np.ndarray, G: np.ndarray, types: np.ndarray, k: int) -> list[head.Decision]:
-    out = []
-    for q in Q:
-        s = G @ q
-        idx = np.argsort(-s, kind="stable")[: head.CANDIDATES]
-        out.append(hd.decide(q, s[idx], list(types[idx]), k))
-    return out
 
 
 def one_category_rows(
     G: np.ndarray, types: np.ndarray, V: np.ndarray, owner: np.ndarray, Q: np.ndarray, Oo: np.ndarray,
-    kinds: Sequence[str], accept: Mapping[str, set[str]], n: int, k: int = 10,
+    kinds: Sequence[str], accept: Mapping[str, set[str]], n: int, answer: Answer,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
     """{"before" | "now": figures} for one-category shops of ``n`` items (see the module docstring)."""
     per: dict[str, list[list[float]]] = {"before": [], "now": []}
@@ -46,7 +38,8 @@ def one_category_rows(
         now = head.fit_head(G[sub], list(types[sub]), V[keep], np.array([remap[int(o)] for o in owner[keep]]))
         ink = np.array([t in accept[kind] for kind in kinds])
         for name, hd in (("before", replace(now, typical=())), ("now", now)):
-            garments, away = _decide(hd, Q, G[sub], types[sub], k), _decide(hd, Oo, G[sub], types[sub], k)
+            garments = [d for d, _ in answer(hd, Q, G[sub], types[sub])]
+            away = [d for d, _ in answer(hd, Oo, G[sub], types[sub])]
             sure = np.array([d.prediction.category is not None for d in garments])
             answered = np.array([not d.nothing_like_this for d in garments])
             tally[name] += [(sure & ink).sum(), sure.sum()]

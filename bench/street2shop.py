@@ -142,7 +142,8 @@ def answer(
     out = []
     for q in Q:
         s = G @ q
-        idx = np.argpartition(-s, head.CANDIDATES - 1)[: head.CANDIDATES]
+        m = min(head.CANDIDATES, len(G))  # a small shop has fewer items than that
+        idx = np.argpartition(-s, m - 1)[:m]
         idx = idx[np.argsort(-s[idx], kind="stable")]
         d = hd.decide(q, s[idx], list(types[idx]), K, members=members)
         out.append((d, idx[d.order]))
@@ -291,7 +292,8 @@ def main() -> None:
                                           refit=not a.no_refit, log=log))  # fmt: skip
     if a.one_category:
         V = np.concatenate(vcache.done)
-        for name, fig in small_shops.one_category_rows(G, types, V, owner, Q, Oo, kinds, ACCEPT, a.one_category, K).items():
+        shops = small_shops.one_category_rows(G, types, V, owner, Q, Oo, kinds, ACCEPT, a.one_category, answer)
+        for name, fig in shops.items():
             print(f"one-category shops of {a.one_category} items, {name}: " + ", ".join(f"{c} {v:.2f}" for c, v in fig.items()))
     if a.catalogue_check:  # do member-like views cost accuracy on catalogue photos? stratified 75/25 split
         from recommender.evaluate import stratified_split
