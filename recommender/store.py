@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import BigInteger, delete, func, literal, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -367,12 +367,13 @@ class Store:
     # -- guild settings and audit -----------------------------------------------------------------
 
     async def guild_settings(self, guild_id: int) -> GuildSettings:
+        """The settings and watched channels, read in one statement: of one moment, never half of a change."""
+        g, st, w = select(literal(guild_id, BigInteger).label("id")).subquery(), GuildSettingsRow, WatchedChannelRow
+        both = select(st.guild_id, st.k, st.moderator_role_id, st.remember_photos, w.channel_id).select_from(g)
         async with self.session() as s:
-            row = await s.get(GuildSettingsRow, guild_id)
-            watched = {
-                c for (c,) in await s.execute(select(WatchedChannelRow.channel_id).where(WatchedChannelRow.guild_id == guild_id))
-            }
-        if row is None:
+            rows = (await s.execute(both.outerjoin(st, st.guild_id == g.c.id).outerjoin(w, w.guild_id == g.c.id))).all()
+        row, watched = rows[0], {r.channel_id for r in rows if r.channel_id is not None}
+        if row.guild_id is None:
             return GuildSettings(guild_id, watched=watched)
         return GuildSettings(guild_id, row.k, row.moderator_role_id, watched, row.remember_photos is not False)
 

@@ -419,6 +419,35 @@ def test_own_versions_tell_this_stores_writes_from_another_processes() -> None:
     assert not v.only_ours(7, 6, 2) and v.own[7] == set()  # restored from a backup: its numbers are not ours
 
 
+async def test_a_guilds_settings_are_read_at_one_moment(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A moderator sets k, then watches a channel, while the bot reads the settings: it sees both changes or
+    neither (the settings row and the channels were two reads: the old k beside the new channel)."""
+    await store.update_guild_settings(1, "mod:a", k=8)
+    opened, armed = store.session, [True]
+
+    def session():  # the first read done, the moderator's two changes commit before the reading goes on
+        s = opened()
+
+        def then_the_changes(read):
+            async def call(*args, **kw):
+                result = await read(*args, **kw)
+                if armed and armed.pop():
+                    await store.update_guild_settings(1, "mod:a", k=7)
+                    await store.set_watched(1, 5, True, actor="mod:a")
+                return result
+
+            return call
+
+        s.get, s.execute = then_the_changes(s.get), then_the_changes(s.execute)
+        return s
+
+    monkeypatch.setattr(store, "session", session)
+    seen = await store.guild_settings(1)
+    assert not armed and (seen.k, seen.watched) in ((8, set()), (7, {5}))
+    now = await store.guild_settings(1)
+    assert (now.k, now.watched) == (7, {5})
+
+
 async def test_a_page_of_items_and_its_total_are_of_one_moment(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """/catalog list: an item committed while a page is read is in the page and its total, or in neither (the
     total was read first, then the page: 4 items on a page of "3 items")."""
