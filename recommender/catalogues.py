@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from .adapt import MIN_COUNT, DomainState
+from .catalogue_state import CatalogueState
 from .changes import Change
 from .community import MemberPhotos
 from .config import DEFAULT_GUILD, Settings
@@ -42,27 +42,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 FIT_GRACE_S = 10.0  # how long closing waits for a head fit in progress
 LOAD_TRIES = 3  # index loads in a row while refresh() keeps landing during them (the last one is kept)
-
-
-class CatalogueState:
-    """One catalogue's derived state."""
-
-    def __init__(self) -> None:
-        self.index: VectorIndex | None = None
-        self.index_lock = threading.Lock()  # guards the index across pool threads
-        self.load_lock = asyncio.Lock()
-        self.train_lock = asyncio.Lock()
-        self.head: CatalogueHead | None = None
-        self.retrain_timer: asyncio.Task[None] | None = None
-        self.training: asyncio.Task[Any] | None = None  # a background fit in progress (never cancelled midway)
-        self.pending: list[Callable[[VectorIndex], Any]] = []  # writes that landed while the index was loading
-        self.refreshes = 0  # refresh() calls: one that lands while the index loads makes the load read again
-        self.version: int | None = None  # the store's version the index reflects (SQLite; None: unknown, reload)
-        self.checked_at = 0.0  # when the store was last compared with it
-        self.revision = 0  # changes of the loaded index: the key of `reference`
-        self.reference: tuple[int, np.ndarray] | None = None  # (revision, mean item vector) for adapt.align
-        self.domain: tuple[float, DomainState] | None = None  # (when loaded, members' domain state)
-        self.members: dict[int, tuple[float, Members | None]] = {}  # guild -> (when loaded, its labelled photos)
 
 
 class Catalogues:
@@ -175,12 +154,8 @@ class Catalogues:
                 cat.pending.append(fn)
             return
 
-        def locked() -> None:
-            with cat.index_lock:
-                fn(index)
-
         try:
-            await self.embedder.cpu(locked)
+            await self.embedder.cpu(cat.write(index, fn))  # applied in the order made, whichever thread runs first
         except BaseException:  # not applied, though its version counts as ours (versions.py): reload at the next check
             cat.version = None
             raise

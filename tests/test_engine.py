@@ -693,6 +693,26 @@ async def test_a_loaded_catalogue_notices_another_writer_without_refresh(demo_ca
         await rec.close()
 
 
+async def test_two_quick_edits_of_one_item_reach_the_index_in_the_order_they_were_made(rec, monkeypatch) -> None:
+    """Two moderators price one item within milliseconds: searches filter by the price the store kept. The two
+    edits' pool threads may start in either order; the index applied them in that order (the first price won)."""
+    item_id, query = demo_item_id(demo_photos("skirt")[0]), as_png(demo_photos("skirt")[1])
+    await rec.similar(query, k=1, predict=False)  # the index is loaded
+    cpu, first = rec.embedder.cpu, [True]
+
+    async def first_thread_late(fn, *args, **kw):  # the first edit's pool thread starts after the second's
+        if first and first.pop():
+            return await cpu(lambda: (time.sleep(0.3), fn(*args, **kw))[1])
+        return await cpu(fn, *args, **kw)
+
+    monkeypatch.setattr(rec.embedder, "cpu", first_thread_late)
+    await asyncio.gather(*(rec.edit_item(item_id, {"price": p}, guild_id=0, actor="mod") for p in (11.0, 22.0)))
+    assert not first
+    kept = (await rec.get_item(item_id, guild_id=0)).price
+    found = await rec.similar(query, k=25, category="skirt", min_price=kept, max_price=kept, predict=False)
+    assert [m.item.item_id for m in found.matches] == [item_id]
+
+
 async def test_an_own_write_does_not_hide_another_writers_earlier_one(
     demo_catalogue: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
