@@ -98,6 +98,12 @@ def _light(img: Image.Image, rng: random.Random) -> Image.Image:
 
 def member_view(img: Image.Image, rng: random.Random, side: int = SIDE) -> Image.Image:
     """One member-photo-like view of a product shot (see the module docstring)."""
+    return member_view_and_mask(img, rng, side)[0]
+
+
+def member_view_and_mask(img: Image.Image, rng: random.Random, side: int = SIDE) -> tuple[Image.Image, Image.Image]:
+    """:func:`member_view` (the same view from the same ``rng``) and where its garment is: an 8-bit mask of the
+    view, 255 on the pasted product (bench/garments.py learns from it which cells of a photo show the garment)."""
     img = img.convert("RGB")
     canvas = background(rng, side)
     mask = product_mask(img)
@@ -114,13 +120,17 @@ def member_view(img: Image.Image, rng: random.Random, side: int = SIDE) -> Image
     x = rng.randint(min(0, side - prod.width), max(0, side - prod.width))
     y = rng.randint(min(0, side - prod.height), max(0, side - prod.height))
     canvas.paste(prod, (x, y), mask)
+    where = Image.new("L", (side, side), 0)
+    where.paste(mask, (x, y))
     if rng.random() < 0.3:  # zoom in: the garment fills the frame, parts of it leave it
         c = rng.uniform(0.6, 0.9) * side
         x0, y0 = rng.uniform(0, side - c), rng.uniform(0, side - c)
-        canvas = canvas.resize((side, side), Image.Resampling.BILINEAR, box=(x0, y0, x0 + c, y0 + c))
+        canvas, where = (
+            im.resize((side, side), Image.Resampling.BILINEAR, box=(x0, y0, x0 + c, y0 + c)) for im in (canvas, where)
+        )
     if rng.random() < 0.5:
-        canvas = canvas.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    return _light(canvas, rng)
+        canvas, where = (im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for im in (canvas, where))
+    return _light(canvas, rng), where
 
 
 def background_view(rng: random.Random, side: int = SIDE) -> Image.Image:
