@@ -3,7 +3,7 @@ the store and rebuilt from it on demand.
 
 Catalogues: guild 0 is the shared default. A guild searches its own catalogue once it has one item
 or more, the default one until then. Writes go to the store first, then to a loaded index (in the
-pool, under the index's lock); a write that lands while the index is loading is replayed on it, and a
+pool, under the index's lock, in the order they were made); a write that lands while the index is loading is replayed on it, and a
 refresh() then (another process's big write) makes the load read again. Another process's writes arrive by
 the change feed (PostgreSQL), or are noticed within `refresh_check_s` from the catalogue's version (SQLite).
 
