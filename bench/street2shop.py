@@ -19,6 +19,8 @@ views of the gallery, embedded by the same backbone). Gallery and view vectors a
     .venv/bin/python bench/street2shop.py --view-seed 1 --json seed1.json          # the same head, other random draws
     .venv/bin/python bench/street2shop.py --model efficientnet-lite2 --pooling activation  # views and photos
                                                   # pooled by activation (Backbone.embed_garments), items averaged
+    .venv/bin/python bench/street2shop.py --pooling garment      # views and photos pooled where a scorer learned
+                                                  # from the views sees the garment (bench/garments.py)
     .venv/bin/python bench/street2shop.py --one-category 40   # also shops of one articleType (bench/small_shops.py)
 
 The backbone runs on the fast path the engine uses (``runtime.accelerate``) in ``--precision``; float32's vectors
@@ -34,15 +36,18 @@ import random
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import community  # noqa: E402
+import garments  # noqa: E402
 import small_shops  # noqa: E402
 from ooc_photos import ooc_photos  # noqa: E402
 
@@ -227,7 +232,7 @@ def main() -> None:
     ap.add_argument(
         "--pooling",
         default="average",
-        choices=("average", "activation"),
+        choices=("average", "activation", "garment"),
         help="how member-like views and photos are pooled: the average (Backbone.embed) or weighted by the "
         "network's activation (Backbone.embed_garments); catalogue items are always averaged",
     )
@@ -247,17 +252,25 @@ def main() -> None:
     G = embed_all(gcache, load(range(len(gal))))
     gcache.save()
     print(f"gallery: {len(gal)} items, {len(set(types))} articleTypes ({time.time() - t0:.0f}s)", file=sys.stderr)
-    by_activation = a.pooling == "activation" and bb.trunk is not None
-    pool = bb.embed_garments if by_activation else bb.embed
+    if a.pooling != "average" and bb.trunk is None:
+        raise SystemExit(f"--pooling {a.pooling} needs a backbone with convolutional maps; {a.model} has none")
+    by_activation = a.pooling == "activation"
+    pool: Callable[[Sequence[Image.Image]], np.ndarray] = bb.embed_garments if by_activation else bb.embed
     ptag = "-activation" if by_activation else ""
     if (a.views_per_item, a.view_seed) != (2, 0):
         ptag += f"-p{a.views_per_item}-s{a.view_seed}"
     vcache = CachedEmbed(pool, a.cache / f"{a.model}{tag}-views-{a.per_type}-{a.max_views}{ptag}.npz",
                          gkey + f"|{a.max_views}{ptag}")  # fmt: skip
     t1 = time.time()
-    hd = head.train_head(G, list(types), load, vcache, max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed)
+    if a.pooling == "garment":  # the same views, pooled by a scorer learned from them (no cache: maps are large)
+        hd, pool, V = garments.garment_head(
+            bb, G, types, load, max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed
+        )
+    else:
+        hd = head.train_head(G, list(types), load, vcache, max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed)
+        vcache.save()
+        V = np.concatenate(vcache.done)
     owner = np.asarray(augment.view_plan(list(types), max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed))
-    vcache.save()
     print(f"head: {hd.info} ({time.time() - t1:.0f}s)", file=sys.stderr)
     q = queries()
     kinds = [k for k, _ in q]
@@ -279,19 +292,17 @@ def main() -> None:
         }
         for name, h in steps.items():
             rows[name] = figures(answer(h, Q, G, types), answer(h, Oo, G, types), kinds, types)
-        if bb.trunk is not None and not by_activation:
+        if bb.trunk is not None and a.pooling == "average":
             Qg, Og = embed_all(bb.embed_garments, qimgs), embed_all(bb.embed_garments, oimgs)
             rows["all steps, query pooled by activation (embed_garments)"] = figures(
                 answer(hd, Qg, G, types), answer(hd, Og, G, types), kinds, types
             )
     if a.community:
-        V = np.concatenate(vcache.done)
         log = lambda m: print(m, file=sys.stderr)  # noqa: E731
         rows.update(community.adaptation_rows(hd, G, types, Q, Oo, kinds, answer, figures, seeds=a.seeds))
         rows.update(community.labels_rows(hd, G, types, V, owner, Q, Oo, kinds, answer, figures, seeds=a.seeds,
                                           refit=not a.no_refit, log=log))  # fmt: skip
     if a.one_category:
-        V = np.concatenate(vcache.done)
         shops = small_shops.one_category_rows(G, types, V, owner, Q, Oo, kinds, ACCEPT, a.one_category, answer)
         for name, fig in shops.items():
             print(f"one-category shops of {a.one_category} items, {name}: " + ", ".join(f"{c} {v:.2f}" for c, v in fig.items()))
@@ -301,8 +312,7 @@ def main() -> None:
         train, test = stratified_split(list(types), 0.25, seed=0)
         keep = np.isin(owner, train)
         remap = {int(o): i for i, o in enumerate(train)}
-        V = np.concatenate(vcache.done)[keep]
-        with_views = head.fit_head(G[train], list(types[train]), V, [remap[int(o)] for o in owner[keep]])
+        with_views = head.fit_head(G[train], list(types[train]), V[keep], [remap[int(o)] for o in owner[keep]])
         shots_only = classify.fit_classifier(G[train], list(types[train]))
         for name, clf in (("classifier on product shots", shots_only), ("head's classifier (with views)", with_views.classifier)):
             P = clf.predict_proba(G[test])
@@ -310,7 +320,7 @@ def main() -> None:
             sure = P.max(1) >= 0.5
             print(f"catalogue 75/25, {name}: accuracy {np.mean(pred == types[test]):.3f}, sure {sure.mean():.3f}, "
                   f"accuracy when sure {np.mean((pred == types[test])[sure]):.3f}")  # fmt: skip
-    meta = {"model": a.model, "pooling": "activation" if by_activation else "average", "gallery": len(gal), "queries": len(q), "ooc": len(oimgs), "head": hd.info,
+    meta = {"model": a.model, "pooling": a.pooling, "gallery": len(gal), "queries": len(q), "ooc": len(oimgs), "head": hd.info,
             "seconds per photo (embed)": round(per_photo, 3), "seconds": round(time.time() - t0)}  # fmt: skip
     order = [n for n in rows if n != "catalogue-tuned head (all steps)"] + ["catalogue-tuned head (all steps)"]
     cols = list(next(iter(rows.values())))
