@@ -30,6 +30,7 @@ class CatalogueState:
         self.training: asyncio.Task[Any] | None = None  # a background fit in progress (never cancelled midway)
         self.pending: list[Write] = []  # writes that landed while the index was loading
         self.writes: deque[tuple[VectorIndex, Write, list[BaseException | None]]] = deque()  # made, not yet applied
+        self.made = 0  # writes made (applied, queued or pending): a change feed's read compares it before and after
         self.refreshes = 0  # refresh() calls: one that lands while the index loads makes the load read again
         self.version: int | None = None  # the store's version the index reflects (SQLite; None: unknown, reload)
         self.checked_at = 0.0  # when the store was last compared with it

@@ -3,7 +3,9 @@ the store and rebuilt from it on demand.
 
 Catalogues: guild 0 is the shared default. A guild searches its own catalogue once it has one item
 or more, the default one until then. Writes go to the store first, then to a loaded index (in the
-pool, under the index's lock, in the order they were made); a write that lands while the index is loading is replayed on it, and a
+pool, under the index's lock, in the order their calls here were made: right after each commit, so two quick
+edits of one item land as committed; a change feed's rows are read again when an own write was made during the
+read); a write that lands while the index is loading is replayed on it, and a
 refresh() then (another process's big write) makes the load read again. Another process's writes arrive by
 the change feed (PostgreSQL), or are noticed within `refresh_check_s` from the catalogue's version (SQLite).
 
@@ -149,6 +151,7 @@ class Catalogues:
         """Apply a change to the loaded index (in the pool, under its lock). Not loaded: nothing to
         do, except that a change made while it is loading is replayed on it once built."""
         cat = self.state(cid)
+        cat.made += 1
         if (index := cat.index) is None:
             if cat.load_lock.locked():
                 cat.pending.append(fn)
@@ -205,7 +208,11 @@ class Catalogues:
                 self._own[cid] = (True, time.monotonic())
             cat = self._states.get(cid)
             if cat is not None and (cat.index is not None or cat.load_lock.locked()):
-                rows = await self.store.vectors_by_pk(change.pks, self.model)
+                for _ in range(LOAD_TRIES):  # an own write made while reading may hold newer rows: read after it
+                    made = cat.made
+                    rows = await self.store.vectors_by_pk(change.pks, self.model)
+                    if cat.made == made:
+                        break
 
                 def upsert(ix: VectorIndex) -> None:
                     for pk, vec, category, price, digest in zip(

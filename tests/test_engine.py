@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from PIL import Image, ImageOps
 
+from recommender.changes import Change
 from recommender.errors import BadImage, BadOption, CatalogEmpty, DuplicateItem, ImageTooLarge, ItemNotFound
 from recommender.head import head_from_bytes
 from recommender.importer import records_from_folder
@@ -501,8 +502,6 @@ async def test_a_refresh_while_the_index_loads_makes_the_load_read_again(rec) ->
     """Another process's big write arrives as one "reload" while this process is loading the index (its rows
     already read): the load reads again. Before, the refresh was dropped and the index stayed without the
     other process's items until the next restart (PostgreSQL does not poll under the change feed)."""
-    from recommender.changes import Change
-
     cats = rec.catalogues
     other = await open_rec(rec.settings.db)  # the other process
     real = rec.store.load_vectors
@@ -710,6 +709,28 @@ async def test_two_quick_edits_of_one_item_reach_the_index_in_the_order_they_wer
     assert not first
     kept = (await rec.get_item(item_id, guild_id=0)).price
     found = await rec.similar(query, k=25, category="skirt", min_price=kept, max_price=kept, predict=False)
+    assert [m.item.item_id for m in found.matches] == [item_id]
+
+
+async def test_a_change_feeds_read_overtaken_by_an_own_edit_does_not_undo_it(rec, monkeypatch) -> None:
+    """Another process prices an item 33 and the change feed says so; while this process reads that row, a
+    moderator here prices it 44. The index keeps 44, as the store does (the feed's older read landed last)."""
+    item_id, query = demo_item_id(demo_photos("skirt")[0]), as_png(demo_photos("skirt")[1])
+    await rec.similar(query, k=1, predict=False)  # the index is loaded
+    pk = (await rec.get_item(item_id, guild_id=0)).pk
+    read, armed = rec.store.vectors_by_pk, [True]
+
+    async def then_an_own_edit(pks, model):
+        rows = await read(pks, model)
+        if armed and armed.pop():
+            await rec.edit_item(item_id, {"price": 44.0}, guild_id=0, actor="mod")
+        return rows
+
+    monkeypatch.setattr(rec.store, "vectors_by_pk", then_an_own_edit)
+    await rec.store.update_item(0, item_id, {"price": 33.0}, actor="another process")
+    await rec.catalogues.apply(Change("items", 0, (pk,), origin="another process"))
+    assert not armed and (await rec.get_item(item_id, guild_id=0)).price == 44.0
+    found = await rec.similar(query, k=25, category="skirt", min_price=44.0, max_price=44.0, predict=False)
     assert [m.item.item_id for m in found.matches] == [item_id]
 
 
