@@ -41,7 +41,7 @@ class Scorer:
 
     def pool(self, maps: np.ndarray, power: float = POWER) -> np.ndarray:
         """Unit vectors: each map averaged with weights ``score ** power``."""
-        wt = self(maps) ** power
+        wt = self(maps) ** power + 1e-12  # a picture with no garment-like cell at all is averaged plainly
         wt /= wt.sum(axis=(1, 2), keepdims=True)
         v = np.einsum("nchw,nhw->nc", np.asarray(maps, np.float32), wt)
         return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)

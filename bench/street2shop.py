@@ -233,8 +233,9 @@ def main() -> None:
         "--pooling",
         default="average",
         choices=("average", "activation", "garment"),
-        help="how member-like views and photos are pooled: the average (Backbone.embed) or weighted by the "
-        "network's activation (Backbone.embed_garments); catalogue items are always averaged",
+        help="how member-like views and photos are pooled: the average (Backbone.embed), weighted by the "
+        "network's activation (Backbone.embed_garments), or by a garment scorer learned from the views "
+        "(bench/garments.py); catalogue items are always averaged",
     )
     ap.add_argument("--compare", type=Path, nargs=2, metavar=("A.json", "B.json"), help="paired comparison of two --json runs")
     a = ap.parse_args()

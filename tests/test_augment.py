@@ -35,14 +35,14 @@ def test_a_photo_with_a_scene_behind_it_has_no_cut_out() -> None:
 def test_a_views_mask_shows_where_its_garment_was_pasted() -> None:
     shot = Image.new("RGB", (60, 80), (255, 255, 255))
     shot.paste((200, 20, 20), (10, 10, 50, 70))  # a red garment on a white studio background
-    for seed in range(6):
+    for seed in range(12):  # seeds 3, 8, 9 and 10 zoom in; 0, 1, 5 and 7 mirror the view
         view, where = augment.member_view_and_mask(shot, random.Random(seed))
         assert np.array_equal(np.asarray(view), np.asarray(augment.member_view(shot, random.Random(seed))))
         assert where.size == view.size and where.mode == "L"
         on, rgb = np.asarray(where) > 200, np.asarray(view, np.float32)
         assert 0.05 < on.mean() < 1.0  # the garment is 45-95 % of the frame's side, or zoomed into
-        red = rgb[..., 0] - rgb[..., 1:].mean(-1)
-        assert red[on].mean() > 60 and red[on].mean() > red[~on].mean() + 30, seed
+        red = rgb[..., 0] - rgb[..., 1:].mean(-1) > 50
+        assert red[on].mean() > 0.9, seed  # under the mask: the garment, wherever the view moved it
 
 
 @needs_fashion
