@@ -101,7 +101,7 @@ def records_from_tree(files: Iterator[TreeFile], notes: ImportNotes | None = Non
             notes.rename(f.where, item_id, "; ".join(why))
         category = f.category[:100]
         fields = ItemFields(item_id, _display_name(PurePosixPath(parts[-1]).stem, category), category)
-        yield ImportRecord(item_id, f.where, fields, f.read)
+        yield ImportRecord(item_id, f.where, fields, f.read, former_id=fit_id("/".join(parts))[0] if f.has_twin else None)
 
 
 def records_from_folder(

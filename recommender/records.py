@@ -166,6 +166,7 @@ class ImportRecord:
     fields: ItemFields | None = None
     image: ImageSource | None = None
     error: str | None = None
+    former_id: str | None = None  # a first twin's id before 2026-12-07 (its full name): kept where the catalogue has it
 
 
 @dataclass

@@ -73,7 +73,8 @@ class TreeFile:
     """One image file of a tree. `parts` is its clean path from the source (`name.notes` say how it
     differs from the real name), `category` the first folder under the category root (None: it sits
     at the root), `twin` that a sibling with the same stem sorts before it (hopper.png after hopper.jpg):
-    the first keeps the stem as its id, so adding a twin later never renames an item already imported."""
+    the first keeps the stem as its id, so adding a twin later never renames an item already imported;
+    `has_twin` that one sorts after it (before 2026-12-07 both twins had their full names as ids)."""
 
     where: str
     name: PathName
@@ -81,6 +82,7 @@ class TreeFile:
     read: Callable[[], bytes] | None
     problem: str | None = None
     twin: bool = False
+    has_twin: bool = False
 
 
 def _hidden(part: str) -> bool:
@@ -96,16 +98,17 @@ def _stem(name: str) -> str:
     return PurePosixPath(name).stem
 
 
-def _later_twins(paths: Iterable[tuple[str, ...]]) -> set[tuple[str, ...]]:
-    """The paths whose folder and stem an earlier path (in name order) already has."""
-    seen: set[tuple[str, ...]] = set()
-    later = set()
+def _twins(paths: Iterable[tuple[str, ...]]) -> tuple[set[tuple[str, ...]], set[tuple[str, ...]]]:
+    """(the paths whose folder and stem an earlier path (in name order) already has, those earlier paths)."""
+    first: dict[tuple[str, ...], tuple[str, ...]] = {}
+    later, earlier = set(), set()
     for p in sorted(paths):
         key = (*p[:-1], _stem(p[-1]))
-        if key in seen:
+        if key in first:
             later.add(p)
-        seen.add(key)
-    return later
+            earlier.add(first[key])
+        first.setdefault(key, p)
+    return later, earlier
 
 
 def category_depth(has_images: Callable[[tuple[str, ...]], bool], subfolders: Callable[[tuple[str, ...]], list[str]]) -> int:
@@ -151,7 +154,7 @@ def folder_files(root: Path, max_bytes: int) -> Iterator[TreeFile]:
 
 def _walk(root: Path, parts: tuple[str, ...], depth: int, max_bytes: int) -> Iterator[TreeFile]:
     entries = _listing(root.joinpath(*parts))
-    twins = _later_twins((e.name,) for e in entries if _is_image(e.name) and not _is_dir(e))
+    twins, firsts = _twins((e.name,) for e in entries if _is_image(e.name) and not _is_dir(e))
     for e in entries:
         rel = (*parts, e.name)
         if _is_dir(e):
@@ -175,6 +178,7 @@ def _walk(root: Path, parts: tuple[str, ...], depth: int, max_bytes: int) -> Ite
             LocalFile(Path(e.path), max_bytes),
             problem,
             (e.name,) in twins,
+            (e.name,) in firsts,
         )
 
 
@@ -217,7 +221,7 @@ def zip_files(archive: Archive, members: Iterable[tuple[PathName, Member]]) -> I
     """Image members in name order (and nested archives, reported), with the same category rule."""
     files = sorted(members, key=lambda nm: nm[0].parts)
     images, depth = _zip_layout(files)
-    twins = _later_twins(images)
+    twins, firsts = _twins(images)
     for name, m in files:
         parts = name.parts
         where = shown(m.name, 200)
@@ -234,4 +238,5 @@ def zip_files(archive: Archive, members: Iterable[tuple[PathName, Member]]) -> I
             functools.partial(archive.read, m),
             f"it is {m.kind}" if m.kind else "the file is empty" if m.compressed <= 2 and m.size == 0 else None,
             parts in twins,
+            parts in firsts,
         )

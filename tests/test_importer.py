@@ -8,6 +8,7 @@ import csv
 import io
 import shutil
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -550,3 +551,28 @@ async def test_adding_a_twin_later_keeps_the_first_photos_id(tmp_path: Path, db:
         await rec.close()
     zipped = zip_of({"dress/a.png": (tmp_path / "shop" / "dress" / "a.png").read_bytes(), "dress/a.jpg": jpg.read_bytes()})
     assert sorted(r.item_id for r in records_from_zip(zipped)) == ["dress/a", "dress/a.png"]
+
+
+async def test_twins_imported_under_the_old_rule_keep_their_ids(tmp_path: Path, db: str) -> None:
+    """Before 2026-12-07 twins (dress/a.jpg, dress/a.png) both had their full names as ids. Importing the same
+    folder again keeps those ids: the .jpg does not come in a second time as "dress/a". A new catalogue gets
+    the rule of today."""
+    jpg, png = demo_photos("dress")[:2]
+    (tmp_path / "shop" / "dress").mkdir(parents=True)
+    shutil.copyfile(jpg, tmp_path / "shop" / "dress" / "a.jpg")
+    decode_image(png.read_bytes()).save(tmp_path / "shop" / "dress" / "a.png")
+    recs = list(records_from_folder(tmp_path / "shop"))
+    assert [(r.item_id, r.former_id) for r in recs] == [("dress/a", "dress/a.jpg"), ("dress/a.png", None)]
+    old_rule = [
+        replace(r, item_id=r.former_id, fields=replace(r.fields, item_id=r.former_id)) if r.former_id else r for r in recs
+    ]
+    rec = await open_rec(db)
+    try:
+        assert (await rec.import_items(iter(old_rule), guild_id=5, actor="test")).added == 2
+        again = await rec.import_items(records_from_folder(tmp_path / "shop"), guild_id=5, actor="test")
+        assert (again.added, again.updated, again.unchanged) == (0, 0, 2)
+        assert sorted(i.item_id for i in (await rec.store.list_items(5))[0]) == ["dress/a.jpg", "dress/a.png"]
+        await rec.import_items(records_from_folder(tmp_path / "shop"), guild_id=6, actor="test")
+        assert sorted(i.item_id for i in (await rec.store.list_items(6))[0]) == ["dress/a", "dress/a.png"]
+    finally:
+        await rec.close()
