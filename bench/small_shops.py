@@ -2,6 +2,7 @@
 
 One shop per articleType of :data:`TYPES`: ``N`` of its gallery items (a seeded draw) and their member-like views,
 its head fitted by ``head.fit_head`` as the engine does; all 120 demo photos and the no-clothing photos are asked.
+"quick" is the head fitted from the items alone, without views: the one that answers until the full fit ends.
 A photo is "of its kind" when its kind accepts the shop's type (street2shop.ACCEPT). Each figure is the mean
 over the shops, except "right when sure", which pools every shop's sure answers. The same heads with
 ``typical`` emptied are the rule before 2026-12-07 (a one-category catalogue's category had probability 1),
@@ -25,9 +26,9 @@ def one_category_rows(
     G: np.ndarray, types: np.ndarray, V: np.ndarray, owner: np.ndarray, Q: np.ndarray, Oo: np.ndarray,
     kinds: Sequence[str], accept: Mapping[str, set[str]], n: int, answer: Answer,
 ) -> dict[str, dict[str, float]]:  # fmt: skip
-    """{"before" | "now": figures} for one-category shops of ``n`` items (see the module docstring)."""
-    per: dict[str, list[list[float]]] = {"before": [], "now": []}
-    tally = {"before": np.zeros(2), "now": np.zeros(2)}
+    """{"before" | "now" | "quick": figures} for one-category shops of ``n`` items (see the module docstring)."""
+    per: dict[str, list[list[float]]] = {"before": [], "now": [], "quick": []}
+    tally = {name: np.zeros(2) for name in per}
     for t in TYPES:
         pool = np.flatnonzero(types == t)
         if len(pool) == 0:
@@ -37,7 +38,8 @@ def one_category_rows(
         remap = {int(o): i for i, o in enumerate(sub)}
         now = head.fit_head(G[sub], list(types[sub]), V[keep], np.array([remap[int(o)] for o in owner[keep]]))
         ink = np.array([t in accept[kind] for kind in kinds])
-        for name, hd in (("before", replace(now, typical=())), ("now", now)):
+        quick = head.fit_head(G[sub], list(types[sub]))
+        for name, hd in (("before", replace(now, typical=())), ("now", now), ("quick", quick)):
             garments = [d for d, _ in answer(hd, Q, G[sub], types[sub])]
             away = [d for d, _ in answer(hd, Oo, G[sub], types[sub])]
             sure = np.array([d.prediction.category is not None for d in garments])
