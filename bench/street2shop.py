@@ -260,14 +260,14 @@ def main() -> None:
     ptag = "-activation" if by_activation else ""
     if (a.views_per_item, a.view_seed) != (2, 0):
         ptag += f"-p{a.views_per_item}-s{a.view_seed}"
-    vcache = CachedEmbed(pool, a.cache / f"{a.model}{tag}-views-{a.per_type}-{a.max_views}{ptag}.npz",
-                         gkey + f"|{a.max_views}{ptag}")  # fmt: skip
     t1 = time.time()
     if a.pooling == "garment":  # the same views, pooled by a scorer learned from them (no cache: maps are large)
         hd, pool, V = garments.garment_head(
             bb, G, types, load, max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed
         )
     else:
+        vcache = CachedEmbed(pool, a.cache / f"{a.model}{tag}-views-{a.per_type}-{a.max_views}{ptag}.npz",
+                             gkey + f"|{a.max_views}{ptag}")  # fmt: skip
         hd = head.train_head(G, list(types), load, vcache, max_views=a.max_views, per_item=a.views_per_item, seed=a.view_seed)
         vcache.save()
         V = np.concatenate(vcache.done)

@@ -111,10 +111,11 @@ class BulkImporter:
         self, chunk: list[ImportRecord], cid: int, fetch: FetchFn | None, readers: asyncio.Semaphore
     ) -> tuple[list[NewItem], list[tuple[str, str, str]]]:
         """The chunk's items ready to write, in order, and its failures (item id, where, reason)."""
-        chunk = await self._former_ids(chunk, cid)
+        ids = [i for r in chunk if r.error is None and r.fields is not None for i in (r.item_id, r.former_id) if i]
+        known = await self.store.known_hashes(cid, ids, self.embedder.model)
+        chunk = [_former_id_kept(r, known) for r in chunk]
         good = [(r, r.fields) for r in chunk if r.error is None and r.fields is not None]
         failed = [(r.item_id, r.where, r.error or "no item fields") for r in chunk if r.error is not None or r.fields is None]
-        known = await self.store.known_hashes(cid, [r.item_id for r, _ in good], self.embedder.model)
 
         web = {i for i, (r, _) in enumerate(good) if isinstance(r.image, str) and is_web_url(r.image)}
         local = [i for i in range(len(good)) if i not in web]
@@ -168,20 +169,6 @@ class BulkImporter:
                 failed.append((rec.item_id, rec.where, _reason(item or RuntimeError("not embedded"))))
         return ready, failed
 
-    async def _former_ids(self, chunk: list[ImportRecord], cid: int) -> list[ImportRecord]:
-        """A first twin imported before 2026-12-07 has its full name as id (``ImportRecord.former_id``): where
-        the catalogue has that id and not the new one, the record keeps the old one (no second copy of it)."""
-        twins = [r for r in chunk if r.former_id and r.fields is not None]
-        if not twins:
-            return chunk
-        have = await self.store.known_hashes(cid, [i for r in twins for i in (r.item_id, r.former_id or "")], self.embedder.model)
-        out = []
-        for r in chunk:
-            if r.former_id and r.fields and r.former_id in have and r.item_id not in have:
-                r = replace(r, item_id=r.former_id, fields=replace(r.fields, item_id=r.former_id))
-            out.append(r)
-        return out
-
     async def _source(self, rec: ImportRecord, fetch: FetchFn | None, known: str | None) -> Any:
         """What the pool reads the record's image from: its path, bytes or opener; the fetched bytes of a
         web image, or NotModified when the fetcher says it is still the one the item has."""
@@ -217,3 +204,11 @@ def _reason(e: BaseException) -> str:
         return str(e)
     log.warning("unexpected import error: %r", e)
     return f"unexpected error: {type(e).__name__}"
+
+
+def _former_id_kept(rec: ImportRecord, known: dict[str, str]) -> ImportRecord:
+    """A first twin imported before 2026-12-07 has its full name as id (``ImportRecord.former_id``): where the
+    catalogue has that id (``known``) and not the new one, the record keeps the old one (no second copy of it)."""
+    if rec.former_id and rec.fields and rec.former_id in known and rec.item_id not in known:
+        return replace(rec, item_id=rec.former_id, fields=replace(rec.fields, item_id=rec.former_id))
+    return rec

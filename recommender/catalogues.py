@@ -110,7 +110,8 @@ class Catalogues:
             cat.checked_at, known = time.monotonic(), cat.version
             version = await self.store.version(cid)
             if self.store.versions.only_ours(cid, known, version):  # our writes, applied to the index as they were made
-                cat.version = version if cat.version == known else cat.version  # (unless it was reloaded meanwhile)
+                if cat.version == known:  # (unless it was reloaded meanwhile)
+                    cat.version = version
             else:
                 log.info("catalogue %s changed outside this process; reloading it", cid)
                 self.refresh(cid)
