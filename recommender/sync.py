@@ -5,7 +5,9 @@ its available products through the bulk importer (an unchanged picture is neithe
 to the remembered ETag/Last-Modified, nor embedded, thanks to its hash), then take out the items the
 feed no longer sells (out of stock, a draft: never recommended) and those it no longer names, unless
 `keep_missing`. Those it does not name are kept when the feed had rows that could not be read at all
-(their product might be among them), and an item whose row or picture failed keeps its current version. Resumable: each batch commits on its
+(their product might be among them), and an item whose row or picture failed keeps its current version. A feed
+that names no product at all (a shop's export answering with its header alone while it is rebuilt) changes
+nothing: it is refused, never read as "the shop sells nothing any more". Resumable: each batch commits on its
 own, and running the sync again skips what is already there. One sync per catalogue at a time in a
 process; the scheduler's lease (feedstate.py) keeps other processes out.
 """
@@ -101,6 +103,8 @@ class FeedSync:
         data, label = await self._read(source, fetcher, max_feed_bytes)
         feed = await asyncio.to_thread(read_feed, data, options, label)
         del data
+        if not feed.ids and not feed.records:
+            raise BadManifest(f"The {label} names no products, so the catalogue was left as it is.")
         urls = [r.image for r in feed.records if isinstance(r.image, str)]
         images = None
         if fetcher is not None:

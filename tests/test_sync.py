@@ -221,6 +221,22 @@ async def test_a_feed_file_and_keep_missing(tmp_path: Path, shop: Shop) -> None:
         assert gone.removed == 1 and (await rec.list_items(guild_id=GUILD))[1] == 1
 
 
+async def test_a_feed_that_names_no_products_leaves_the_catalogue_as_it_is(tmp_path: Path, shop: Shop) -> None:
+    """A shop's export that answers with its header alone (it is being rebuilt) used to take out every item."""
+    products = [p for p in stock(shop).values() if p.id in ("DR-1", "HAT-1")]
+    feed = tmp_path / "products"
+    rec = await open_rec(tmp_path / "c.db")
+    async with rec, fetch_session(allow_private=True) as session:
+        fetcher = UrlFetcher(session, max_bytes=2_000_000, timeout_s=10, concurrency=2, allow_private=True)
+        feed.write_bytes(google_rss(shop, products))
+        await rec.sync_feed(feed, guild_id=GUILD, actor="test", fetcher=fetcher)
+        for empty in (google_rss(shop, []), google_tsv(shop, []), shopify_csv(shop, []), woocommerce_csv(shop, [])):
+            feed.write_bytes(empty)
+            with pytest.raises(BadManifest, match="names no products"):
+                await rec.sync_feed(feed, guild_id=GUILD, actor="test", fetcher=fetcher)
+            assert {i.item_id for i in (await rec.list_items(guild_id=GUILD))[0]} == {"DR-1", "HAT-1"}
+
+
 async def test_lookalike_sync_fetches_loopback_only_when_the_environment_says_so(tmp_path: Path, shop: Shop) -> None:
     products = [p for p in stock(shop).values() if p.id in ("DR-1", "HAT-1", "PA-1")]
     shop.feed = google_rss(shop, products)
