@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from .manifests import rows_csv
 from .names import shown
-from .offers import OUT_OF_STOCK, FeedOptions, Offer, availability, category_path, parse_price
+from .offers import OUT_OF_STOCK, FeedOptions, Offer, availability, bounded, category_path, parse_price
 
 Cells = dict[str, str]
 
 
-def _rows(data: bytes, label: str) -> Iterator[tuple[str, Cells | str]]:
-    for line, row in rows_csv(io.BytesIO(data), label):
+def _rows(data: bytes, label: str, read: Callable[[str], bool]) -> Iterator[tuple[str, Cells | str]]:
+    """The rows, each cut to the columns its reader reads (`read(name)`): a row may be held until the whole
+    export is read, and an export may have hundreds of columns."""
+    for line, row in bounded(rows_csv(io.BytesIO(data), label), label):
         where = f"{label} line {line}"
-        yield where, row if isinstance(row, str) else {k.strip(): (v or "").strip() for k, v in row.items()}
+        yield where, row if isinstance(row, str) else {k.strip(): (v or "").strip() for k, v in row.items() if read(k.strip())}
 
 
 def _price(offer: Offer, raw: str, regular: str = "") -> None:
@@ -49,11 +51,26 @@ def _link(options: FeedOptions, path: str) -> str | None:
 
 # -- Shopify --------------------------------------------------------------------------------------
 
+SHOPIFY_COLUMNS = frozenset(
+    ["Handle", "Title", "Body (HTML)", "Vendor", "Type", "Product Category", "Variant Price", "Variant Compare At Price"]
+    + ["Variant Inventory Tracker", "Variant Inventory Qty", "Variant Inventory Policy", "Image Src", "Image Position"]
+    + ["Variant Image", "Published", "Status"]
+    + [f"Option{i} {part}" for i in (1, 2, 3) for part in ("Name", "Value")]
+)
+
+
+def _shopify_reads(name: str) -> bool:
+    return name in SHOPIFY_COLUMNS or _gender_column(name)
+
+
+def _gender_column(name: str) -> bool:
+    return name.lower().startswith("gender") or name.lower().endswith("/ gender")
+
 
 def shopify_offers(data: bytes, label: str, options: FeedOptions) -> list[Offer]:
     products: dict[str, tuple[Cells, list[tuple[int, str]], list[Offer]]] = {}
     out: list[Offer] = []
-    for where, row in _rows(data, label):
+    for where, row in _rows(data, label, _shopify_reads):
         if isinstance(row, str):
             out.append(Offer("", "", where, error=row))
             continue
@@ -105,7 +122,7 @@ def _shopify_variant(handle: str, row: Cells, head: Cells, where: str, n: int, o
     for i in (1, 2, 3):
         if head.get(f"Option{i} Name", "").lower() in ("color", "colour"):
             offer.color = row.get(f"Option{i} Value") or None
-    gender = next((k for k in head if k.lower().startswith("gender") or k.lower().endswith("/ gender")), None)
+    gender = next((k for k in head if _gender_column(k)), None)
     offer.gender = head.get(gender, "") or None if gender else None
     return offer
 
@@ -114,6 +131,11 @@ def _shopify_variant(handle: str, row: Cells, head: Cells, where: str, n: int, o
 
 
 _COMMA = re.compile(r"(?<!\\),")
+WOOCOMMERCE_COLUMNS = frozenset(
+    ["ID", "Type", "SKU", "Name", "Published", "Description", "Short description", "In stock?", "Stock"]
+    + ["Regular price", "Sale price", "Categories", "Images", "Parent", "Brands"]
+    + [f"Attribute {i} {part}" for i in range(1, 6) for part in ("name", "value(s)")]
+)
 
 
 def _list(cell: str) -> list[str]:
@@ -131,7 +153,7 @@ def _count(cell: str) -> int:
 def woocommerce_offers(data: bytes, label: str, options: FeedOptions) -> list[Offer]:
     rows: list[tuple[str, Cells]] = []
     out: list[Offer] = []
-    for where, row in _rows(data, label):
+    for where, row in _rows(data, label, WOOCOMMERCE_COLUMNS.__contains__):
         if isinstance(row, str):
             out.append(Offer("", "", where, error=row))
         elif not row.get("ID") and not row.get("SKU"):

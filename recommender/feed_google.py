@@ -16,7 +16,7 @@ from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, Ext
 from .errors import BadManifest
 from .manifests import rows_csv
 from .names import shown
-from .offers import Offer, availability, category_path, parse_price
+from .offers import Offer, availability, bounded, category_path, parse_price
 
 G = "{http://base.google.com/ns/1.0}"
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -31,10 +31,14 @@ def offers(data: bytes, label: str) -> list[Offer]:
 
 
 def _xml_offers(data: bytes, label: str) -> list[Offer]:
+    return list(bounded(_xml_entries(data, label), label))
+
+
+def _xml_entries(data: bytes, label: str) -> Iterator[Offer]:
     """Streamed: each <item>/<entry> is read, turned into an offer and cleared, so a large feed never
     stands in memory as a tree."""
-    out: list[Offer] = []
     root: str | None = None
+    n = 0
     try:
         for event, elem in safe_xml.iterparse(
             io.BytesIO(data), events=("start", "end"), forbid_dtd=True, forbid_entities=True, forbid_external=True
@@ -44,7 +48,8 @@ def _xml_offers(data: bytes, label: str) -> list[Offer]:
                 if root not in ("rss", f"{ATOM}feed"):
                     raise BadManifest(f"The {label} is XML but neither RSS 2.0 nor Atom (its root is <{shown(root, 60)}>).")
             elif event == "end" and elem.tag == ("item" if root == "rss" else f"{ATOM}entry"):
-                out.append(_offer(_xml_fields(elem), f"{label} item {len(out) + 1}"))
+                n += 1
+                yield _offer(_xml_fields(elem), f"{label} item {n}")
                 elem.clear()
     except (DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden):
         raise BadManifest(
@@ -55,7 +60,6 @@ def _xml_offers(data: bytes, label: str) -> list[Offer]:
         raise BadManifest(f"The {label} uses XML features that are refused: {type(e).__name__}.") from None
     except ParseError as e:
         raise BadManifest(f"The {label} is not well-formed XML: {e}.") from None
-    return out
 
 
 def _xml_fields(entry: Element) -> dict[str, list[str]]:
@@ -87,7 +91,7 @@ def _text_offers(data: bytes, label: str) -> Iterator[Offer]:
     first = data[:65536].split(b"\n", 1)[0]
     delimiter = "\t" if b"\t" in first else ","
     names: dict[str, str] = {}  # header cell -> attribute (`g:ID ` and `id` are one)
-    for line, row in rows_csv(io.BytesIO(data), label, delimiter=delimiter):
+    for line, row in bounded(rows_csv(io.BytesIO(data), label, delimiter=delimiter), label):
         where = f"{label} line {line}"
         if isinstance(row, str):
             yield Offer("", "", where, error=row)

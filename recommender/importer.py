@@ -146,6 +146,7 @@ def records_from_rows(
     """Rows -> records. `resolve(path_cell, item_id)` finds the image. Each row fails alone."""
     first = True
     ids = UniqueIds()
+    mapped = cols.mapped()
     for line, row in rows:
         where = f"{label} line {line}"
         if isinstance(row, str):
@@ -176,7 +177,7 @@ def records_from_rows(
             if not math.isfinite(price) or price < 0:
                 yield ImportRecord(item_id, where, error=f"price '{shown(raw, 40)}' is not a number")
                 continue
-        extra = cols.extra or tuple(k for k in row if k not in cols.mapped())
+        extra = cols.extra or tuple(k for k in row if k not in mapped)
         attrs = {k: _jsonable(row[k]) for k in extra if k and k.strip() and k in row and row[k] not in (None, "")}
         fields = ItemFields(
             item_id=item_id,

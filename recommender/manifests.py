@@ -16,6 +16,7 @@ from typing import Any, BinaryIO
 from .errors import BadManifest
 
 MAX_LINE_CHARS = 1 << 20  # a manifest line longer than this fails its row (csv's own limit is 131,072 per cell)
+MAX_COLUMNS = 2000  # a header wider than this is refused: each row is padded to the header's width
 
 Row = tuple[int, "dict[str, Any] | str"]  # (line, the row's cells by column, or why the line is unusable)
 
@@ -85,6 +86,8 @@ def rows_csv(binary: BinaryIO, label: str, delimiter: str = ",") -> Iterator[Row
                 yield reader.line_num, f"the line is longer than {MAX_LINE_CHARS:,} characters"
             continue
         if header is None:
+            if len(cells) > MAX_COLUMNS:
+                raise BadManifest(f"{label}'s header has {len(cells):,} columns; at most {MAX_COLUMNS:,} are read.")
             header = cells
             at: dict[str, list[int]] = {}  # name -> its columns (the feeds read names without their spaces)
             for i, c in enumerate(cells, 1):

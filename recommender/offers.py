@@ -12,24 +12,37 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from typing import TypeVar
 
 from .errors import BadManifest
 from .names import fields_nul_problem, manifest_id_problem, shown
 from .records import ImportRecord, ItemFields
 from .urls import is_web_url
 
+T = TypeVar("T")
+
 FORMATS = ("google", "shopify", "woocommerce")
 CATEGORY_LEVELS = ("1", "2", "last")
 MAX_EXTRA_IMAGES = 10
+MAX_FEED_ROWS = 250_000  # rows (variants, images) or entries of one feed: it is held whole while they are folded
 MAX_DESCRIPTION = 4000
 MAX_MARKUP = 4 * MAX_DESCRIPTION  # what of a description's HTML is parsed (text, tags and all)
 UNCATEGORISED = "uncategorised"
 IN_STOCK = "in_stock"
 OUT_OF_STOCK = "out_of_stock"
 SELLABLE = frozenset({"in_stock", "preorder", "backorder"})
+
+
+def bounded(rows: Iterable[T], label: str) -> Iterator[T]:
+    """`rows` as they come, refused once there are more than MAX_FEED_ROWS: a feed of tiny rows would
+    otherwise cost far more memory than its bytes."""
+    for n, row in enumerate(rows, 1):
+        if n > MAX_FEED_ROWS:
+            raise BadManifest(f"The {label} has more than {MAX_FEED_ROWS:,} rows or entries; a feed may have at most that many.")
+        yield row
 
 
 @dataclass(frozen=True)

@@ -130,3 +130,42 @@ def test_a_stock_cell_that_is_no_count_affects_its_row_only() -> None:
     )
     feed = read_feed(shop.encode(), FeedOptions(currency="EUR"))
     assert [(r.item_id, r.error) for r in feed.records] == [("good-hat", None), ("odd-hat", None)]  # unknown: for sale
+
+
+def test_a_header_wider_than_the_limit_is_refused() -> None:
+    """A 1 MB header names 120,000 columns, and every row was padded to them (a feed of 30 short rows: 180 MB)."""
+    wide = "ID,Regular price," + ",".join(f"c{i}" for i in range(20_000)) + "\n1\n"
+    with pytest.raises(BadManifest, match="20,002 columns; at most 2,000"):
+        read_feed(wide.encode())
+
+
+@pytest.mark.parametrize("writer", [shopify_csv, woocommerce_csv])
+def test_an_export_with_many_columns_holds_only_the_columns_it_reads(writer) -> None:  # type: ignore[no-untyped-def]
+    """An export of 1,000 extra columns held every row padded to them until the whole export was read: 28 MB
+    traced for 1,000 rows of 1 MB of text, 4 MB now (a hostile feed of 10,000 rows of 120,000 columns: GBs)."""
+    import tracemalloc
+
+    header, *rows = writer(SHOP, [PRODUCTS[0]]).decode().splitlines()
+    extra = 1000
+    wide = [f"{header},{','.join(f'x{i}' for i in range(extra))}", *(row + "," * extra for row in rows)]
+    copies = [rows[0].replace("DR-1", f"DR-{n}") + "," * extra for n in range(2, 1001)]
+    tracemalloc.start()
+    try:
+        feed = read_feed("\n".join(wide + copies).encode(), FeedOptions(currency="EUR"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(feed.ids) == 1000 and all(r.error is None for r in feed.records)
+    assert peak < 20 * 2**20, f"peak {peak / 2**20:.0f} MB"
+
+
+@pytest.mark.parametrize("writer", [google_rss, google_atom, google_tsv, shopify_csv, woocommerce_csv])
+def test_a_feed_of_more_rows_than_the_limit_is_refused(writer, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """A 256 MB feed of tiny entries (`<item/>`) held tens of GB as offers and records."""
+    from recommender import offers
+
+    monkeypatch.setattr(offers, "MAX_FEED_ROWS", 3)
+    products = [PRODUCTS[0].but(id=f"DR-{n}", group="") for n in range(4)]
+    assert len(read_feed(writer(SHOP, products[:3])).ids) == 3
+    with pytest.raises(BadManifest, match="more than 3 "):
+        read_feed(writer(SHOP, products))
