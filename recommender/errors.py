@@ -9,11 +9,12 @@ import zipfile
 
 # What reading saved bytes with ``np.load`` can raise when they are damaged. A flipped bit in a zip directory
 # names an unknown compression method or says "encrypted": zipfile raises NotImplementedError or RuntimeError
-# for those, not BadZipFile. The loaders of saved classifiers, heads and domain states turn these into their
+# for those, not BadZipFile; a member without its .npy header comes back as bytes, not an array, so reading it as
+# one raises AttributeError. The loaders of saved classifiers, heads and domain states turn these into their
 # typed data errors, so a damaged row is refitted, never a crash on every query.
 UNREADABLE_BYTES: tuple[type[Exception], ...] = (
     ValueError, OSError, KeyError, TypeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError, NotImplementedError,
-    RuntimeError,
+    RuntimeError, AttributeError,
 )  # fmt: skip
 
 

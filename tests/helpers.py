@@ -233,6 +233,19 @@ class LoopLag:
             pass
 
 
+def member_without_npy_header(data: bytes, name: str = "meta.npy") -> bytes:
+    """``data`` (an ``np.savez`` archive) with member ``name`` holding its raw bytes, its ``.npy`` header gone:
+    ``np.load`` then hands that member back as ``bytes``, not an array."""
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for member in src.namelist():
+            raw = src.read(member)
+            dst.writestr(member, raw[raw.index(b"\n") + 1 :] if member == name else raw)
+    return out.getvalue()
+
+
 def zip_directory_damaged(data: bytes, field: str) -> bytes:
     """``data`` (an ``np.savez`` archive) with its first central-directory entry claiming an unsupported
     compression method (``field="method"``) or encryption (``"encrypted"``): what one flipped bit there does.

@@ -11,7 +11,7 @@ import pytest
 from recommender.adapt import MIN_COUNT, WINDOW, AdaptDataError, DomainState, domain_from_bytes
 from recommender.errors import BadOption
 
-from helpers import zip_directory_damaged
+from helpers import member_without_npy_header, zip_directory_damaged
 
 
 def unit(X: np.ndarray) -> np.ndarray:
@@ -68,7 +68,7 @@ def test_a_domain_state_round_trips_and_bad_bytes_are_a_typed_error() -> None:
     assert again.count == state.count and again.mean.dtype == np.float32 and np.array_equal(again.mean, state.mean)
     data = state.to_bytes()
     for bad in (b"", data[: len(data) // 2], b"\x00" * 64, data[:100] + bytes(x ^ 0xFF for x in data[100:300]) + data[300:],
-                zip_directory_damaged(data, "method"), zip_directory_damaged(data, "encrypted")):  # fmt: skip
+                zip_directory_damaged(data, "method"), zip_directory_damaged(data, "encrypted"), member_without_npy_header(data)):  # fmt: skip
         with pytest.raises(AdaptDataError):
             domain_from_bytes(bad)
     with np.load(io.BytesIO(data)) as z:

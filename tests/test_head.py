@@ -12,7 +12,17 @@ from recommender import classify, images
 from recommender.errors import BadOption, CatalogEmpty
 from recommender.head import CatalogueHead, HeadDataError, fit_head, head_from_bytes, train_head
 
-from helpers import FASHION, ROOT, backbone, demo_photos, fast_backbone, needs_fashion, styles_rows, zip_directory_damaged
+from helpers import (
+    FASHION,
+    ROOT,
+    backbone,
+    demo_photos,
+    fast_backbone,
+    member_without_npy_header,
+    needs_fashion,
+    styles_rows,
+    zip_directory_damaged,
+)
 
 NO_CLOTHING = sorted((ROOT / "tests" / "data" / "no-clothing").glob("*.jpg"))
 
@@ -84,6 +94,7 @@ def test_a_head_round_trips_through_bytes(demo_head) -> None:
         lambda b: b[:100] + bytes(x ^ 0xFF for x in b[100:400]) + b[400:],  # bytes flipped
         lambda b: zip_directory_damaged(b, "method"),  # zipfile: NotImplementedError
         lambda b: zip_directory_damaged(b, "encrypted"),  # zipfile: RuntimeError
+        lambda b: member_without_npy_header(b),  # np.load: bytes, not an array (AttributeError on .tobytes())
     ],
 )
 def test_corrupt_head_bytes_raise_a_typed_error(demo_head, corrupt) -> None:
