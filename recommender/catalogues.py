@@ -321,7 +321,8 @@ class Catalogues:
 
     async def head(self, cid: int) -> CatalogueHead | None:
         """The catalogue's head: loaded from the store, else fitted now (a stale one answers while a
-        fresh one is fitted in the background; an unreadable one is fitted again, never trusted)."""
+        fresh one is fitted in the background; an unreadable one is fitted again, never trusted; a quick one,
+        from the items alone, answers while the one with member-like views is fitted)."""
         cat = self.state(cid)
         if cat.head is None:
             saved = await self.store.load_classifier(cid, self.model)
@@ -334,9 +335,9 @@ class Catalogues:
                     self.schedule_retrain(cid, delay=0.0)
             if cat.head is None:  # never fitted: a quick head on the items answers now (concurrent first
                 await self.retrain(cid, force=False, views=False)  # callers: one fit, the rest load it) ...
-                idle = all(t is None or t.done() for t in (cat.retrain_timer, cat.training))
-                if cat.head is not None and not cat.head.info.get("views") and idle:
-                    self.schedule_retrain(cid, delay=0.0)  # ... and the one with member-like views follows
+            idle = all(t is None or t.done() for t in (cat.retrain_timer, cat.training))
+            if cat.head is not None and not cat.head.info.get("views") and idle:  # ... and the one with member-
+                self.schedule_retrain(cid, delay=0.0)  # like views follows, also after a stop cut it short
         return cat.head
 
     async def retrain(self, cid: int, *, force: bool = True, views: bool = True) -> CatalogueHead | None:

@@ -388,6 +388,33 @@ async def test_closing_does_not_wait_for_a_long_head_fit_and_keeps_the_saved_hea
         await again.close()
 
 
+async def test_a_quick_head_left_by_a_stopped_fit_is_fitted_fully_at_the_next_start(tmp_path: Path) -> None:
+    """The quick head a first query gets is saved before the full fit (member-like views) runs. A process stopped
+    or killed in between left the quick head for good: its fingerprint matched, so nothing fitted it again."""
+    from recommender.engine import Recommender
+    from recommender.store import Store
+
+    folder = tmp_path / "photos"
+    for c in ("hat", "shoes"):
+        (folder / c).mkdir(parents=True)
+        for p in demo_photos(c)[:6]:
+            shutil.copyfile(p, folder / c / p.name)
+    db = tmp_path / "c.db"
+    rec = Recommender(await Store.open(db), slow_tiny(0.0), settings(db, batch_size=2))
+    await rec.import_items(records_from_folder(folder), guild_id=0, actor="t")
+    await rec.catalogues.retrain(0, views=False)  # saved; the full fit never runs, as if the process was killed
+    await rec.close()
+    again = Recommender(await Store.open(db), slow_tiny(0.0), settings(db, batch_size=2))
+    try:
+        assert (await again.catalogues.head(0)).info["views"] == 0  # answers at once ...
+        await asyncio.wait_for(asyncio.shield(again.catalogues.state(0).retrain_timer), 60)
+        assert again.catalogues.state(0).head.info["views"] > 0  # ... and the full fit follows
+        saved = await again.store.load_classifier(0, "slow-tiny")
+        assert saved is not None and head_from_bytes(saved.blob).info["views"] > 0
+    finally:
+        await again.close()
+
+
 def bad_images() -> list[tuple[str, bytes, type, str]]:
     photo = demo_photos("hat")[0]
     with Image.open(photo) as im:
