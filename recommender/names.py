@@ -175,8 +175,11 @@ class UniqueIds:
         self._where: dict[str, str] = {}
 
     def conflict(self, item_id: str, where: str) -> str | None:
-        """None and claims the id if it is new; else the reason this record fails."""
-        first = self._where.setdefault(item_id, where)
-        if first == where:
+        """None and claims the id if it is new; else the reason this record fails (a ZIP's directory may
+        name one file twice: the same place is a second record too)."""
+        first = self._where.get(item_id)
+        if first is None:
+            self._where[item_id] = where
             return None
-        return f"the id '{shown(item_id, 60)}' is already used by {shown(first, 80)} in this import"
+        other = "another entry named " if first == where else ""
+        return f"the id '{shown(item_id, 60)}' is already used by {other}{shown(first, 80)} in this import"

@@ -237,6 +237,25 @@ def zip_of(files: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+def test_two_zip_members_of_one_name_are_a_conflict_not_an_overwrite() -> None:
+    """A ZIP's directory may name a file twice; the second became an update of the first, in silence."""
+    import warnings
+    import zipfile
+
+    hats = demo_photos("hat")[:2]
+    out = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(out, "w") as z:
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name, and writes it
+        for p in hats:
+            z.writestr("hat/a.jpg", p.read_bytes())
+    recs = list(records_from_zip(out.getvalue()))
+    assert [(r.item_id, r.error) for r in recs] == [
+        ("hat/a", None),
+        ("hat/a", "the id 'hat/a' is already used by another entry named hat/a.jpg in this import"),
+    ]
+    assert image_bytes(recs[0]) == hats[0].read_bytes()
+
+
 def test_zip_with_a_csv_manifest(tmp_path: Path) -> None:
     photos = demo_photos("pants")[:3]
     manifest = (
