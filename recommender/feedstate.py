@@ -74,8 +74,8 @@ class FeedState:
             await s.execute(upsert_statement(s.get_bind().dialect.name, ImageValidatorRow, ("url_key",), rows[0]), rows)
 
     async def prune_validators(self, older_than_s: float = VALIDATOR_TTL_S) -> None:
-        """Forget validators learned long ago (URLs that left every feed): at worst a picture still in a
-        feed is downloaded once more, never embedded again (its hash is unchanged)."""
+        """Forget validators neither learned nor confirmed (a 304) for long: URLs that left every feed. At
+        worst a picture still in a feed is downloaded once more, never embedded again (its hash is unchanged)."""
         async with self.session() as s, s.begin():
             await s.execute(delete(ImageValidatorRow).where(ImageValidatorRow.seen_at < now() - timedelta(seconds=older_than_s)))
 

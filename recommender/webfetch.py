@@ -145,6 +145,7 @@ class UrlFetcher:
                     url = str(target.join(self._address(resp.headers["Location"])))
                     continue
                 if resp.status == 304 and headers and known is not None:
+                    self.learned[first] = self.validators[first]  # still in a feed: remembered from now on too
                     return NotModified(known)
                 if resp.status in RETRY_STATUSES:
                     raise _Retry(f"the {self.what} URL answered HTTP {resp.status}")

@@ -308,6 +308,35 @@ async def test_validators_of_urls_no_feed_names_any_more_are_forgotten(tmp_path:
         }
 
 
+async def test_a_picture_the_server_says_is_unchanged_stays_remembered(tmp_path: Path, shop: Shop) -> None:
+    """A 304 did not refresh its validator, so every unchanged picture of a live feed was forgotten 30 days after
+    it was first downloaded, and downloaded again in full, all of them in one sync."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from recommender.feedstate import FeedState
+    from recommender.rows import now
+    from recommender.schema import ImageValidatorRow
+
+    products = [p for p in stock(shop).values() if p.id in ("DR-1", "HAT-1")]
+    shop.feed = google_rss(shop, products)
+    rec = await open_rec(tmp_path / "c.db")
+    async with rec, fetch_session(allow_private=True) as session:
+        fetcher = UrlFetcher(session, max_bytes=2_000_000, timeout_s=10, concurrency=2, allow_private=True)
+        await sync(rec, shop, fetcher)
+        urls = [shop.url(p.image) for p in products]
+        async with rec.store.session() as s, s.begin():  # learned 31 days ago, and still in the feed since
+            await s.execute(update(ImageValidatorRow).values(seen_at=now() - timedelta(days=31)))
+        shop.full.clear()
+        await sync(rec, shop, fetcher)
+        assert sum(shop.full.values()) == 0 and sum(shop.not_modified.values()) == 2  # unchanged, and answered so
+        assert set(await FeedState(rec.store.session).validators(urls)) == set(urls)  # so still remembered
+        shop.not_modified.clear()
+        await sync(rec, shop, fetcher)
+        assert sum(shop.full.values()) == 0 and sum(shop.not_modified.values()) == 2
+
+
 async def test_a_last_modified_longer_than_any_http_date_is_dropped_not_fatal(db: str) -> None:
     """An image server's odd Last-Modified (300 characters) is not stored: before, PostgreSQL refused the whole
     save ('value too long for type character varying(100)') and with it every sync of that feed."""
