@@ -82,3 +82,17 @@ async def test_without_attach_files_a_photo_is_answered_without_the_grid(harness
     reply = await h.ask(h.bob, [jpeg(held_out("hat")[1])])  # neither: the answer as plain text
     assert reply.attachments == [] and reply.embeds == [] and len(numbered(reply.content)) == h.settings.k
     h.assert_clean()
+
+
+async def test_without_read_message_history_a_photo_is_answered_in_a_message_naming_the_member(harness: Harness) -> None:
+    """Discord refuses a reply where the bot may not read the channel's history: the photo was looked at, and the
+    answer refused, so the member heard nothing."""
+    h = harness
+    h.sandbox.revoke_permissions(h.guild, h.bot_user, Perm.READ_MESSAGE_HISTORY, channel=h.channel)
+    before = len(h.sent())
+    await h.post(h.alice, [jpeg(held_out("shoes")[0])])
+    [answer] = await h.sandbox.wait_until(lambda: h.sent()[before:], 30, "the bot's answer")
+    assert answer.reference_id is None and answer.content.startswith(f"<@{h.alice.id}>")
+    assert answer.embeds and len(numbered(answer.embeds[0]["description"])) == h.settings.k
+    await h.settled()
+    h.assert_clean()

@@ -16,6 +16,7 @@ from discord.ext import commands
 
 from recommender.records import SimilarResult
 
+from .. import render
 from .utils.answers import remembers, resolve_k, similar_reply
 from .utils.attachments import looks_like_image, read_attachment
 from .utils.errors import describe
@@ -138,10 +139,17 @@ class Photos(commands.Cog):
             pass
 
     async def _reply(self, message: discord.Message, **kwargs: Any) -> discord.Message | None:
+        """A reply to the member's message; where the bot may not read the channel's history Discord refuses
+        replies, so the answer is a message that names the member instead (without pinging them)."""
+        if self._perms(message).read_message_history:
+            how: dict[str, Any] = {"reference": message.to_reference(fail_if_not_exists=False), "mention_author": False}
+        else:
+            content = kwargs.pop("content", None)
+            named = f"{message.author.mention} {content}" if content else message.author.mention
+            kwargs["content"] = render.fit_lines(named.split("\n"), render.MAX_CONTENT)
+            how = {"allowed_mentions": discord.AllowedMentions.none()}
         try:
-            return await message.channel.send(
-                reference=message.to_reference(fail_if_not_exists=False), mention_author=False, **kwargs
-            )
+            return await message.channel.send(**how, **kwargs)
         except discord.Forbidden:
             log.warning(
                 "no permission to reply in channel %s of guild %s",
