@@ -137,3 +137,20 @@ async def test_a_sync_cut_short_by_a_restart_runs_after_it(make_harness: MakeHar
     await eventually(lambda: scheduler(h).runs >= 1)
     assert h.rec is not None and (await h.rec.list_items(guild_id=h.guild.id))[1] == 3
     h.assert_clean()
+
+
+async def test_a_moderators_sync_cut_short_by_a_restart_says_so(make_harness: MakeHarness, shop: Shop) -> None:
+    """A restart cancelled a running /catalog sync (or import) after the grace period, and its progress message
+    stayed at "Syncing…" for good: the moderator could not know that it stopped, nor that running it again
+    finishes it."""
+    h = await make_harness(options={**OPTIONS, "shutdown_grace_s": 0.2})
+    shop.feed = google_rss(shop, products(shop)[:3])
+    shop.feed_open.clear()
+    inter = await h.sandbox.invoke_slash(h.guild, h.channel, h.owner, "catalog sync", {"url": f"{shop.base}/feed"})
+    await eventually(lambda: shop.hits["/feed"] >= 1)  # the sync is under way, waiting for the feed
+    await h.restart()
+    shop.feed_open.set()
+    [message] = inter.messages
+    assert message.content.startswith("Stopped: the bot restarted before the sync finished. What was done is kept")
+    assert "`/catalog sync` again" in message.content
+    h.assert_clean()

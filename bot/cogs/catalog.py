@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+STOPPED = (
+    "Stopped: the bot restarted before the {work} finished. What was done is kept; {again} again to finish "
+    "(what is already there is skipped)."
+)
 Name = app_commands.Range[str, 1, 200]
 Category = app_commands.Range[str, 1, 100]
 Price = app_commands.Range[float, 0.0, 1e9]
@@ -281,6 +285,9 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
                 self.rec.schedule_retrain(gid)  # once, in the background, after the whole import
             done = render.import_progress(summary.done, total, summary).replace("Importing…", "Imported:")
             await editor.finish(done)
+        except asyncio.CancelledError:  # the bot is stopping: say so, or the message stays at "Importing… 120/5,000"
+            await asyncio.shield(editor.abandon(STOPPED.format(work="import", again="upload the file to `/catalog import`")))
+            raise
         finally:  # an error or a cancellation must not orphan a pending progress edit
             await editor.close()
         content = render.clip("\n".join(t for t in (done, _notes_line(notes)) if t), render.MAX_CONTENT)
@@ -341,6 +348,9 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
                 self.rec.schedule_retrain(gid)
             done = render_feeds.sync_progress(s.done, s.done, s).replace("Syncing…", "Synced:")
             await editor.finish(done)
+        except asyncio.CancelledError:
+            await asyncio.shield(editor.abandon(STOPPED.format(work="sync", again="run `/catalog sync`")))
+            raise
         finally:
             await editor.close()
         embed = render_feeds.sync_summary(summary, source=url)

@@ -75,6 +75,11 @@ class ThrottledEditor:
                 await asyncio.sleep(wait)
             await self._write(text)
 
+    async def abandon(self, text: str) -> None:
+        """The work was cancelled (the bot is stopping): drop a pending edit and write `text` at once."""
+        await self.close()
+        await self._write(text)
+
     async def close(self) -> None:
         """Cancel an edit still pending (after an error or a cancellation) and wait for it to end."""
         self._pending = None
