@@ -184,6 +184,11 @@ async def test_label_mistakes_are_answered_in_words(make_harness: MakeHarness) -
     await typed.wait_done()
     names = [c["name"] for c in typed.choices or []]
     assert names[:3] == ["shirt", "shoes", "shorts"] and names[3:] == ["t-shirt"]  # those starting with it first
+    typed = await h.sandbox.autocomplete(  # discord.py runs no cog check for autocomplete: the command's own gate
+        h.guild, h.channel, h.alice, "catalog label", {"message": str(msg.id), "category": "sh"}, focused="category"
+    )
+    await typed.wait_done()
+    assert typed.choices == []  # a member who may not label is not shown the catalogue's categories
     h.assert_clean()
 
 

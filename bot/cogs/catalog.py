@@ -22,7 +22,7 @@ from recommender.urls import check_url
 
 from .. import render, render_community, render_feeds
 from .utils.attachments import read_attachment
-from .utils.checks import actor, require_moderator
+from .utils.checks import actor, is_moderator, require_moderator
 from .utils.feeds import FORMATS, LEVELS
 from .utils.items import make_item_id
 from .utils.progress import progress_message, report
@@ -196,7 +196,10 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
     @label.autocomplete("category")
     async def _label_categories(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         """The categories containing what was typed (those starting with it first), 25 at most: of the
-        catalogue that answered the message typed in `message`, else of the server's catalogue now."""
+        catalogue that answered the message typed in `message`, else of the server's catalogue now. None for
+        members who may not label (discord.py runs no cog check before an autocomplete)."""
+        if not await is_moderator(interaction):
+            return []
         gid = interaction.guild_id or 0
         try:
             message_id: int | None = message_id_from(str(getattr(interaction.namespace, "message", None) or ""), gid)
