@@ -82,7 +82,6 @@ class ChangeFeed:
 
         worker = asyncio.get_running_loop().create_task(self._apply(), name="lookalike-change-apply")
         failures = 0
-        first = True
         try:
             while True:
                 lost = asyncio.Event()
@@ -98,9 +97,9 @@ class ChangeFeed:
                     conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                     await conn.add_listener(CHANNEL, self._heard)
                     failures = 0
-                    if not first:  # whatever was sent while we were away is lost: start again from the store
-                        self._queue.put_nowait(Change("resync", origin=""))
-                    first = False
+                    # whatever was sent before this LISTEN is lost: start again from the store (a first connection
+                    # too: it may come after catalogues were loaded; at a plain start there is nothing to redo)
+                    self._queue.put_nowait(Change("resync", origin=""))
                     self.connected.set()
                     while not lost.is_set():  # a server that went away without a word is noticed by a ping
                         try:

@@ -83,6 +83,26 @@ async def test_writes_in_one_process_reach_another_within_a_second_without_a_rel
         await b.close()
 
 
+async def test_a_change_feed_that_connects_late_catches_up(pg_cluster: Cluster) -> None:
+    """The feed's first connection can come after the 10 s that opening waits for it (the server at its connection
+    limit). Indexes loaded meanwhile missed what others committed before that first LISTEN, until a restart."""
+    db = pg_cluster.clone(pg_cluster.template("demo", __import__("helpers").import_demo))
+    a = await open_rec(db)
+    b = await open_rec(db)
+    await b._feed.close()  # as if the feed had not connected yet: no LISTEN, no polling (it is meant to come)
+    b._feed = None
+    try:
+        query = mirrored(demo_photos("hat")[0])
+        await b.similar(query, k=3)  # b's index loaded
+        added = await a.add_item(as_png(demo_photos("shoes")[0]), ItemFields("new-1", "New", "boots"), guild_id=0, actor="a")
+        assert not await _has(b, added.pk)
+        await b.follow_changes()  # the first connection, at last
+        await eventually(lambda: _has(b, added.pk), within=5.0)
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_a_cli_import_reaches_a_running_process_within_a_second(pg_cluster: Cluster, tmp_path: Path) -> None:
     db = pg_cluster.new_database()
     rec = await open_rec(db)
