@@ -103,6 +103,44 @@ async def test_a_change_feed_that_connects_late_catches_up(pg_cluster: Cluster) 
         await b.close()
 
 
+async def test_a_head_fitted_while_another_process_changed_the_catalogue_never_overwrites_its_newer_head(
+    pg_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Process a fits a head (minutes with views); meanwhile b adds an item and saves a head of the new state. a's
+    fit used to end by saving its older head over b's, and kept it, as nothing told a to fit again."""
+    import threading
+
+    from recommender import catalogues
+
+    db = pg_cluster.clone(pg_cluster.template("demo", __import__("helpers").import_demo))
+    a, b = await open_rec(db), await open_rec(db)
+    gate, started, real_fit = threading.Event(), threading.Event(), catalogues.fit_head
+
+    def fit_head(*args, **kw):  # a's fit (the first) waits for the gate; b's runs at once
+        if not started.is_set():
+            started.set()
+            assert gate.wait(30)
+        return real_fit(*args, **kw)
+
+    monkeypatch.setattr(catalogues, "fit_head", fit_head)
+    try:
+        fitting = asyncio.create_task(a.catalogues.retrain(0, views=False))
+        assert await asyncio.to_thread(started.wait, 30)
+        await b.add_item(as_png(demo_photos("shoes")[0]), ItemFields("new-1", "New", "boots"), guild_id=0, actor="b")
+        newer = await b.catalogues.retrain(0, views=False)
+        assert newer is not None and newer.info["items"] == 121
+        saved = await b.store.load_classifier(0, "tiny")
+        gate.set()
+        head = await fitting
+        assert head is not None and head.info["items"] == 121  # a took b's newer head ...
+        kept = await a.store.load_classifier(0, "tiny")
+        assert kept is not None and kept.blob == saved.blob  # ... and did not overwrite it with its older one
+    finally:
+        gate.set()
+        await a.close()
+        await b.close()
+
+
 async def test_a_cli_import_reaches_a_running_process_within_a_second(pg_cluster: Cluster, tmp_path: Path) -> None:
     db = pg_cluster.new_database()
     rec = await open_rec(db)
