@@ -148,6 +148,7 @@ class LookalikeBot(commands.Bot):
         self.cooldown = UserCooldown(options.cooldown_rate, options.cooldown_per_s)
         self.guild_configs = GuildConfigs(rec)
         self.work = WorkTracker()
+        self.downloads = asyncio.Semaphore(options.fetch_concurrency)  # attachments held at once: 20 MB each
         self.web: aiohttp.ClientSession | None = None
         self.fetcher: UrlFetcher | None = None
         self._health: asyncio.Task[None] | None = None

@@ -92,7 +92,7 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         url = check_url(url)
         await interaction.response.defer(ephemeral=True, thinking=True)
         gid = interaction.guild_id or 0
-        data = await read_attachment(image, self.bot.settings.max_image_bytes)
+        data = await read_attachment(image, self.bot.settings.max_image_bytes, self.bot.downloads)
         was_default = await self.rec.catalogue_for(gid) == DEFAULT_GUILD
         item_id = await asyncio.to_thread(make_item_id, name, data)  # hashes up to max_image_bytes: off the loop
         fields = ItemFields(item_id, name.strip(), category.strip(), price, url, description)

@@ -101,6 +101,10 @@ class DiscordSandbox(World):
         self.identify_interval = identify_interval
         #: ``shards`` in ``GET /gateway/bot``; None: Discord's rule (about one shard per 1,000 guilds).
         self.recommended_shards: int | None = None
+        #: Seconds the CDN takes to serve an attachment (a slow network), and the most it served at once.
+        self.cdn_delay_s = 0.0
+        self.cdn_peak = 0
+        self._cdn_now = 0
         self.port = 0
         self.gateway = Gateway(self)
         self._runner: web.AppRunner | None = None
@@ -170,6 +174,12 @@ class DiscordSandbox(World):
         if stored is None:
             self.unknown_routes.append(f"GET {request.path}")
             return web.Response(status=404, text="404: Not Found")
+        self._cdn_now += 1
+        self.cdn_peak = max(self.cdn_peak, self._cdn_now)
+        try:
+            await asyncio.sleep(self.cdn_delay_s)
+        finally:
+            self._cdn_now -= 1
         return web.Response(body=stored.data, content_type=stored.content_type)
 
     async def _avatar(self, request: web.Request) -> web.StreamResponse:
