@@ -176,7 +176,7 @@ async def test_burst_of_20_photos_all_answered_without_missing_a_heartbeat(make_
 
 
 async def test_a_burst_of_photos_is_downloaded_a_few_at_a_time(make_harness: MakeHarness) -> None:
-    """Every member's attachments were downloaded at once: 100 members posting 4 photos of 20 MB held 8 GB."""
+    """Every member's attachments were downloaded at once (16 here): with 20 MB photos, members × 4 × 20 MB."""
     h = await make_harness(options={"fetch_concurrency": 2, "max_attachments": 4})
     h.sandbox.cdn_delay_s = 0.2  # a slow network: downloads overlap
     photos = demo_split()[1]
