@@ -54,6 +54,7 @@ async def upsert(
     added: dict[str, dict[str, Any]] = {}  # item id -> the new row's values (pk unknown until inserted)
     changed: dict[int, dict[str, Any]] = {}  # pk -> the row's new values
     stale: set[int] = set()  # pks whose picture changed: other models' vectors of it go
+    pictured: set[int] = set()  # pks this batch gives a picture (a vector): only their hash is written
     vectors: dict[str, tuple[int, bytes]] = {}  # item id -> (dim, vector) to store for `model`
     audits: list[dict[str, Any]] = []
     done: list[tuple[dict[str, Any], WriteStatus]] = []  # a snapshot of the row per occurrence
@@ -97,6 +98,8 @@ async def upsert(
                 row["updated_at"] = t
                 if row["pk"] is not None:
                     changed[row["pk"]] = row
+            if new.vector is not None and row["pk"] is not None:
+                pictured.add(row["pk"])
         if new.vector is not None:
             vectors[f.item_id] = (int(new.vector.shape[-1]), encode_vector(new.vector))
         if audit:
@@ -110,9 +113,15 @@ async def upsert(
         got = await s.execute(insert(ItemRow).returning(ItemRow.pk, sort_by_parameter_order=True), rows)
         for r, (pk,) in zip(added.values(), got.all()):
             r["pk"] = pk
-    keys = ("pk", *_FIELDS, "updated_at")
-    for with_thumb in (False, True):  # one key set per executemany
-        rows = [{k: r[k] for k in keys} | _thumb(r) for r in changed.values() if ("thumbnail" in r) == with_thumb]
+    # one key set per executemany. A row updated without a picture keeps its stored hash: what was read may have
+    # been replaced since by another writer's picture (hash, vector, thumbnail), whose hash must stay with them
+    for with_thumb, with_hash in ((False, False), (False, True), (True, False), (True, True)):
+        keys = ("pk", *(k for k in _FIELDS if with_hash or k != "content_hash"), "updated_at")
+        rows = [
+            {k: r[k] for k in keys} | _thumb(r)
+            for r in changed.values()
+            if ("thumbnail" in r) == with_thumb and (r["pk"] in pictured) == with_hash
+        ]
         if rows:
             await s.execute(update(ItemRow), rows)
     if vectors:

@@ -73,3 +73,35 @@ async def test_a_new_picture_drops_other_models_vectors_and_fields_only_keep_the
     assert status == "updated" and item.name == "B" and item.updated_at >= a.updated_at
     counts = await sql(store, "SELECT model, COUNT(*) FROM embeddings GROUP BY model ORDER BY model")
     assert [tuple(r) for r in counts] == [("other", 1), ("tiny", 2)]  # a field change keeps every vector
+
+
+async def test_a_field_change_never_writes_back_a_hash_another_writer_replaced(store: Store, db: str, monkeypatch) -> None:
+    """A field-only write (a feed's unchanged picture) read the row, then another writer committed a new picture
+    (hash, vector, thumbnail), then the field-only write set the old hash back: the stored hash no longer matched
+    the vector, and that picture was never embedded again (its hash was 'known')."""
+    from recommender import item_writes
+
+    await store.upsert_items(0, [photo_item(1, "b")], "tiny", "x")
+    old = photo_item(1, "b")
+    renamed = NewItem(dataclasses.replace(old.fields, name="B"), None, old.content_hash, None)
+    new_picture = photo_item(5, "b")
+    other = await Store.open(db)
+    real = item_writes._current
+    raced = []
+
+    async def current_then_another_writer(*args: object, **kw: object) -> object:
+        got = await real(*args, **kw)
+        if not raced:
+            raced.append(True)
+            await other.upsert_items(0, [new_picture], "tiny", "y")  # commits between the read and the write
+        return got
+
+    monkeypatch.setattr(item_writes, "_current", current_then_another_writer)
+    try:
+        await store.upsert_items(0, [renamed], "tiny", "x")
+    finally:
+        await other.close()
+    [row] = await sql(store, "SELECT name, content_hash FROM items WHERE item_id = 'b'")
+    assert tuple(row) == ("B", new_picture.content_hash)  # the rename, and the picture that goes with the vector
+    vectors = await store.load_vectors(0, "tiny")
+    assert abs(float(vectors.vectors[0] @ unit(5)) - 1) < 1e-3
