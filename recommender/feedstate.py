@@ -89,12 +89,12 @@ class FeedState:
 
     async def set_feed(self, guild_id: int, url: str, every_s: int, options: dict[str, str], channel_id: int | None, actor: str) -> None:  # fmt: skip
         """Configure (or reconfigure) a guild's feed, audit-logged in the same transaction; its first run is due now."""
-        async with self.session() as s, s.begin():
+        t = now()
+        row = dict(guild_id=guild_id, url=url, every_s=every_s, options=json.dumps(options, sort_keys=True),
+                   channel_id=channel_id, next_run_at=t, last_error=None, error_reported=False, updated_at=t)  # fmt: skip
+        async with self.session() as s, s.begin():  # one statement: two admins setting it at once both succeed
             s.add(audit_row(guild_id, actor, "feed", None, url=url, every_s=every_s))
-            row = await s.get(FeedRow, guild_id) or FeedRow(guild_id=guild_id)
-            row.url, row.every_s, row.options, row.channel_id = url, every_s, json.dumps(options, sort_keys=True), channel_id
-            row.next_run_at, row.last_error, row.error_reported, row.updated_at = now(), None, False, now()
-            s.add(row)
+            await s.execute(upsert_statement(s.get_bind().dialect.name, FeedRow, ("guild_id",), row), row)
 
     async def drop_feed(self, guild_id: int, actor: str) -> bool:
         """Stop syncing the guild's feed; False if it had none (a drop is audit-logged in the same transaction)."""

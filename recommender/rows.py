@@ -25,6 +25,14 @@ def upsert_statement(dialect: str, table: Any, keys: Sequence[str], columns: Ite
     return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns if c not in keys})
 
 
+def insert_new(dialect: str, table: Any) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING``: its rowcount says whether the row was new. One statement, so two
+    processes adding the same row at once both succeed (a read, then an INSERT, raced)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).on_conflict_do_nothing()
+
+
 def now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 

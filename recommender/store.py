@@ -16,10 +16,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import BigInteger, delete, func, literal, select, text
+from sqlalchemy import BigInteger, CursorResult, delete, func, literal, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -33,6 +33,7 @@ from .rows import (
     aggregated_vector_rows,
     audit_row,
     decode_vectors,
+    insert_new,
     item_from_row,
     joined_vector_rows,
     now,
@@ -378,25 +379,24 @@ class Store:
         return GuildSettings(guild_id, row.k, row.moderator_role_id, watched, row.remember_photos is not False)
 
     async def update_guild_settings(self, guild_id: int, actor: str, **values: Any) -> None:
-        """Change a guild's settings, audit-logged in the same transaction."""
+        """Change a guild's settings, audit-logged in the same transaction. One statement: two first changes
+        of a guild at once (two admins, two shards) both land."""
+        row = {"guild_id": guild_id, **values, "updated_at": now()}
         async with self.session() as s, s.begin():
-            row = await s.get(GuildSettingsRow, guild_id) or GuildSettingsRow(guild_id=guild_id)
-            for k, v in values.items():
-                setattr(row, k, v)
-            row.updated_at = now()
-            s.add(row)
+            await s.execute(upsert_statement(self.database.kind, GuildSettingsRow, ("guild_id",), row), row)
             s.add(audit_row(guild_id, actor, "config", None, **values))
             await self._publish(s, Change("settings", guild_id))
 
     async def set_watched(self, guild_id: int, channel_id: int, watched: bool, *, actor: str) -> bool:
         """Returns whether anything changed (a change is audit-logged in the same transaction)."""
-        async with self.session() as s, s.begin():
-            row = await s.get(WatchedChannelRow, (guild_id, channel_id))
-            if watched and row is None:
-                s.add(WatchedChannelRow(guild_id=guild_id, channel_id=channel_id))
-            elif not watched and row is not None:
-                await s.delete(row)
+        key = {"guild_id": guild_id, "channel_id": channel_id}
+        async with self.session() as s, s.begin():  # one statement each: the same change twice at once is one
+            if watched:
+                statement = insert_new(self.database.kind, WatchedChannelRow.__table__).values(**key)
             else:
+                where = (WatchedChannelRow.guild_id == guild_id, WatchedChannelRow.channel_id == channel_id)
+                statement = delete(WatchedChannelRow).where(*where)
+            if cast(CursorResult[Any], await s.execute(statement)).rowcount != 1:
                 return False
             s.add(audit_row(guild_id, actor, "watch" if watched else "unwatch", None, channel=channel_id))
             await self._publish(s, Change("settings", guild_id))

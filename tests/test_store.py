@@ -392,6 +392,37 @@ async def test_two_processes_saving_a_first_classifier_at_once_both_succeed(db: 
         await two.close()
 
 
+async def test_two_first_settings_changes_of_a_guild_at_once_both_land(db: str) -> None:
+    """Two admins (or two shards) changing a guild's settings for the first time at once: each read found no row,
+    so the second INSERT hit the key and the admin got "something went wrong". Watching one channel twice
+    at once, or setting its feed: the same."""
+    one, two = await Store.open(db), await Store.open(db)  # two connection pools: two processes, in effect
+    try:
+        for guild in range(1, 13):
+            await asyncio.gather(
+                one.update_guild_settings(guild, "a", k=3), two.update_guild_settings(guild, "b", moderator_role_id=77)
+            )
+            settings = await one.guild_settings(guild)
+            assert (settings.k, settings.moderator_role_id) == (3, 77)  # neither change lost
+            changed = await asyncio.gather(one.set_watched(guild, 5, True, actor="a"), two.set_watched(guild, 5, True, actor="b"))
+            assert sorted(changed) == [False, True] and (await two.guild_settings(guild)).watched == {5}
+            changed = await asyncio.gather(
+                one.set_watched(guild, 5, False, actor="a"), two.set_watched(guild, 5, False, actor="b")
+            )
+            assert sorted(changed) == [False, True] and (await two.guild_settings(guild)).watched == set()
+            feeds = FeedState(one.session), FeedState(two.session)
+            await asyncio.gather(
+                *(f.set_feed(guild, f"https://shop.example/{n}.xml", 3600, {}, None, "a") for n, f in enumerate(feeds))
+            )
+            feed = await feeds[0].feed(guild)
+            assert feed is not None and feed.url in {"https://shop.example/0.xml", "https://shop.example/1.xml"}
+        audit = await one.audit_entries(guild)
+        assert [e["action"] for e in audit].count("config") == 2  # each change audited once
+    finally:
+        await one.close()
+        await two.close()
+
+
 async def test_a_picture_found_unchanged_then_replaced_keeps_the_replacements_hash(store: Store) -> None:
     """Import B found item-0's picture unchanged (P0); before B wrote, import C replaced it with P1 (vector
     and all). B's write must not pair P0's hash with P1's vector: a later import of P0 would be taken for
