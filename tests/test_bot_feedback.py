@@ -91,6 +91,29 @@ async def test_votes_label_a_photo_and_removing_a_reaction_takes_the_vote_back(m
     h.assert_clean()
 
 
+async def test_a_vote_that_comes_before_the_reply_is_linked_to_its_photo_still_counts(
+    make_harness: MakeHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply (which asks for votes) is sent before it is linked to the photo. A 👍 in between, on the reply
+    or on the photo message, found no message the recommender knew, and was dropped without a word."""
+    h = await make_harness(settings=SURE)
+    assert h.rec is not None
+    real_link = h.rec.link_reply
+
+    async def slow_link(*args: Any, **kw: Any) -> None:  # a database busy with an import: seconds
+        await asyncio.sleep(1.0)
+        await real_link(*args, **kw)
+
+    monkeypatch.setattr(h.rec, "link_reply", slow_link)
+    msg = await h.post(h.alice, [jpeg(held_out("shoes")[0])])
+    reply = await h.reply_to(msg)
+    await h.react(h.bob, reply, UP)  # before the link
+    await h.react(h.alice, msg, UP)
+    await community(h, lambda s: s.thumbs_up == 2)
+    await h.settled()
+    h.assert_clean()
+
+
 async def test_taking_one_reaction_back_leaves_the_vote_the_other_still_shows(make_harness: MakeHarness) -> None:
     """A member may show 👍 and 👎 at once; taking one back leaves the vote of the one still shown."""
     h = await make_harness(settings=SURE)
