@@ -171,6 +171,27 @@ def test_remove_then_stats(db: Path, capsys) -> None:
     assert rc == 1 and err == f"lookalike: There is no item '{gone[0]}' in this catalogue.\n"
 
 
+def test_export_of_batches_whose_columns_differ_writes_one_whole_file(db: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    """Each batch's column types came from its own values: a first batch without prices (a null column) and a
+    later one with a price could not share the file, and the export ended in a traceback with the first batch
+    written (over any good export before it)."""
+    import sqlite3
+
+    from recommender.store import Store
+
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE items SET price = 9.5, url = 'https://shop.example/x' WHERE pk = (SELECT MAX(pk) FROM items)")
+    real = Store.iter_export
+    monkeypatch.setattr(Store, "iter_export", lambda self, guild, model: real(self, guild, model, batch=50))
+    out_file = tmp_path / "catalogue.parquet"
+    out_file.write_bytes(b"an earlier export")
+    rc, out, err = cli(capsys, "export", "--db", db, "--out", out_file)
+    assert rc == 0, err
+    table = pq.read_table(out_file)
+    assert table.num_rows == 120 and sorted(p for p in table.column("price").to_pylist() if p is not None) == [9.5]
+    assert [f.name for f in tmp_path.iterdir() if f.name.endswith(".part")] == []
+
+
 def test_export_writes_items_and_vectors_to_parquet(db: Path, tmp_path: Path, capsys) -> None:
     out_file = tmp_path / "catalogue.parquet"
     rc, out, err = cli(capsys, "export", "--db", db, "--out", out_file)
