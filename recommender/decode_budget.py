@@ -165,8 +165,10 @@ def decode_bytes(im: Image.Image, fmt: str, full_size: tuple[int, int]) -> int:
     stored = width * height * _stored_bytes_per_pixel(im.mode)
     if fmt == "WEBP":  # libwebp's own buffers, its RGBA canvas, the copy it hands over, the image: measured 18-20
         return width * height * 20
-    if fmt == "TIFF":  # libtiff reads a whole strip or tile beside the image
-        return 2 * stored
+    if fmt == "TIFF":  # libtiff reads a whole strip or tile beside the image; a tile may be far larger than the
+        tags = getattr(im, "tag_v2", {})  # image (a 16x16 image of one 16,384-pixel-square tile), and it is filled
+        tile = int(tags.get(322, 0) or 0) * int(tags.get(323, 0) or 0) * 8  # up to 4 samples of 16 bits
+        return stored + max(stored, tile)
     if fmt == "JPEG" and im.info.get("progressive"):
         full_w, full_h = full_size
         layers = getattr(im, "layer", []) or [(0, 1, 1, 0)]

@@ -307,6 +307,30 @@ def test_tiff_tags_too_big_to_parse_are_refused(photo: Image.Image) -> None:
         decode_image(patched + bytes(16))
 
 
+def tiled_tiff(tile: int, side: int = 16) -> bytes:
+    """A side x side RGBA TIFF of one Deflate tile of tile x tile pixels (zeros): the tile may be far larger than
+    the image, and libtiff fills all of it."""
+    co = zlib.compressobj(1)
+    packed = b"".join(co.compress(bytes(tile * 4)) for _ in range(tile)) + co.flush()
+    bits = struct.pack("<4H", 8, 8, 8, 8)
+    at_bits = 8 + len(packed)
+    tags = [(256, 3, 1, side), (257, 3, 1, side), (258, 3, 4, at_bits), (259, 3, 1, 8), (262, 3, 1, 2), (277, 3, 1, 4),
+            (284, 3, 1, 1), (322, 4, 1, tile), (323, 4, 1, tile), (324, 4, 1, 8), (325, 4, 1, len(packed)),
+            (338, 3, 1, 2)]  # fmt: skip
+    ifd = struct.pack("<H", len(tags)) + b"".join(
+        struct.pack("<HHIHH", t, k, n, v, 0) if k == 3 and n == 1 else struct.pack("<HHII", t, k, n, v) for t, k, n, v in tags
+    )
+    return b"II*\x00" + struct.pack("<I", at_bits + len(bits)) + packed + bits + ifd + struct.pack("<I", 0)
+
+
+def test_a_tiff_tile_larger_than_its_image_is_counted() -> None:
+    """A 16x16 TIFF may declare one tile of 16,384 x 16,384 pixels: a 1 MB file made the decoder fill 1 GB (peak
+    RSS 1,062 MB, 4 s). Its tile is counted now; a tile as large as the image decodes as before."""
+    assert np.asarray(decode_image(tiled_tiff(16))).min() == 255  # transparent, on white
+    with pytest.raises(ImageTooLarge, match="^The image is 16×16 pixels and would need 513 MB of memory to decode"):
+        decode_image(tiled_tiff(8192))
+
+
 def test_webp_memory_is_counted_in_bytes_not_pixels() -> None:
     out = np.asarray(decode_image(tiny_webp(2000, 2000)))  # 4 MP: 80 MB, within 128 MB
     assert out.shape == (1024, 1024, 3)
