@@ -54,6 +54,7 @@ class Batcher(Generic[T, R]):
         self._slow: deque[tuple[T, asyncio.Future[R]]] = deque()  # bulk
         self._changed = asyncio.Condition()
         self._worker: asyncio.Task[None] | None = None
+        self._closed = False
         self.batches = 0  # counters for stats and tests
         self.items = 0
 
@@ -68,17 +69,17 @@ class Batcher(Generic[T, R]):
     async def submit(self, item: T, *, wait: bool = False) -> R:
         """Queue one item and await its result. Interactive callers go first and get Busy when their
         queue stays full; bulk callers (wait=True) queue behind them and wait for room instead."""
-        self._ensure_worker()
+        self._open()
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         queue = self._slow if wait else self._fast
         async with self._changed:
             if len(queue) >= self.max_queue:
                 try:
-                    await asyncio.wait_for(
-                        self._changed.wait_for(lambda: len(queue) < self.max_queue), None if wait else self.put_timeout_s
-                    )
+                    await asyncio.wait_for(self._changed.wait_for(lambda: len(queue) < self.max_queue or self._closed),
+                                           None if wait else self.put_timeout_s)  # fmt: skip
                 except TimeoutError:
                     raise Busy("The recommender is busy right now; please try again in a few seconds.") from None
+                self._open()
             queue.append((item, fut))
             self._changed.notify_all()
         return await fut
@@ -86,14 +87,15 @@ class Batcher(Generic[T, R]):
     async def submit_many(self, items: Sequence[T]) -> list[R]:
         """Bulk: queue several items at once (one wake-up of the worker, not one per item), behind
         interactive queries, waiting for room, never Busy; their results in order."""
-        self._ensure_worker()
+        self._open()
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[R]] = [loop.create_future() for _ in items]
         pending = list(zip(items, futures))
         try:
             while pending:
                 async with self._changed:
-                    await self._changed.wait_for(lambda: len(self._slow) < self.max_queue)
+                    await self._changed.wait_for(lambda: len(self._slow) < self.max_queue or self._closed)
+                    self._open()
                     room = self.max_queue - len(self._slow)
                     self._slow.extend(pending[:room])
                     pending = pending[room:]
@@ -103,6 +105,12 @@ class Batcher(Generic[T, R]):
             for f in futures:  # queued ones are skipped by the worker
                 f.cancel()
             raise
+
+    def _open(self) -> None:
+        """Start the worker if need be; a closed batcher takes no more work (CancelledError, as for those queued)."""
+        if self._closed:
+            raise asyncio.CancelledError("the batcher is closed")
+        self._ensure_worker()
 
     async def _take_batch(self) -> list[tuple[T, asyncio.Future[R]]]:
         """Up to max_batch waiting requests, waiting up to max_wait_s for company. With several lanes
@@ -180,7 +188,10 @@ class Batcher(Generic[T, R]):
                 f.set_result(r)
 
     async def close(self) -> None:
-        """Stop the worker; callers still waiting get CancelledError."""
+        """Stop the worker; callers still waiting, queued or waiting for room, get CancelledError."""
+        self._closed = True
+        async with self._changed:
+            self._changed.notify_all()  # callers waiting for room see it closed
         if self._worker is not None:
             self._worker.cancel()
             try:

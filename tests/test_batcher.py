@@ -141,6 +141,35 @@ async def test_close_cancels_waiting_callers(executor) -> None:
         release.set()
 
 
+async def test_close_also_ends_callers_waiting_for_room(executor) -> None:
+    """A bulk caller waiting for room in a full queue (a head fit's views, behind an import) waited for ever once
+    the batcher closed: nothing woke it, and shutdown hung on it."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def slow(xs):
+        started.set()
+        release.wait(10)
+        return xs
+
+    b = Batcher(slow, executor, max_batch=1, max_wait_s=0.0, max_queue=1)
+    try:
+        running = asyncio.ensure_future(b.submit(1, wait=True))
+        await asyncio.to_thread(started.wait, 5)
+        queued = asyncio.ensure_future(b.submit(2, wait=True))  # fills the queue
+        bulk = asyncio.ensure_future(b.submit_many([3, 4, 5]))  # waits for room
+        one = asyncio.ensure_future(b.submit(6, wait=True))  # waits for room
+        await asyncio.sleep(0.05)
+        await asyncio.wait_for(b.close(), 5)
+        for fut in (running, queued, bulk, one):
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(fut, 5)
+        with pytest.raises(asyncio.CancelledError):  # and a closed batcher takes no more work
+            await asyncio.wait_for(b.submit(7), 5)
+    finally:
+        release.set()
+
+
 async def test_a_cancelled_caller_is_skipped(executor) -> None:
     seen: list[int] = []
     gate = threading.Event()
