@@ -164,7 +164,9 @@ def fingerprint(module: torch.nn.Module, name: str, input_size: int) -> str:
     return h.hexdigest()[:32]
 
 
-def _session(module: torch.nn.Module, name: str, backbone: Backbone, cache: Path, threads: int, precision: str) -> Any:
+def _session(
+    module: torch.nn.Module, name: str, backbone: Backbone, cache: Path, threads: int, precision: str, retried: bool = False
+) -> Any:
     import onnxruntime
 
     key = fingerprint(module, name, backbone.input_size)
@@ -180,21 +182,25 @@ def _session(module: torch.nn.Module, name: str, backbone: Backbone, cache: Path
         _export(module, backbone.input_size, path, meta, key)
     if precision == "int8":
         try:
-            path, fresh = _int8(path, key, backbone, fresh), False
+            path, fresh = _int8(path, key, backbone, fresh)
         except Exception as e:  # no calibration photos, a quantizer that fails: float32 serves
             log.warning("no int8 export of %s (%s): float32 serves", name, e)
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:
-        if fresh:
+        if (fresh or retried) and precision == "int8":  # made just now, or again after a cached one failed
+            log.warning("int8 export of %s cannot be loaded (%s): float32 serves", name, e)
+            return _session(module, name, backbone, cache, threads, "fp32")
+        if fresh or retried:
             raise
         log.warning("cached ONNX export %s unreadable (%s): exporting again", path, e)
         path.unlink(missing_ok=True)
-        return _session(module, name, backbone, cache, threads, precision)
+        return _session(module, name, backbone, cache, threads, precision, retried=True)
 
 
-def _int8(fp32: Path, key: str, backbone: Backbone, fresh: bool) -> Path:
-    """The int8 export made from the float32 one (quantize.py), cached beside it under its own key."""
+def _int8(fp32: Path, key: str, backbone: Backbone, fresh: bool) -> tuple[Path, bool]:
+    """The int8 export made from the float32 one (quantize.py), cached beside it under its own key; and whether
+    it was made just now."""
     from . import images, quantize
 
     photos = quantize.calibration_photos()
@@ -205,7 +211,8 @@ def _int8(fp32: Path, key: str, backbone: Backbone, fresh: bool) -> Path:
     if fresh or not _trusted(path, meta, qkey):
         quantize.quantize(fp32, path, lambda p: backbone.prepare(images.load_image(p)[0]), photos, float_convs)
         quantize.record(meta, qkey, _sha256(path))
-    return path
+        return path, True
+    return path, False
 
 
 def _trusted(path: Path, meta: Path, key: str) -> bool:

@@ -178,6 +178,35 @@ def test_a_corrupt_int8_export_is_rebuilt_and_a_bad_precision_is_refused(tmp_pat
         accelerate(tiny, tmp_path, precision="fp16")
 
 
+def test_an_int8_export_the_runtime_cannot_load_is_quantized_once_not_for_ever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A freshly quantized file that ONNX Runtime refused (an optimizer bug, no memory) counted as a cached one:
+    deleted, quantized again, refused again, ... until a RecursionError, hours later. Now float32 serves."""
+    import onnxruntime
+
+    from recommender import quantize
+
+    real, quantized = onnxruntime.InferenceSession, []
+    real_quantize = quantize.quantize
+
+    def refuse_int8(path: str, *args, **kw):  # type: ignore[no-untyped-def]
+        if "-int8-" in path:
+            raise RuntimeError("this graph cannot be loaded")
+        return real(path, *args, **kw)
+
+    def counting(*args, **kw):  # type: ignore[no-untyped-def]
+        quantized.append(1)
+        return real_quantize(*args, **kw)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", refuse_int8)
+    monkeypatch.setattr(quantize, "quantize", counting)
+    caplog.set_level(logging.WARNING, logger="recommender.runtime")
+    fast = accelerate(backbone("tiny"), tmp_path, threads=1, precision="int8")
+    assert len(quantized) == 1 and "int8 export of tiny-net cannot be loaded" in caplog.text and "float32 serves" in caplog.text
+    assert isinstance(fast.net, Checked) and np.allclose(fast.embed(PHOTOS[:2]), backbone("tiny").embed(PHOTOS[:2]), atol=1e-4)
+
+
 def test_reduced_precision_that_disagrees_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
     import torch
 
