@@ -7,6 +7,7 @@ The config file is `LOOKALIKE_CONFIG` or `--config`; its keys are the field name
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -165,6 +166,9 @@ def _validate(s: Settings) -> None:
     ):
         if getattr(s, name) < 1:
             raise BadOption(f"{name} must be at least 1.")
+    for name in ("batch_wait_ms", "retrain_delay_s", "refresh_check_s"):  # inf or NaN: a photo never answered, a
+        if not 0.0 <= getattr(s, name) < math.inf:  # catalogue never refreshed (NaN fails every comparison)
+            raise BadOption(f"{name} must be a number of 0 or more.")
     check_k(s.k)
     if not 0.0 <= s.threshold <= 1.0:
         raise BadOption("threshold must be between 0 and 1.")

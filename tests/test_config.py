@@ -83,6 +83,9 @@ def test_precedence_file_then_environment_then_overrides(tmp_path: Path) -> None
         ({"LOOKALIKE_THRESHOLD": "nan"}, "threshold must be between 0 and 1"),
         ({"LOOKALIKE_THRESHOLD": "high"}, "'threshold' has an invalid value"),
         ({"LOOKALIKE_POOLING": "max"}, "pooling must be 'gap' or 'flatten'"),
+        ({"LOOKALIKE_BATCH_WAIT_MS": "inf"}, "batch_wait_ms must be a number of 0 or more"),  # a lone photo never ran
+        ({"LOOKALIKE_REFRESH_CHECK_S": "nan"}, "refresh_check_s must be a number of 0 or more"),  # polling silently off
+        ({"LOOKALIKE_RETRAIN_DELAY_S": "-1"}, "retrain_delay_s must be a number of 0 or more"),
         ({"LOOKALIKE_CONFIG": "/nowhere/lookalike.toml"}, "Config file /nowhere/lookalike.toml does not exist"),
     ],
 )
