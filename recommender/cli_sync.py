@@ -5,12 +5,15 @@ fetching follows the bot's options, read the same way: `LOOKALIKE_FETCH_PRIVATE_
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import BadOption
 from .feeds import FORMATS
+from .names import shown
 from .offers import CATEGORY_LEVELS
 
 FETCH_DEFAULTS: dict[str, Any] = {"fetch_private_urls": False, "fetch_timeout_s": 15.0, "fetch_concurrency": 8}
@@ -26,8 +29,13 @@ def fetch_options(extra: Mapping[str, Any], env: Mapping[str, str] | None = None
             continue
         if isinstance(default, bool):
             out[key] = raw if isinstance(raw, bool) else str(raw).strip().lower() in ("1", "true", "yes", "on")
-        else:
+            continue
+        try:
             out[key] = type(default)(raw)
+        except (TypeError, ValueError):
+            raise BadOption(f"{key} has an invalid value {shown(str(raw), 40)!r}.") from None
+    if not 0 < out["fetch_timeout_s"] < math.inf or out["fetch_concurrency"] < 1:  # 0 at once: waits for ever
+        raise BadOption("fetch_timeout_s must be a positive number of seconds and fetch_concurrency at least 1.")
     return out
 
 

@@ -483,3 +483,19 @@ def test_an_output_path_that_cannot_be_written_is_one_sentence(
     rc, _, err = cli(capsys, "export", "--db", db, "--out", tmp_path / "missing" / "x.parquet")
     assert rc == 1
     assert err.startswith("lookalike: ") and "missing" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "name, value, words",
+    [
+        ("FETCH_CONCURRENCY", "0", "fetch_concurrency at least 1"),  # a semaphore of 0: the feed waited for ever
+        ("FETCH_TIMEOUT_S", "abc", "fetch_timeout_s has an invalid value 'abc'"),  # a traceback
+        ("FETCH_TIMEOUT_S", "inf", "fetch_timeout_s must be a positive number"),
+    ],
+)
+def test_sync_refuses_fetch_options_that_cannot_work(
+    tmp_path: Path, capsys, monkeypatch, name: str, value: str, words: str
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv(f"LOOKALIKE_{name}", value)
+    rc, _, err = cli(capsys, "sync", "https://shop.example/feed.xml", "--db", tmp_path / "c.db", "--model", "tiny")
+    assert rc != 0 and words in err and "Traceback" not in err
