@@ -22,7 +22,7 @@ from . import runtime
 from .cli_evaluate import add_evaluate
 from .cli_sync import add_sync
 from .config import DEFAULT_GUILD, check_k, load_settings
-from .errors import BadOption, RecommenderError
+from .errors import BadOption, ItemNotFound, RecommenderError
 from .names import shown
 
 log = logging.getLogger("lookalike")
@@ -219,13 +219,19 @@ async def cmd_classify(args: argparse.Namespace) -> int:
 
 async def cmd_remove(args: argparse.Namespace) -> int:
     store, _ = await _open_store(args)
+    missing = 0
     try:
-        for item_id in args.ids:
-            item = await store.remove_item(args.guild, item_id, _actor())
+        for item_id in args.ids:  # an unknown id (a typo) is said and skipped: the others are still removed
+            try:
+                item = await store.remove_item(args.guild, item_id, _actor())
+            except ItemNotFound as e:
+                print(f"lookalike: {e}", file=sys.stderr)
+                missing += 1
+                continue
             print(f"removed {shown(item.item_id)}\t{shown(item.category)}\t{shown(item.name)}")
     finally:
         await store.close()
-    return 0
+    return 1 if missing else 0
 
 
 async def cmd_stats(args: argparse.Namespace) -> int:

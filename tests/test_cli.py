@@ -169,6 +169,9 @@ def test_remove_then_stats(db: Path, capsys) -> None:
     assert rc == 0 and "items: 118" in out and "categories: 10" in out and "  ... 7 more" in out
     rc, _, err = cli(capsys, "remove", gone[0], "--db", db)
     assert rc == 1 and err == f"lookalike: There is no item '{gone[0]}' in this catalogue.\n"
+    other = demo_item_id(demo_photos("shoes")[0])
+    rc, out, err = cli(capsys, "remove", gone[0], other, "--db", db)  # a typo among the ids: the rest still go
+    assert rc == 1 and out.startswith(f"removed {other}\t") and f"no item '{gone[0]}'" in err
 
 
 def test_export_of_batches_whose_columns_differ_writes_one_whole_file(db: Path, tmp_path: Path, capsys, monkeypatch) -> None:
