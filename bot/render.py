@@ -163,8 +163,8 @@ def prediction_title(result: SimilarResult) -> str:
     p = result.prediction
     if p is None:
         return "Closest matches"
-    if p.sure and p.category:
-        return clip(f"Looks like: {p.category} ({percent(p.probability)})", MAX_TITLE)
+    if p.sure and p.category:  # a shop's category is text: in a plain-text answer it must not become a link
+        return f"Looks like: {plain(p.category, MAX_TITLE - 20)} ({percent(p.probability)})"
     return "Looks like: not sure"
 
 

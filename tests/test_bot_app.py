@@ -262,6 +262,17 @@ def test_rendered_replies_stay_within_discord_limits(long: bool) -> None:
         validate_message({"embeds": [{"title": "t" * 257}]}, 0)
 
 
+def test_a_category_is_text_not_markdown_in_the_plain_text_answer() -> None:
+    """Without Embed Links the answer is message content, where a feed's product type such as
+    '[Free gift](https://phish.example)' became a masked link in the bot's own words."""
+    category = "[Free gift](https://phish.example) @everyone"
+    prediction = Prediction(category, 0.9, [(category, 0.9)], "linear")
+    result = SimilarResult([Match(_item(1, False), 0.9)], prediction, DEFAULT_GUILD)
+    reply = render.results_reply([render.Query("", result)], {}, rich=False)
+    head = reply.content.splitlines()[0]
+    assert head.startswith("**Looks like: ") and "Free gift" in head and "](" not in head and "@everyone" not in head
+
+
 @pytest.mark.parametrize("text", [("snake_case " * 100)[:1000], "_" * 2000, "*[x](y)* @everyone " * 120])
 def test_item_embed_escapes_before_clipping_and_stays_within_limits(text: str) -> None:
     """Markdown escapes double a value's length: clipping must come after escaping (a 400 otherwise)."""
