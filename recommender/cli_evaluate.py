@@ -22,10 +22,17 @@ def add_evaluate(
     s.add_argument("--min-class-size", type=int, default=20)
     s.add_argument("--test-fraction", type=float, default=0.25)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--examples", type=int, default=8, help="query rows in the picture")
+    s.add_argument("--examples", type=_count, default=8, help="query rows in the picture (default 8)")
     s.add_argument("--queries", help="members' photos to score instead, one sub-folder per kind (DIR/<kind>/*.jpg)")
     s.add_argument("--accept", help="with --queries: the categories accepted per kind (JSON {kind: [...]} or CSV kind,category)")
     s.set_defaults(func=cmd_evaluate)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
 
 
 async def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -59,6 +66,8 @@ async def _evaluate_queries(args: argparse.Namespace) -> int:
     """Members' photos (DIR/<kind>/*) through the bot's own path, scored against the accepted categories."""
     from .assess import PhotoAnswer, evaluate_queries
     from .cli import _open, _where
+    from .names import shown
+    from .progress import Progress
 
     async with await _open(args) as rec:
         print(f"asking the {_where(args.guild)} catalogue ({rec.model}) about {args.queries} ...", file=sys.stderr)
@@ -75,9 +84,18 @@ async def _evaluate_queries(args: argparse.Namespace) -> int:
                 r.nothing_like_this,
             )
 
-        ev = await evaluate_queries(
-            answer, Path(args.queries), out_dir=Path(args.out), accept_file=args.accept and Path(args.accept)
-        )
+        bar = Progress(None, "evaluate")
+
+        def skipped(path: Path, why: str) -> None:
+            print(f"skipped {shown(str(path))}: {shown(why)}", file=sys.stderr)
+
+        try:
+            ev = await evaluate_queries(
+                answer, Path(args.queries), out_dir=Path(args.out), accept_file=args.accept and Path(args.accept),
+                examples=args.examples, seed=args.seed, progress=lambda done, n: bar.update(done, n), skipped=skipped,
+            )  # fmt: skip
+        finally:
+            bar.close()
     for key, value in ev.metrics.items():
         print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
     print(f"report: {ev.files['report.html']} and {ev.files['report.png']}")

@@ -34,6 +34,7 @@ class QueryExample:
     query_image: bytes  # JPEG thumbnail bytes
     query_label: str
     results: list[tuple[bytes, str, float]] = field(default_factory=list)  # (thumbnail, label, similarity)
+    right: list[bool] | None = None  # which results are right (None: those whose label is the query's)
 
 
 # --------------------------------------------------------------------------- drawing helpers
@@ -196,7 +197,7 @@ def render_query_grid(examples: list[QueryExample]) -> Image.Image:
         put(ex.query_image, pad, y, (60, 60, 60), ex.query_label, "query")
         for c, (data, label, score) in enumerate(ex.results):
             x = pad + gap + (c + 1) * cell_w
-            colour = GREEN if label == ex.query_label else RED
+            colour = GREEN if (ex.right[c] if ex.right is not None else label == ex.query_label) else RED
             put(data, x, y, colour, label, f"{score:.3f}")
     draw.line([pad + cell_w + gap // 2 - 4, pad, pad + cell_w + gap // 2 - 4, img.height - pad], fill=GREY, width=1)
     return img

@@ -234,21 +234,40 @@ def test_export_writes_items_and_vectors_to_parquet(db: Path, tmp_path: Path, ca
     assert rc == 1 and "nothing to export" in err
 
 
-def test_evaluate_queries_scores_members_photos_by_kind(db: Path, tmp_path: Path, capsys) -> None:
+def test_evaluate_queries_scores_members_photos_by_kind(db: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     """`lookalike evaluate --queries DIR --accept FILE`: photos in DIR/<kind>/ through the bot's own path."""
     queries = tmp_path / "queries"
     for kind in ("hat", "shoes"):
         (queries / kind).mkdir(parents=True)
         for p in demo_photos(kind)[:3]:
             shutil.copyfile(p, queries / kind / p.name)
+    (queries / "hat" / "._hat.jpg").write_bytes(b"\x00\x05\x16\x07 macOS AppleDouble")  # ended the whole run
     accept = tmp_path / "accept.csv"
     accept.write_text("kind,category\nhat,hat\nshoes,shoes\n")
-    rc, out, err = cli(capsys, "evaluate", "--db", db, "--queries", queries, "--accept", accept, "--out", tmp_path / "q")
+    from recommender import assess, report
+
+    drawn: list[report.QueryExample] = []
+    real_write = assess.write_report
+
+    def write_report(*args, **kw):  # type: ignore[no-untyped-def]
+        drawn.extend(kw["examples"])
+        return real_write(*args, **kw)
+
+    monkeypatch.setattr(assess, "write_report", write_report)
+    rc, out, err = cli(
+        capsys, "evaluate", "--db", db, "--queries", queries, "--accept", accept, "--out", tmp_path / "q", "--examples", "5"
+    )
     assert rc == 0, err
     metrics = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line and not line.startswith("report"))
-    assert metrics["photos"] == "6" and metrics["kinds"] == "2"
+    assert metrics["photos"] == "6" and metrics["kinds"] == "2" and metrics["files skipped"] == "1"
+    assert "skipped " in err and "._hat.jpg" in err and "evaluate [" in err  # said, and progress shown
     assert 0.0 <= float(metrics["precision@10"]) <= 1.0
     assert (tmp_path / "q" / "report.html").is_file() and (tmp_path / "q" / "report.png").is_file()
+    assert len(drawn) == 5  # --examples reaches the report
+    for ex in drawn:  # frames: green where the kind accepts the result's category (the labels never matched)
+        kind = ex.query_label.split(" -> ")[0]
+        assert ex.right == [label == kind for _, label, _ in ex.results]
+    assert any(any(ex.right or []) for ex in drawn)
 
 
 def test_evaluate_writes_an_html_and_png_report(db: Path, tmp_path: Path, capsys) -> None:
@@ -259,6 +278,8 @@ def test_evaluate_writes_an_html_and_png_report(db: Path, tmp_path: Path, capsys
     assert 0.0 <= float(metrics["precision@1"]) <= 1.0 and 0.0 <= float(metrics["accuracy"]) <= 1.0
     html = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
     assert "<html" in html.lower() and "precision@1" in html
+    sure = float(metrics["coverage@0.5"])  # the report's own coverage line says the same (it said 1.0 always)
+    assert f"coverage {sure:.4f}" in html or f"{sure:.4f}" in html.split("coverage (sure)")[1][:200]
     with Image.open(tmp_path / "report" / "report.png") as im:
         im.verify()
     with Image.open(tmp_path / "report" / "report.png") as im:
