@@ -14,7 +14,10 @@ Nothing heavy happens at import: torch, torchvision and weights load inside `loa
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import os
+import re
 import threading
 import urllib.error
 import urllib.parse
@@ -165,16 +168,26 @@ def _download(url: str, dest: Path, what: str, hint: str) -> None:
     if not _resolve_host(host, timeout=5.0):
         raise WeightsUnavailable(unavailable)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(dest.suffix + ".part")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")  # two processes sharing TORCH_HOME: a file each
+    published = re.search(r"-([0-9a-f]{8,})\.pth$", dest.name)  # torchvision's names carry their sha256's start
     log.info("downloading %s weights from %s", what, url)
     try:
+        digest, got = hashlib.sha256(), 0
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r, open(tmp, "wb") as f:
+            expected = int(r.headers.get("Content-Length") or -1)
             while chunk := r.read(1 << 20):
                 f.write(chunk)
+                digest.update(chunk)
+                got += len(chunk)
+        if 0 <= expected != got:  # the server closed early: read() just ends
+            raise WeightsUnavailable(f"The download of {what} weights stopped after {got:,} of {expected:,} bytes; try again.")
+        if published and not digest.hexdigest().startswith(published.group(1)):
+            raise WeightsUnavailable(f"The {what} weights downloaded from {host} are not the published file (their hash differs).")
         tmp.replace(dest)
     except (urllib.error.URLError, OSError, TimeoutError) as e:
-        tmp.unlink(missing_ok=True)
         raise WeightsUnavailable(f"{unavailable} ({e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _torchvision_state_dict(weights_enum: Any, what: str, local: str | None) -> dict:

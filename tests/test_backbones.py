@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -174,6 +175,46 @@ def test_vgg16_without_weights_or_network_fails_fast_and_says_what_to_do(tmp_pat
     assert "vgg16-397923af.pth" in msg and str(tmp_path / "torch-home") in msg
     assert "LOOKALIKE_WEIGHTS" in msg and "--weights" in msg and "efficientnet-lite0" in msg
     assert not list((tmp_path / "torch-home").rglob("*.part"))  # no half-written download left behind
+
+
+def test_a_weights_download_cut_short_or_not_the_published_file_is_never_installed(tmp_path: Path) -> None:
+    """urllib's read() ends quietly when the server closes early: the cut file was installed under the
+    weights' name, and every later start found it, never downloaded again, and failed to load it."""
+    import hashlib
+    import http.server
+
+    from recommender.backbones import _download
+
+    body = bytes(range(256)) * 400
+    digest = hashlib.sha256(body).hexdigest()
+
+    class Server(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2] if self.path.startswith("/cut") else body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        dest = tmp_path / "checkpoints" / f"net-{digest[:8]}.pth"
+        with pytest.raises(WeightsUnavailable, match="stopped after 51,200 of 102,400 bytes"):
+            _download(f"{base}/cut/net.pth", dest, "net", "hint")
+        assert not dest.exists()
+        other = tmp_path / "checkpoints" / "net-0badc0de.pth"  # torchvision names carry their sha256's first digits
+        with pytest.raises(WeightsUnavailable, match="not the published file"):
+            _download(f"{base}/net.pth", other, "net", "hint")
+        assert not other.exists()
+        _download(f"{base}/net.pth", dest, "net", "hint")
+        assert dest.read_bytes() == body
+        assert [f.name for f in dest.parent.iterdir()] == [dest.name]  # no part file left
+    finally:
+        server.shutdown()
 
 
 # -- feature maps and garment-weighted pooling ------------------------------------------------------
