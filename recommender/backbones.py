@@ -182,7 +182,9 @@ def _download(url: str, dest: Path, what: str, hint: str) -> None:
         if 0 <= expected != got:  # the server closed early: read() just ends
             raise WeightsUnavailable(f"The download of {what} weights stopped after {got:,} of {expected:,} bytes; try again.")
         if published and not digest.hexdigest().startswith(published.group(1)):
-            raise WeightsUnavailable(f"The {what} weights downloaded from {host} are not the published file (their hash differs).")
+            raise WeightsUnavailable(
+                f"The {what} weights downloaded from {host} are not the published file (their hash differs)."
+            )
         tmp.replace(dest)
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         raise WeightsUnavailable(f"{unavailable} ({e})") from None
