@@ -128,6 +128,8 @@ def accelerate(backbone: Backbone, cache_dir: Path | None = None, threads: int =
         replaced[part] = Checked(session, module, f"{backbone.name} {part}", AGREEMENT.get(precision))
     if not replaced:
         return backbone
+    if "net" not in replaced:  # PyTorch serves the embedding: its passes use every core, so one at a time
+        lanes = 1
     log.info("%s runs on ONNX Runtime (%s, %s, %d at once)", backbone.name, ", ".join(replaced), precision, lanes)
     return dataclasses.replace(backbone, lanes=lanes, **replaced)
 

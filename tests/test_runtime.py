@@ -207,6 +207,31 @@ def test_an_int8_export_the_runtime_cannot_load_is_quantized_once_not_for_ever(
     assert isinstance(fast.net, Checked) and np.allclose(fast.embed(PHOTOS[:2]), backbone("tiny").embed(PHOTOS[:2]), atol=1e-4)
 
 
+def test_when_only_the_trunk_exports_the_embedding_runs_one_pass_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Data-parallel models run one pass per core, each on one thread. When the embedding itself stayed on PyTorch
+    (its export failed), two such passes ran at once with every core's threads each: four threads on two cores."""
+    from recommender import runtime
+
+    real = runtime._session
+
+    def no_net(module, name, *args, **kw):  # type: ignore[no-untyped-def]
+        if name.endswith("-net"):
+            raise RuntimeError("this graph does not export")
+        return real(module, name, *args, **kw)
+
+    monkeypatch.setattr(runtime, "_session", no_net)
+    monkeypatch.setattr(runtime, "cores", lambda: 2)
+    import dataclasses
+
+    tiny = dataclasses.replace(backbone("tiny"), trunk=backbone("tiny").net.conv)  # its maps: a trunk to export
+    fast = accelerate(tiny, tmp_path, threads=0)
+    assert fast.net is tiny.net and isinstance(fast.trunk, Checked) and fast.lanes == 1
+    monkeypatch.setattr(runtime, "_session", real)
+    assert accelerate(tiny, tmp_path, threads=0).lanes == 2  # both on ONNX Runtime: one pass per core
+
+
 def test_reduced_precision_that_disagrees_is_dropped(caplog: pytest.LogCaptureFixture) -> None:
     import torch
 
