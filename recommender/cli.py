@@ -30,14 +30,23 @@ log = logging.getLogger("lookalike")
 Plugin = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
 
-def _positive(text: str) -> int:
+def _whole(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}")
     return value
+
+
+def _positive(text: str) -> int:
+    return _whole(text, 1)
+
+
+def count(text: str) -> int:
+    """A number of things to list: 0 or more."""
+    return _whole(text, 0)
 
 
 def _k(text: str) -> int:
@@ -182,6 +191,7 @@ async def cmd_similar(args: argparse.Namespace) -> int:
                         "name": m.item.name,
                         "price": m.item.price,
                         "url": m.item.url,
+                        "nothing_like_this": result.nothing_like_this,  # the closest items, but none is close
                     }
                 )
             )
@@ -370,8 +380,8 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
         action="store_true",
         help="skip fitting the catalogue's head (category classifier, search order, open set) at the end",
     )
-    s.add_argument("--show-failures", type=int, default=20, help="failures listed in the summary (default 20)")
-    s.set_defaults(func=cmd_import)
+    s.add_argument("--show-failures", type=count, default=20, help="failures listed in the summary (default 20)")
+    s.set_defaults(func=cmd_import, resumable=True)
 
     s = sub.add_parser("similar", parents=[common, model], help="catalogue items that look like IMAGE")
     s.add_argument("image")
@@ -392,7 +402,7 @@ def build_parser(plugins: Sequence[Plugin] = ()) -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_remove)
 
     s = sub.add_parser("stats", parents=[common, model], help="what is in the catalogue")
-    s.add_argument("--top", type=int, default=15, help="categories listed (default 15)")
+    s.add_argument("--top", type=count, default=15, help="categories listed (default 15)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_stats)
 
@@ -431,7 +441,8 @@ def main(argv: Sequence[str] | None = None, plugins: Sequence[Plugin] = ()) -> i
         print(f"lookalike: {e.strerror or e}{f': {shown(str(e.filename))}' if e.filename else ''}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\nlookalike: interrupted. Finished batches are saved; run the same command again to resume.", file=sys.stderr)
+        resume = " Finished batches are saved; run the same command again to resume." if getattr(args, "resumable", False) else ""
+        print(f"\nlookalike: interrupted.{resume}", file=sys.stderr)
         return 130
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 def add_evaluate(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser, model: argparse.ArgumentParser
 ) -> None:
+    from .cli import count
+
     s = sub.add_parser(
         "evaluate",
         parents=[common, model],
@@ -22,17 +24,10 @@ def add_evaluate(
     s.add_argument("--min-class-size", type=int, default=20)
     s.add_argument("--test-fraction", type=float, default=0.25)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--examples", type=_count, default=8, help="query rows in the picture (default 8)")
+    s.add_argument("--examples", type=count, default=8, help="query rows in the picture (default 8)")
     s.add_argument("--queries", help="members' photos to score instead, one sub-folder per kind (DIR/<kind>/*.jpg)")
     s.add_argument("--accept", help="with --queries: the categories accepted per kind (JSON {kind: [...]} or CSV kind,category)")
     s.set_defaults(func=cmd_evaluate)
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
 
 
 async def cmd_evaluate(args: argparse.Namespace) -> int:

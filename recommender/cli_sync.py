@@ -117,5 +117,7 @@ def add_sync(
         action="store_true",
         help="skip fitting the catalogue's head (category classifier, search order, open set) at the end",
     )
-    s.add_argument("--show-failures", type=int, default=20, help="failures listed in the summary (default 20)")
-    s.set_defaults(func=cmd_sync)
+    from .cli import count
+
+    s.add_argument("--show-failures", type=count, default=20, help="failures listed in the summary (default 20)")
+    s.set_defaults(func=cmd_sync, resumable=True)

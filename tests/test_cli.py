@@ -137,7 +137,12 @@ def test_similar_prints_one_line_per_match(db: Path, tmp_path: Path, capsys) -> 
     rc, out, _ = cli(capsys, "similar", query, "--db", db, "--json", "-k", "3", "--category", "hat")
     hits = [json.loads(line) for line in out.splitlines()]
     assert rc == 0 and len(hits) == 3 and {h["category"] for h in hits} == {"hat"}
-    assert set(hits[0]) == {"score", "id", "category", "name", "price", "url"}
+    assert set(hits[0]) == {"score", "id", "category", "name", "price", "url", "nothing_like_this"}
+    assert all(h["nothing_like_this"] is False for h in hits)  # a catalogue photo: close (scripts saw no verdict)
+    for bad in (["stats", "--top", "-1"], ["evaluate", "--examples", "-1"], ["import", "x", "--show-failures", "-3"]):
+        with pytest.raises(SystemExit) as e:  # a negative count printed "... -4 more" or a traceback
+            cli(capsys, *bad, "--db", db)
+        assert e.value.code == 2 and "must be at least 0" in capsys.readouterr().err
 
 
 def test_classify_prints_the_category_and_its_probability(db: Path, tmp_path: Path, capsys) -> None:
