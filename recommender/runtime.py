@@ -240,19 +240,22 @@ def _export(module: torch.nn.Module, input_size: int, path: Path, meta: Path, ke
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     example = torch.zeros(1, 3, input_size, input_size)
-    with torch.inference_mode(), warnings.catch_warnings():  # once, at start-up: the exporter's chatter
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            module.eval(),
-            (example,),
-            str(tmp),
-            input_names=["images"],
-            output_names=["out"],
-            dynamic_axes={"images": {0: "n"}, "out": {0: "n"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    os.replace(tmp, path)  # whole or not at all: a crash never leaves half a file under the real name
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():  # once, at start-up: the exporter's chatter
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                module.eval(),
+                (example,),
+                str(tmp),
+                input_names=["images"],
+                output_names=["out"],
+                dynamic_axes={"images": {0: "n"}, "out": {0: "n"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp, path)  # whole or not at all: a crash never leaves half a file under the real name
+    finally:
+        tmp.unlink(missing_ok=True)  # an export that failed leaves nothing behind
     meta.write_text(json.dumps({"key": key, "sha256": _sha256(path)}))
     log.info("exported %s to ONNX (%s)", key, path)
 
