@@ -382,15 +382,14 @@ class Catalogues:
 
             model, blob = await loop.run_in_executor(self._train_pool, fit)
             now = await self._head_fingerprint(cid)
-            if now != fingerprint:  # the catalogue changed during the fit, maybe in another process, whose writes
-                newer = await self.store.load_classifier(cid, self.model)  # schedule no fit here
-                if newer is not None and newer.fingerprint == now:  # that process saved a head of the newer state
+            if now != fingerprint:  # the catalogue changed during the fit, maybe in another process that
+                newer = await self.store.load_classifier(cid, self.model)  # saved a head of the newer state:
+                if newer is not None and newer.fingerprint == now:  # this older one must not overwrite it
                     try:
                         cat.head = await self.embedder.cpu(head_from_bytes, newer.blob)
-                        return cat.head  # ... which this older one must not overwrite
+                        return cat.head
                     except RecommenderError:
                         pass
-                self.schedule_retrain(cid)  # else this one answers until the next fit (debounced)
             await self.store.save_classifier(cid, self.model, fingerprint, f"head-{model.classifier.method}", blob)
             cat.head = model
             log.info("catalogue %s: head (%s classifier) over %d items in %.1fs", cid, model.classifier.method,
