@@ -149,6 +149,7 @@ class LookalikeBot(commands.Bot):
         self.guild_configs = GuildConfigs(rec)
         self.work = WorkTracker()
         self.downloads = asyncio.Semaphore(options.fetch_concurrency)  # attachments held at once: 20 MB each
+        self.linking: dict[int, asyncio.Event] = {}  # photo and reply message ids -> set once they are linked
         self.web: aiohttp.ClientSession | None = None
         self.fetcher: UrlFetcher | None = None
         self._health: asyncio.Task[None] | None = None

@@ -6,7 +6,7 @@ back, their vote becomes what their remaining 👍/👎 on the photo message and
 event names only the emoji removed, so they are read over REST, for remembered messages only): one
 kind left is that vote, none (or both) is none. Nothing is said back for a vote, other emojis and bots
 (the bot itself included) are ignored, and a message the recommender does not remember is ignored
-silently (a young one after a few tries: a reply is sent before it is linked to its photos). A failure is logged, never shown and never stops the listener. /catalog label
+silently (a vote on an answer sent but not yet linked to its photos waits for the link). A failure is logged, never shown and never stops the listener. /catalog label
 (bot/cogs/catalog.py) is the other way in.
 """
 
@@ -31,12 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LINK_WAITS_S = (0.5, 1.0, 2.0, 4.0)  # a vote on a message not yet linked to its photos is tried again after these
-FRESH_S = 30.0  # ... if the message is this young (a reply's link waits behind a busy database at most that long)
-
-
-def _fresh(message_id: int) -> bool:
-    return (discord.utils.utcnow() - discord.utils.snowflake_time(message_id)).total_seconds() < FRESH_S
+LINK_WAIT_S = 30.0  # how long a vote waits for its answer to be linked to the photos (a busy database)
 
 
 class Feedback(commands.Cog):
@@ -123,13 +118,12 @@ class Feedback(commands.Cog):
                     vote, member = await self._left(event, guild_id)
                 if vote and member is not None:
                     moderator = await self._moderator(member)
-                for wait in (*LINK_WAITS_S, None):
-                    feedback = await self.bot.rec.react(
-                        guild_id=guild_id, message_id=event.message_id, user_id=event.user_id, verdict=vote, moderator=moderator
-                    )
-                    if feedback is not None or wait is None or not _fresh(event.message_id):
-                        break
-                    await asyncio.sleep(wait)  # a reply is sent before it is linked to its photos: a vote may beat it
+                if linking := self.bot.linking.get(event.message_id):  # an answer sent, not yet linked to its
+                    with contextlib.suppress(TimeoutError):  # photos: a vote on it (or them) waits for the link
+                        await asyncio.wait_for(linking.wait(), LINK_WAIT_S)
+                feedback = await self.bot.rec.react(
+                    guild_id=guild_id, message_id=event.message_id, user_id=event.user_id, verdict=vote, moderator=moderator
+                )
         except Exception as e:  # a vote must never take the listener down, nor be answered
             if isinstance(e, RecommenderError):
                 log.warning("vote %+d by %s on message %s not recorded: %s", vote or 0, event.user_id, event.message_id, e)

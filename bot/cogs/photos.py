@@ -8,6 +8,7 @@ the two reactions to click, where the bot may add reactions."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -90,22 +91,32 @@ class Photos(commands.Cog):
         ]
         notes = [f"-# I only look at the first {limit} photos of a message."] if skipped > 0 else []
         embed, attach = self._may(message)
-        answer = await similar_reply(self.bot, searches, notes=notes, rich=embed, votes=True)
-        reply = answer.reply if attach else answer.reply.without_files()
-        sent = await self._reply(message, **reply.send_kwargs())
-        if all(p is None for p in answer.photo_ids):
-            return
-        try:  # no reply sent (no permission to send): nobody can vote on the photos, so they are not kept
-            await self.bot.rec.link_reply(
-                answer.photo_ids,
-                guild_id=guild_id,
-                channel_id=message.channel.id,
-                photo_message_id=message.id,
-                reply_message_id=None if sent is None else sent.id,
-            )
-        except Exception:  # the member has the answer; only the votes on it would be lost
-            log.exception("could not link the reply to the photos of message %s", message.id)
-            return
+        linked = self.bot.linking[message.id] = asyncio.Event()  # a vote may come before the link: it waits for it
+        sent = None
+        try:
+            answer = await similar_reply(self.bot, searches, notes=notes, rich=embed, votes=True)
+            reply = answer.reply if attach else answer.reply.without_files()
+            sent = await self._reply(message, **reply.send_kwargs())
+            if sent is not None:
+                self.bot.linking[sent.id] = linked
+            if all(p is None for p in answer.photo_ids):
+                return
+            try:  # no reply sent (no permission to send): nobody can vote on the photos, so they are not kept
+                await self.bot.rec.link_reply(
+                    answer.photo_ids,
+                    guild_id=guild_id,
+                    channel_id=message.channel.id,
+                    photo_message_id=message.id,
+                    reply_message_id=None if sent is None else sent.id,
+                )
+            except Exception:  # the member has the answer; only the votes on it would be lost
+                log.exception("could not link the reply to the photos of message %s", message.id)
+                return
+        finally:
+            linked.set()
+            for done in (message, sent):
+                if done is not None:
+                    self.bot.linking.pop(done.id, None)
         if sent is not None and answer.asks_for_votes:
             await add_vote_buttons(sent)
 

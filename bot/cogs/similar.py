@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,7 @@ class Similar(commands.Cog):
         sent = await respond(interaction, answer.reply)
         if sent is None or all(p is None for p in answer.photo_ids):
             return
+        linked = self.bot.linking[sent.id] = asyncio.Event()  # a vote may come before the link: it waits for it
         try:  # the answer is both the "photo message" and the reply: votes go on it
             await self.bot.rec.link_reply(
                 answer.photo_ids,
@@ -53,6 +55,9 @@ class Similar(commands.Cog):
         except Exception:
             log.exception("could not link /similar answer %s to its photo", sent.id)
             return
+        finally:
+            linked.set()
+            self.bot.linking.pop(sent.id, None)
         if answer.asks_for_votes:
             await add_vote_buttons(sent, perms)
 
