@@ -92,16 +92,17 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         url = check_url(url)
         await interaction.response.defer(ephemeral=True, thinking=True)
         gid = interaction.guild_id or 0
-        data = await read_attachment(image, self.bot.settings.max_image_bytes, self.bot.downloads)
-        was_default = await self.rec.catalogue_for(gid) == DEFAULT_GUILD
-        item_id = await asyncio.to_thread(make_item_id, name, data)  # hashes up to max_image_bytes: off the loop
-        fields = ItemFields(item_id, name.strip(), category.strip(), price, url, description)
-        try:
-            item = await self.rec.add_item(data, fields, guild_id=gid, actor=actor(interaction.user))
-        except DuplicateItem:  # same name and same photo: try once more with a salted id
-            salted = await asyncio.to_thread(make_item_id, name, data, str(interaction.id))
-            fields = dataclasses.replace(fields, item_id=salted)
-            item = await self.rec.add_item(data, fields, guild_id=gid, actor=actor(interaction.user))
+        async with self.bot.downloads:  # from the download until the photo is stored: its bytes are held
+            data = await read_attachment(image, self.bot.settings.max_image_bytes)
+            was_default = await self.rec.catalogue_for(gid) == DEFAULT_GUILD
+            item_id = await asyncio.to_thread(make_item_id, name, data)  # hashes up to max_image_bytes: off the loop
+            fields = ItemFields(item_id, name.strip(), category.strip(), price, url, description)
+            try:
+                item = await self.rec.add_item(data, fields, guild_id=gid, actor=actor(interaction.user))
+            except DuplicateItem:  # same name and same photo: try once more with a salted id
+                salted = await asyncio.to_thread(make_item_id, name, data, str(interaction.id))
+                fields = dataclasses.replace(fields, item_id=salted)
+                item = await self.rec.add_item(data, fields, guild_id=gid, actor=actor(interaction.user))
         note = (
             "This server now has its own catalogue; searches here no longer use the shared default one." if was_default else None
         )

@@ -121,8 +121,9 @@ class Photos(commands.Cog):
             await add_vote_buttons(sent)
 
     async def _similar(self, attachment: discord.Attachment, guild_id: int, k: int, remember: bool) -> SimilarResult:
-        data = await read_attachment(attachment, self.bot.settings.max_image_bytes, self.bot.downloads)
-        return await self.bot.rec.similar(data, guild_id=guild_id, k=k, remember=remember)
+        async with self.bot.downloads:  # from the download until the photo is looked at: its bytes are held
+            data = await read_attachment(attachment, self.bot.settings.max_image_bytes)
+            return await self.bot.rec.similar(data, guild_id=guild_id, k=k, remember=remember)
 
     @staticmethod
     def _perms(message: discord.Message) -> discord.Permissions:

@@ -81,8 +81,9 @@ class Similar(commands.Cog):
         max_price: Price | None = None,
     ) -> None:
         await interaction.response.defer(thinking=True)
-        data = await read_attachment(image, self.bot.settings.max_image_bytes, self.bot.downloads)
-        await self._answer(interaction, "", image=data, k=k, category=category, min_price=min_price, max_price=max_price)
+        async with self.bot.downloads:  # from the download until the photo is answered: its bytes are held
+            data = await read_attachment(image, self.bot.settings.max_image_bytes)
+            await self._answer(interaction, "", image=data, k=k, category=category, min_price=min_price, max_price=max_price)
 
     @app_commands.command(name="similar-item", description="Find the catalogue items that look most like a catalogue item.")
     @app_commands.describe(

@@ -6,7 +6,6 @@ whether they really are images is decided later by the recommender, from the byt
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import PurePosixPath
 
@@ -33,16 +32,16 @@ def _mb(n: int) -> str:
     return f"{n / 1024 / 1024:.0f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
 
 
-async def read_attachment(attachment: discord.Attachment, max_bytes: int, slots: asyncio.Semaphore) -> bytes:
-    """Download an attachment, holding one of `slots` meanwhile (a burst of members' photos must not hold
-    GBs of downloads at once); BadImage (a sentence) when it is too large, empty or unreachable."""
+async def read_attachment(attachment: discord.Attachment, max_bytes: int) -> bytes:
+    """Download an attachment; BadImage (a sentence) when it is too large, empty or unreachable. Callers hold
+    one of the bot's `downloads` slots from before the download until its bytes are used (a burst of members'
+    photos must not hold GBs at once)."""
     if attachment.size > max_bytes:
         raise ImageTooLarge(f"The file is {_mb(attachment.size)}; the limit is {_mb(max_bytes)}.")
     if attachment.size == 0:
         raise BadImage("The file is empty.")
     try:
-        async with slots:
-            return await attachment.read()
+        return await attachment.read()
     except (TimeoutError, discord.HTTPException, aiohttp.ClientError) as e:
         log.warning("could not download attachment %s: %s", attachment.url, e)
         raise BadImage(f"I couldn't download {attachment.filename}; please try posting it again.") from None

@@ -20,7 +20,7 @@ class BotOptions:
     cooldown_per_s: float = 20.0  # ... per this many seconds (0 switches the cooldown off)
     max_attachments: int = 4  # images answered per message (Discord allows 10 files per reply)
     fetch_timeout_s: float = 15.0  # per image URL in a CSV import
-    fetch_concurrency: int = 8  # image URLs downloaded at once, and members' attachments
+    fetch_concurrency: int = 8  # image URLs downloaded at once, and members' photos downloaded and looked at
     fetch_private_urls: bool = False  # let imports fetch from loopback/private addresses (tests, intranets)
     import_max_bytes: int = 25 * 1024 * 1024  # largest CSV/ZIP accepted by /catalog import
     import_max_rows: int = 5000  # most rows a /catalog import may have; bigger ones: `lookalike import --guild`
