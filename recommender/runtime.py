@@ -20,6 +20,7 @@ decoding threads beside it are not starved of the two cores this machine has.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -182,16 +183,19 @@ def _session(
     fresh = not _trusted(path, meta, key)
     if fresh:
         _export(module, backbone.input_size, path, meta, key)
+    quantized = False
     if precision == "int8":
         try:
             path, fresh = _int8(path, key, backbone, fresh)
-        except Exception as e:  # no calibration photos, a quantizer that fails: float32 serves
+            quantized = True
+        except Exception as e:  # no calibration photos, a quantizer that fails, refused before: float32 serves
             log.warning("no int8 export of %s (%s): float32 serves", name, e)
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:
-        if (fresh or retried) and precision == "int8":  # made just now, or again after a cached one failed
+        if quantized and (fresh or retried):  # made just now, or again after a cached one failed: it will not load
             log.warning("int8 export of %s cannot be loaded (%s): float32 serves", name, e)
+            path.with_suffix(".json").write_text(json.dumps({"refused": path.name}))  # not quantized at every start
             return _session(module, name, backbone, cache, threads, "fp32")
         if fresh or retried:
             raise
@@ -210,6 +214,9 @@ def _int8(fp32: Path, key: str, backbone: Backbone, fresh: bool) -> tuple[Path, 
     qkey = f"{key}-int8-{quantize.calibration_key(photos, float_convs)}"
     path = fp32.with_name(fp32.name.replace(key, qkey))
     meta = path.with_suffix(".json")
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        if json.loads(meta.read_text()).get("refused") == path.name:
+            raise RuntimeError("this ONNX Runtime could not load it before")
     if fresh or not _trusted(path, meta, qkey):
         quantize.quantize(fp32, path, lambda p: backbone.prepare(images.load_image(p)[0]), photos, float_convs)
         quantize.record(meta, qkey, _sha256(path))

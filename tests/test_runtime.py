@@ -204,6 +204,8 @@ def test_an_int8_export_the_runtime_cannot_load_is_quantized_once_not_for_ever(
     caplog.set_level(logging.WARNING, logger="recommender.runtime")
     fast = accelerate(backbone("tiny"), tmp_path, threads=1, precision="int8")
     assert len(quantized) == 1 and "int8 export of tiny-net cannot be loaded" in caplog.text and "float32 serves" in caplog.text
+    again = accelerate(backbone("tiny"), tmp_path, threads=1, precision="int8")  # the next start: no second try
+    assert len(quantized) == 1 and isinstance(again.net, Checked) and "could not load it before" in caplog.text
     assert isinstance(fast.net, Checked) and np.allclose(fast.embed(PHOTOS[:2]), backbone("tiny").embed(PHOTOS[:2]), atol=1e-4)
 
 
