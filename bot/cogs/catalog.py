@@ -199,14 +199,14 @@ class Catalog(commands.GroupCog, group_name="catalog", group_description="Modera
         """The categories containing what was typed (those starting with it first), 25 at most: of the
         catalogue that answered the message typed in `message`, else of the server's catalogue now. None for
         members who may not label (discord.py runs no cog check before an autocomplete)."""
-        if not await is_moderator(interaction):
-            return []
         gid = interaction.guild_id or 0
         try:
             message_id: int | None = message_id_from(str(getattr(interaction.namespace, "message", None) or ""), gid)
         except BadOption:  # not typed yet, or not a message of this server
             message_id = None
         try:
+            if not await is_moderator(interaction):
+                return []
             names = await self.rec.categories(guild_id=gid, message_id=message_id)
         except RecommenderError as e:
             log.warning("category autocomplete for guild %s: %s", interaction.guild_id, e)

@@ -6,8 +6,8 @@ back, their vote becomes what their remaining 👍/👎 on the photo message and
 event names only the emoji removed, so they are read over REST, for remembered messages only): one
 kind left is that vote, none (or both) is none. Nothing is said back for a vote, other emojis and bots
 (the bot itself included) are ignored, and a message the recommender does not remember is ignored
-silently (a vote on an answer sent but not yet linked to its photos waits for the link). A failure is logged, never shown and never stops the listener. /catalog label
-(bot/cogs/catalog.py) is the other way in.
+silently (a vote on an answer sent but not yet linked to its photos waits for the link). A failure is
+logged, never shown and never stops the listener. /catalog label (bot/cogs/catalog.py) is the other way in.
 """
 
 from __future__ import annotations
