@@ -333,11 +333,14 @@ class Catalogues:
                     log.warning("saved head of catalogue %s unreadable (%s); fitting it again", cid, e)
                 if cat.head is not None and saved.fingerprint != await self._head_fingerprint(cid):
                     self.schedule_retrain(cid, delay=0.0)
-            if cat.head is None:  # never fitted: a quick head on the items answers now (concurrent first
-                await self.retrain(cid, force=False, views=False)  # callers: one fit, the rest load it) ...
+            loaded = cat.head is not None
+            if not loaded:  # never fitted: a quick head on the items answers now (concurrent first callers:
+                await self.retrain(cid, force=False, views=False)  # one fit, the rest load it) ...
             idle = all(t is None or t.done() for t in (cat.retrain_timer, cat.training))
             if cat.head is not None and not cat.head.info.get("views") and idle:  # ... and the one with member-
-                self.schedule_retrain(cid, delay=0.0)  # like views follows, also after a stop cut it short
+                # like views follows; also for a quick head a stop cut short, debounced: a CLI command that
+                # meets one is done before it starts
+                self.schedule_retrain(cid, delay=None if loaded else 0.0)
         return cat.head
 
     async def retrain(self, cid: int, *, force: bool = True, views: bool = True) -> CatalogueHead | None:
