@@ -326,11 +326,8 @@ class Catalogues:
         cat = self.state(cid)
         if cat.head is None:
             saved = await self.store.load_classifier(cid, self.model)
-            if saved is not None:
-                try:
-                    cat.head = await self.embedder.cpu(head_from_bytes, saved.blob)
-                except RecommenderError as e:  # fitted again as if never fitted: quickly now, fully after
-                    log.warning("saved head of catalogue %s unreadable (%s); fitting it again", cid, e)
+            if saved is not None:  # unreadable: fitted again as if never fitted, quickly now, fully after
+                cat.head = await self._read_head(cid, saved.blob)
                 if cat.head is not None and saved.fingerprint != await self._head_fingerprint(cid):
                     self.schedule_retrain(cid, delay=0.0)
             loaded = cat.head is not None
@@ -352,12 +349,9 @@ class Catalogues:
         async with cat.train_lock:
             fingerprint = await self._head_fingerprint(cid)
             saved = None if force else await self.store.load_classifier(cid, self.model)
-            if saved is not None and saved.fingerprint == fingerprint:
-                try:
-                    cat.head = await self.embedder.cpu(head_from_bytes, saved.blob)
-                    return cat.head
-                except RecommenderError as e:
-                    log.warning("saved head of catalogue %s unreadable (%s); fitting it again", cid, e)
+            if saved is not None and saved.fingerprint == fingerprint and (head := await self._read_head(cid, saved.blob)):
+                cat.head = head
+                return head
             rows = await self.store.load_vectors(cid, self.model)
             if len(rows.pks) == 0:
                 cat.head = None
@@ -387,17 +381,22 @@ class Catalogues:
             now = await self._head_fingerprint(cid)
             if now != fingerprint:  # the catalogue changed during the fit, maybe in another process that
                 newer = await self.store.load_classifier(cid, self.model)  # saved a head of the newer state:
-                if newer is not None and newer.fingerprint == now:  # this older one must not overwrite it
-                    try:
-                        cat.head = await self.embedder.cpu(head_from_bytes, newer.blob)
-                        return cat.head
-                    except RecommenderError:
-                        pass
+                if newer is not None and newer.fingerprint == now and (head := await self._read_head(cid, newer.blob)):
+                    cat.head = head  # this older one must not overwrite it
+                    return head
             await self.store.save_classifier(cid, self.model, fingerprint, f"head-{model.classifier.method}", blob)
             cat.head = model
             log.info("catalogue %s: head (%s classifier) over %d items in %.1fs", cid, model.classifier.method,
                      len(rows.pks), time.perf_counter() - t0)  # fmt: skip
             return model
+
+    async def _read_head(self, cid: int, blob: bytes) -> CatalogueHead | None:
+        """A saved head, or None (said in the log) when its bytes cannot be read: it is fitted again, never trusted."""
+        try:
+            return await self.embedder.cpu(head_from_bytes, blob)
+        except RecommenderError as e:
+            log.warning("saved head of catalogue %s unreadable (%s): not used, a fit replaces it", cid, e)
+            return None
 
     def schedule_retrain(self, cid: int, delay: float | None = None) -> None:
         """Debounced: many changes in a row cause one retrain, `retrain_delay_s` after the last. A
