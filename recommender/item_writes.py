@@ -113,17 +113,15 @@ async def upsert(
         got = await s.execute(insert(ItemRow).returning(ItemRow.pk, sort_by_parameter_order=True), rows)
         for r, (pk,) in zip(added.values(), got.all()):
             r["pk"] = pk
-    # one key set per executemany. A row updated without a picture keeps its stored hash: what was read may have
-    # been replaced since by another writer's picture (hash, vector, thumbnail), whose hash must stay with them
-    for with_thumb, with_hash in ((False, False), (False, True), (True, False), (True, True)):
-        keys = ("pk", *(k for k in _FIELDS if with_hash or k != "content_hash"), "updated_at")
-        rows = [
-            {k: r[k] for k in keys} | _thumb(r)
-            for r in changed.values()
-            if ("thumbnail" in r) == with_thumb and (r["pk"] in pictured) == with_hash
-        ]
-        if rows:
-            await s.execute(update(ItemRow), rows)
+    # A row updated without a picture keeps its stored hash: what was read may have been replaced since by another
+    # writer's picture (hash, vector, thumbnail), whose hash must stay with them. One executemany per key set.
+    by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in changed.values():
+        keys = ("pk", *(k for k in _FIELDS if r["pk"] in pictured or k != "content_hash"), "updated_at")
+        row = {k: r[k] for k in keys} | _thumb(r)
+        by_keys.setdefault(tuple(row), []).append(row)
+    for rows in by_keys.values():
+        await s.execute(update(ItemRow), rows)
     if vectors:
         rows = [dict(item_pk=current[i]["pk"], model=model, dim=d, vector=v) for i, (d, v) in vectors.items()]
         await s.execute(upsert_statement(dialect, EmbeddingRow, ("item_pk", "model"), ("dim", "vector")), rows)
