@@ -38,6 +38,7 @@ from .cogs.utils.cooldown import UserCooldown
 from .cogs.utils.errors import describe, tell
 from .cogs.utils.guilds import GuildConfigs
 from .cogs.utils.options import BotOptions
+from .cogs.utils.votes import Linking
 from .cogs.utils.work import ShuttingDown, WorkTracker
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ class LookalikeBot(commands.Bot):
         self.guild_configs = GuildConfigs(rec)
         self.work = WorkTracker()
         self.downloads = asyncio.Semaphore(options.fetch_concurrency)  # attachments held at once: 20 MB each
-        self.linking: dict[int, asyncio.Event] = {}  # photo and reply message ids -> set once they are linked
+        self.linking = Linking()  # answers sent, not yet linked to their photos: votes on them wait
         self.web: aiohttp.ClientSession | None = None
         self.fetcher: UrlFetcher | None = None
         self._health: asyncio.Task[None] | None = None

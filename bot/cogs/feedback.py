@@ -118,9 +118,7 @@ class Feedback(commands.Cog):
                     vote, member = await self._left(event, guild_id)
                 if vote and member is not None:
                     moderator = await self._moderator(member)
-                if linking := self.bot.linking.get(event.message_id):  # an answer sent, not yet linked to its
-                    with contextlib.suppress(TimeoutError):  # photos: a vote on it (or them) waits for the link
-                        await asyncio.wait_for(linking.wait(), LINK_WAIT_S)
+                await self.bot.linking.wait(event.message_id, LINK_WAIT_S)  # an answer sent, not yet linked
                 feedback = await self.bot.rec.react(
                     guild_id=guild_id, message_id=event.message_id, user_id=event.user_id, verdict=vote, moderator=moderator
                 )

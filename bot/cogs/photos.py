@@ -8,7 +8,6 @@ the two reactions to click, where the bot may add reactions."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -91,14 +90,12 @@ class Photos(commands.Cog):
         ]
         notes = [f"-# I only look at the first {limit} photos of a message."] if skipped > 0 else []
         embed, attach = self._may(message)
-        linked = self.bot.linking[message.id] = asyncio.Event()  # a vote may come before the link: it waits for it
-        sent = None
-        try:
+        with self.bot.linking.of(message.id) as also:  # a vote may come before the link: it waits for it
             answer = await similar_reply(self.bot, searches, notes=notes, rich=embed, votes=True)
             reply = answer.reply if attach else answer.reply.without_files()
             sent = await self._reply(message, **reply.send_kwargs())
             if sent is not None:
-                self.bot.linking[sent.id] = linked
+                also(sent.id)
             if all(p is None for p in answer.photo_ids):
                 return
             try:  # no reply sent (no permission to send): nobody can vote on the photos, so they are not kept
@@ -112,11 +109,6 @@ class Photos(commands.Cog):
             except Exception:  # the member has the answer; only the votes on it would be lost
                 log.exception("could not link the reply to the photos of message %s", message.id)
                 return
-        finally:
-            linked.set()
-            for done in (message, sent):
-                if done is not None:
-                    self.bot.linking.pop(done.id, None)
         if sent is not None and answer.asks_for_votes:
             await add_vote_buttons(sent)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -43,21 +42,18 @@ class Similar(commands.Cog):
         sent = await respond(interaction, answer.reply)
         if sent is None or all(p is None for p in answer.photo_ids):
             return
-        linked = self.bot.linking[sent.id] = asyncio.Event()  # a vote may come before the link: it waits for it
-        try:  # the answer is both the "photo message" and the reply: votes go on it
-            await self.bot.rec.link_reply(
-                answer.photo_ids,
-                guild_id=gid,
-                channel_id=interaction.channel_id or 0,
-                photo_message_id=sent.id,
-                reply_message_id=sent.id,
-            )
+        try:  # the answer is both the "photo message" and the reply: votes go on it (one before the link waits)
+            with self.bot.linking.of(sent.id):
+                await self.bot.rec.link_reply(
+                    answer.photo_ids,
+                    guild_id=gid,
+                    channel_id=interaction.channel_id or 0,
+                    photo_message_id=sent.id,
+                    reply_message_id=sent.id,
+                )
         except Exception:
             log.exception("could not link /similar answer %s to its photo", sent.id)
             return
-        finally:
-            linked.set()
-            self.bot.linking.pop(sent.id, None)
         if answer.asks_for_votes:
             await add_vote_buttons(sent, perms)
 

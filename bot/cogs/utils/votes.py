@@ -8,9 +8,11 @@ the photo); the bot only passes them on.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import discord
 
@@ -25,6 +27,38 @@ INVITE = "-# React 👍 or 👎 to tell me if I got the kind right."
 
 # https://discord.com/channels/<guild>/<channel>/<message> (also ptb./canary., discordapp.com)
 _LINK = re.compile(r"https?://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/channels/(\d+|@me)/(\d+)/(\d+)/?")
+
+
+class Linking:
+    """Answers sent but not yet linked to their photos. The reply is sent first, so a quick 👍 on it (or on the
+    photo message) can come before the recommender knows the message: such a vote waits for the link."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, asyncio.Event] = {}
+
+    @contextlib.contextmanager
+    def of(self, *message_ids: int) -> Iterator[Callable[[int], None]]:
+        """While the block links the answer, votes on these messages wait; the block may add more (its reply)."""
+        done, ids = asyncio.Event(), list(message_ids)
+
+        def add(message_id: int) -> None:
+            self._pending[message_id] = done
+            ids.append(message_id)
+
+        for message_id in message_ids:
+            self._pending[message_id] = done
+        try:
+            yield add
+        finally:
+            done.set()
+            for message_id in ids:
+                self._pending.pop(message_id, None)
+
+    async def wait(self, message_id: int, timeout: float) -> None:
+        """Until the message's answer is linked (at most `timeout`); at once for any other message."""
+        if (done := self._pending.get(message_id)) is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout)
 
 
 def verdict(emoji: discord.PartialEmoji) -> int | None:
