@@ -91,6 +91,8 @@ async def cmd_sync(args: argparse.Namespace) -> int:
 def add_sync(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser, model: argparse.ArgumentParser
 ) -> None:
+    from .cli import count
+
     s = sub.add_parser(
         "sync",
         parents=[common, model],
@@ -117,7 +119,5 @@ def add_sync(
         action="store_true",
         help="skip fitting the catalogue's head (category classifier, search order, open set) at the end",
     )
-    from .cli import count
-
     s.add_argument("--show-failures", type=count, default=20, help="failures listed in the summary (default 20)")
     s.set_defaults(func=cmd_sync, resumable=True)

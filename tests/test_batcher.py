@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -23,6 +24,18 @@ def executor():
     pool = ThreadPoolExecutor(1, thread_name_prefix="test-model")
     yield pool
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+def held() -> tuple[Callable[[list[int]], list[int]], threading.Event, threading.Event]:
+    """A model that holds each batch until ``release`` is set; ``started``: a batch has begun."""
+    release, started = threading.Event(), threading.Event()
+
+    def slow(xs: list[int]) -> list[int]:
+        started.set()
+        release.wait(10)
+        return xs
+
+    return slow, started, release
 
 
 def photos(n: int) -> list[Image.Image]:
@@ -89,14 +102,7 @@ async def test_an_error_reaches_every_caller_and_the_batcher_carries_on(executor
 
 
 async def test_a_full_queue_answers_busy_after_put_timeout(executor) -> None:
-    release = threading.Event()
-    started = threading.Event()
-
-    def slow(xs):
-        started.set()
-        release.wait(10)
-        return xs
-
+    slow, started, release = held()
     b = Batcher(slow, executor, max_batch=1, max_wait_s=0.0, max_queue=2, put_timeout_s=0.3)
     try:
         first = asyncio.ensure_future(b.submit("a"))
@@ -118,14 +124,7 @@ async def test_a_full_queue_answers_busy_after_put_timeout(executor) -> None:
 
 
 async def test_close_cancels_waiting_callers(executor) -> None:
-    release = threading.Event()
-    started = threading.Event()
-
-    def slow(xs):
-        started.set()
-        release.wait(10)
-        return xs
-
+    slow, started, release = held()
     b = Batcher(slow, executor, max_batch=1, max_wait_s=0.0, max_queue=8)
     try:
         running = asyncio.ensure_future(b.submit(1))
@@ -144,14 +143,7 @@ async def test_close_cancels_waiting_callers(executor) -> None:
 async def test_close_also_ends_callers_waiting_for_room(executor) -> None:
     """A bulk caller waiting for room in a full queue (a head fit's views, behind an import) waited for ever once
     the batcher closed: nothing woke it, and shutdown hung on it."""
-    release = threading.Event()
-    started = threading.Event()
-
-    def slow(xs):
-        started.set()
-        release.wait(10)
-        return xs
-
+    slow, started, release = held()
     b = Batcher(slow, executor, max_batch=1, max_wait_s=0.0, max_queue=1)
     try:
         running = asyncio.ensure_future(b.submit(1, wait=True))

@@ -338,6 +338,22 @@ def slow_tiny(seconds_per_pass: float):
     return Backbone("slow-tiny", tiny.dim, tiny.input_size, Slow().eval(), pretrained=False)
 
 
+async def small_shop(tmp_path: Path, seconds_per_pass: float):  # type: ignore[no-untyped-def]
+    """(recommender, database): 12 demo photos (hat, shoes) imported into a new catalogue through ``slow_tiny``."""
+    from recommender.engine import Recommender
+    from recommender.store import Store
+
+    folder = tmp_path / "photos"
+    for c in ("hat", "shoes"):
+        (folder / c).mkdir(parents=True)
+        for p in demo_photos(c)[:6]:
+            shutil.copyfile(p, folder / c / p.name)
+    db = tmp_path / "c.db"
+    rec = Recommender(await Store.open(db), slow_tiny(seconds_per_pass), settings(db, batch_size=2))
+    await rec.import_items(records_from_folder(folder), guild_id=0, actor="t")
+    return rec, db
+
+
 async def test_a_bulk_import_larger_than_the_queue_waits_instead_of_failing(tmp_path: Path) -> None:
     from recommender.engine import Recommender
     from recommender.store import Store
@@ -360,18 +376,9 @@ async def test_closing_does_not_wait_for_a_long_head_fit_and_keeps_the_saved_hea
     """A head still embedding its views at shutdown (minutes with vgg16 on a CPU) is given a few seconds,
     then stops; the head saved before stays, and the next start uses it."""
     from recommender import catalogues
-    from recommender.engine import Recommender
-    from recommender.store import Store
 
     monkeypatch.setattr(catalogues, "FIT_GRACE_S", 0.5)
-    folder = tmp_path / "photos"
-    for c in ("hat", "shoes"):
-        (folder / c).mkdir(parents=True)
-        for p in demo_photos(c)[:6]:
-            shutil.copyfile(p, folder / c / p.name)
-    db = tmp_path / "c.db"
-    rec = Recommender(await Store.open(db), slow_tiny(0.2), settings(db, batch_size=2))
-    await rec.import_items(records_from_folder(folder), guild_id=0, actor="t")
+    rec, db = await small_shop(tmp_path, 0.2)
     quick = await rec.catalogues.retrain(0, views=False)  # the head a first query gets, saved
     assert quick is not None
     saved = await rec.store.load_classifier(0, "slow-tiny")
@@ -394,14 +401,7 @@ async def test_a_quick_head_left_by_a_stopped_fit_is_fitted_fully_at_the_next_st
     from recommender.engine import Recommender
     from recommender.store import Store
 
-    folder = tmp_path / "photos"
-    for c in ("hat", "shoes"):
-        (folder / c).mkdir(parents=True)
-        for p in demo_photos(c)[:6]:
-            shutil.copyfile(p, folder / c / p.name)
-    db = tmp_path / "c.db"
-    rec = Recommender(await Store.open(db), slow_tiny(0.0), settings(db, batch_size=2))
-    await rec.import_items(records_from_folder(folder), guild_id=0, actor="t")
+    rec, db = await small_shop(tmp_path, 0.0)
     await rec.catalogues.retrain(0, views=False)  # saved; the full fit never runs, as if the process was killed
     await rec.close()
     again = Recommender(await Store.open(db), slow_tiny(0.0), settings(db, batch_size=2))
