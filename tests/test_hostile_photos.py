@@ -324,8 +324,8 @@ def tiled_tiff(tile: int, side: int = 16) -> bytes:
 
 
 def test_a_tiff_tile_larger_than_its_image_is_counted() -> None:
-    """A 16x16 TIFF may declare one tile of 16,384 x 16,384 pixels: a 1 MB file made the decoder fill 1 GB (peak
-    RSS 1,062 MB, 4 s). Its tile is counted now; a tile as large as the image decodes as before."""
+    """A 16x16 TIFF may declare one tile of 16,384 x 16,384 pixels: a few MB made the decoder fill 1 GB
+    (docs/SECURITY.md). Its tile is counted now; a tile as large as the image decodes as before."""
     assert np.asarray(decode_image(tiled_tiff(16))).min() == 255  # transparent, on white
     with pytest.raises(ImageTooLarge, match="^The image is 16×16 pixels and would need 513 MB of memory to decode"):
         decode_image(tiled_tiff(8192))
