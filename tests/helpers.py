@@ -209,15 +209,16 @@ class LoopLag:
         self.worst = 0.0
         self.ticks = 0
         self._task: asyncio.Task | None = None
+        self._last = time.perf_counter()
 
     async def _run(self) -> None:
-        last = time.perf_counter()
+        self._last = time.perf_counter()
         while True:
             await asyncio.sleep(self.period)
             now = time.perf_counter()
-            self.worst = max(self.worst, now - last - self.period)
+            self.worst = max(self.worst, now - self._last - self.period)
             self.ticks += 1
-            last = now
+            self._last = now
 
     async def __aenter__(self) -> LoopLag:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -226,6 +227,8 @@ class LoopLag:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
+        # A stall that ends the block is never seen by a tick: count it here.
+        self.worst = max(self.worst, time.perf_counter() - self._last - self.period)
         self._task.cancel()
         try:
             await self._task
