@@ -181,6 +181,8 @@ async def cmd_similar(args: argparse.Namespace) -> int:
             max_price=args.max_price,
         )
     p = result.prediction
+    if not result.matches:  # only the filters can leave none: say so, or a script sees an empty answer and no reason
+        print("no catalogue item matches --category, --min-price and --max-price as given", file=sys.stderr)
     if args.json:
         for m in result.matches:
             print(

@@ -139,6 +139,10 @@ def test_similar_prints_one_line_per_match(db: Path, tmp_path: Path, capsys) -> 
     assert rc == 0 and len(hits) == 3 and {h["category"] for h in hits} == {"hat"}
     assert set(hits[0]) == {"score", "id", "category", "name", "price", "url", "nothing_like_this"}
     assert all(h["nothing_like_this"] is False for h in hits)  # a catalogue photo: close (scripts saw no verdict)
+    for json_flag in ([], ["--json"]):  # filters that leave nothing: an empty answer, and why (it was silent)
+        rc, out, err = cli(capsys, "similar", query, "--db", db, "--min-price", "1e9", *json_flag)
+        assert rc == 0 and not [line for line in out.splitlines() if not line.startswith("#")]
+        assert "no catalogue item matches" in err
     for bad in (["stats", "--top", "-1"], ["evaluate", "--examples", "-1"], ["import", "x", "--show-failures", "-3"]):
         with pytest.raises(SystemExit) as e:  # a negative count printed "... -4 more" or a traceback
             cli(capsys, *bad, "--db", db)
