@@ -9,24 +9,18 @@ read); a write that lands while the index is loading is replayed on it, and a
 refresh() then (another process's big write) makes the load read again. Another process's writes arrive by
 the change feed (PostgreSQL), or are noticed within `refresh_check_s` from the catalogue's version (SQLite).
 
-Each catalogue's head (head.py: its classifier, search order and "nothing like this" threshold, fitted
-on member-like views of its items) is fitted in its own thread, saved with the catalogue state
-(fingerprint) it was fitted on, and fitted again in the background after changes, debounced; a fit
-in progress is never cancelled midway.
+Each catalogue's head (head.py) is kept by heads.py: fitted again in the background after changes, here or
+(by the change feed or the version) in another process.
 """
 
 from __future__ import annotations
 
-import asyncio
-import io
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
-from PIL import Image
 
 from .adapt import MIN_COUNT, DomainState
 from .catalogue_state import CatalogueState
@@ -34,47 +28,48 @@ from .changes import Change
 from .community import MemberPhotos
 from .config import DEFAULT_GUILD, Settings
 from .embedder import Embedder
-from .errors import RecommenderError
-from .head import CatalogueHead, Decision, Members, fit_head, head_from_bytes, train_head
+from .fitlease import FitLeases
+from .head import Decision, Members
+from .heads import Heads
 from .index import Hit, VectorIndex
 from .records import Item
 from .store import Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-FIT_GRACE_S = 10.0  # how long closing waits for a head fit in progress
 LOAD_TRIES = 3  # index loads in a row while refresh() keeps landing during them (the last one is kept)
 
 
 class Catalogues:
-    def __init__(self, store: Store, embedder: Embedder, settings: Settings, photos: MemberPhotos | None = None) -> None:
+    def __init__(
+        self, store: Store, embedder: Embedder, settings: Settings, photos: MemberPhotos | None = None, leases: FitLeases | None = None
+    ) -> None:  # fmt: skip
         self.store = store
         self.photos = MemberPhotos(store) if photos is None else photos
         self.embedder = embedder
         self.model = embedder.model
         self.settings = settings
-        self._train_pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-train")
         self._states: dict[int, CatalogueState] = {}
+        leases = FitLeases(store.session, store.database.kind) if leases is None else leases
+        self.heads = Heads(
+            store,
+            embedder,
+            settings,
+            leases,
+            self._states,
+            self._head_fingerprint,
+            lambda cid: self.members(cid, cid, fresh=True),
+        )
         self._own: dict[int, tuple[bool, float]] = {}  # guild -> (has its own items, when looked up)
         self.polling = True  # compare with the store every refresh_check_s; off while a change feed runs
 
     async def close(self) -> None:
-        """Stop scheduling fits; a fit in progress gets FIT_GRACE_S to finish and be saved. One still
-        embedding its views then (minutes with a big model) stops when the embedder closes, and the head
-        saved before stays: call join() after closing the embedder."""
-        timers = [c.retrain_timer for c in self._states.values() if c.retrain_timer and not c.retrain_timer.done()]
-        for t in timers:
-            t.cancel()
-        await asyncio.gather(*timers, return_exceptions=True)
-        fits = [c.training for c in self._states.values() if c.training and not c.training.done()]
-        if fits:
-            await asyncio.wait(fits, timeout=FIT_GRACE_S)
+        """Stop scheduling head fits; one in progress gets heads.FIT_GRACE_S to finish and be saved."""
+        await self.heads.close()
 
     async def join(self) -> None:
         """Wait for the training thread to end (after the embedder closed, so an unfinished fit stops)."""
-        await asyncio.to_thread(self._train_pool.shutdown, wait=True, cancel_futures=True)
-        fits = [c.training for c in self._states.values() if c.training and not c.training.done()]
-        await asyncio.gather(*fits, return_exceptions=True)
+        await self.heads.join()
 
     def state(self, cid: int) -> CatalogueState:
         return self._states.setdefault(cid, CatalogueState())
@@ -115,7 +110,7 @@ class Catalogues:
             else:
                 log.info("catalogue %s changed outside this process; reloading it", cid)
                 self.refresh(cid)
-                self.schedule_retrain(cid, delay=0.0)
+                self.heads.schedule(cid, delay=0.0)
         if cat.index is None:
             async with cat.load_lock:
                 for attempt in range(LOAD_TRIES):  # a refresh during the load: what it read may predate the change
@@ -181,17 +176,17 @@ class Catalogues:
 
         await self._write_index(cid, apply)
         if retrain:
-            self.schedule_retrain(cid)
+            self.heads.schedule(cid)
 
     async def removed(self, cid: int, item: Item) -> None:
         await self._write_index(cid, lambda ix: ix.remove(item.pk))
         self._own.pop(cid, None)  # may have become empty
-        self.schedule_retrain(cid)
+        self.heads.schedule(cid)
 
     async def edited(self, cid: int, item: Item, *, category_changed: bool) -> None:
         await self._write_index(cid, lambda ix: ix.update_meta(item.pk, item.category, item.price))
         if category_changed:
-            self.schedule_retrain(cid)
+            self.heads.schedule(cid)
 
     async def apply(self, change: Change) -> None:
         """A change another process committed (from the change feed): touch only what it names."""
@@ -222,6 +217,7 @@ class Catalogues:
                         ix.upsert(int(pk), vec, category, None if np.isnan(price) else float(price), digest)
 
                 await self._write_index(cid, upsert)
+            self._stale_head(cid)
         elif change.kind == "removed":
             self._own.pop(cid, None)
 
@@ -230,6 +226,7 @@ class Catalogues:
                     ix.remove(pk)
 
             await self._write_index(cid, remove)
+            self._stale_head(cid)
         elif change.kind == "classifier" and change.model == self.model and cid in self._states:
             self._states[cid].head = None  # the saved one is loaded on next use
         elif change.kind == "labels":  # the labelling process refits the head itself
@@ -241,7 +238,7 @@ class Catalogues:
         """The head's answer for a member's photo: the order of its nearest items `hits` (best first,
         ideally head.CANDIDATES of them), the category and whether the catalogue has nothing like it.
         The asking guild's labelled member photos vote on the category (head.decide's members)."""
-        model = await self.head(cid)
+        model = await self.heads.get(cid)
         if model is None or not hits:
             return None
         members = None if guild_id is None else await self.members(cid, guild_id)
@@ -308,10 +305,10 @@ class Catalogues:
         catalogue also counts for the guild's own one, if it has one by now."""
         self.forget_lessons(cid)
         if guild_id == cid:
-            self.schedule_retrain(cid)
+            self.heads.schedule(cid)
         elif cid == DEFAULT_GUILD and self._own.get(guild_id, (False, 0.0))[0]:
             self.forget_lessons(guild_id)
-            self.schedule_retrain(guild_id)
+            self.heads.schedule(guild_id)
 
     async def _head_fingerprint(self, cid: int) -> str:
         """The catalogue state a head is fitted on: its items and, for a guild's own catalogue, its labels."""
@@ -319,116 +316,9 @@ class Catalogues:
         labels = await self.photos.label_fingerprint(cid, cid, self.model, await self._carried(cid, cid))
         return f"{fingerprint}|{labels}" if labels else fingerprint
 
-    async def head(self, cid: int) -> CatalogueHead | None:
-        """The catalogue's head: loaded from the store, else fitted now (a stale one answers while a
-        fresh one is fitted in the background; an unreadable one is fitted again, never trusted; a quick one,
-        from the items alone, answers while the one with member-like views is fitted)."""
-        cat = self.state(cid)
-        if cat.head is None:
-            saved = await self.store.load_classifier(cid, self.model)
-            if saved is not None:  # unreadable: fitted again as if never fitted, quickly now, fully after
-                cat.head = await self._read_head(cid, saved.blob)
-                if cat.head is not None and saved.fingerprint != await self._head_fingerprint(cid):
-                    self.schedule_retrain(cid, delay=0.0)
-            loaded = cat.head is not None
-            if not loaded:  # never fitted: a quick head on the items answers now (concurrent first callers:
-                await self.retrain(cid, force=False, views=False)  # one fit, the rest load it) ...
-            idle = all(t is None or t.done() for t in (cat.retrain_timer, cat.training))
-            if cat.head is not None and not cat.head.info.get("views") and idle:  # ... and the one with member-
-                # like views follows; also for a quick head a stop cut short, debounced: a CLI command that
-                # meets one is done before it starts
-                self.schedule_retrain(cid, delay=None if loaded else 0.0)
-        return cat.head
-
-    async def retrain(self, cid: int, *, force: bool = True, views: bool = True) -> CatalogueHead | None:
-        """Fit the catalogue's head now (in the training thread; its member-like views go through the
-        model behind members' photos) and save it. With force=False a saved head fitted on the same
-        catalogue state is reused. views=False: from the items alone, in seconds (what a catalogue's
-        very first query waits for; embedding views takes minutes with a big model on a CPU)."""
-        cat = self.state(cid)
-        async with cat.train_lock:
-            fingerprint = await self._head_fingerprint(cid)
-            saved = None if force else await self.store.load_classifier(cid, self.model)
-            if saved is not None and saved.fingerprint == fingerprint and (head := await self._read_head(cid, saved.blob)):
-                cat.head = head
-                return head
-            rows = await self.store.load_vectors(cid, self.model)
-            if len(rows.pks) == 0:
-                cat.head = None
-                return None
-            members = await self.members(cid, cid, fresh=True)  # the guild's labelled photos teach its own catalogue's head
-            t0 = time.perf_counter()
-            loop = asyncio.get_running_loop()
-
-            def pictures(indices: list[int]) -> list[Image.Image]:  # the stored thumbnails, read via the loop
-                pks = [int(rows.pks[i]) for i in indices]
-                thumbs = asyncio.run_coroutine_threadsafe(self.store.thumbnails(pks), loop).result()
-                return [_picture(thumbs.get(pk)) for pk in pks]
-
-            def embed(views: list[Image.Image]) -> np.ndarray:  # behind members' photos in the model's queue
-                return np.stack(asyncio.run_coroutine_threadsafe(self.embedder.embed_views(views), loop).result())
-
-            def fit() -> tuple[CatalogueHead, bytes]:
-                if not views:
-                    model = fit_head(rows.vectors, rows.categories, members=members)
-                else:
-                    model = train_head(
-                        rows.vectors, rows.categories, pictures, embed, max_views=self.settings.head_views, members=members
-                    )
-                return model, model.to_bytes()
-
-            model, blob = await loop.run_in_executor(self._train_pool, fit)
-            now = await self._head_fingerprint(cid)
-            if now != fingerprint:  # the catalogue changed during the fit, maybe in another process that
-                newer = await self.store.load_classifier(cid, self.model)  # saved a head of the newer state:
-                if newer is not None and newer.fingerprint == now and (head := await self._read_head(cid, newer.blob)):
-                    cat.head = head  # this older one must not overwrite it
-                    return head
-            await self.store.save_classifier(cid, self.model, fingerprint, f"head-{model.classifier.method}", blob)
-            cat.head = model
-            log.info("catalogue %s: head (%s classifier) over %d items in %.1fs", cid, model.classifier.method,
-                     len(rows.pks), time.perf_counter() - t0)  # fmt: skip
-            return model
-
-    async def _read_head(self, cid: int, blob: bytes) -> CatalogueHead | None:
-        """A saved head, or None (said in the log) when its bytes cannot be read: it is fitted again, never trusted."""
-        try:
-            return await self.embedder.cpu(head_from_bytes, blob)
-        except RecommenderError as e:
-            log.warning("saved head of catalogue %s unreadable (%s): not used, a fit replaces it", cid, e)
-            return None
-
-    def schedule_retrain(self, cid: int, delay: float | None = None) -> None:
-        """Debounced: many changes in a row cause one retrain, `retrain_delay_s` after the last. A
-        change that comes while a fit runs lets that fit finish (it is never cancelled midway) and
-        causes one more after it."""
-        cat = self.state(cid)
-        if cat.retrain_timer and not cat.retrain_timer.done():
-            cat.retrain_timer.cancel()  # still sleeping: start the wait again
-        wait = self.settings.retrain_delay_s if delay is None else delay
-
-        async def later() -> None:
-            await asyncio.sleep(wait)
-            if cat.training is not None and not cat.training.done():
-                await asyncio.shield(cat.training)  # the next fit follows the one in progress
-            cat.training = asyncio.get_running_loop().create_task(self._retrain_logged(cid), name=f"fit-{cid}")
-            await asyncio.shield(cat.training)
-
-        cat.retrain_timer = asyncio.get_running_loop().create_task(later(), name=f"retrain-{cid}")
-
-    async def _retrain_logged(self, cid: int) -> None:
-        try:
-            await self.retrain(cid)
-        except Exception:
-            log.exception("background retrain of catalogue %s failed", cid)
-
-
-def _picture(thumbnail: bytes | None) -> Image.Image:
-    """A stored thumbnail as an RGB image (a grey square where it cannot be read)."""
-    if thumbnail:
-        try:
-            with Image.open(io.BytesIO(thumbnail)) as im:
-                return im.convert("RGB")
-        except (OSError, ValueError, Image.DecompressionBombError):
-            pass
-    return Image.new("RGB", (64, 64), (128, 128, 128))
+    def _stale_head(self, cid: int) -> None:
+        """Another process changed the catalogue's items: a loaded head is fitted again (debounced; of all the
+        processes that saw the change, the one holding the fit lease fits it, the others load what it saves)."""
+        cat = self._states.get(cid)
+        if cat is not None and cat.head is not None:
+            self.heads.schedule(cid)

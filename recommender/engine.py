@@ -245,11 +245,11 @@ class Recommender:
     async def retrain(self, cid: int, *, force: bool = True) -> CatalogueHead | None:
         """Fit the catalogue's head (its classifier, search order and "nothing like this") now and save
         it (force=False reuses a saved one that is current)."""
-        return await self.catalogues.retrain(cid, force=force)
+        return await self.catalogues.heads.retrain(cid, force=force)
 
     def schedule_retrain(self, cid: int, delay: float | None = None) -> None:
         """Retrain in the background after `retrain_delay_s` (debounced)."""
-        self.catalogues.schedule_retrain(cid, delay)
+        self.catalogues.heads.schedule(cid, delay)
 
     def refresh(self, cid: int) -> None:
         """Forget a catalogue's in-memory state: rebuilt from the database on next use."""

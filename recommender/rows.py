@@ -15,14 +15,15 @@ from .records import Item, VectorRows
 from .schema import AuditRow, ItemRow
 
 
-def upsert_statement(dialect: str, table: Any, keys: Sequence[str], columns: Iterable[str]) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of `columns`, in the database's own dialect; execute it with
-    one row's values or a list of them. One statement, so two processes writing the same new row both succeed
-    (an ORM ``merge`` is a SELECT, then an INSERT)."""
+def upsert_statement(dialect: str, table: Any, keys: Sequence[str], columns: Iterable[str], where: Any = None) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` of `columns` (only where `where` holds for the existing row), in
+    the database's own dialect; execute it with one row's values or a list of them. One statement, so two processes
+    writing the same new row both succeed (an ORM ``merge`` is a SELECT, then an INSERT)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in columns if c not in keys})
+    set_ = {c: stmt.excluded[c] for c in columns if c not in keys}
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=set_, where=where)
 
 
 def insert_new(dialect: str, table: Any) -> Any:

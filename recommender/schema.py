@@ -202,3 +202,15 @@ class CatalogueVersionRow(Base):
 
     catalogue_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class FitLeaseRow(Base):
+    """Which process fits a catalogue's head in the background (fitlease.py): one per catalogue and model, held
+    until `expires_at` and renewed while the fit runs, so that a head is fitted once for all processes."""
+
+    __tablename__ = "fit_leases"
+
+    catalogue_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    model: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, nullable=False)

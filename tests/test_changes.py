@@ -110,11 +110,11 @@ async def test_a_head_fitted_while_another_process_changed_the_catalogue_never_o
     fit used to end by saving its older head over b's, and kept it, as nothing told a to fit again."""
     import threading
 
-    from recommender import catalogues
+    from recommender import heads
 
     db = pg_cluster.clone(pg_cluster.template("demo", __import__("helpers").import_demo))
     a, b = await open_rec(db), await open_rec(db)
-    gate, started, real_fit = threading.Event(), threading.Event(), catalogues.fit_head
+    gate, started, real_fit = threading.Event(), threading.Event(), heads.fit_head
 
     def fit_head(*args, **kw):  # a's fit (the first) waits for the gate; b's runs at once
         if not started.is_set():
@@ -122,12 +122,12 @@ async def test_a_head_fitted_while_another_process_changed_the_catalogue_never_o
             assert gate.wait(30)
         return real_fit(*args, **kw)
 
-    monkeypatch.setattr(catalogues, "fit_head", fit_head)
+    monkeypatch.setattr(heads, "fit_head", fit_head)
     try:
-        fitting = asyncio.create_task(a.catalogues.retrain(0, views=False))
+        fitting = asyncio.create_task(a.catalogues.heads.retrain(0, views=False))
         assert await asyncio.to_thread(started.wait, 30)
         await b.add_item(as_png(demo_photos("shoes")[0]), ItemFields("new-1", "New", "boots"), guild_id=0, actor="b")
-        newer = await b.catalogues.retrain(0, views=False)
+        newer = await b.catalogues.heads.retrain(0, views=False)
         assert newer is not None and newer.info["items"] == 121
         saved = await b.store.load_classifier(0, "tiny")
         gate.set()

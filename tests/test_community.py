@@ -276,19 +276,19 @@ async def test_forgetting_deletes_the_guilds_photos_votes_and_their_trace_in_the
 
 
 async def test_the_head_learns_the_guilds_labels_and_survives_a_restart(db: str, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "recommender.catalogues")
+    caplog.set_level(logging.INFO, "recommender")
     guild = 333  # a server with a catalogue of its own: its labels teach its head
     rec = await open_rec(db, retrain_delay_s=0.05, head_views=16)
     try:
         await rec.import_items(rec.records(DEMO), guild_id=guild, actor="mod")
         await rec.retrain(guild)
-        assert (await rec.catalogues.head(guild)).info.get("members") == 0
+        assert (await rec.catalogues.heads.get(guild)).info.get("members") == 0
         res = await answer(rec, demo_photos("pants")[1], guild=guild, message=7000, reply=7001)
         await rec.label_photo(guild_id=guild, message_id=7001, category="pants", actor="mod")
         fitted = rec.catalogues.state(guild).retrain_timer
         assert fitted is not None
         await fitted  # the debounced fit after the label
-        head = await rec.catalogues.head(guild)
+        head = await rec.catalogues.heads.get(guild)
         assert head.info.get("members") == 1
         saved = await rec.store.load_classifier(guild, "tiny")
         assert saved.fingerprint != await rec.store.fingerprint(guild, "tiny")  # the labels are part of it
@@ -299,7 +299,7 @@ async def test_the_head_learns_the_guilds_labels_and_survives_a_restart(db: str,
     caplog.clear()
     rec = await open_rec(db, retrain_delay_s=60, head_views=16)
     try:
-        head = await rec.catalogues.head(guild)
+        head = await rec.catalogues.heads.get(guild)
         assert head.info.get("members") == 1
         assert not any("head (" in r.getMessage() for r in caplog.records)  # loaded, not fitted again
         assert rec.catalogues.state(guild).retrain_timer is None
@@ -311,11 +311,11 @@ async def test_the_head_learns_the_guilds_labels_and_survives_a_restart(db: str,
         await rec.close()
     rec = await open_rec(db, retrain_delay_s=0.05, head_views=16)
     try:  # a label given since the head was saved: the saved head answers, and a refit with it follows
-        assert (await rec.catalogues.head(guild)).info.get("members") == 1
+        assert (await rec.catalogues.heads.get(guild)).info.get("members") == 1
         refit = rec.catalogues.state(guild).retrain_timer
         assert refit is not None
         await refit
-        assert (await rec.catalogues.head(guild)).info.get("members") == 2
+        assert (await rec.catalogues.heads.get(guild)).info.get("members") == 2
     finally:
         await rec.close()
 
@@ -334,13 +334,13 @@ async def test_labels_given_in_the_shared_catalogue_follow_the_guild_to_its_own(
         members = await rec.catalogues.members(guild, guild, fresh=True)
         assert members is not None and list(members[1]) == ["pants"]  # "hat" is not one of its categories
         await rec.retrain(guild)
-        assert (await rec.catalogues.head(guild)).info.get("members") == 1
+        assert (await rec.catalogues.heads.get(guild)).info.get("members") == 1
 
         await rec.label_photo(guild_id=guild, message_id=8021, category="shoes", actor="mod")  # a label given later
         refit = rec.catalogues.state(guild).retrain_timer
         assert refit is not None
         await refit
-        assert (await rec.catalogues.head(guild)).info.get("members") == 2
+        assert (await rec.catalogues.heads.get(guild)).info.get("members") == 2
         assert (await rec.catalogues.members(OTHER, OTHER, fresh=True)) is None  # never another guild's
 
         await rec.forget_photos(guild_id=guild, actor="mod")

@@ -58,7 +58,7 @@ def mirrored(path: Path) -> bytes:
 
 
 def trainings(caplog: pytest.LogCaptureFixture) -> int:
-    return sum(TRAINED in r.getMessage() for r in caplog.records if r.name == "recommender.catalogues")
+    return sum(TRAINED in r.getMessage() for r in caplog.records if r.name == "recommender.heads")
 
 
 async def brute_force(rec, query: np.ndarray, k: int, exclude_pk: int | None = None) -> list[str]:
@@ -254,7 +254,7 @@ async def test_several_changes_cause_one_debounced_retrain(demo_catalogue: str, 
 
 
 async def debounced(rec, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="recommender.catalogues")
+    caplog.set_level(logging.INFO, logger="recommender")
     caplog.clear()
     for i, p in enumerate(demo_photos("hat")[:6]):
         await rec.add_item(mirrored(p), ItemFields(f"m-{i}", f"Mirrored hat {i}", "mirrored"), guild_id=0, actor="mod")
@@ -270,7 +270,7 @@ async def debounced(rec, caplog: pytest.LogCaptureFixture) -> None:
 
 async def test_the_classifier_is_reused_after_a_restart(demo_catalogue: str, caplog) -> None:
     db = demo_catalogue
-    caplog.set_level(logging.INFO, logger="recommender.catalogues")
+    caplog.set_level(logging.INFO, logger="recommender")
     caplog.clear()
     query = as_png(demo_photos("skirt")[1])
     rec = await open_rec(db)
@@ -299,7 +299,7 @@ async def test_the_classifier_is_reused_after_a_restart(demo_catalogue: str, cap
 async def test_a_burst_of_queries_trains_the_classifier_once(demo_catalogue: str, caplog) -> None:
     """A catalogue never fitted: the first queries wait for one quick head fitted on the items alone
     (seconds, whatever the model), and the head with member-like views follows in the background."""
-    caplog.set_level(logging.INFO, logger="recommender.catalogues")
+    caplog.set_level(logging.INFO, logger="recommender")
     caplog.clear()
     rec = await open_rec(demo_catalogue)
     try:
@@ -375,11 +375,11 @@ async def test_a_bulk_import_larger_than_the_queue_waits_instead_of_failing(tmp_
 async def test_closing_does_not_wait_for_a_long_head_fit_and_keeps_the_saved_head(tmp_path: Path, monkeypatch) -> None:
     """A head still embedding its views at shutdown (minutes with vgg16 on a CPU) is given a few seconds,
     then stops; the head saved before stays, and the next start uses it."""
-    from recommender import catalogues
+    from recommender import heads
 
-    monkeypatch.setattr(catalogues, "FIT_GRACE_S", 0.5)
+    monkeypatch.setattr(heads, "FIT_GRACE_S", 0.5)
     rec, db = await small_shop(tmp_path, 0.2)
-    quick = await rec.catalogues.retrain(0, views=False)  # the head a first query gets, saved
+    quick = await rec.catalogues.heads.retrain(0, views=False)  # the head a first query gets, saved
     assert quick is not None
     saved = await rec.store.load_classifier(0, "slow-tiny")
     rec.schedule_retrain(0, delay=0.0)  # 24 views at 0.1 s each: still running at close
@@ -402,11 +402,11 @@ async def test_a_quick_head_left_by_a_stopped_fit_is_fitted_fully_at_the_next_st
     from recommender.store import Store
 
     rec, db = await small_shop(tmp_path, 0.0)
-    await rec.catalogues.retrain(0, views=False)  # saved; the full fit never runs, as if the process was killed
+    await rec.catalogues.heads.retrain(0, views=False)  # saved; the full fit never runs, as if the process was killed
     await rec.close()
     again = Recommender(await Store.open(db), slow_tiny(0.0), settings(db, batch_size=2))
     try:
-        assert (await again.catalogues.head(0)).info["views"] == 0  # answers at once ...
+        assert (await again.catalogues.heads.get(0)).info["views"] == 0  # answers at once ...
         await asyncio.wait_for(asyncio.shield(again.catalogues.state(0).retrain_timer), 60)
         assert again.catalogues.state(0).head.info["views"] > 0  # ... and the full fit follows
         saved = await again.store.load_classifier(0, "slow-tiny")
@@ -581,7 +581,7 @@ async def test_an_import_never_retrains_by_itself_so_the_callers_retrain_is_the_
 ) -> None:
     """The caller decides when to retrain (the CLI right away, the bot in the background): an import
     followed by the CLI's retrain fits exactly once, and nothing else starts a fit later."""
-    caplog.set_level(logging.INFO, logger="recommender.catalogues")
+    caplog.set_level(logging.INFO, logger="recommender")
     rec = await open_rec(tmp_path / "t.db", retrain_delay_s=0.0)
     try:
         records = list(records_from_folder(demo_photos("hat")[0].parents[1]))
@@ -602,7 +602,7 @@ async def test_an_unreadable_saved_classifier_is_retrained_not_repeated(rec, tmp
     await rec.similar(mirrored(demo_photos("hat")[0]), k=3)  # trains and saves one
     await sql(rec.store, "UPDATE classifiers SET blob = :b", {"b": b"not a classifier"})
     await rec.close()
-    caplog.set_level(logging.INFO, logger="recommender.catalogues")
+    caplog.set_level(logging.INFO, logger="recommender")
     again = await open_rec(rec.settings.db)
     try:
         photos = [mirrored(p) for p in demo_photos("hat")[:4]]  # four members' photos at once find it unreadable
@@ -776,7 +776,7 @@ async def test_an_own_write_does_not_hide_another_writers_earlier_one(
     never reload the catalogue."""
     from recommender import catalogues
 
-    caplog.set_level(logging.INFO, logger="recommender.catalogues")
+    caplog.set_level(logging.INFO, logger="recommender")
     rec = await open_rec(demo_catalogue, refresh_check_s=60.0)
     skew = [0.0]
     monkeypatch.setattr(catalogues, "time", types.SimpleNamespace(monotonic=lambda: time.monotonic() + skew[0]))

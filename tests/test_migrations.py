@@ -95,7 +95,7 @@ def old_catalogue(db: Path, n: int = 20) -> list[dict]:
 async def test_a_fresh_database_is_at_head_and_matches_the_models(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "new.db")
     await store.close()
-    assert version(tmp_path / "new.db") == head() == "0006"
+    assert version(tmp_path / "new.db") == head() == "0007"
     assert schema_diff(tmp_path / "new.db") == []
 
 
