@@ -99,6 +99,32 @@ async def test_another_process_s_change_is_fitted_once_and_every_process_gets_th
         await b.close()
 
 
+async def test_a_quick_head_met_by_several_processes_is_fitted_fully_once(
+    demo_catalogue: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The quick head (from the items alone) that a process stopped before its full fit left: every process that
+    loaded it fitted the full one (member-like views, minutes with a big model), the same head in each."""
+    caplog.set_level(logging.INFO, logger="recommender")
+    first = await open_rec(demo_catalogue)
+    try:
+        await first.catalogues.heads.retrain(0, views=False)  # saved; its full fit never runs
+    finally:
+        await first.close()
+    shards = [await open_rec(demo_catalogue, retrain_delay_s=0.05, head_views=16) for _ in range(2)]
+    try:
+        for rec in shards:
+            rec.catalogues.heads.leases = FitLeases(rec.store.session, rec.store.database.kind, ttl_s=3.0)
+        caplog.clear()
+        for rec in shards:
+            await rec.similar(as_png(demo_photos("hat")[1]), k=3)  # the quick head answers at once ...
+        for rec in shards:  # ... and the full one follows, fitted by one of them
+            await eventually(lambda: _fitted(rec, 120), within=20.0)
+        assert fits(caplog) == 1
+    finally:
+        for rec in shards:
+            await rec.close()
+
+
 async def test_a_fit_lease_left_by_a_killed_process_is_taken_over(demo_catalogue: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="recommender")
     rec = await open_rec(demo_catalogue, retrain_delay_s=0.05, head_views=16)
