@@ -4,6 +4,7 @@ fits it, the others load the head it saves; a lease whose process died lapses an
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -118,7 +119,7 @@ async def test_a_quick_head_met_by_several_processes_is_fitted_fully_once(
         for rec in shards:
             await rec.similar(as_png(demo_photos("hat")[1]), k=3)  # the quick head answers at once ...
         for rec in shards:  # ... and the full one follows, fitted by one of them
-            await eventually(lambda: _fitted(rec, 120), within=20.0)
+            await eventually(functools.partial(_fitted, rec, 120), within=20.0)
         assert fits(caplog) == 1
     finally:
         for rec in shards:
