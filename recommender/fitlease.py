@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, or_
+from sqlalchemy import CursorResult, DateTime, delete, func, or_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from .rows import now, upsert_statement
@@ -34,10 +34,15 @@ class FitLeases:
         self.holder = f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.dialect = dialect
 
+    def _now(self) -> Any:
+        """Now by the database server's clock on PostgreSQL, whose processes may run on several hosts whose clocks
+        differ; by this host's on SQLite (a file on one host)."""
+        return func.timezone("UTC", func.now(), type_=DateTime) if self.dialect == "postgresql" else now()
+
     async def take(self, catalogue_id: int, model: str) -> bool:
         """Take (or renew) the lease, for `ttl_s` from now: one statement, so of several processes one wins.
         False while another process holds it."""
-        t = now()
+        t = self._now()
         where = or_(FitLeaseRow.expires_at < t, FitLeaseRow.holder == self.holder)
         stmt = upsert_statement(self.dialect, FitLeaseRow, ("catalogue_id", "model"), ("holder", "expires_at"), where)
         values = dict(catalogue_id=catalogue_id, model=model, holder=self.holder, expires_at=t + timedelta(seconds=self.ttl_s))
@@ -52,8 +57,14 @@ class FitLeases:
 
     @contextlib.asynccontextmanager
     async def held(self, catalogue_id: int, model: str) -> AsyncIterator[bool]:
-        """True: the lease is ours for the block (renewed meanwhile, given back after). False: another process holds it."""
-        if not await self.take(catalogue_id, model):
+        """True: the lease is ours for the block (renewed meanwhile, given back after). False: another process holds
+        it, or the database could not say (the caller tries again later)."""
+        try:
+            ours = await self.take(catalogue_id, model)
+        except Exception as e:  # the database away, or SQLite busy past its timeout
+            log.warning("could not take the head-fit lease of catalogue %s: %s", catalogue_id, e)
+            ours = False
+        if not ours:
             yield False
             return
         renewing = asyncio.create_task(self._renew(catalogue_id, model))

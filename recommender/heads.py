@@ -50,11 +50,13 @@ class Heads:
         self._fingerprint = fingerprint
         self._members = members
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="lookalike-train")
+        self._closed = False  # no fit is scheduled once closing began
 
     async def close(self) -> None:
         """Stop scheduling fits; a fit in progress gets FIT_GRACE_S to finish and be saved. One still
         embedding its views then (minutes with a big model) stops when the embedder closes, and the head
         saved before stays: call join() after closing the embedder."""
+        self._closed = True
         timers = [c.retrain_timer for c in self._states.values() if c.retrain_timer and not c.retrain_timer.done()]
         for t in timers:
             t.cancel()
@@ -105,19 +107,29 @@ class Heads:
         cat = self._cat(cid)
         async with cat.train_lock:
             fingerprint = await self._fingerprint(cid)
-            saved = None if force else await self.store.load_classifier(cid, self.model)
-            if saved is not None and saved.fingerprint == fingerprint and (head := await self._read_head(cid, saved.blob)):
-                if head.info.get("views") or not (views and self.settings.head_views):
-                    cat.head = head
-                    return head
+            if not force and (head := await self._saved(cid, fingerprint, views)):
+                cat.head = head
+                return head
             if not background:
                 return await self._fit(cid, fingerprint, views)
             async with self.leases.held(cid, self.model) as ours:
-                if ours:
+                if ours:  # the holder before may have saved this very state's head since it was looked for
+                    if head := await self._saved(cid, fingerprint, views):
+                        cat.head = head
+                        return head
                     return await self._fit(cid, fingerprint, views)
             log.info("catalogue %s: another process is fitting its head; this one looks again later", cid)
             self.schedule(cid, delay=self.leases.ttl_s / 3)  # as often as the holder renews it
             return cat.head
+
+    async def _saved(self, cid: int, fingerprint: str, views: bool) -> CatalogueHead | None:
+        """The saved head, if it was fitted on this catalogue state (`fingerprint`) and with views where they are
+        wanted (not the quick head a first query got), and can be read."""
+        saved = await self.store.load_classifier(cid, self.model)
+        if saved is None or saved.fingerprint != fingerprint:
+            return None
+        head = await self._read_head(cid, saved.blob)
+        return head if head is not None and (head.info.get("views") or not (views and self.settings.head_views)) else None
 
     async def _fit(self, cid: int, fingerprint: str, views: bool) -> CatalogueHead | None:
         """retrain's fit, under the catalogue's train_lock."""
@@ -171,7 +183,9 @@ class Heads:
     def schedule(self, cid: int, delay: float | None = None) -> None:
         """Debounced: many changes in a row cause one retrain, `retrain_delay_s` after the last. A
         change that comes while a fit runs lets that fit finish (it is never cancelled midway) and
-        causes one more after it."""
+        causes one more after it. Nothing once closing began."""
+        if self._closed:
+            return
         cat = self._cat(cid)
         if cat.retrain_timer and not cat.retrain_timer.done():
             cat.retrain_timer.cancel()  # still sleeping: start the wait again

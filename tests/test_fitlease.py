@@ -7,6 +7,7 @@ import asyncio
 import functools
 import logging
 import time
+from datetime import datetime
 
 import pytest
 
@@ -40,17 +41,24 @@ async def add_from_another_process(db: str, item_id: str) -> None:
         await other.close()
 
 
+async def lapse(rec, catalogue_id: int) -> None:
+    """The catalogue's lease ran out (its holder died `ttl_s` ago), without waiting for it."""
+    await sql(
+        rec.store, "UPDATE fit_leases SET expires_at = :t WHERE catalogue_id = :c", {"t": datetime(2000, 1, 1), "c": catalogue_id}
+    )
+
+
 async def test_a_lease_is_one_process_s_until_it_lapses_or_is_given_back(db: str) -> None:
     rec = await open_rec(db)
     try:
         session, kind = rec.store.session, rec.store.database.kind
-        a, b = FitLeases(session, kind, ttl_s=0.5), FitLeases(session, kind, ttl_s=0.5)
+        a, b = FitLeases(session, kind, ttl_s=60.0), FitLeases(session, kind, ttl_s=60.0)
         assert await a.take(7, "tiny") and await a.take(7, "tiny")  # taken, then renewed
         assert not await b.take(7, "tiny")  # held
         assert await b.take(7, "other-model") and await b.take(8, "tiny")  # one lease per catalogue and model
         await b.release(7, "tiny")  # not b's: stays a's
         assert not await b.take(7, "tiny")
-        await asyncio.sleep(0.6)  # a's process died: its lease lapses
+        await lapse(rec, 7)  # a's process died a minute ago: its lease lapsed
         assert await b.take(7, "tiny") and not await a.take(7, "tiny")
         async with b.held(7, "tiny") as ours:  # b's own lease: renewed and then given back
             assert ours
@@ -131,17 +139,22 @@ async def test_a_fit_lease_left_by_a_killed_process_is_taken_over(demo_catalogue
     rec = await open_rec(demo_catalogue, retrain_delay_s=0.05, head_views=16)
     try:
         heads = rec.catalogues.heads
-        heads.leases = FitLeases(rec.store.session, rec.store.database.kind, ttl_s=1.0)
-        dead = FitLeases(rec.store.session, rec.store.database.kind, ttl_s=1.0)
+        heads.leases = FitLeases(rec.store.session, rec.store.database.kind, ttl_s=1.0)  # looks again every 1/3 s
+        dead = FitLeases(rec.store.session, rec.store.database.kind, ttl_s=60.0)
         assert await dead.take(0, "tiny")  # a process that took the lease, then was killed (kill -9) mid-fit
         await rec.similar(as_png(demo_photos("hat")[1]), k=3)
         caplog.clear()
         await rec.add_item(as_png(demo_photos("shoes")[0]), ItemFields("new-hat", "New hat", "hat"), guild_id=0, actor="mod")
         await asyncio.sleep(0.5)
         assert fits(caplog) == 0  # the lease is held: this process waits for the head the holder would save
+        await lapse(rec, 0)
         await eventually(lambda: _fitted(rec, 121), within=15.0)  # the lease lapsed: this process fits
         assert fits(caplog) == 1
-        assert await sql(rec.store, "SELECT COUNT(*) FROM fit_leases") == [(0,)]  # given back after the fit
+
+        async def given_back() -> bool:  # after the fit
+            return await sql(rec.store, "SELECT COUNT(*) FROM fit_leases") == [(0,)]
+
+        await eventually(given_back, within=5.0)
     finally:
         await rec.close()
 
