@@ -122,25 +122,36 @@ def _link(url: str | None) -> str | None:
         return None
 
 
-def fit_lines(lines: Sequence[str], limit: int, more: str = "… and {n} more") -> str:
-    """Join lines within `limit` characters; lines that don't fit become one "… and N more" line."""
-    if sum(len(line) + 1 for line in lines) - 1 <= limit:
+def fit_lines(lines: Sequence[str], limit: int, more: str = "… and {n} more", total: int | None = None) -> str:
+    """Join lines within `limit` characters; lines that don't fit become one "… and N more" line. `total`: how many
+    lines `lines` stands for, when the caller made only the first ones (the rest count as more)."""
+    total = len(lines) if total is None else total
+    if total == len(lines) and sum(len(line) + 1 for line in lines) - 1 <= limit:
         return "\n".join(lines)
     out: list[str] = []
     used = 0
     for i, line in enumerate(lines):
-        after = len(lines) - i - 1
+        after = total - i - 1
         need = len(line) + (1 if out else 0)
         reserve = len(more.format(n=after)) + 1 if after else 0
         if used + need + reserve > limit:
             if after == 0 and used + need <= limit:
                 out.append(line)
             else:
-                out.append(more.format(n=len(lines) - i))
+                out.append(more.format(n=total - i))
             break
         out.append(line)
         used += need
+    else:
+        if total > len(lines):
+            out.append(more.format(n=total - len(lines)))
     return "\n".join(out)[:limit]
+
+
+def failure_lines(failed: Sequence[tuple[str, str, str]], limit: int) -> list[str]:
+    """The first failures of an import or a sync as lines, as many as `limit` characters could hold (each line is 8
+    or more): a feed may fail on all of its 250,000 rows, and formatting them all held the event loop for seconds."""
+    return [f"`{clip(i or '?', 60).replace('`', '')}` ({plain(w, 60)}): {plain(r, 200)}" for i, w, r in failed[: limit // 8 + 1]]
 
 
 def embed_size(embed: discord.Embed) -> int:
@@ -396,10 +407,7 @@ def import_summary(summary: ImportSummary, *, source: str) -> discord.Embed:
     ):
         embed.add_field(name=name, value=str(value), inline=True)
     if summary.failed:
-        lines = [
-            f"`{clip(i or '?', 60).replace('`', '')}` ({plain(where, 60)}): {plain(reason, 200)}"
-            for i, where, reason in summary.failed
-        ]
-        embed.description = fit_lines(["**Failed rows**", *lines], 3000)
+        lines = failure_lines(summary.failed, 3000)
+        embed.description = fit_lines(["**Failed rows**", *lines], 3000, total=1 + len(summary.failed))
     embed.set_footer(text=f"{summary.seconds:.1f}s")
     return embed

@@ -6,7 +6,7 @@ import discord
 
 from recommender.records import FeedSchedule, ImportSummary, SyncSummary
 
-from .render import MAX_TITLE, OK_COLOUR, WARN_COLOUR, clip, fit_lines, plain
+from .render import MAX_TITLE, OK_COLOUR, WARN_COLOUR, clip, failure_lines, fit_lines, plain
 
 FORMAT_NAMES = {"google": "Google Merchant Center", "shopify": "Shopify", "woocommerce": "WooCommerce"}
 
@@ -34,11 +34,11 @@ def sync_summary(summary: SyncSummary, *, source: str) -> discord.Embed:
     ):
         embed.add_field(name=name, value=str(value), inline=True)
     lines = [plain(w, 300) for w in summary.warnings]
+    total = len(lines) + (1 + len(s.failed) if s.failed else 0)
     if s.failed:
-        lines += ["**Failed products**"]
-        lines += [f"`{clip(i or '?', 60).replace('`', '')}` ({plain(w, 60)}): {plain(r, 200)}" for i, w, r in s.failed]
+        lines += ["**Failed products**", *failure_lines(s.failed, 3000)]
     if lines:
-        embed.description = fit_lines(lines, 3000)
+        embed.description = fit_lines(lines, 3000, total=total)
     embed.set_footer(text=clip(f"{source} · {s.seconds:.1f}s", 200))
     return embed
 

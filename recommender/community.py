@@ -14,6 +14,7 @@ built on them live in catalogues.py. A change of labels is published to the othe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Collection, Sequence
@@ -330,7 +331,8 @@ class MemberPhotos:
             rows = (await s.execute(q)).all()
         if not rows:
             return None
-        return decode([r.vector for r in rows], rows[0].dim), [str(r.label) for r in rows]
+        vectors = await asyncio.to_thread(decode, [r.vector for r in rows], rows[0].dim)  # up to 10,000 x dim
+        return vectors, [str(r.label) for r in rows]
 
     async def label_fingerprint(self, cid: int, guild_id: int, model: str, carried: Collection[str] = ()) -> str:
         """Changes whenever the guild's labels for the catalogue change ("" when it has none)."""

@@ -4,6 +4,7 @@ image URL's ETag/Last-Modified. Built on the store's session factory; knows noth
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Iterable
@@ -19,8 +20,19 @@ from .schema import FeedRow, ImageValidatorRow, ItemRow
 from .webfetch import Validator
 
 _SLICE = 500
+_IDS_SLICE = 2000
 _LAST_MODIFIED_CHARS = cast(Any, ImageValidatorRow.__table__.c.last_modified.type).length  # String(100)
 VALIDATOR_TTL_S = 30 * 24 * 3600.0
+
+
+def _validator_rows(learned: dict[str, Validator], t: datetime) -> list[dict[str, Any]]:
+    """The validators worth storing, as rows (a Last-Modified longer than its column is no HTTP date: dropped)."""
+    rows = []
+    for url, v in learned.items():
+        modified = v.last_modified if v.last_modified is not None and len(v.last_modified) <= _LAST_MODIFIED_CHARS else None
+        if v.etag is not None or modified is not None:
+            rows.append(dict(url_key=_key(url), url=url, etag=v.etag, last_modified=modified, digest=v.digest, seen_at=t))
+    return rows
 
 
 def _key(url: str) -> str:
@@ -47,8 +59,8 @@ class FeedState:
     # -- image validators -------------------------------------------------------------------------
 
     async def validators(self, urls: Iterable[str]) -> dict[str, Validator]:
-        keys = {_key(u): u for u in urls}
-        wanted = list(keys)
+        """What image servers said about these URLs before (a feed's 250,000 at most: keyed in a thread, read in slices)."""
+        wanted = await asyncio.to_thread(lambda: list({_key(u): u for u in urls}))
         out: dict[str, Validator] = {}
         async with self.session() as s:
             for i in range(0, len(wanted), _SLICE):
@@ -62,16 +74,13 @@ class FeedState:
         date (those are 29 characters): it is dropped, not stored, so a server's odd header can never make
         PostgreSQL refuse the sync that learned it (SQLite would have kept it whole). A validator left with
         nothing to revalidate by is not stored."""
-        t = now()
-        rows = []
-        for url, v in learned.items():
-            modified = v.last_modified if v.last_modified is not None and len(v.last_modified) <= _LAST_MODIFIED_CHARS else None
-            if v.etag is not None or modified is not None:
-                rows.append(dict(url_key=_key(url), url=url, etag=v.etag, last_modified=modified, digest=v.digest, seen_at=t))
+        rows = await asyncio.to_thread(_validator_rows, learned, now())
         if not rows:
             return
         async with self.session() as s, s.begin():  # upserts: two syncs may learn one picture URL at once
-            await s.execute(upsert_statement(s.get_bind().dialect.name, ImageValidatorRow, ("url_key",), rows[0]), rows)
+            upsert = upsert_statement(s.get_bind().dialect.name, ImageValidatorRow, ("url_key",), rows[0])
+            for i in range(0, len(rows), _SLICE):  # one transaction; the loop runs between slices
+                await s.execute(upsert, rows[i : i + _SLICE])
 
     async def prune_validators(self, older_than_s: float = VALIDATOR_TTL_S) -> None:
         """Forget validators neither learned nor confirmed (a 304) for long: URLs that left every feed. At
@@ -82,8 +91,19 @@ class FeedState:
     # -- the catalogue's ids ----------------------------------------------------------------------
 
     async def item_ids(self, guild_id: int) -> set[str]:
-        async with self.session() as s:
-            return set((await s.execute(select(ItemRow.item_id).where(ItemRow.guild_id == guild_id))).scalars())
+        """The catalogue's item ids, read in slices (the loop runs between them), of one moment."""
+        ids: set[str] = set()
+        last = -1
+        async with self.session() as s, s.begin():
+            if s.get_bind().dialect.name == "postgresql":  # later slices see what the first one saw
+                await s.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            while True:
+                q = select(ItemRow.pk, ItemRow.item_id).where(ItemRow.guild_id == guild_id, ItemRow.pk > last)
+                rows = (await s.execute(q.order_by(ItemRow.pk).limit(_IDS_SLICE))).all()
+                ids.update(r.item_id for r in rows)
+                if len(rows) < _IDS_SLICE:
+                    return ids
+                last = rows[-1].pk
 
     # -- scheduled feeds --------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "lookalike-bot (catalogue import)"
+_JOIN_ON_LOOP = 4 << 20  # bodies larger than this are joined in a thread
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,8 @@ class UrlFetcher:
             if size > self.max_bytes:
                 raise ImageTooLarge(f"the {self.what} is larger than {_mb(self.max_bytes)}")
             chunks.append(chunk)
+        if size > _JOIN_ON_LOOP:  # a feed of up to 256 MB: one copy of it holds the loop 50-100 ms
+            return await asyncio.to_thread(b"".join, chunks)
         return b"".join(chunks)
 
     async def _check_public(self, url: yarl.URL) -> None:

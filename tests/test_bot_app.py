@@ -256,6 +256,8 @@ def test_rendered_replies_stay_within_discord_limits(long: bool) -> None:
     validate_message({"embeds": [e.to_dict() for e in item.embeds]}, len(item.files))
     summary = ImportSummary(3, 0, 1, [(f"id-{i}", f"file.csv line {i}", "reason " * 50) for i in range(500)], 2.0)
     validate_message({"embeds": [render.import_summary(summary, source="x" * 300).to_dict()]}, 0)
+    lines = render.fit_lines(["**Failed rows**", "a", "b"], 3000, total=1 + 500).splitlines()
+    assert lines == ["**Failed rows**", "a", "b", "… and 498 more"]  # lines the caller never made are counted
     listing = render.list_embed([_item(i, long) for i in range(25)], 1000, 1, 25, 42)
     validate_message({"embeds": [listing.to_dict()]}, 0)
     with pytest.raises(ApiError):  # and the check itself can fail
@@ -319,3 +321,33 @@ async def test_a_connected_bot_stamps_its_health_file(make_harness, tmp_path: Pa
     assert bot.gateway_open()  # resumed
     await h.stop()
     assert bot._health is not None and bot._health.done()  # close() waited for the stamping task to end
+
+
+def test_a_summary_of_a_quarter_million_failures_formats_only_what_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shop's feed of 250,000 rows whose image host refuses the bot fails on every row: the summary formatted all
+    of them, on the event loop (seconds of escaping), to show the first few dozen."""
+    from bot import render_feeds
+    from recommender.records import SyncSummary
+
+    n = 250_000
+    failed = [(f"p{i}", f"row {i}", "the image host answered 403") for i in range(n)]
+    escaped = [0]
+    real_plain = render.plain
+
+    def plain(text: str, limit: int) -> str:
+        escaped[0] += 1
+        return real_plain(text, limit)
+
+    monkeypatch.setattr(render, "plain", plain)
+    monkeypatch.setattr(render_feeds, "plain", plain)
+    sync = SyncSummary("csv", ImportSummary(0, 0, 0, failed, 9.0), 0, 0, ["some rows could not be read"])
+    embeds = [
+        render.import_summary(ImportSummary(0, 0, 0, failed, 9.0), source="shop.zip"),
+        render_feeds.sync_summary(sync, source="https://shop.example/feed.csv"),
+    ]
+    for embed in embeds:
+        validate_message({"embeds": [embed.to_dict()]}, 0)
+        shown = embed.description.splitlines()
+        listed_failures = [line for line in shown if line.startswith("`p")]
+        assert len(listed_failures) > 10 and shown[-1] == f"… and {n - len(listed_failures)} more"
+    assert escaped[0] < 2_000, f"{escaped[0]} strings escaped for two summaries"

@@ -24,7 +24,7 @@ from recommender.store import Store
 from recommender.versions import CatalogueVersions
 
 from databases import sql
-from helpers import demo_photos
+from helpers import LoopLag, demo_photos, settled_heap
 
 DIM = 96
 PHOTOS = demo_photos()
@@ -502,3 +502,32 @@ async def test_a_page_of_items_and_its_total_are_of_one_moment(store: Store, mon
     items, total = await store.list_items(0, limit=10)
     assert not armed and len(items) == total == 3
     assert (await store.list_items(0, offset=10))[1] == 4  # past the last page: the total alone
+
+
+async def test_a_big_feeds_bookkeeping_keeps_the_loop_free(store: Store) -> None:
+    """A sync of a feed of 50,000 products reads and saves its pictures' validators and reads the catalogue's ids.
+    Each was one step on the event loop (keys hashed, every row's parameters built, every id's row made): seconds
+    at the feed limit of 250,000 rows, with the bot's heartbeats waiting."""
+    from recommender.webfetch import Validator
+
+    n = 50_000
+    feeds = FeedState(store.session)
+    learned = {f"https://shop.example/p/{i}.jpg": Validator(f'"v{i}"', None, f"{i:064x}") for i in range(n)}
+    at = datetime(2026, 1, 1)
+    await sql(
+        store,
+        "INSERT INTO items (guild_id, item_id, name, category, thumbnail, content_hash, added_by, added_at, updated_at) "
+        "VALUES (5, :id, 'x', 'c', :t, :h, 't', :at, :at)",
+        [{"id": f"p{i}", "t": b"\0", "h": f"{i:064x}", "at": at} for i in range(n)],
+    )
+    with settled_heap():  # as the bot's process is once started
+        async with LoopLag() as saving:
+            await feeds.save_validators(learned)
+        async with LoopLag() as reading:
+            known = await feeds.validators(learned)
+        async with LoopLag() as listing:
+            ids = await feeds.item_ids(5)
+    assert len(known) == n and known["https://shop.example/p/7.jpg"] == learned["https://shop.example/p/7.jpg"]
+    assert len(ids) == n and "p49999" in ids
+    stalls = {"save": saving.worst, "read": reading.worst, "ids": listing.worst}
+    assert max(stalls.values()) < 0.1, f"the loop stalled: {stalls}"
