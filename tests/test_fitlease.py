@@ -81,7 +81,7 @@ async def test_another_process_s_change_is_fitted_once_and_every_process_gets_th
     query = as_png(demo_photos("hat")[1])
     try:
         for rec in (a, b):  # a process that waits on another's lease looks again every third of it (SQLite has no feed)
-            rec.catalogues.heads.leases = FitLeases(rec.store.session, rec.store.database.kind, ttl_s=3.0)
+            rec.catalogues.heads.leases = FitLeases(rec.store.session, rec.store.database.kind, ttl_s=6.0)
             await rec.similar(query, k=3)  # each has the saved head
             assert rec.catalogues.state(0).head.info["items"] == 120
         caplog.clear()
@@ -122,7 +122,7 @@ async def test_a_quick_head_met_by_several_processes_is_fitted_fully_once(
     shards = [await open_rec(demo_catalogue, retrain_delay_s=0.05, head_views=16) for _ in range(2)]
     try:
         for rec in shards:
-            rec.catalogues.heads.leases = FitLeases(rec.store.session, rec.store.database.kind, ttl_s=3.0)
+            rec.catalogues.heads.leases = FitLeases(rec.store.session, rec.store.database.kind, ttl_s=6.0)
         caplog.clear()
         for rec in shards:
             await rec.similar(as_png(demo_photos("hat")[1]), k=3)  # the quick head answers at once ...

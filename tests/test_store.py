@@ -520,14 +520,17 @@ async def test_a_big_feeds_bookkeeping_keeps_the_loop_free(store: Store) -> None
         "VALUES (5, :id, 'x', 'c', :t, :h, 't', :at, :at)",
         [{"id": f"p{i}", "t": b"\0", "h": f"{i:064x}", "at": at} for i in range(n)],
     )
+    stalls: dict[str, list[float]] = {"save": [], "read": [], "ids": []}
     with settled_heap():  # as the bot's process is once started
-        async with LoopLag() as saving:
-            await feeds.save_validators(learned)
-        async with LoopLag() as reading:
-            known = await feeds.validators(learned)
-        async with LoopLag() as listing:
-            ids = await feeds.item_ids(5)
+        for _ in range(2):  # work on the loop stalls it every time; the other test worker may delay it once
+            async with LoopLag() as saving:
+                await feeds.save_validators(learned)
+            async with LoopLag() as reading:
+                known = await feeds.validators(learned)
+            async with LoopLag() as listing:
+                ids = await feeds.item_ids(5)
+            for step, lag in (("save", saving), ("read", reading), ("ids", listing)):
+                stalls[step].append(lag.worst)
     assert len(known) == n and known["https://shop.example/p/7.jpg"] == learned["https://shop.example/p/7.jpg"]
     assert len(ids) == n and "p49999" in ids
-    stalls = {"save": saving.worst, "read": reading.worst, "ids": listing.worst}
-    assert max(stalls.values()) < 0.1, f"the loop stalled: {stalls}"
+    assert max(min(worst) for worst in stalls.values()) < 0.1, f"the loop stalled: {stalls}"
