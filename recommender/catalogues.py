@@ -41,21 +41,18 @@ LOAD_TRIES = 3  # index loads in a row while refresh() keeps landing during them
 
 
 class Catalogues:
-    def __init__(
-        self, store: Store, embedder: Embedder, settings: Settings, photos: MemberPhotos | None = None, leases: FitLeases | None = None
-    ) -> None:  # fmt: skip
+    def __init__(self, store: Store, embedder: Embedder, settings: Settings, photos: MemberPhotos | None = None) -> None:
         self.store = store
         self.photos = MemberPhotos(store) if photos is None else photos
         self.embedder = embedder
         self.model = embedder.model
         self.settings = settings
         self._states: dict[int, CatalogueState] = {}
-        leases = FitLeases(store.session, store.database.kind) if leases is None else leases
         self.heads = Heads(
             store,
             embedder,
             settings,
-            leases,
+            FitLeases(store.session, store.database.kind),
             self._states,
             self._head_fingerprint,
             lambda cid: self.members(cid, cid, fresh=True),

@@ -262,3 +262,17 @@ def zip_directory_damaged(data: bytes, field: str) -> bytes:
     else:
         b[entry + 8] |= 1  # general purpose flag bit 0: encrypted
     return bytes(b)
+
+
+async def eventually(probe, *, within: float = 1.0) -> float:
+    """Seconds until `await probe()` is true; fails after `within`."""
+    t0 = time.monotonic()
+    while not await probe():
+        assert time.monotonic() - t0 < within, f"not within {within}s"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - t0
+
+
+def head_fits(caplog: Any) -> int:
+    """Head fits logged so far (heads.py logs "head (" once per fit)."""
+    return sum("head (" in r.getMessage() for r in caplog.records if r.name == "recommender.heads")

@@ -18,7 +18,7 @@ from recommender.errors import DatabaseUnavailable
 from recommender.records import ItemFields
 
 from databases import Cluster, find_bin
-from helpers import DEMO, as_png, demo_photos, open_rec, run_cli
+from helpers import DEMO, as_png, demo_photos, eventually, open_rec, run_cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,15 +28,6 @@ def mirrored(path: Path) -> bytes:
         out = io.BytesIO()
         ImageOps.mirror(im.convert("RGB")).save(out, "JPEG", quality=92)
     return out.getvalue()
-
-
-async def eventually(probe, *, within: float = 1.0) -> float:
-    """Seconds until `await probe()` is true; fails after `within`."""
-    t0 = time.monotonic()
-    while not await probe():
-        assert time.monotonic() - t0 < within, f"not within {within}s"
-        await asyncio.sleep(0.01)
-    return time.monotonic() - t0
 
 
 def test_a_change_round_trips_and_a_huge_one_asks_for_a_reload() -> None:

@@ -31,14 +31,13 @@ from helpers import (
     demo_db,
     demo_item_id,
     demo_photos,
+    head_fits,
     largest_women_photos,
     needs_women,
     open_rec,
     settings,
     settled_heap,
 )
-
-TRAINED = "head ("  # what the engine logs once per head fit
 
 
 @pytest_asyncio.fixture
@@ -55,10 +54,6 @@ def mirrored(path: Path) -> bytes:
         out = io.BytesIO()
         ImageOps.mirror(im.convert("RGB")).save(out, "JPEG", quality=92)
     return out.getvalue()
-
-
-def trainings(caplog: pytest.LogCaptureFixture) -> int:
-    return sum(TRAINED in r.getMessage() for r in caplog.records if r.name == "recommender.heads")
 
 
 async def brute_force(rec, query: np.ndarray, k: int, exclude_pk: int | None = None) -> list[str]:
@@ -259,10 +254,10 @@ async def debounced(rec, caplog: pytest.LogCaptureFixture) -> None:
     for i, p in enumerate(demo_photos("hat")[:6]):
         await rec.add_item(mirrored(p), ItemFields(f"m-{i}", f"Mirrored hat {i}", "mirrored"), guild_id=0, actor="mod")
         await asyncio.sleep(0.03)
-    assert trainings(caplog) == 0  # nothing yet: the delay restarts with each change
+    assert head_fits(caplog) == 0  # nothing yet: the delay restarts with each change
     timer = rec.catalogues.state(0).retrain_timer
     await asyncio.wait_for(asyncio.shield(timer), 30)
-    assert trainings(caplog) == 1
+    assert head_fits(caplog) == 1
     saved = await rec.store.load_classifier(0, "tiny")
     assert saved.fingerprint == await rec.store.fingerprint(0, "tiny")
     assert "mirrored" in head_from_bytes(saved.blob).classifier.labels
@@ -279,7 +274,7 @@ async def test_the_classifier_is_reused_after_a_restart(demo_catalogue: str, cap
         assert saved is not None and saved.fingerprint == await rec.store.fingerprint(0, "tiny")
         first = await rec.classify(query)
         await asyncio.sleep(0.2)
-        assert trainings(caplog) == 0
+        assert head_fits(caplog) == 0
         assert (await rec.store.load_classifier(0, "tiny")).trained_at == saved.trained_at
         await rec.edit_item(demo_item_id(demo_photos("skirt")[0]), {"name": "renamed"}, guild_id=0, actor="mod")
     finally:
@@ -290,7 +285,7 @@ async def test_the_classifier_is_reused_after_a_restart(demo_catalogue: str, cap
         again = await rec.classify(query)
         assert again.prediction.ranked == first.prediction.ranked  # the saved one answers at once ...
         await asyncio.wait_for(asyncio.shield(rec.catalogues.state(0).retrain_timer), 30)
-        assert trainings(caplog) == 1  # ... and is refreshed in the background
+        assert head_fits(caplog) == 1  # ... and is refreshed in the background
         assert (await rec.store.load_classifier(0, "tiny")).fingerprint == await rec.store.fingerprint(0, "tiny")
     finally:
         await rec.close()
@@ -307,11 +302,11 @@ async def test_a_burst_of_queries_trains_the_classifier_once(demo_catalogue: str
         queries = [as_png(p) for p in demo_photos("shoes")[:6]]
         results = await asyncio.gather(*(rec.similar(q, k=3) for q in queries))
         assert all(r.prediction is not None for r in results)
-        assert trainings(caplog) == 1
+        assert head_fits(caplog) == 1
         quick = rec.catalogues.state(0).head
         assert quick is not None and quick.info["views"] == 0
         await asyncio.wait_for(asyncio.shield(rec.catalogues.state(0).retrain_timer), 60)
-        assert trainings(caplog) == 2 and rec.catalogues.state(0).head.info["views"] > 0
+        assert head_fits(caplog) == 2 and rec.catalogues.state(0).head.info["views"] > 0
     finally:
         await rec.close()
 
@@ -587,13 +582,13 @@ async def test_an_import_never_retrains_by_itself_so_the_callers_retrain_is_the_
         records = list(records_from_folder(demo_photos("hat")[0].parents[1]))
         summary = await rec.import_items(records, guild_id=0, actor="test", batch=8)
         assert summary.added == 120
-        assert trainings(caplog) == 0  # nothing fitted during or after the batches
+        assert head_fits(caplog) == 0  # nothing fitted during or after the batches
         clf = await rec.retrain(0, force=False)  # what `lookalike import` does next
-        assert clf is not None and trainings(caplog) == 1
+        assert clf is not None and head_fits(caplog) == 1
         await asyncio.sleep(0.5)  # a debounced retrain scheduled by the import would have run by now
         state = rec.catalogues.state(0)
         assert state.retrain_timer is None and state.training is None
-        assert trainings(caplog) == 1
+        assert head_fits(caplog) == 1
     finally:
         await rec.close()
 
@@ -612,7 +607,7 @@ async def test_an_unreadable_saved_classifier_is_retrained_not_repeated(rec, tmp
         assert head_from_bytes(saved.blob).classifier.labels  # replaced by a good one
     finally:
         await again.close()
-    assert trainings(caplog) <= 2  # one quick fit answers them all, and the full one follows in the background
+    assert head_fits(caplog) <= 2  # one quick fit answers them all, and the full one follows in the background
 
 
 async def test_two_adds_of_the_same_id_at_once_give_one_item_and_a_sentence(rec) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from datetime import datetime
 
 import pytest
@@ -15,21 +14,9 @@ from recommender.fitlease import FitLeases
 from recommender.records import ItemFields
 
 from databases import sql
-from helpers import as_png, demo_photos, open_rec
+from helpers import as_png, demo_photos, eventually, head_fits, open_rec
 
 pytestmark = pytest.mark.timeout(180)
-FITTED = "head ("  # what heads.py logs once per head fit
-
-
-def fits(caplog: pytest.LogCaptureFixture) -> int:
-    return sum(FITTED in r.getMessage() for r in caplog.records if r.name == "recommender.heads")
-
-
-async def eventually(probe, *, within: float) -> None:
-    t0 = time.monotonic()
-    while not await probe():
-        assert time.monotonic() - t0 < within, f"not within {within}s"
-        await asyncio.sleep(0.05)
 
 
 async def add_from_another_process(db: str, item_id: str) -> None:
@@ -102,7 +89,7 @@ async def test_another_process_s_change_is_fitted_once_and_every_process_gets_th
 
         await eventually(both_have_it, within=10.0)
         await asyncio.sleep(0.3)  # what a second fit would take, with 16 views
-        assert fits(caplog) == 1
+        assert head_fits(caplog) == 1
     finally:
         await a.close()
         await b.close()
@@ -128,7 +115,7 @@ async def test_a_quick_head_met_by_several_processes_is_fitted_fully_once(
             await rec.similar(as_png(demo_photos("hat")[1]), k=3)  # the quick head answers at once ...
         for rec in shards:  # ... and the full one follows, fitted by one of them
             await eventually(functools.partial(_fitted, rec, 120), within=20.0)
-        assert fits(caplog) == 1
+        assert head_fits(caplog) == 1
     finally:
         for rec in shards:
             await rec.close()
@@ -146,10 +133,10 @@ async def test_a_fit_lease_left_by_a_killed_process_is_taken_over(demo_catalogue
         caplog.clear()
         await rec.add_item(as_png(demo_photos("shoes")[0]), ItemFields("new-hat", "New hat", "hat"), guild_id=0, actor="mod")
         await asyncio.sleep(0.5)
-        assert fits(caplog) == 0  # the lease is held: this process waits for the head the holder would save
+        assert head_fits(caplog) == 0  # the lease is held: this process waits for the head the holder would save
         await lapse(rec, 0)
         await eventually(lambda: _fitted(rec, 121), within=15.0)  # the lease lapsed: this process fits
-        assert fits(caplog) == 1
+        assert head_fits(caplog) == 1
 
         async def given_back() -> bool:  # after the fit
             return await sql(rec.store, "SELECT COUNT(*) FROM fit_leases") == [(0,)]
